@@ -1,0 +1,319 @@
+//! Key types. Every secret zeroizes on drop, prints redacted, has no `Display`,
+//! compares in constant time and is never a public field.
+
+use core::fmt;
+
+use ed25519_dalek::{Signer as _, Verifier as _};
+use rand_core::CryptoRngCore;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+use crate::error::DecodeError;
+
+/// Length of every key, secret and hash in this crate.
+pub const KEY_LEN: usize = 32;
+/// Length of an Ed25519 signature.
+pub const SIGNATURE_LEN: usize = 64;
+
+/// An Ed25519 public key (identity, device, record owner or record writer).
+///
+/// Always a valid curve point: constructing one from bytes checks the encoding.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublicKey([u8; KEY_LEN]);
+
+impl PublicKey {
+    /// Parses a public key, rejecting encodings that are not a valid point.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let arr: [u8; KEY_LEN] = bytes.try_into().map_err(|_| DecodeError::WrongLength {
+            what: "public key",
+            expected: KEY_LEN,
+            got: bytes.len(),
+        })?;
+        ed25519_dalek::VerifyingKey::from_bytes(&arr)
+            .map_err(|_| DecodeError::InvalidKey("public key is not a valid Ed25519 point"))?;
+        Ok(Self(arr))
+    }
+
+    /// The 32 encoded bytes.
+    pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+
+    /// Verifies an Ed25519 signature over `msg` (strict verification: no malleable
+    /// signatures, no small-order keys).
+    pub(crate) fn verify_raw(&self, msg: &[u8], sig: &Signature) -> bool {
+        let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&self.0) else {
+            return false;
+        };
+        let sig = ed25519_dalek::Signature::from_bytes(&sig.0);
+        vk.verify_strict(msg, &sig).is_ok() && vk.verify(msg, &sig).is_ok()
+    }
+
+    /// Short hex form for logs and UIs (first 8 bytes).
+    pub fn fmt_short(&self) -> String {
+        data_encoding::HEXLOWER.encode(&self.0[..8])
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey({})", self.fmt_short())
+    }
+}
+
+impl fmt::Display for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&data_encoding::BASE64URL_NOPAD.encode(&self.0))
+    }
+}
+
+impl Serialize for PublicKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v: Vec<u8> = serde_bytes_vec(d)?;
+        Self::from_bytes(&v).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An Ed25519 signature.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Signature(pub(crate) [u8; SIGNATURE_LEN]);
+
+impl Signature {
+    /// Parses a signature of exactly 64 bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let arr: [u8; SIGNATURE_LEN] =
+            bytes.try_into().map_err(|_| DecodeError::WrongLength {
+                what: "signature",
+                expected: SIGNATURE_LEN,
+                got: bytes.len(),
+            })?;
+        Ok(Self(arr))
+    }
+    /// The 64 bytes.
+    pub fn as_bytes(&self) -> &[u8; SIGNATURE_LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Signature({}..)", data_encoding::HEXLOWER.encode(&self.0[..6]))
+    }
+}
+
+/// An Ed25519 signing key pair (a plain 32-byte seed, usable as a Veilid VLD0
+/// record owner or writer key).
+///
+/// Zeroized on drop; `Debug` shows only the public key; no `Display`.
+#[derive(Clone, ZeroizeOnDrop)]
+pub struct SigningKey(ed25519_dalek::SigningKey);
+
+impl SigningKey {
+    /// Generates a fresh key from a cryptographic RNG.
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
+        Self(ed25519_dalek::SigningKey::generate(rng))
+    }
+
+    /// Builds a key from its 32-byte seed. The caller's buffer is zeroized.
+    pub fn from_seed(seed: &mut [u8; KEY_LEN]) -> Self {
+        let k = Self(ed25519_dalek::SigningKey::from_bytes(seed));
+        seed.zeroize();
+        k
+    }
+
+    /// Builds a key from a seed slice (wrong length is an error). Used when
+    /// decoding secrets received inside an authenticated ciphertext.
+    pub(crate) fn from_seed_slice(seed: &[u8]) -> Result<Self, DecodeError> {
+        let mut arr: Zeroizing<[u8; KEY_LEN]> =
+            Zeroizing::new(seed.try_into().map_err(|_| DecodeError::WrongLength {
+                what: "signing key seed",
+                expected: KEY_LEN,
+                got: seed.len(),
+            })?);
+        Ok(Self::from_seed(&mut arr))
+    }
+
+    /// The public half.
+    pub fn public(&self) -> PublicKey {
+        PublicKey(self.0.verifying_key().to_bytes())
+    }
+
+    /// Exposes the 32-byte seed, for handing the key to a DHT backend or a store.
+    /// The returned buffer zeroizes itself on drop.
+    pub fn expose_seed(&self) -> Zeroizing<[u8; KEY_LEN]> {
+        Zeroizing::new(self.0.to_bytes())
+    }
+
+    /// Raw Ed25519 signature. Crate-private: protocol messages are signed only
+    /// through [`crate::crypto::sign`], which adds the domain separation.
+    pub(crate) fn sign_raw(&self, msg: &[u8]) -> Signature {
+        Signature(self.0.sign(msg).to_bytes())
+    }
+}
+
+impl PartialEq for SigningKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_bytes().ct_eq(other.0.as_bytes()).into()
+    }
+}
+impl Eq for SigningKey {}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKey(public={}, secret=<redacted>)", self.public().fmt_short())
+    }
+}
+
+impl Serialize for SigningKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.expose_seed().as_slice())
+    }
+}
+
+impl<'de> Deserialize<'de> for SigningKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Zeroizing::new(serde_bytes_vec(d)?);
+        Self::from_seed_slice(&v).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A 32-byte symmetric secret (invitation secret, record encryption secret,
+/// derived AEAD keys, account internal key).
+///
+/// Zeroized on drop, redacted `Debug`, no `Display`, constant-time equality.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct SecretKey([u8; KEY_LEN]);
+
+impl SecretKey {
+    /// A fresh random secret.
+    pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
+        let mut b = [0u8; KEY_LEN];
+        rng.fill_bytes(&mut b);
+        Self(b)
+    }
+    /// Wraps 32 bytes; the caller's buffer is zeroized.
+    pub fn from_bytes(bytes: &mut [u8; KEY_LEN]) -> Self {
+        let k = Self(*bytes);
+        bytes.zeroize();
+        k
+    }
+    /// Parses a slice of exactly 32 bytes.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let arr: [u8; KEY_LEN] = bytes.try_into().map_err(|_| DecodeError::WrongLength {
+            what: "secret",
+            expected: KEY_LEN,
+            got: bytes.len(),
+        })?;
+        Ok(Self(arr))
+    }
+    /// Exposes the secret bytes. Keep the borrow short.
+    pub fn expose(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
+impl PartialEq for SecretKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+impl Eq for SecretKey {}
+
+impl fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretKey(<redacted>)")
+    }
+}
+
+impl Serialize for SecretKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Zeroizing::new(serde_bytes_vec(d)?);
+        Self::from_slice(&v).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Deserializes a byte string from either a serde byte buffer or a sequence
+/// (serde_json represents bytes as an array of numbers).
+pub(crate) fn serde_bytes_vec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Vec<u8>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("bytes")
+        }
+        fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+        fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(b) = seq.next_element::<u8>()? {
+                if out.len() >= 1 << 20 {
+                    return Err(serde::de::Error::custom("byte string too long"));
+                }
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_bytes(V)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::OsRng;
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let k = SigningKey::generate(&mut OsRng);
+        let seed = k.expose_seed();
+        let dbg = format!("{k:?}");
+        assert!(!dbg.contains(&data_encoding::HEXLOWER.encode(seed.as_slice())));
+        assert!(!dbg.contains(&format!("{:?}", seed.as_slice())));
+        assert!(dbg.contains("redacted"));
+        let s = SecretKey::generate(&mut OsRng);
+        let dbg = format!("{s:?}");
+        assert_eq!(dbg, "SecretKey(<redacted>)");
+    }
+
+    #[test]
+    fn public_key_rejects_bad_lengths_and_points() {
+        assert!(matches!(
+            PublicKey::from_bytes(&[0u8; 31]),
+            Err(DecodeError::WrongLength { .. })
+        ));
+        // y = 2 is not on the curve.
+        let mut bad = [0u8; 32];
+        bad[0] = 2;
+        assert!(PublicKey::from_bytes(&bad).is_err());
+    }
+
+    #[test]
+    fn seeds_round_trip_and_are_veilid_compatible_ed25519() {
+        let k = SigningKey::generate(&mut OsRng);
+        let mut seed = *k.expose_seed();
+        let k2 = SigningKey::from_seed(&mut seed);
+        assert_eq!(seed, [0u8; 32], "caller buffer zeroized");
+        assert_eq!(k, k2);
+        assert_eq!(k.public(), k2.public());
+        let sig = k.sign_raw(b"m");
+        assert!(k.public().verify_raw(b"m", &sig));
+        assert!(!k.public().verify_raw(b"n", &sig));
+    }
+}

@@ -1,0 +1,1 @@
+//! Shareable encodings of an invitation: binary blob (QR), text armor, URI, QR rendering.
