@@ -148,3 +148,73 @@ pub enum PasswordError {
     #[error("this invitation is protected by a password or PIN")]
     Required,
 }
+
+/// The crate's top-level error.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Malformed input.
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    /// A signature, context, time or decryption check failed.
+    #[error(transparent)]
+    Verify(#[from] VerifyError),
+    /// Password / PIN problem.
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    /// A shareable encoding (ticket, armor, URI) is malformed.
+    #[error(transparent)]
+    Encoding(#[from] crate::encoding::EncodingError),
+    /// The DHT failed.
+    #[error("DHT {kind:?}: {message}")]
+    Dht {
+        /// Kind of failure.
+        kind: crate::dht::DhtErrorKind,
+        /// Backend message.
+        message: String,
+    },
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(String),
+    /// A protocol outcome that ends a flow (already used, revoked, expired…).
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// The caller used the API out of order.
+    #[error("API misuse: {0}")]
+    ApiMisuse(&'static str),
+}
+
+/// Protocol-level reasons a flow ends without a contact.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// Someone else's accept was taken first (one-time invitation).
+    #[error("this invitation has already been used")]
+    AlreadyUsed,
+    /// The inviter revoked the invitation.
+    #[error("the inviter revoked this invitation")]
+    Revoked,
+    /// The invitation expired.
+    #[error("this invitation has expired")]
+    Expired,
+    /// The invitation was rejected.
+    #[error("the invitation was rejected")]
+    Rejected,
+    /// The inbox holds something that is not an open invitation.
+    #[error("the inbox is closed or erased")]
+    InboxClosed,
+    /// The inbox record has no value (never published, or wrong record).
+    #[error("no invitation found at this address")]
+    NotFound,
+    /// A freshly fetched identity record revokes the peer's device.
+    #[error("the peer's device was revoked in its identity record")]
+    DeviceRevoked,
+    /// A step failed more times than the retry budget allows.
+    #[error("gave up after {attempts} attempts: {what}")]
+    RetriesExhausted {
+        /// What was being tried.
+        what: &'static str,
+        /// Attempts made.
+        attempts: u32,
+    },
+}

@@ -7,3 +7,8 @@ pub mod crypto;
 pub mod dht;
 pub mod encoding;
 pub mod error;
+pub mod limits;
+pub mod message;
+mod wire;
+
+pub use error::{DecodeError, Error, PasswordError, ProtocolError, VerifyError};

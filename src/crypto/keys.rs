@@ -108,6 +108,19 @@ impl fmt::Debug for Signature {
     }
 }
 
+impl Serialize for Signature {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Signature {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = serde_bytes_vec(d)?;
+        Self::from_bytes(&v).map_err(serde::de::Error::custom)
+    }
+}
+
 /// An Ed25519 signing key pair (a plain 32-byte seed, usable as a Veilid VLD0
 /// record owner or writer key).
 ///

@@ -1,8 +1,22 @@
 //! Cryptography: Ed25519 over domain-separated bytes, X25519, XChaCha20-Poly1305
 //! with associated data, Argon2id with capped parameters, labelled key derivation.
 //! This is the only module that names the RustCrypto / dalek crates.
+//!
+//! Zeroization: [`SigningKey`], [`SecretKey`], [`DhSecretKey`], [`Password`] and
+//! decrypted plaintexts are zeroized on drop. Public keys, signatures, hashes
+//! and ciphertexts are not secret and are not zeroized.
 
+pub(crate) mod aead;
+mod dh;
+pub(crate) mod kdf;
 mod keys;
+pub(crate) mod password;
+pub(crate) mod sign;
 
-pub use keys::{KEY_LEN, PublicKey, SIGNATURE_LEN, SecretKey, Signature, SigningKey};
+pub use dh::{DhPublicKey, DhSecretKey};
+pub(crate) use dh::conversation_key;
+pub use kdf::message_hash;
 pub(crate) use keys::serde_bytes_vec;
+pub use keys::{KEY_LEN, PublicKey, SIGNATURE_LEN, SecretKey, Signature, SigningKey};
+pub use password::{Password, PasswordLimits, PasswordParams, SALT_LEN};
+pub use sign::{PROTOCOL_LABEL, PROTOCOL_VERSION};

@@ -1,1 +1,6 @@
-//! Shareable encodings of an invitation: binary blob (QR), text armor, URI, QR rendering.
+//! Shareable encodings of an invitation.
+
+/// Placeholder until the encodings land.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("encoding")]
+pub struct EncodingError;

@@ -1,0 +1,121 @@
+//! XChaCha20-Poly1305 sealing with associated data that binds the record key
+//! and the message kind. Sealed layout: `nonce(24) ‖ ciphertext ‖ tag(16)`.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use rand_core::CryptoRngCore;
+use zeroize::Zeroizing;
+
+use super::SecretKey;
+use super::sign::{PROTOCOL_LABEL, PROTOCOL_VERSION};
+use crate::error::VerifyError;
+
+/// Nonce length.
+pub const NONCE_LEN: usize = 24;
+/// Authentication tag length.
+pub const TAG_LEN: usize = 16;
+/// Bytes a seal adds to the plaintext.
+pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+/// What a ciphertext holds; bound into the associated data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SealedKind {
+    /// The inbox request (owner subkey).
+    Request,
+    /// A response (writer subkey).
+    Response,
+    /// The final status (owner subkey).
+    FinalStatus,
+    /// An account secret for a newly linked device.
+    DeviceHandover,
+    /// A request to a published request inbox.
+    AddressRequest,
+}
+
+impl SealedKind {
+    fn label(self) -> &'static [u8] {
+        match self {
+            Self::Request => b"request",
+            Self::Response => b"response",
+            Self::FinalStatus => b"final-status",
+            Self::DeviceHandover => b"device-handover",
+            Self::AddressRequest => b"address-request",
+        }
+    }
+}
+
+fn associated_data(kind: SealedKind, record: &[u8; 32]) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(80);
+    ad.extend_from_slice(PROTOCOL_LABEL);
+    ad.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
+    ad.push(kind.label().len() as u8);
+    ad.extend_from_slice(kind.label());
+    ad.extend_from_slice(record);
+    ad
+}
+
+/// Seals `plaintext` for `record` and `kind`.
+pub(crate) fn seal(
+    key: &SecretKey,
+    kind: SealedKind,
+    record: &[u8; 32],
+    plaintext: &[u8],
+    rng: &mut impl CryptoRngCore,
+) -> Vec<u8> {
+    let cipher = XChaCha20Poly1305::new(key.expose().into());
+    let mut nonce = [0u8; NONCE_LEN];
+    rng.fill_bytes(&mut nonce);
+    let ad = associated_data(kind, record);
+    let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
+    out.extend_from_slice(&nonce);
+    // Encryption with a valid key and in-memory buffers cannot fail.
+    let ct = cipher
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: &ad })
+        .unwrap_or_default();
+    out.extend_from_slice(&ct);
+    out
+}
+
+/// Opens a ciphertext made by [`seal`] with the same key, kind and record.
+pub(crate) fn open(
+    key: &SecretKey,
+    kind: SealedKind,
+    record: &[u8; 32],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, VerifyError> {
+    if sealed.len() < OVERHEAD {
+        return Err(VerifyError::DecryptionFailed);
+    }
+    let (nonce, ct) = sealed.split_at(NONCE_LEN);
+    let cipher = XChaCha20Poly1305::new(key.expose().into());
+    let ad = associated_data(kind, record);
+    cipher
+        .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &ad })
+        .map(Zeroizing::new)
+        .map_err(|_| VerifyError::DecryptionFailed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::OsRng;
+
+    #[test]
+    fn seal_open_bound_to_kind_and_record() {
+        let k = SecretKey::generate(&mut OsRng);
+        let r = [7u8; 32];
+        let s = seal(&k, SealedKind::Request, &r, b"hello", &mut OsRng);
+        assert_eq!(s.len(), 5 + OVERHEAD);
+        assert_eq!(open(&k, SealedKind::Request, &r, &s).unwrap().as_slice(), b"hello");
+        assert_eq!(open(&k, SealedKind::Response, &r, &s), Err(VerifyError::DecryptionFailed));
+        assert_eq!(open(&k, SealedKind::Request, &[8u8; 32], &s), Err(VerifyError::DecryptionFailed));
+        let k2 = SecretKey::generate(&mut OsRng);
+        assert_eq!(open(&k2, SealedKind::Request, &r, &s), Err(VerifyError::DecryptionFailed));
+        for i in 0..s.len() * 8 {
+            let mut t = s.clone();
+            t[i / 8] ^= 1 << (i % 8);
+            assert!(open(&k, SealedKind::Request, &r, &t).is_err(), "bit {i}");
+        }
+        assert!(open(&k, SealedKind::Request, &r, &s[..OVERHEAD - 1]).is_err());
+    }
+}

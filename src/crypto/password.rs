@@ -1,0 +1,254 @@
+//! Password / PIN protection of an invitation secret with Argon2id.
+//!
+//! The ticket carries the salt and the Argon2id parameters; the secret it
+//! carries is `secret XOR derive(PasswordMask, Argon2id(password, salt), record)`.
+//! There is **no** check value: a wrong password yields a wrong secret that is
+//! only detected when the inbox ciphertext fails to open. A guess can therefore
+//! not be confirmed from the ticket alone; it can be confirmed offline by
+//! someone who holds the ticket **and** has fetched the inbox ciphertext, at
+//! the cost of one Argon2id evaluation per guess (see `docs/threat-model.md`).
+//!
+//! Parameters read from a ticket are untrusted: [`PasswordLimits::check`] runs
+//! before any work and refuses anything above the caps with
+//! [`PasswordError::ExcessiveWork`].
+
+use core::fmt;
+
+use rand_core::CryptoRngCore;
+use zeroize::{Zeroize, Zeroizing};
+
+use super::SecretKey;
+use super::kdf::{KeyPurpose, derive};
+use crate::error::PasswordError;
+
+/// Salt length.
+pub const SALT_LEN: usize = 16;
+
+/// Argon2id parameters as carried in a ticket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PasswordParams {
+    /// Memory is `2^m_cost_log2` KiB.
+    pub m_cost_log2: u8,
+    /// Passes.
+    pub t_cost: u8,
+    /// Lanes.
+    pub p_cost: u8,
+}
+
+impl PasswordParams {
+    /// The defaults for new invitations: 64 MiB, 3 passes, 1 lane
+    /// (RFC 9106's second recommendation, with one lane for phones).
+    /// Measured cost per guess is in the README (`## Performance`).
+    pub const DEFAULT: Self = Self { m_cost_log2: 16, t_cost: 3, p_cost: 1 };
+
+    /// Cheap parameters for tests and examples only. Never use for real invitations.
+    pub const INSECURE_FAST_FOR_TESTS: Self = Self { m_cost_log2: 5, t_cost: 1, p_cost: 1 };
+
+    /// Memory in KiB (saturating).
+    pub fn memory_kib(&self) -> u64 {
+        1u64.checked_shl(u32::from(self.m_cost_log2)).unwrap_or(u64::MAX)
+    }
+}
+
+/// Caps on attacker-supplied Argon2id parameters. Checked before any work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PasswordLimits {
+    /// Largest memory exponent accepted (KiB = 2^this).
+    pub max_m_cost_log2: u8,
+    /// Most passes accepted.
+    pub max_t_cost: u8,
+    /// Most lanes accepted.
+    pub max_p_cost: u8,
+    /// Cap on memory × passes, in KiB·passes.
+    pub max_work_kib_passes: u64,
+}
+
+impl Default for PasswordLimits {
+    /// 256 MiB, 10 passes, 4 lanes, and at most 1 GiB·pass in total
+    /// (about 4× the default's work).
+    fn default() -> Self {
+        Self { max_m_cost_log2: 18, max_t_cost: 10, max_p_cost: 4, max_work_kib_passes: 1 << 20 }
+    }
+}
+
+impl PasswordLimits {
+    /// Refuses parameters above the caps (before any work) or invalid for Argon2id.
+    pub fn check(&self, p: &PasswordParams) -> Result<(), PasswordError> {
+        if p.t_cost == 0 || p.p_cost == 0 {
+            return Err(PasswordError::InvalidParams("t_cost and p_cost must be at least 1"));
+        }
+        if p.m_cost_log2 > self.max_m_cost_log2 {
+            return Err(PasswordError::ExcessiveWork {
+                required: format!("{} KiB of memory", p.memory_kib()),
+                max: format!("{} KiB", 1u64 << self.max_m_cost_log2),
+            });
+        }
+        if p.t_cost > self.max_t_cost {
+            return Err(PasswordError::ExcessiveWork {
+                required: format!("{} passes", p.t_cost),
+                max: format!("{} passes", self.max_t_cost),
+            });
+        }
+        if p.p_cost > self.max_p_cost {
+            return Err(PasswordError::ExcessiveWork {
+                required: format!("{} lanes", p.p_cost),
+                max: format!("{} lanes", self.max_p_cost),
+            });
+        }
+        let work = p.memory_kib().saturating_mul(u64::from(p.t_cost));
+        if work > self.max_work_kib_passes {
+            return Err(PasswordError::ExcessiveWork {
+                required: format!("{work} KiB·passes"),
+                max: format!("{} KiB·passes", self.max_work_kib_passes),
+            });
+        }
+        // Argon2 needs at least 8 KiB per lane.
+        if p.memory_kib() < 8 * u64::from(p.p_cost) {
+            return Err(PasswordError::InvalidParams("memory must be at least 8 KiB per lane"));
+        }
+        Ok(())
+    }
+}
+
+/// A password or PIN. Zeroized on drop, redacted in `Debug`, no `Display`.
+#[derive(Clone)]
+pub struct Password(Zeroizing<String>);
+
+impl Password {
+    /// Wraps a password. The string is taken as UTF-8 bytes, unnormalised:
+    /// apps that accept input from several keyboards should NFC-normalise first.
+    pub fn new(password: impl Into<String>) -> Result<Self, PasswordError> {
+        let s = Zeroizing::new(password.into());
+        if s.is_empty() {
+            return Err(PasswordError::Empty);
+        }
+        Ok(Self(s))
+    }
+    fn bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// Runs Argon2id and derives the 32-byte mask for `record`.
+fn mask(
+    password: &Password,
+    salt: &[u8; SALT_LEN],
+    params: &PasswordParams,
+    record: &[u8; 32],
+    limits: &PasswordLimits,
+) -> Result<SecretKey, PasswordError> {
+    limits.check(params)?;
+    let m_kib = u32::try_from(params.memory_kib())
+        .map_err(|_| PasswordError::InvalidParams("memory out of range"))?;
+    let a_params = argon2::Params::new(m_kib, u32::from(params.t_cost), u32::from(params.p_cost), Some(32))
+        .map_err(|_| PasswordError::InvalidParams("rejected by Argon2"))?;
+    let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, a_params);
+    let mut out = Zeroizing::new([0u8; 32]);
+    argon
+        .hash_password_into(password.bytes(), salt, out.as_mut())
+        .map_err(|_| PasswordError::InvalidParams("rejected by Argon2"))?;
+    Ok(derive(KeyPurpose::PasswordMask, out.as_ref(), &[record, salt]))
+}
+
+fn xor(a: &SecretKey, b: &SecretKey) -> SecretKey {
+    let mut out = [0u8; 32];
+    for (o, (x, y)) in out.iter_mut().zip(a.expose().iter().zip(b.expose().iter())) {
+        *o = x ^ y;
+    }
+    let k = SecretKey::from_bytes(&mut out);
+    out.zeroize();
+    k
+}
+
+/// Masks `secret` under `password` with fresh salt. Returns (masked, salt).
+pub(crate) fn lock(
+    secret: &SecretKey,
+    password: &Password,
+    params: &PasswordParams,
+    record: &[u8; 32],
+    rng: &mut impl CryptoRngCore,
+) -> Result<(SecretKey, [u8; SALT_LEN]), PasswordError> {
+    let mut salt = [0u8; SALT_LEN];
+    rng.fill_bytes(&mut salt);
+    // The inviter's own choice is checked against the same caps the reader
+    // will apply, so it never mints a ticket its peer would refuse.
+    let m = mask(password, &salt, params, record, &PasswordLimits::default())?;
+    Ok((xor(secret, &m), salt))
+}
+
+/// Unmasks a ticket secret. A wrong password gives a wrong secret (detected
+/// later, when the inbox fails to open); hostile parameters are refused first.
+pub(crate) fn unlock(
+    masked: &SecretKey,
+    password: &Password,
+    salt: &[u8; SALT_LEN],
+    params: &PasswordParams,
+    record: &[u8; 32],
+    limits: &PasswordLimits,
+) -> Result<SecretKey, PasswordError> {
+    let m = mask(password, salt, params, record, limits)?;
+    Ok(xor(masked, &m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_core::OsRng;
+
+    const FAST: PasswordParams = PasswordParams::INSECURE_FAST_FOR_TESTS;
+
+    #[test]
+    fn lock_unlock_round_trip_and_wrong_password_gives_other_secret() {
+        let s = SecretKey::generate(&mut OsRng);
+        let pw = Password::new("correct horse").unwrap();
+        let rec = [3u8; 32];
+        let (masked, salt) = lock(&s, &pw, &FAST, &rec, &mut OsRng).unwrap();
+        assert_ne!(masked, s);
+        let lim = PasswordLimits::default();
+        assert_eq!(unlock(&masked, &pw, &salt, &FAST, &rec, &lim).unwrap(), s);
+        let wrong = Password::new("correct horsf").unwrap();
+        assert_ne!(unlock(&masked, &wrong, &salt, &FAST, &rec, &lim).unwrap(), s);
+        // Bound to the record key too.
+        assert_ne!(unlock(&masked, &pw, &salt, &FAST, &[4u8; 32], &lim).unwrap(), s);
+    }
+
+    #[test]
+    fn hostile_parameters_refused_before_work() {
+        let lim = PasswordLimits::default();
+        let huge_m = PasswordParams { m_cost_log2: 40, t_cost: 1, p_cost: 1 };
+        let huge_t = PasswordParams { m_cost_log2: 10, t_cost: 255, p_cost: 1 };
+        let huge_p = PasswordParams { m_cost_log2: 10, t_cost: 1, p_cost: 255 };
+        let product = PasswordParams { m_cost_log2: 18, t_cost: 10, p_cost: 1 };
+        for p in [huge_m, huge_t, huge_p, product] {
+            let start = std::time::Instant::now();
+            let r = unlock(
+                &SecretKey::generate(&mut OsRng),
+                &Password::new("x").unwrap(),
+                &[0; 16],
+                &p,
+                &[0; 32],
+                &lim,
+            );
+            assert!(matches!(r, Err(PasswordError::ExcessiveWork { .. })), "{p:?}: {r:?}");
+            // Refused without running Argon2 (a 256 MiB x 10 run takes seconds).
+            assert!(start.elapsed() < std::time::Duration::from_millis(200));
+        }
+        assert!(matches!(
+            lim.check(&PasswordParams { m_cost_log2: 10, t_cost: 0, p_cost: 1 }),
+            Err(PasswordError::InvalidParams(_))
+        ));
+        assert!(matches!(
+            lim.check(&PasswordParams { m_cost_log2: 2, t_cost: 1, p_cost: 1 }),
+            Err(PasswordError::InvalidParams(_))
+        ));
+        assert!(lim.check(&PasswordParams::DEFAULT).is_ok());
+        assert_eq!(Password::new("").unwrap_err(), PasswordError::Empty);
+        assert_eq!(format!("{:?}", Password::new("hunter2").unwrap()), "Password(<redacted>)");
+    }
+}

@@ -1,0 +1,36 @@
+//! Every bound in one place. Inputs are checked against these before decoding
+//! or any expensive work.
+
+/// Profile `name` (bytes of UTF-8).
+pub const MAX_NAME: usize = 64;
+/// Profile `pronouns`.
+pub const MAX_PRONOUNS: usize = 64;
+/// Profile `about`.
+pub const MAX_ABOUT: usize = 1024;
+/// Profile `status`.
+pub const MAX_STATUS: usize = 128;
+/// Greeting message in an invitation.
+pub const MAX_MESSAGE: usize = 512;
+/// Device label.
+pub const MAX_DEVICE_LABEL: usize = 64;
+/// Devices listed in an identity record (current, deprecated and revoked).
+pub const MAX_DEVICES: usize = 16;
+/// Encoded `SignedIdentityRecord`.
+pub const MAX_SIGNED_IDENTITY: usize = 4096;
+/// Encoded `SignedContactInvitation`.
+pub const MAX_SIGNED_INVITATION: usize = 8192;
+/// Encoded `SignedContactResponse` (before padding).
+pub const MAX_SIGNED_RESPONSE: usize = 8192 - 4;
+/// Every response is padded to exactly this many bytes before sealing, so an
+/// accept and a reject look the same on the DHT.
+pub const RESPONSE_PADDED_LEN: usize = 8192;
+/// Encoded `SignedFinalStatus`.
+pub const MAX_SIGNED_FINAL_STATUS: usize = 4096;
+/// Any inbox subkey value (Veilid's limit).
+pub const MAX_INBOX_VALUE: usize = crate::dht::MAX_VALUE_LEN;
+/// Longest time an invitation may stay valid.
+pub const MAX_EXPIRY_SECS: u64 = 30 * 24 * 3600;
+/// Default validity of a new invitation.
+pub const DEFAULT_EXPIRY_SECS: u64 = 7 * 24 * 3600;
+/// Clock skew tolerated on creation times from peers.
+pub const MAX_CLOCK_SKEW_SECS: u64 = 300;

@@ -1,0 +1,271 @@
+//! SuperIdentity-style identity records: a long-term identity key publishes a
+//! signed record listing its devices (each with its own consent signature),
+//! its X25519 key and its profile. Verification checks every signature and the
+//! chain from each device back to the identity key.
+
+use serde::{Deserialize, Serialize};
+
+use super::profile::Profile;
+use crate::crypto::sign::{SignedKind, sign, verify};
+use crate::crypto::{DhPublicKey, PublicKey, Signature, SigningKey};
+use crate::dht::RecordKey;
+use crate::error::{DecodeError, VerifyError};
+use crate::limits;
+use crate::wire::{self, pb};
+
+/// Status of a device in an identity record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceStatus {
+    /// May sign on behalf of the identity.
+    Current,
+    /// Being phased out: old signatures stay valid, new messages are refused.
+    Deprecated,
+    /// Compromised or removed: nothing it signed is accepted any more.
+    Revoked,
+}
+
+/// One device of an identity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceEntry {
+    /// The device's signing key.
+    pub device_key: PublicKey,
+    /// Its status.
+    pub status: DeviceStatus,
+    /// When it was added (unix seconds).
+    pub added_at: u64,
+    /// A human label ("Alice's phone").
+    pub label: String,
+    consent: Signature,
+}
+
+impl DeviceEntry {
+    /// A device entry with the device's consent to join `identity`.
+    pub(crate) fn new(identity: &PublicKey, device: &SigningKey, added_at: u64, label: &str) -> Self {
+        Self {
+            device_key: device.public(),
+            status: DeviceStatus::Current,
+            added_at,
+            label: label.to_owned(),
+            consent: device_consent(identity, device),
+        }
+    }
+    /// Builds an entry from a consent signature received from the new device.
+    pub(crate) fn from_consent(device_key: PublicKey, consent: Signature, added_at: u64, label: &str) -> Self {
+        Self { device_key, status: DeviceStatus::Current, added_at, label: label.to_owned(), consent }
+    }
+}
+
+/// The new device's consent to be added to `identity` (PZP's
+/// `sign(":account-add:ACCOUNT_ID", new privkey)`, domain-separated).
+pub(crate) fn device_consent(identity: &PublicKey, device: &SigningKey) -> Signature {
+    sign(device, SignedKind::DeviceConsent, &[identity.as_bytes()], identity.as_bytes())
+}
+
+/// Checks a device's consent signature.
+pub(crate) fn verify_device_consent(identity: &PublicKey, device: &PublicKey, consent: &Signature) -> bool {
+    verify(device, SignedKind::DeviceConsent, &[identity.as_bytes()], identity.as_bytes(), consent)
+}
+
+/// The content of an identity record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityRecord {
+    /// The long-term identity key (the account id).
+    pub identity_key: PublicKey,
+    /// Increases with every update; a lower one than already seen is stale.
+    pub seq: u64,
+    /// The identity's X25519 key for conversation keys.
+    pub dh_key: DhPublicKey,
+    /// Devices, current and past.
+    pub devices: Vec<DeviceEntry>,
+    /// Public profile.
+    pub profile: Option<Profile>,
+    /// Last update (unix seconds).
+    pub updated_at: u64,
+    /// A published request inbox, if the identity accepts requests to a known address.
+    pub request_inbox: Option<RecordKey>,
+    /// Proof-of-work difficulty asked of requests to that inbox.
+    pub request_pow_bits: u32,
+}
+
+impl IdentityRecord {
+    /// Status of a device, if listed.
+    pub fn device_status(&self, device: &PublicKey) -> Option<DeviceStatus> {
+        self.devices.iter().find(|d| &d.device_key == device).map(|d| d.status)
+    }
+
+    /// Signs the record with the identity key.
+    pub(crate) fn sign(&self, identity: &SigningKey) -> Result<SignedIdentity, DecodeError> {
+        if identity.public() != self.identity_key {
+            return Err(DecodeError::Invalid("identity record signed by a key other than its identity key"));
+        }
+        let payload = wire::encode(&pb::IdentityRecord::from(self));
+        let sig = sign(identity, SignedKind::IdentityRecord, &[self.identity_key.as_bytes(), &self.seq.to_be_bytes()], &payload);
+        let bytes = wire::encode(&pb::SignedIdentityRecord { identity_record: payload, signature: sig.as_bytes().to_vec() });
+        if bytes.len() > limits::MAX_SIGNED_IDENTITY {
+            return Err(DecodeError::TooLarge { what: "signed identity record", max: limits::MAX_SIGNED_IDENTITY, got: bytes.len() });
+        }
+        Ok(SignedIdentity { bytes, record: self.clone() })
+    }
+}
+
+fn device_status_from(v: i32) -> Result<DeviceStatus, DecodeError> {
+    match pb::DeviceStatus::try_from(v) {
+        Ok(pb::DeviceStatus::Current) => Ok(DeviceStatus::Current),
+        Ok(pb::DeviceStatus::Deprecated) => Ok(DeviceStatus::Deprecated),
+        Ok(pb::DeviceStatus::Revoked) => Ok(DeviceStatus::Revoked),
+        _ => Err(DecodeError::UnknownEnumValue { what: "device status", value: v }),
+    }
+}
+
+pub(crate) fn record_key_from(r: Option<pb::RecordKey>, what: &'static str) -> Result<RecordKey, DecodeError> {
+    let r = r.ok_or(DecodeError::MissingField { what, field: "record key" })?;
+    let opaque = wire::bytes32(&r.opaque, "record key")?;
+    let secret = if r.secret.is_empty() { None } else { Some(crate::crypto::SecretKey::from_slice(&r.secret)?) };
+    Ok(RecordKey::new(opaque, secret))
+}
+
+pub(crate) fn record_key_to(k: &RecordKey) -> pb::RecordKey {
+    pb::RecordKey {
+        opaque: k.opaque().to_vec(),
+        secret: k.secret().map(|s| s.expose().to_vec()).unwrap_or_default(),
+    }
+}
+
+impl TryFrom<pb::IdentityRecord> for IdentityRecord {
+    type Error = DecodeError;
+    fn try_from(r: pb::IdentityRecord) -> Result<Self, DecodeError> {
+        if r.devices.len() > limits::MAX_DEVICES {
+            return Err(DecodeError::TooManyEntries { what: "devices", max: limits::MAX_DEVICES, got: r.devices.len() });
+        }
+        let mut devices = Vec::with_capacity(r.devices.len());
+        for d in r.devices {
+            if d.label.len() > limits::MAX_DEVICE_LABEL {
+                return Err(DecodeError::FieldTooLong { what: "device label", max: limits::MAX_DEVICE_LABEL, got: d.label.len() });
+            }
+            let entry = DeviceEntry {
+                device_key: PublicKey::from_bytes(&d.device_key)?,
+                status: device_status_from(d.status)?,
+                added_at: d.added_at,
+                label: d.label,
+                consent: Signature::from_bytes(&d.consent)?,
+            };
+            if devices.iter().any(|e: &DeviceEntry| e.device_key == entry.device_key) {
+                return Err(DecodeError::Invalid("device listed twice in identity record"));
+            }
+            devices.push(entry);
+        }
+        Ok(Self {
+            identity_key: PublicKey::from_bytes(&r.identity_key)?,
+            seq: r.seq,
+            dh_key: DhPublicKey::from_bytes(&r.dh_key)?,
+            devices,
+            profile: r.profile.map(Profile::try_from).transpose()?,
+            updated_at: r.updated_at,
+            request_inbox: r.request_inbox.map(|k| record_key_from(Some(k), "request inbox")).transpose()?,
+            request_pow_bits: r.request_pow_bits,
+        })
+    }
+}
+
+impl From<&IdentityRecord> for pb::IdentityRecord {
+    fn from(r: &IdentityRecord) -> Self {
+        Self {
+            identity_key: r.identity_key.as_bytes().to_vec(),
+            seq: r.seq,
+            dh_key: r.dh_key.as_bytes().to_vec(),
+            devices: r
+                .devices
+                .iter()
+                .map(|d| pb::DeviceEntry {
+                    device_key: d.device_key.as_bytes().to_vec(),
+                    status: match d.status {
+                        DeviceStatus::Current => pb::DeviceStatus::Current,
+                        DeviceStatus::Deprecated => pb::DeviceStatus::Deprecated,
+                        DeviceStatus::Revoked => pb::DeviceStatus::Revoked,
+                    } as i32,
+                    added_at: d.added_at,
+                    label: d.label.clone(),
+                    consent: d.consent.as_bytes().to_vec(),
+                })
+                .collect(),
+            profile: r.profile.as_ref().map(pb::Profile::from),
+            updated_at: r.updated_at,
+            request_inbox: r.request_inbox.as_ref().map(record_key_to),
+            request_pow_bits: r.request_pow_bits,
+        }
+    }
+}
+
+/// A signed identity record whose signatures have all been verified: the
+/// record signature by the identity key and every device's consent.
+///
+/// Serializes as its signed bytes; deserializing verifies them again, so a
+/// stored copy cannot smuggle in an unverified record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedIdentity {
+    bytes: Vec<u8>,
+    record: IdentityRecord,
+}
+
+impl SignedIdentity {
+    /// Parses and verifies an encoded `SignedIdentityRecord`. When
+    /// `expected_identity` is given the record must belong to it.
+    pub fn verify(bytes: &[u8], expected_identity: Option<&PublicKey>) -> Result<Self, crate::Error> {
+        let signed: pb::SignedIdentityRecord = wire::decode(bytes, limits::MAX_SIGNED_IDENTITY, "signed identity record")?;
+        let sig = Signature::from_bytes(&signed.signature)?;
+        let inner: pb::IdentityRecord = wire::decode(&signed.identity_record, limits::MAX_SIGNED_IDENTITY, "identity record")?;
+        let record = IdentityRecord::try_from(inner)?;
+        if let Some(e) = expected_identity {
+            if e != &record.identity_key {
+                return Err(VerifyError::WrongContext("identity record belongs to another identity").into());
+            }
+        }
+        // INV-ID-1: the record is signed by its identity key, bound to its seq.
+        if !verify(
+            &record.identity_key,
+            SignedKind::IdentityRecord,
+            &[record.identity_key.as_bytes(), &record.seq.to_be_bytes()],
+            &signed.identity_record,
+            &sig,
+        ) {
+            return Err(VerifyError::BadSignature.into());
+        }
+        // INV-ID-2: every device consented to join this identity.
+        for d in &record.devices {
+            if !verify_device_consent(&record.identity_key, &d.device_key, &d.consent) {
+                return Err(VerifyError::BadSignature.into());
+            }
+        }
+        Ok(Self { bytes: bytes.to_vec(), record })
+    }
+    /// The verified record.
+    pub fn record(&self) -> &IdentityRecord {
+        &self.record
+    }
+    /// The exact signed bytes (to publish or embed).
+    pub fn to_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+    /// Checks that `device` is a current device of this identity.
+    pub(crate) fn require_current(&self, device: &PublicKey) -> Result<(), VerifyError> {
+        match self.record.device_status(device) {
+            Some(DeviceStatus::Current) => Ok(()),
+            Some(DeviceStatus::Deprecated) => Err(VerifyError::UntrustedDevice("device is deprecated")),
+            Some(DeviceStatus::Revoked) => Err(VerifyError::UntrustedDevice("device is revoked")),
+            None => Err(VerifyError::UntrustedDevice("device is not listed")),
+        }
+    }
+}
+
+impl Serialize for SignedIdentity {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for SignedIdentity {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = crate::crypto::serde_bytes_vec(d)?;
+        Self::verify(&v, None).map_err(serde::de::Error::custom)
+    }
+}

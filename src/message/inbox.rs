@@ -1,0 +1,139 @@
+//! What the inbox record's subkeys hold, and sealing/opening them.
+//!
+//! Subkey 0 (owner): `InboxEntry{request}` while open, then
+//! `InboxEntry{final_status}` (which also erases the request).
+//! Subkey 1 (writer): `InboxEntry{response}` (padded to a fixed size so an
+//! accept and a reject are indistinguishable), then `InboxEntry{tombstone}`.
+//!
+//! All keys are derived from the invitation secret with distinct labels and
+//! bound to the inbox key; the secret itself is never used as a key.
+
+use rand_core::CryptoRngCore;
+use zeroize::Zeroizing;
+
+use super::invitation::{EncryptionKeyType, UnverifiedInvitation};
+use super::response::UnverifiedResponse;
+use crate::crypto::aead::{self, SealedKind};
+use crate::crypto::kdf::{KeyPurpose, derive};
+use crate::crypto::{SecretKey, SigningKey};
+use crate::error::{DecodeError, VerifyError};
+use crate::limits;
+use crate::wire::{self, pb};
+
+/// Subkey of the inbox written by the owner (request, then final status).
+pub const OWNER_SUBKEY: u32 = 0;
+/// Subkey of the inbox written by the writer key (response).
+pub const WRITER_SUBKEY: u32 = 1;
+
+/// Keys derived from an invitation secret for one inbox.
+pub(crate) struct InboxKeys {
+    request: SecretKey,
+    response: SecretKey,
+    final_status: SecretKey,
+}
+
+impl InboxKeys {
+    pub(crate) fn derive(secret: &SecretKey, inbox: &[u8; 32]) -> Self {
+        Self {
+            request: derive(KeyPurpose::RequestSeal, secret.expose(), &[inbox]),
+            response: derive(KeyPurpose::ResponseSeal, secret.expose(), &[inbox]),
+            final_status: derive(KeyPurpose::FinalStatusSeal, secret.expose(), &[inbox]),
+        }
+    }
+}
+
+/// A decoded inbox subkey value (still sealed).
+#[derive(Debug)]
+pub(crate) enum InboxValue {
+    Request { sealed: Vec<u8> },
+    FinalStatus { sealed: Vec<u8> },
+    Response { sealed: Vec<u8> },
+    Tombstone,
+}
+
+pub(crate) fn decode_value(bytes: &[u8]) -> Result<InboxValue, DecodeError> {
+    let e: pb::InboxEntry = wire::decode(bytes, limits::MAX_INBOX_VALUE, "inbox value")?;
+    match e.entry {
+        Some(pb::inbox_entry::Entry::Request(r)) => {
+            wire::check_version(r.version)?;
+            EncryptionKeyType::from_pb(r.encryption_key_type)?;
+            Ok(InboxValue::Request { sealed: r.private })
+        }
+        Some(pb::inbox_entry::Entry::FinalStatus(s)) => Ok(InboxValue::FinalStatus { sealed: s }),
+        Some(pb::inbox_entry::Entry::Response(s)) => Ok(InboxValue::Response { sealed: s }),
+        Some(pb::inbox_entry::Entry::Tombstone(_)) => Ok(InboxValue::Tombstone),
+        None => Err(DecodeError::MissingField { what: "inbox value", field: "entry" }),
+    }
+}
+
+fn entry(e: pb::inbox_entry::Entry) -> Vec<u8> {
+    wire::encode(&pb::InboxEntry { entry: Some(e) })
+}
+
+pub(crate) fn seal_request(
+    keys: &InboxKeys,
+    inbox: &[u8; 32],
+    writer: &SigningKey,
+    signed_invitation: &[u8],
+    ekt: EncryptionKeyType,
+    rng: &mut impl CryptoRngCore,
+) -> Vec<u8> {
+    let private = Zeroizing::new(wire::encode(&pb::ContactRequestPrivate {
+        writer_secret: writer.expose_seed().to_vec(),
+        signed_invitation: signed_invitation.to_vec(),
+    }));
+    let sealed = aead::seal(&keys.request, SealedKind::Request, inbox, &private, rng);
+    entry(pb::inbox_entry::Entry::Request(pb::ContactRequest {
+        version: crate::crypto::PROTOCOL_VERSION,
+        encryption_key_type: ekt.to_pb(),
+        private: sealed,
+    }))
+}
+
+pub(crate) fn open_request(keys: &InboxKeys, inbox: &[u8; 32], sealed: &[u8]) -> Result<(SigningKey, UnverifiedInvitation), crate::Error> {
+    let plain = aead::open(&keys.request, SealedKind::Request, inbox, sealed)?;
+    let p: pb::ContactRequestPrivate = wire::decode(&plain, limits::MAX_INBOX_VALUE, "request")?;
+    let writer_secret = Zeroizing::new(p.writer_secret);
+    let writer = SigningKey::from_seed_slice(&writer_secret)?;
+    let inv = UnverifiedInvitation::from_bytes(&p.signed_invitation)?;
+    Ok((writer, inv))
+}
+
+pub(crate) fn seal_response(keys: &InboxKeys, inbox: &[u8; 32], signed_response: &[u8], rng: &mut impl CryptoRngCore) -> Result<Vec<u8>, DecodeError> {
+    // Fixed-size padding: u32 length prefix, message, zeros.
+    if signed_response.len() + 4 > limits::RESPONSE_PADDED_LEN {
+        return Err(DecodeError::TooLarge { what: "response", max: limits::RESPONSE_PADDED_LEN - 4, got: signed_response.len() });
+    }
+    let mut padded = Zeroizing::new(vec![0u8; limits::RESPONSE_PADDED_LEN]);
+    padded[..4].copy_from_slice(&(signed_response.len() as u32).to_be_bytes());
+    padded[4..4 + signed_response.len()].copy_from_slice(signed_response);
+    let sealed = aead::seal(&keys.response, SealedKind::Response, inbox, &padded, rng);
+    Ok(entry(pb::inbox_entry::Entry::Response(sealed)))
+}
+
+pub(crate) fn open_response(keys: &InboxKeys, inbox: &[u8; 32], sealed: &[u8]) -> Result<UnverifiedResponse, crate::Error> {
+    let padded = aead::open(&keys.response, SealedKind::Response, inbox, sealed)?;
+    if padded.len() != limits::RESPONSE_PADDED_LEN {
+        return Err(DecodeError::WrongLength { what: "padded response", expected: limits::RESPONSE_PADDED_LEN, got: padded.len() }.into());
+    }
+    let mut len = [0u8; 4];
+    len.copy_from_slice(&padded[..4]);
+    let len = u32::from_be_bytes(len) as usize;
+    let body = padded.get(4..4 + len).ok_or(DecodeError::Invalid("response padding length out of range"))?;
+    if padded[4 + len..].iter().any(|b| *b != 0) {
+        return Err(DecodeError::Invalid("response padding is not zero").into());
+    }
+    Ok(UnverifiedResponse::from_bytes(body)?)
+}
+
+pub(crate) fn seal_final(keys: &InboxKeys, inbox: &[u8; 32], signed_final: &[u8], rng: &mut impl CryptoRngCore) -> Vec<u8> {
+    entry(pb::inbox_entry::Entry::FinalStatus(aead::seal(&keys.final_status, SealedKind::FinalStatus, inbox, signed_final, rng)))
+}
+
+pub(crate) fn open_final(keys: &InboxKeys, inbox: &[u8; 32], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, VerifyError> {
+    aead::open(&keys.final_status, SealedKind::FinalStatus, inbox, sealed)
+}
+
+pub(crate) fn tombstone(at: u64) -> Vec<u8> {
+    entry(pb::inbox_entry::Entry::Tombstone(pb::Tombstone { at }))
+}

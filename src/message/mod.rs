@@ -1,0 +1,48 @@
+//! Protocol messages as domain types. Generated protobuf types stay private;
+//! every conversion from the wire is a `TryFrom`/`from_bytes` that rejects
+//! malformed input, and every signed message has an unverified form whose
+//! only exit is a `verify` that checks signature, context and time.
+
+mod final_status;
+mod identity;
+pub(crate) mod inbox;
+mod invitation;
+mod profile;
+mod response;
+
+use serde::{Deserialize, Serialize};
+
+pub use final_status::{FinalStatus, FinalStatusKind};
+pub use identity::{DeviceEntry, DeviceStatus, IdentityRecord, SignedIdentity};
+pub(crate) use identity::{device_consent, verify_device_consent};
+pub use invitation::{EncryptionKeyType, InvitationContent, UnverifiedInvitation, VerifiedInvitation};
+pub use profile::Profile;
+pub use response::{InvitationContext, ResponseContent, UnverifiedResponse, VerifiedResponse};
+
+use crate::error::DecodeError;
+use crate::wire::pb;
+
+/// What an invitation is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum InvitationKind {
+    /// Become mutual contacts.
+    Contact,
+    /// Add a new device to the inviter's own account.
+    DeviceLink,
+}
+
+impl InvitationKind {
+    pub(crate) fn to_pb(self) -> i32 {
+        (match self {
+            Self::Contact => pb::InvitationKind::Contact,
+            Self::DeviceLink => pb::InvitationKind::DeviceLink,
+        }) as i32
+    }
+    pub(crate) fn from_pb(v: i32) -> Result<Self, DecodeError> {
+        match pb::InvitationKind::try_from(v) {
+            Ok(pb::InvitationKind::Contact) => Ok(Self::Contact),
+            Ok(pb::InvitationKind::DeviceLink) => Ok(Self::DeviceLink),
+            _ => Err(DecodeError::UnknownEnumValue { what: "invitation kind", value: v }),
+        }
+    }
+}
