@@ -185,7 +185,7 @@ pub enum Error {
 }
 
 /// Protocol-level reasons a flow ends without a contact.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub enum ProtocolError {
     /// Someone else's accept was taken first (one-time invitation).
@@ -213,7 +213,7 @@ pub enum ProtocolError {
     #[error("gave up after {attempts} attempts: {what}")]
     RetriesExhausted {
         /// What was being tried.
-        what: &'static str,
+        what: String,
         /// Attempts made.
         attempts: u32,
     },

@@ -5,10 +5,15 @@
 
 pub mod crypto;
 pub mod dht;
+pub mod driver;
 pub mod encoding;
 pub mod error;
 pub mod limits;
+pub mod contact;
+pub mod identity;
+pub mod machine;
 pub mod message;
+pub mod store;
 mod wire;
 
 pub use error::{DecodeError, Error, PasswordError, ProtocolError, VerifyError};

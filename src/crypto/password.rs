@@ -14,7 +14,7 @@
 
 use core::fmt;
 
-use rand_core::CryptoRngCore;
+use rand_core::RngCore as CryptoRngCore;
 use zeroize::{Zeroize, Zeroizing};
 
 use super::SecretKey;
@@ -25,7 +25,7 @@ use crate::error::PasswordError;
 pub const SALT_LEN: usize = 16;
 
 /// Argon2id parameters as carried in a ticket.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PasswordParams {
     /// Memory is `2^m_cost_log2` KiB.
     pub m_cost_log2: u8,
@@ -135,12 +135,13 @@ impl fmt::Debug for Password {
     }
 }
 
-/// Runs Argon2id and derives the 32-byte mask for `record`.
-fn mask(
+/// Runs Argon2id over the password (after checking the parameters against
+/// `limits`). The output is a password-equivalent secret: the inviter keeps it
+/// (never the password) until the record key is known.
+pub(crate) fn stretch(
     password: &Password,
     salt: &[u8; SALT_LEN],
     params: &PasswordParams,
-    record: &[u8; 32],
     limits: &PasswordLimits,
 ) -> Result<SecretKey, PasswordError> {
     limits.check(params)?;
@@ -153,12 +154,15 @@ fn mask(
     argon
         .hash_password_into(password.bytes(), salt, out.as_mut())
         .map_err(|_| PasswordError::InvalidParams("rejected by Argon2"))?;
-    Ok(derive(KeyPurpose::PasswordMask, out.as_ref(), &[record, salt]))
+    Ok(SecretKey::from_bytes(&mut out))
 }
 
-fn xor(a: &SecretKey, b: &SecretKey) -> SecretKey {
+/// Masks (or unmasks: XOR is its own inverse) `secret` with the key derived
+/// from a stretched password, bound to the record and the salt.
+pub(crate) fn apply_mask(secret: &SecretKey, stretched: &SecretKey, salt: &[u8; SALT_LEN], record: &[u8; 32]) -> SecretKey {
+    let m = derive(KeyPurpose::PasswordMask, stretched.expose(), &[record, salt]);
     let mut out = [0u8; 32];
-    for (o, (x, y)) in out.iter_mut().zip(a.expose().iter().zip(b.expose().iter())) {
+    for (o, (x, y)) in out.iter_mut().zip(secret.expose().iter().zip(m.expose().iter())) {
         *o = x ^ y;
     }
     let k = SecretKey::from_bytes(&mut out);
@@ -166,20 +170,11 @@ fn xor(a: &SecretKey, b: &SecretKey) -> SecretKey {
     k
 }
 
-/// Masks `secret` under `password` with fresh salt. Returns (masked, salt).
-pub(crate) fn lock(
-    secret: &SecretKey,
-    password: &Password,
-    params: &PasswordParams,
-    record: &[u8; 32],
-    rng: &mut impl CryptoRngCore,
-) -> Result<(SecretKey, [u8; SALT_LEN]), PasswordError> {
+/// Fresh random salt.
+pub(crate) fn new_salt(rng: &mut (impl CryptoRngCore + ?Sized)) -> [u8; SALT_LEN] {
     let mut salt = [0u8; SALT_LEN];
     rng.fill_bytes(&mut salt);
-    // The inviter's own choice is checked against the same caps the reader
-    // will apply, so it never mints a ticket its peer would refuse.
-    let m = mask(password, &salt, params, record, &PasswordLimits::default())?;
-    Ok((xor(secret, &m), salt))
+    salt
 }
 
 /// Unmasks a ticket secret. A wrong password gives a wrong secret (detected
@@ -192,8 +187,8 @@ pub(crate) fn unlock(
     record: &[u8; 32],
     limits: &PasswordLimits,
 ) -> Result<SecretKey, PasswordError> {
-    let m = mask(password, salt, params, record, limits)?;
-    Ok(xor(masked, &m))
+    let stretched = stretch(password, salt, params, limits)?;
+    Ok(apply_mask(masked, &stretched, salt, record))
 }
 
 #[cfg(test)]
@@ -208,7 +203,9 @@ mod tests {
         let s = SecretKey::generate(&mut OsRng);
         let pw = Password::new("correct horse").unwrap();
         let rec = [3u8; 32];
-        let (masked, salt) = lock(&s, &pw, &FAST, &rec, &mut OsRng).unwrap();
+        let salt = new_salt(&mut OsRng);
+        let st = stretch(&pw, &salt, &FAST, &PasswordLimits::default()).unwrap();
+        let masked = apply_mask(&s, &st, &salt, &rec);
         assert_ne!(masked, s);
         let lim = PasswordLimits::default();
         assert_eq!(unlock(&masked, &pw, &salt, &FAST, &rec, &lim).unwrap(), s);

@@ -157,6 +157,9 @@ pub struct ValueChange {
     pub record: [u8; 32],
     /// Subkeys that changed.
     pub subkeys: Vec<Subkey>,
+    /// The new value of the first subkey in `subkeys`, when the backend
+    /// delivers it (Veilid does). Untrusted like any DHT value.
+    pub value: Option<ValueData>,
 }
 
 /// Receives watch notifications.

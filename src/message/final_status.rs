@@ -109,4 +109,20 @@ impl FinalStatus {
         }
         Ok(out)
     }
+
+    /// Reads the status of a final status **without verifying it**, for the
+    /// one case where no verification key is available (the request was
+    /// already erased). It can only ever produce an error for the caller.
+    pub(crate) fn closed_reason(bytes: &[u8]) -> crate::error::ProtocolError {
+        use crate::error::ProtocolError;
+        let status = wire::decode::<pb::SignedFinalStatus>(bytes, limits::MAX_SIGNED_FINAL_STATUS, "signed final status")
+            .and_then(|s| wire::decode::<pb::FinalStatus>(&s.final_status, limits::MAX_SIGNED_FINAL_STATUS, "final status"))
+            .map(|f| f.status);
+        match status.map(pb::FinalStatusKind::try_from) {
+            Ok(Ok(pb::FinalStatusKind::Revoked)) => ProtocolError::Revoked,
+            Ok(Ok(pb::FinalStatusKind::Expired)) => ProtocolError::Expired,
+            Ok(Ok(pb::FinalStatusKind::Accepted | pb::FinalStatusKind::Rejected)) => ProtocolError::AlreadyUsed,
+            _ => ProtocolError::InboxClosed,
+        }
+    }
 }

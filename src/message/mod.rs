@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 pub use final_status::{FinalStatus, FinalStatusKind};
 pub use identity::{DeviceEntry, DeviceStatus, IdentityRecord, SignedIdentity};
-pub(crate) use identity::{device_consent, verify_device_consent};
+pub(crate) use identity::{device_consent, record_key_to as record_key_to_pb, verify_device_consent};
 pub use invitation::{EncryptionKeyType, InvitationContent, UnverifiedInvitation, VerifiedInvitation};
 pub use profile::Profile;
 pub use response::{InvitationContext, ResponseContent, UnverifiedResponse, VerifiedResponse};
@@ -46,3 +46,6 @@ impl InvitationKind {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

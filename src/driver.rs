@@ -1,0 +1,534 @@
+//! The async driver: runs flows (sans-IO machines) against a [`Dht`] and a
+//! [`Store`], and emits [`DriverEvent`]s a UI can show as progress.
+//!
+//! It only executes effects, never decides anything. For every machine step it
+//! first persists the machine (when asked), then starts DHT operations
+//! concurrently, arms timers and forwards events. On start it loads every
+//! persisted flow and resumes it, so a crash at any point loses nothing.
+//!
+//! Each event carries `round_trips`: the number of sequential network round
+//! trips (DHT gets and sets) on the causal chain that led to it since the last
+//! external trigger (a command, a notification or a timer).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand_core::{OsRng, RngCore, SeedableRng};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tracing::Instrument;
+
+use crate::contact::Contact;
+use crate::dht::{Dht, DhtError, DhtErrorKind, ValueChange};
+use crate::encoding::Ticket;
+use crate::error::Error;
+use crate::identity::{Identity, identity_record_schema};
+use crate::machine::{
+    Command, DhtFailure, DhtOp, DhtOutput, Effect, Event, Flow, FlowId, Input, Invitee, Inviter, OpId, Outcome,
+    ReceiveParams, Rng, SendParams, Timer,
+};
+use crate::store::{Store, Table};
+
+/// A source of wall-clock time in unix milliseconds.
+pub trait Clock: Send + Sync + 'static {
+    /// Now, in unix milliseconds.
+    fn now_ms(&self) -> u64;
+}
+
+/// The system clock.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    }
+}
+
+/// A clock that follows tokio's time from a fixed start: with
+/// `tokio::time::pause()` tests run on virtual time.
+#[derive(Clone, Copy, Debug)]
+pub struct TokioClock {
+    start_ms: u64,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// Starts at `start_ms` (unix ms) now.
+    pub fn starting_at(start_ms: u64) -> Self {
+        Self { start_ms, start: tokio::time::Instant::now() }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now_ms(&self) -> u64 {
+        self.start_ms + self.start.elapsed().as_millis() as u64
+    }
+}
+
+/// Driver settings.
+#[derive(Clone)]
+pub struct DriverConfig {
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Seed for a deterministic RNG (tests, simulation); `None` uses the OS RNG.
+    pub rng_seed: Option<u64>,
+    /// Test hook: stop abruptly (as a crash would) after this many effects.
+    pub crash_after_effects: Option<u64>,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        Self { clock: Arc::new(SystemClock), rng_seed: None, crash_after_effects: None }
+    }
+}
+
+impl core::fmt::Debug for DriverConfig {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("DriverConfig").field("rng_seed", &self.rng_seed).field("crash_after_effects", &self.crash_after_effects).finish_non_exhaustive()
+    }
+}
+
+/// An event from a flow.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DriverEvent {
+    /// Which flow.
+    pub flow: FlowId,
+    /// What happened.
+    pub event: Event,
+    /// Sequential network round trips on the chain that led here.
+    pub round_trips: u32,
+}
+
+enum Cmd {
+    Send(Box<SendParams>, oneshot::Sender<Result<FlowId, Error>>),
+    Receive(Box<ReceiveParams>, oneshot::Sender<Result<FlowId, Error>>),
+    Command(FlowId, Command, oneshot::Sender<Result<(), Error>>),
+    Ticket(FlowId, oneshot::Sender<Option<Ticket>>),
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// A handle on a running driver.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    tx: mpsc::Sender<Cmd>,
+}
+
+/// Events from a running driver.
+pub type Events = mpsc::Receiver<DriverEvent>;
+
+fn gone() -> Error {
+    Error::ApiMisuse("the driver has stopped")
+}
+
+impl Handle {
+    async fn call<T>(&self, f: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(f(tx)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+    /// Starts sending an invitation; the ticket is ready after
+    /// [`Event::InvitationPublished`] (see [`Self::ticket`]).
+    pub async fn send_invitation(&self, params: SendParams) -> Result<FlowId, Error> {
+        self.call(|tx| Cmd::Send(Box::new(params), tx)).await?
+    }
+    /// Starts receiving a ticket.
+    pub async fn receive(&self, params: ReceiveParams) -> Result<FlowId, Error> {
+        self.call(|tx| Cmd::Receive(Box::new(params), tx)).await?
+    }
+    /// Sends a command to a flow.
+    pub async fn command(&self, flow: FlowId, command: Command) -> Result<(), Error> {
+        self.call(|tx| Cmd::Command(flow, command, tx)).await?
+    }
+    /// Accepts a received invitation.
+    pub async fn accept(&self, flow: FlowId) -> Result<(), Error> {
+        self.command(flow, Command::Accept).await
+    }
+    /// Rejects a received invitation.
+    pub async fn reject(&self, flow: FlowId) -> Result<(), Error> {
+        self.command(flow, Command::Reject).await
+    }
+    /// Revokes an outstanding invitation (inviter) or abandons one (invitee).
+    pub async fn cancel(&self, flow: FlowId) -> Result<(), Error> {
+        self.command(flow, Command::Cancel).await
+    }
+    /// Supplies the password of a locked ticket.
+    pub async fn password(&self, flow: FlowId, password: crate::crypto::Password) -> Result<(), Error> {
+        self.command(flow, Command::Password(password)).await
+    }
+    /// The ticket of a published invitation.
+    pub async fn ticket(&self, flow: FlowId) -> Result<Option<Ticket>, Error> {
+        self.call(|tx| Cmd::Ticket(flow, tx)).await
+    }
+    /// Stops the driver (flows stay persisted and resume on the next start).
+    pub async fn shutdown(&self) {
+        let _ = self.call(Cmd::Shutdown).await;
+    }
+}
+
+/// Starts a driver over `dht` and `store`, resuming every persisted flow.
+pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig) -> Result<(Handle, Events), Error> {
+    let changes = dht.changes();
+    let (tx, rx) = mpsc::channel(64);
+    let (ev_tx, ev_rx) = mpsc::channel(1024);
+    let rng: Box<dyn Rng + Send> = match config.rng_seed {
+        Some(seed) => Box::new(rand_chacha::ChaCha20Rng::seed_from_u64(seed)),
+        None => Box::new(rand_chacha::ChaCha20Rng::seed_from_u64(OsRng.next_u64())),
+    };
+    let mut actor = Actor {
+        dht: Arc::new(dht),
+        store,
+        clock: config.clock,
+        rng,
+        flows: HashMap::new(),
+        op_depth: HashMap::new(),
+        timers: BTreeMap::new(),
+        timer_index: HashMap::new(),
+        ops: JoinSet::new(),
+        events: ev_tx,
+        budget: config.crash_after_effects,
+    };
+    let persisted = actor.store.list(Table::Flows).await.map_err(store_err)?;
+    let now = actor.clock.now_ms();
+    let mut resumed = Vec::new();
+    for (key, bytes) in persisted {
+        let Ok(id) = <[u8; 16]>::try_from(key.as_slice()) else { continue };
+        let id = FlowId(id);
+        let mut flow: Flow = serde_json::from_slice(&bytes).map_err(|e| Error::Store(format!("corrupt flow {id}: {e}")))?;
+        let effects = flow.resume(now, actor.rng.as_mut());
+        actor.flows.insert(id, flow);
+        resumed.push((id, effects));
+    }
+    tokio::spawn(
+        async move {
+            for (id, effects) in resumed {
+                if actor.apply(id, effects, 0).await.is_err() {
+                    return;
+                }
+            }
+            actor.run(rx, changes).await;
+        }
+        .instrument(tracing::info_span!("contact_invite_driver")),
+    );
+    Ok((Handle { tx }, ev_rx))
+}
+
+fn store_err<E: std::error::Error>(e: E) -> Error {
+    Error::Store(e.to_string())
+}
+
+/// The driver stopped on purpose (shutdown) or by the crash hook.
+struct Stopped;
+
+type OpResult = (FlowId, OpId, Result<DhtOutput, DhtFailure>);
+
+struct Actor<D: Dht, S: Store> {
+    dht: Arc<D>,
+    store: Arc<S>,
+    clock: Arc<dyn Clock>,
+    rng: Box<dyn Rng + Send>,
+    flows: HashMap<FlowId, Flow>,
+    op_depth: HashMap<(FlowId, OpId), u32>,
+    timers: BTreeMap<(u64, FlowId, Timer), ()>,
+    timer_index: HashMap<(FlowId, Timer), u64>,
+    ops: JoinSet<OpResult>,
+    events: mpsc::Sender<DriverEvent>,
+    budget: Option<u64>,
+}
+
+impl<D: Dht, S: Store> Actor<D, S> {
+    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>, mut changes: Option<crate::dht::ChangeReceiver>) {
+        loop {
+            let next_timer = self.timers.keys().next().map(|(at, _, _)| *at);
+            let sleep_for = next_timer.map(|at| Duration::from_millis(at.saturating_sub(self.clock.now_ms())));
+            let step = tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    None => return,
+                    Some(Cmd::Shutdown(reply)) => { let _ = reply.send(()); return; }
+                    Some(cmd) => self.on_cmd(cmd).await,
+                },
+                Some(done) = self.ops.join_next(), if !self.ops.is_empty() => match done {
+                    Ok((flow, op, result)) => {
+                        let depth = self.op_depth.remove(&(flow, op)).unwrap_or(0);
+                        self.feed(flow, Input::DhtDone { op, result }, depth).await
+                    }
+                    Err(_) => Ok(()),
+                },
+                Some(change) = async { match changes.as_mut() { Some(c) => c.recv().await, None => None } }, if changes.is_some() => {
+                    self.on_change(change).await
+                }
+                () = async { match sleep_for { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => {
+                    self.on_timers().await
+                }
+            };
+            if step.is_err() {
+                return;
+            }
+        }
+    }
+
+    async fn on_cmd(&mut self, cmd: Cmd) -> Result<(), Stopped> {
+        let now = self.clock.now_ms();
+        match cmd {
+            Cmd::Send(params, reply) => {
+                let id = FlowId::random(self.rng.as_mut());
+                match Inviter::new(*params, now, self.rng.as_mut()) {
+                    Ok((m, effects)) => {
+                        self.flows.insert(id, Flow::Inviter(Box::new(m)));
+                        let _ = reply.send(Ok(id));
+                        self.apply(id, effects, 0).await?;
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Cmd::Receive(params, reply) => {
+                let id = FlowId::random(self.rng.as_mut());
+                match Invitee::new(*params, now, self.rng.as_mut()) {
+                    Ok((m, effects)) => {
+                        self.flows.insert(id, Flow::Invitee(Box::new(m)));
+                        let _ = reply.send(Ok(id));
+                        self.apply(id, effects, 0).await?;
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Cmd::Command(id, c, reply) => {
+                if !self.flows.contains_key(&id) {
+                    let _ = reply.send(Err(Error::ApiMisuse("no such flow")));
+                    return Ok(());
+                }
+                let _ = reply.send(Ok(()));
+                self.feed(id, Input::Command(c), 0).await?;
+            }
+            Cmd::Ticket(id, reply) => {
+                let t = match self.flows.get(&id) {
+                    Some(Flow::Inviter(m)) => m.ticket(),
+                    _ => None,
+                };
+                let _ = reply.send(t);
+            }
+            Cmd::Shutdown(reply) => {
+                let _ = reply.send(());
+                return Err(Stopped);
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_change(&mut self, change: ValueChange) -> Result<(), Stopped> {
+        let targets: Vec<FlowId> =
+            self.flows.iter().filter(|(_, f)| f.watched_records().contains(&change.record)).map(|(id, _)| *id).collect();
+        for id in targets {
+            let input = Input::ValueChanged { record: change.record, subkeys: change.subkeys.clone(), value: change.value.clone() };
+            self.feed(id, input, 0).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_timers(&mut self) -> Result<(), Stopped> {
+        let now = self.clock.now_ms();
+        let due: Vec<(u64, FlowId, Timer)> = self.timers.keys().take_while(|(at, _, _)| *at <= now).copied().collect();
+        for (at, id, t) in due {
+            self.timers.remove(&(at, id, t));
+            self.timer_index.remove(&(id, t));
+            self.feed(id, Input::TimerFired(t), 0).await?;
+        }
+        Ok(())
+    }
+
+    async fn feed(&mut self, id: FlowId, input: Input, depth: u32) -> Result<(), Stopped> {
+        let now = self.clock.now_ms();
+        let Some(flow) = self.flows.get_mut(&id) else { return Ok(()) };
+        let effects = flow.handle(input, now, self.rng.as_mut());
+        self.apply(id, effects, depth).await
+    }
+
+    fn spend(&mut self) -> Result<(), Stopped> {
+        match &mut self.budget {
+            Some(0) => Err(Stopped),
+            Some(n) => {
+                *n -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
+    async fn apply(&mut self, id: FlowId, effects: Vec<Effect>, depth: u32) -> Result<(), Stopped> {
+        for e in effects {
+            self.spend()?;
+            match e {
+                Effect::Persist => {
+                    let Some(flow) = self.flows.get(&id) else { continue };
+                    match serde_json::to_vec(flow) {
+                        Ok(bytes) => {
+                            if let Err(e) = self.store.put(Table::Flows, &id.0, &bytes).await {
+                                tracing::error!(flow = %id, error = %e, "could not persist flow; stopping");
+                                return Err(Stopped);
+                            }
+                        }
+                        Err(e) => tracing::error!(flow = %id, error = %e, "could not serialize flow"),
+                    }
+                    if let Some(Flow::Inviter(m)) = self.flows.get(&id) {
+                        if let Some(rec) = m.invitation_record() {
+                            let _ = self.store.put(Table::Invitations, &id.0, &rec).await;
+                        }
+                    }
+                }
+                Effect::Dht { op, request } => {
+                    let d = depth + u32::from(request.is_network());
+                    self.op_depth.insert((id, op), d);
+                    let dht = self.dht.clone();
+                    let span = tracing::debug_span!("dht_op", flow = %id, op, kind = request_name(&request));
+                    self.ops.spawn(async move { (id, op, run_op(dht.as_ref(), request).await) }.instrument(span));
+                }
+                Effect::SetTimer { timer, at } => {
+                    if let Some(old) = self.timer_index.insert((id, timer), at) {
+                        self.timers.remove(&(old, id, timer));
+                    }
+                    self.timers.insert((at, id, timer), ());
+                }
+                Effect::CancelTimer(timer) => {
+                    if let Some(old) = self.timer_index.remove(&(id, timer)) {
+                        self.timers.remove(&(old, id, timer));
+                    }
+                }
+                Effect::SaveContact(c) => {
+                    if let Err(e) = save_contact(self.store.as_ref(), &c).await {
+                        tracing::error!(flow = %id, error = %e, "could not save contact; stopping");
+                        return Err(Stopped);
+                    }
+                }
+                Effect::Emit(event) => {
+                    tracing::info!(flow = %id, round_trips = depth, event = ?event, "flow event");
+                    let _ = self.events.send(DriverEvent { flow: id, event, round_trips: depth }).await;
+                }
+                Effect::Finished(outcome) => {
+                    tracing::info!(flow = %id, ?outcome, "flow finished");
+                    let _ = self.store.delete(Table::Flows, &id.0).await;
+                    let _ = self.store.delete(Table::Invitations, &id.0).await;
+                    self.flows.remove(&id);
+                    let stale: Vec<_> = self.timer_index.keys().filter(|(f, _)| *f == id).copied().collect();
+                    for k in stale {
+                        if let Some(at) = self.timer_index.remove(&k) {
+                            self.timers.remove(&(at, k.0, k.1));
+                        }
+                    }
+                    let _ = outcome;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn request_name(r: &DhtOp) -> &'static str {
+    match r {
+        DhtOp::Create { .. } => "create",
+        DhtOp::Open { .. } => "open",
+        DhtOp::Get { .. } => "get",
+        DhtOp::Set { .. } => "set",
+        DhtOp::Watch { .. } => "watch",
+        DhtOp::Forget { .. } => "forget",
+    }
+}
+
+fn failure<E: DhtError>(e: E) -> DhtFailure {
+    DhtFailure { kind: e.kind(), message: e.to_string() }
+}
+
+/// Runs one DHT operation. Records not open on this handle (after a restart)
+/// are opened and the operation retried once.
+async fn run_op<D: Dht>(dht: &D, request: DhtOp) -> Result<DhtOutput, DhtFailure> {
+    let start = std::time::Instant::now();
+    let out = match &request {
+        DhtOp::Create { schema, owner } => dht.create_record(schema, owner).await.map(DhtOutput::Created).map_err(failure),
+        DhtOp::Open { key, writer } => dht.open_record(key, writer.as_ref()).await.map(|()| DhtOutput::Done).map_err(failure),
+        DhtOp::Get { key, subkey } => match dht.get_value(key, *subkey, true).await {
+            Err(e) if e.kind() == DhtErrorKind::NotOpen => {
+                dht.open_record(key, None).await.map_err(failure)?;
+                dht.get_value(key, *subkey, true).await.map(DhtOutput::Value).map_err(failure)
+            }
+            r => r.map(DhtOutput::Value).map_err(failure),
+        },
+        DhtOp::Set { key, subkey, data, writer } => match dht.set_value(key, *subkey, data.clone(), Some(writer)).await {
+            Err(e) if e.kind() == DhtErrorKind::NotOpen => {
+                dht.open_record(key, Some(writer)).await.map_err(failure)?;
+                dht.set_value(key, *subkey, data.clone(), Some(writer)).await.map(DhtOutput::Set).map_err(failure)
+            }
+            r => r.map(DhtOutput::Set).map_err(failure),
+        },
+        DhtOp::Watch { key, subkeys } => match dht.watch(key, subkeys).await {
+            Err(e) if e.kind() == DhtErrorKind::NotOpen => {
+                dht.open_record(key, None).await.map_err(failure)?;
+                dht.watch(key, subkeys).await.map(|_| DhtOutput::Done).map_err(failure)
+            }
+            r => r.map(|_| DhtOutput::Done).map_err(failure),
+        },
+        DhtOp::Forget { key } => {
+            let _ = dht.cancel_watch(key).await;
+            let _ = dht.close_record(key).await;
+            match dht.delete_record(key).await {
+                Err(e) if e.kind() != DhtErrorKind::NotFound && e.kind() != DhtErrorKind::NotOpen => Err(failure(e)),
+                _ => Ok(DhtOutput::Done),
+            }
+        }
+    };
+    tracing::debug!(elapsed_ms = start.elapsed().as_millis() as u64, ok = out.is_ok(), "dht op done");
+    out
+}
+
+/// Saves a contact (upsert keyed by peer identity).
+pub async fn save_contact<S: Store>(store: &S, contact: &Contact) -> Result<(), Error> {
+    let bytes = serde_json::to_vec(contact).map_err(|e| Error::Store(e.to_string()))?;
+    store.put(Table::Contacts, contact.peer.as_bytes(), &bytes).await.map_err(store_err)
+}
+
+/// Every saved contact.
+pub async fn contacts<S: Store>(store: &S) -> Result<Vec<Contact>, Error> {
+    let mut out = Vec::new();
+    for (_, v) in store.list(Table::Contacts).await.map_err(store_err)? {
+        out.push(serde_json::from_slice(&v).map_err(|e| Error::Store(format!("corrupt contact: {e}")))?);
+    }
+    Ok(out)
+}
+
+/// Outcomes that end a flow, for apps matching on [`Event::Finished`].
+pub fn is_success(outcome: &Outcome) -> bool {
+    matches!(outcome, Outcome::Contact(_) | Outcome::DeviceLinked(_))
+}
+
+/// Publishes (or republishes) an identity record and returns the identity
+/// with its record key set. Needs the identity key on this device.
+pub async fn publish_identity<D: Dht>(dht: &D, mut identity: Identity) -> Result<Identity, Error> {
+    let owner = identity.identity_signing_key().cloned().ok_or(Error::ApiMisuse("this device does not hold the identity key"))?;
+    let dht_err = |e: D::Error| Error::Dht { kind: e.kind(), message: e.to_string() };
+    let key = match identity.record_key() {
+        Some(k) => k.clone(),
+        None => dht.create_record(&identity_record_schema(), &owner).await.map_err(dht_err)?,
+    };
+    let data = identity.signed().to_bytes().to_vec();
+    for _ in 0..crate::machine::MAX_ATTEMPTS {
+        match dht.set_value(&key, 0, data.clone(), Some(&owner)).await {
+            Ok(None) => {
+                identity.set_record_key(key);
+                return Ok(identity);
+            }
+            // A stale local copy: the newer value is now local; write again.
+            Ok(Some(v)) if v.data == data => {
+                identity.set_record_key(key);
+                return Ok(identity);
+            }
+            Ok(Some(_)) => continue,
+            Err(e) if e.kind() == DhtErrorKind::NotOpen => dht.open_record(&key, Some(&owner)).await.map_err(dht_err)?,
+            Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) => return Err(dht_err(e)),
+        }
+    }
+    Err(crate::error::ProtocolError::RetriesExhausted { what: "publish identity".into(), attempts: crate::machine::MAX_ATTEMPTS }.into())
+}

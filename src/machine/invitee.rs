@@ -1,0 +1,633 @@
+//! The invitee's machine: receive, decide, respond, await the final status.
+//!
+//! ```text
+//! [NeedPassword] ──▶ Fetching ──(request opened and verified)──▶ Deciding
+//! Deciding ──Accept──▶ Responding ──(response confirmed)──▶ AwaitingFinal ──(final status)──▶ Done
+//! Deciding ──Reject──▶ Responding ──(response confirmed)──▶ Done
+//! ```
+//! The profile is shown after one round trip (the inbox read). The inviter's
+//! identity record is re-read concurrently with the user's decision; the
+//! contact becomes final only when that check and the inviter's final status
+//! (naming our response) are both in.
+
+use serde::{Deserialize, Serialize};
+
+use super::inviter::RngAdapter;
+use super::{Command, Completion, DhtOp, DhtOutput, Effect, Event, Input, InvitationView, Ops, Outcome, Rng, Timer, dht_error, secs};
+use crate::contact::{Contact, Role};
+use crate::crypto::password;
+use crate::crypto::{PasswordLimits, PasswordParams, SecretKey, SigningKey, conversation_key};
+use crate::dht::{DhtErrorKind, RecordKey, Schema, ValueData};
+use crate::encoding::{Ticket, TicketSecret};
+use crate::error::{Error, ProtocolError, VerifyError};
+use crate::identity::Identity;
+use crate::message::inbox::{self, InboxKeys, InboxValue, OWNER_SUBKEY, WRITER_SUBKEY};
+use crate::message::{FinalStatus, FinalStatusKind, Profile, ResponseContent, SignedIdentity, VerifiedInvitation};
+
+/// How often the invitee re-reads the owner subkey for the final status.
+pub const POLL_INTERVAL_MS: u64 = 5_000;
+/// How long after expiry the invitee keeps waiting for a final status.
+pub const FINAL_GRACE_MS: u64 = 10 * 60 * 1000;
+
+/// What to receive.
+#[derive(Clone, Debug)]
+pub struct ReceiveParams {
+    /// The invitee's identity (published).
+    pub identity: Identity,
+    /// The ticket as scanned / pasted.
+    pub ticket: Ticket,
+    /// Profile to send back (defaults to the identity record's).
+    pub profile: Option<Profile>,
+    /// Caps on the ticket's Argon2id parameters.
+    pub password_limits: PasswordLimits,
+}
+
+impl ReceiveParams {
+    /// Defaults.
+    pub fn new(identity: Identity, ticket: Ticket) -> Self {
+        Self { identity, ticket, profile: None, password_limits: PasswordLimits::default() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Purpose {
+    OpenInbox,
+    ReadRequest,
+    FreshnessOpen,
+    FreshnessGet,
+    CreateConversation,
+    WriteResponse,
+    Watch,
+    ReadFinal,
+    Forget,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Freshness {
+    Pending,
+    Ok,
+    Revoked,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Core {
+    identity: Identity,
+    profile: Option<Profile>,
+    ticket: Vec<u8>,
+    record: [u8; 32],
+    conversation_owner: SigningKey,
+    locked: Option<(SecretKey, [u8; 16], PasswordParams)>,
+    limits: (u8, u8, u8, u64),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Received {
+    secret: SecretKey,
+    invitation: VerifiedInvitation,
+    writer: SigningKey,
+    freshness: Freshness,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum State {
+    NeedPassword { cached: Option<Vec<u8>> },
+    Fetching { secret: SecretKey },
+    Deciding(Box<Received>),
+    Responding { r: Box<Received>, accept: bool, conversation: Option<RecordKey>, value: Option<(Vec<u8>, [u8; 32])> },
+    AwaitingFinal { r: Box<Received>, conversation: RecordKey, response_hash: [u8; 32], accepted_final: bool },
+    Done(FinishedWith),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum FinishedWith {
+    Contact(crate::crypto::PublicKey),
+    RejectedByUs,
+    Cancelled,
+    Failed(ProtocolError),
+    Error(String),
+}
+
+impl FinishedWith {
+    fn outcome(&self) -> Outcome {
+        match self {
+            Self::Contact(p) => Outcome::Contact(*p),
+            Self::RejectedByUs => Outcome::RejectedByUs,
+            Self::Cancelled => Outcome::Cancelled,
+            Self::Failed(p) => Outcome::Failed(Error::Protocol(p.clone())),
+            Self::Error(m) => Outcome::Failed(Error::Store(m.clone())),
+        }
+    }
+}
+
+/// The invitee's state machine.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Invitee {
+    core: Core,
+    state: State,
+    ops: Ops<Purpose>,
+}
+
+impl Invitee {
+    /// Starts receiving a ticket.
+    pub fn new(params: ReceiveParams, _now: u64, rng: &mut dyn Rng) -> Result<(Self, Vec<Effect>), Error> {
+        if params.identity.record_key().is_none() {
+            return Err(Error::ApiMisuse("publish the identity record before accepting invitations"));
+        }
+        let l = params.password_limits;
+        let (state, locked) = match &params.ticket.secret {
+            TicketSecret::Plain(s) => (State::Fetching { secret: s.clone() }, None),
+            TicketSecret::Locked { masked, params: p } => {
+                let pp = PasswordParams { m_cost_log2: p.m_cost_log2, t_cost: p.t_cost, p_cost: p.p_cost };
+                // Hostile parameters are refused before anything else happens.
+                l.check(&pp)?;
+                (State::NeedPassword { cached: None }, Some((masked.clone(), p.salt, pp)))
+            }
+        };
+        let core = Core {
+            identity: params.identity,
+            profile: params.profile,
+            ticket: params.ticket.to_bytes(),
+            record: params.ticket.record,
+            conversation_owner: SigningKey::generate(&mut RngAdapter(rng)),
+            locked,
+            limits: (l.max_m_cost_log2, l.max_t_cost, l.max_p_cost, l.max_work_kib_passes),
+        };
+        let mut m = Self { core, state, ops: Ops::default() };
+        let mut out = vec![Effect::Persist];
+        match &m.state {
+            State::Fetching { secret } => {
+                let key = RecordKey::new(m.core.record, Some(secret.clone()));
+                m.ops.start(Purpose::OpenInbox, DhtOp::Open { key, writer: None }, &mut out);
+            }
+            _ => out.push(Effect::Emit(Event::PasswordRequired)),
+        }
+        Ok((m, out))
+    }
+
+    /// Whether the flow has ended.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Done(_))
+    }
+
+    /// The invitation being received, once verified.
+    pub fn invitation(&self) -> Option<&VerifiedInvitation> {
+        match &self.state {
+            State::Deciding(r) | State::Responding { r, .. } | State::AwaitingFinal { r, .. } => Some(&r.invitation),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn watched_records(&self) -> Vec<[u8; 32]> {
+        match &self.state {
+            State::AwaitingFinal { .. } => vec![self.core.record],
+            _ => Vec::new(),
+        }
+    }
+
+    fn inbox_key(&self, secret: &SecretKey) -> RecordKey {
+        RecordKey::new(self.core.record, Some(secret.clone()))
+    }
+
+    /// Re-issues pending operations and timers after a restart.
+    pub fn resume(&mut self, _now: u64, _rng: &mut dyn Rng) -> Vec<Effect> {
+        let mut out = Vec::new();
+        match &self.state {
+            State::Done(f) => out.push(Effect::Finished(f.outcome())),
+            State::NeedPassword { .. } => out.push(Effect::Emit(Event::PasswordRequired)),
+            State::Deciding(r) => {
+                out.push(Effect::Emit(Event::InvitationReceived(view(&r.invitation))));
+                self.ops.resume(&mut out);
+            }
+            _ => self.ops.resume(&mut out),
+        }
+        out
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, input: Input, now: u64, rng: &mut dyn Rng) -> Vec<Effect> {
+        let mut out = Vec::new();
+        if self.is_finished() {
+            return out;
+        }
+        match input {
+            Input::Command(c) => self.on_command(c, now, rng, &mut out),
+            Input::TimerFired(t) => {
+                if !self.ops.fired(t) {
+                    return out;
+                }
+                match t {
+                    Timer::Retry(op) => self.ops.retry(op, &mut out),
+                    Timer::Poll => {
+                        if let State::AwaitingFinal { r, .. } = &self.state {
+                            let key = self.inbox_key(&r.secret);
+                            if !self.ops.has_pending(|p| *p == Purpose::ReadFinal) {
+                                self.ops.start(Purpose::ReadFinal, DhtOp::Get { key, subkey: OWNER_SUBKEY }, &mut out);
+                            }
+                            self.ops.set_timer(Timer::Poll, now + POLL_INTERVAL_MS, &mut out);
+                        }
+                    }
+                    Timer::Expiry => {
+                        // The inviter never answered within the grace period.
+                        if let State::AwaitingFinal { .. } = &self.state {
+                            self.end(FinishedWith::Failed(ProtocolError::Expired), &mut out);
+                        }
+                    }
+                }
+            }
+            Input::ValueChanged { record, subkeys, value } => {
+                if let State::AwaitingFinal { r, .. } = &self.state {
+                    if record != self.core.record {
+                        return out;
+                    }
+                    if subkeys.first() == Some(&OWNER_SUBKEY) && value.is_some() {
+                        self.on_final_value(value, &mut out);
+                    } else if subkeys.contains(&OWNER_SUBKEY) && !self.ops.has_pending(|p| *p == Purpose::ReadFinal) {
+                        let key = self.inbox_key(&r.secret);
+                        self.ops.start(Purpose::ReadFinal, DhtOp::Get { key, subkey: OWNER_SUBKEY }, &mut out);
+                    }
+                }
+            }
+            Input::DhtDone { op, result } => match self.ops.complete(op, result, now, &mut out) {
+                Completion::Done(p, o) => self.on_done(p, o, now, rng, &mut out),
+                Completion::Retrying | Completion::Unknown => {}
+                Completion::Failed(p, f, exhausted) => self.on_failed(p, f.kind, dht_error(f, exhausted), now, rng, &mut out),
+            },
+        }
+        out
+    }
+
+    fn on_command(&mut self, c: Command, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        match (c, &self.state) {
+            (Command::Password(pw), State::NeedPassword { cached }) => {
+                let Some((masked, salt, params)) = &self.core.locked else { return };
+                let (m, t, p, w) = self.core.limits;
+                let limits = PasswordLimits { max_m_cost_log2: m, max_t_cost: t, max_p_cost: p, max_work_kib_passes: w };
+                let secret = match password::unlock(masked, &pw, salt, params, &self.core.record, &limits) {
+                    Ok(s) => s,
+                    Err(e) => return self.end(FinishedWith::Error(e.to_string()), out),
+                };
+                let cached = cached.clone();
+                self.state = State::Fetching { secret: secret.clone() };
+                match cached {
+                    // A previous attempt already fetched the request: no network needed.
+                    Some(v) => self.on_request_value(Some(v), now, out),
+                    None => {
+                        let key = self.inbox_key(&secret);
+                        self.ops.start(Purpose::OpenInbox, DhtOp::Open { key, writer: None }, out);
+                        out.insert(0, Effect::Persist);
+                    }
+                }
+            }
+            (Command::Accept, State::Deciding(r)) => {
+                let r = r.clone();
+                self.state = State::Responding { r, accept: true, conversation: None, value: None };
+                let schema = Schema { owner_subkeys: 1, members: Vec::new() };
+                self.ops.start(Purpose::CreateConversation, DhtOp::Create { schema, owner: self.core.conversation_owner.clone() }, out);
+                out.insert(0, Effect::Persist);
+            }
+            (Command::Reject, State::Deciding(r)) => {
+                let r = r.clone();
+                self.state = State::Responding { r, accept: false, conversation: None, value: None };
+                self.write_response(now, rng, out);
+            }
+            (Command::Cancel, State::Deciding(_) | State::NeedPassword { .. } | State::Fetching { .. }) => {
+                self.end(FinishedWith::Cancelled, out);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_failed(&mut self, purpose: Purpose, kind: DhtErrorKind, err: Error, _now: u64, _rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        match purpose {
+            Purpose::OpenInbox | Purpose::ReadRequest => {
+                if kind == DhtErrorKind::BadRecordSecret && self.core.locked.is_some() {
+                    self.state = State::NeedPassword { cached: None };
+                    out.push(Effect::Persist);
+                    out.push(Effect::Emit(Event::WrongPassword));
+                    out.push(Effect::Emit(Event::PasswordRequired));
+                } else if kind == DhtErrorKind::BadRecordSecret {
+                    self.end_err(VerifyError::DecryptionFailed.into(), out);
+                } else if kind == DhtErrorKind::NotFound {
+                    self.end(FinishedWith::Failed(ProtocolError::NotFound), out);
+                } else {
+                    self.end_err(err, out);
+                }
+            }
+            Purpose::FreshnessOpen | Purpose::FreshnessGet => {
+                // Could not re-read the inviter's identity: the verified snapshot stands.
+                self.set_freshness(Freshness::Ok);
+                self.maybe_final(out);
+            }
+            Purpose::CreateConversation | Purpose::WriteResponse => self.end_err(err, out),
+            Purpose::Watch | Purpose::ReadFinal | Purpose::Forget => {}
+        }
+    }
+
+    fn on_done(&mut self, purpose: Purpose, output: DhtOutput, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        match (purpose, output) {
+            (Purpose::OpenInbox, _) => {
+                if let State::Fetching { secret } = &self.state {
+                    let key = self.inbox_key(secret);
+                    self.ops.start(Purpose::ReadRequest, DhtOp::Get { key, subkey: OWNER_SUBKEY }, out);
+                    out.insert(0, Effect::Persist);
+                }
+            }
+            (Purpose::ReadRequest, DhtOutput::Value(v)) => self.on_request_value(v.map(|v| v.data), now, out),
+            (Purpose::FreshnessOpen, _) => {
+                if let Some(r) = self.received() {
+                    let key = r.invitation.content().identity_record.clone();
+                    self.ops.start(Purpose::FreshnessGet, DhtOp::Get { key, subkey: 0 }, out);
+                    out.insert(0, Effect::Persist);
+                }
+            }
+            (Purpose::FreshnessGet, DhtOutput::Value(v)) => {
+                let f = self.check_freshness(v);
+                self.set_freshness(f);
+                out.push(Effect::Persist);
+                self.maybe_final(out);
+            }
+            (Purpose::CreateConversation, DhtOutput::Created(k)) => {
+                if let State::Responding { conversation, .. } = &mut self.state {
+                    *conversation = Some(k);
+                }
+                self.write_response(now, rng, out);
+            }
+            (Purpose::WriteResponse, DhtOutput::Set(newer)) => self.on_response_written(newer, now, out),
+            (Purpose::ReadFinal, DhtOutput::Value(v)) => self.on_final_value(v, out),
+            _ => {}
+        }
+    }
+
+    fn received(&self) -> Option<&Received> {
+        match &self.state {
+            State::Deciding(r) | State::Responding { r, .. } | State::AwaitingFinal { r, .. } => Some(r),
+            _ => None,
+        }
+    }
+
+    fn set_freshness(&mut self, f: Freshness) {
+        match &mut self.state {
+            State::Deciding(r) | State::Responding { r, .. } | State::AwaitingFinal { r, .. } => r.freshness = f,
+            _ => {}
+        }
+    }
+
+    fn check_freshness(&self, v: Option<ValueData>) -> Freshness {
+        let Some(r) = self.received() else { return Freshness::Ok };
+        let c = r.invitation.content();
+        let Some(v) = v else { return Freshness::Ok };
+        match SignedIdentity::verify(&v.data, Some(&c.identity_key)) {
+            // INV-FRESH-1: a newer record that no longer lists the signing device as current voids the invitation.
+            Ok(fetched) if fetched.record().seq >= r.invitation.identity().record().seq && fetched.require_current(&c.device_key).is_err() => Freshness::Revoked,
+            _ => Freshness::Ok,
+        }
+    }
+
+    fn on_request_value(&mut self, v: Option<Vec<u8>>, now: u64, out: &mut Vec<Effect>) {
+        let State::Fetching { secret } = &self.state else { return };
+        let secret = secret.clone();
+        let Some(data) = v else {
+            return self.end(FinishedWith::Failed(ProtocolError::NotFound), out);
+        };
+        let record = self.core.record;
+        let keys = InboxKeys::derive(&secret, &record);
+        let sealed = match inbox::decode_value(&data) {
+            Ok(InboxValue::Request { sealed }) => sealed,
+            Ok(InboxValue::FinalStatus { sealed }) => {
+                // Closed already. We cannot verify who closed it without the
+                // (erased) invitation, so this only ever yields an error.
+                let reason = match inbox::open_final(&keys, &record, &sealed) {
+                    Ok(b) => FinalStatus::closed_reason(&b),
+                    Err(_) if self.core.locked.is_some() => return self.wrong_password(data, out),
+                    Err(_) => ProtocolError::InboxClosed,
+                };
+                return self.end(FinishedWith::Failed(reason), out);
+            }
+            Ok(_) => return self.end(FinishedWith::Failed(ProtocolError::InboxClosed), out),
+            Err(e) => return self.end_err(e.into(), out),
+        };
+        let (writer, unverified) = match inbox::open_request(&keys, &record, &sealed) {
+            Ok(x) => x,
+            Err(Error::Verify(VerifyError::DecryptionFailed)) if self.core.locked.is_some() => return self.wrong_password(data, out),
+            Err(e) => return self.end_err(e, out),
+        };
+        let kind = match Ticket::from_bytes(&self.core.ticket) {
+            Ok(t) => t.kind,
+            Err(e) => return self.end_err(e.into(), out),
+        };
+        let invitation = match unverified.verify(&record, kind, secs(now)) {
+            Ok(i) => i,
+            Err(Error::Verify(VerifyError::Expired { .. })) => return self.end(FinishedWith::Failed(ProtocolError::Expired), out),
+            Err(e) => return self.end_err(e, out),
+        };
+        if invitation.content().identity_key == self.core.identity.public_key() && kind == crate::message::InvitationKind::Contact {
+            return self.end_err(VerifyError::WrongContext("this is our own invitation").into(), out);
+        }
+        let view = view(&invitation);
+        let fresh_key = invitation.content().identity_record.clone();
+        self.state = State::Deciding(Box::new(Received { secret, invitation, writer, freshness: Freshness::Pending }));
+        let mut ops_out = Vec::new();
+        self.ops.start(Purpose::FreshnessOpen, DhtOp::Open { key: fresh_key, writer: None }, &mut ops_out);
+        out.push(Effect::Persist);
+        out.push(Effect::Emit(Event::InvitationReceived(view)));
+        out.extend(ops_out);
+    }
+
+    fn wrong_password(&mut self, data: Vec<u8>, out: &mut Vec<Effect>) {
+        self.state = State::NeedPassword { cached: Some(data) };
+        out.push(Effect::Persist);
+        out.push(Effect::Emit(Event::WrongPassword));
+        out.push(Effect::Emit(Event::PasswordRequired));
+    }
+
+    fn write_response(&mut self, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        let State::Responding { r, accept, conversation, value } = &self.state else { return };
+        let c = r.invitation.content();
+        let id = &self.core.identity;
+        let Some(identity_record) = id.record_key().cloned() else { return self.end_err(Error::ApiMisuse("identity not published"), out) };
+        let profile = self.core.profile.clone().or_else(|| id.profile().cloned());
+        let content = ResponseContent {
+            kind: c.kind,
+            accept: *accept,
+            inbox_key: c.inbox_key,
+            invitation_hash: *r.invitation.hash(),
+            identity_key: id.public_key(),
+            device_key: id.device_public(),
+            identity_record,
+            profile,
+            conversation: conversation.clone(),
+            created_at: secs(now),
+            device_consent: None,
+            device_dh_key: None,
+        };
+        let signed = match content.sign(id.device_key(), id.signed(), &r.invitation) {
+            Ok(s) => s,
+            Err(e) => return self.end_err(e.into(), out),
+        };
+        let keys = InboxKeys::derive(&r.secret, &self.core.record);
+        let sealed = match inbox::seal_response(&keys, &self.core.record, &signed, &mut RngAdapter(rng)) {
+            Ok(s) => s,
+            Err(e) => return self.end_err(e.into(), out),
+        };
+        let hash = crate::crypto::message_hash(&signed);
+        let key = self.inbox_key(&r.secret);
+        let writer = r.writer.clone();
+        let _ = value;
+        if let State::Responding { value, .. } = &mut self.state {
+            *value = Some((sealed.clone(), hash));
+        }
+        self.ops.start(Purpose::WriteResponse, DhtOp::Set { key, subkey: WRITER_SUBKEY, data: sealed, writer }, out);
+        out.insert(0, Effect::Persist);
+    }
+
+    fn on_response_written(&mut self, newer: Option<ValueData>, now: u64, out: &mut Vec<Effect>) {
+        let State::Responding { r, accept, conversation, value: Some((sealed, hash)) } = &self.state else { return };
+        // Some(newer) with other bytes: another acceptor wrote first. We do not
+        // overwrite it; the inviter's final status says who won.
+        let _contested = newer.is_some_and(|v| &v.data != sealed);
+        let (r, accept, hash) = (r.clone(), *accept, *hash);
+        out.push(Effect::Emit(Event::ResponseSent { accepted: accept }));
+        if !accept {
+            return self.end(FinishedWith::RejectedByUs, out);
+        }
+        let Some(conversation) = conversation.clone() else { return self.end_err(Error::ApiMisuse("accept without conversation"), out) };
+        let key = self.inbox_key(&r.secret);
+        let give_up = r.invitation.content().expires_at * 1000 + FINAL_GRACE_MS;
+        self.state = State::AwaitingFinal { r, conversation, response_hash: hash, accepted_final: false };
+        let mut ops_out = Vec::new();
+        self.ops.start(Purpose::Watch, DhtOp::Watch { key, subkeys: vec![OWNER_SUBKEY] }, &mut ops_out);
+        self.ops.set_timer(Timer::Poll, now + POLL_INTERVAL_MS, &mut ops_out);
+        self.ops.set_timer(Timer::Expiry, give_up, &mut ops_out);
+        out.insert(0, Effect::Persist);
+        out.extend(ops_out);
+        // The freshness check may already be done: nothing else to wait for.
+        self.maybe_final(out);
+    }
+
+    fn on_final_value(&mut self, v: Option<ValueData>, out: &mut Vec<Effect>) {
+        let State::AwaitingFinal { r, response_hash, .. } = &self.state else { return };
+        let Some(v) = v else { return };
+        let c = r.invitation.content();
+        let keys = InboxKeys::derive(&r.secret, &self.core.record);
+        let sealed = match inbox::decode_value(&v.data) {
+            Ok(InboxValue::FinalStatus { sealed }) => sealed,
+            Ok(InboxValue::Request { .. }) => return, // still open
+            Ok(_) => return self.end(FinishedWith::Failed(ProtocolError::InboxClosed), out),
+            Err(_) => return, // unreadable: keep waiting, re-read later
+        };
+        let Ok(bytes) = inbox::open_final(&keys, &self.core.record, &sealed) else { return };
+        // INV-F-1/2: only a final status signed by the inviter device for this invitation counts.
+        let Ok(fs) = FinalStatus::verify(&bytes, &c.device_key, &c.inbox_key, r.invitation.hash()) else { return };
+        let ours = fs.response_hash.as_ref() == Some(response_hash);
+        match fs.status {
+            FinalStatusKind::Accepted if ours => {
+                if let State::AwaitingFinal { accepted_final, .. } = &mut self.state {
+                    *accepted_final = true;
+                }
+                out.push(Effect::Persist);
+                self.maybe_final(out);
+            }
+            FinalStatusKind::Accepted | FinalStatusKind::Rejected => self.end(FinishedWith::Failed(ProtocolError::AlreadyUsed), out),
+            FinalStatusKind::Revoked if fs.response_hash.is_some() && ours => {
+                // The inviter found our device revoked.
+                self.end(FinishedWith::Failed(ProtocolError::DeviceRevoked), out)
+            }
+            FinalStatusKind::Revoked => self.end(FinishedWith::Failed(ProtocolError::Revoked), out),
+            FinalStatusKind::Expired => self.end(FinishedWith::Failed(ProtocolError::Expired), out),
+        }
+    }
+
+    fn maybe_final(&mut self, out: &mut Vec<Effect>) {
+        let State::AwaitingFinal { r, conversation, accepted_final: true, .. } = &self.state else { return };
+        match r.freshness {
+            Freshness::Pending => return,
+            Freshness::Revoked => return self.end(FinishedWith::Failed(ProtocolError::DeviceRevoked), out),
+            Freshness::Ok => {}
+        }
+        let inv = &r.invitation;
+        let c = inv.content();
+        let Some(remote) = c.conversation.clone() else { return self.end_err(Error::ApiMisuse("contact invitation without conversation"), out) };
+        let id = &self.core.identity;
+        let key = match conversation_key(
+            &id.dh_secret(),
+            &inv.identity().record().dh_key,
+            [id.public_key().as_bytes(), c.identity_key.as_bytes()],
+            [conversation.opaque(), remote.opaque()],
+            &c.inbox_key,
+        ) {
+            Ok(k) => k,
+            Err(e) => return self.end_err(e.into(), out),
+        };
+        let contact = Contact::new(
+            inv.identity().clone(),
+            c.identity_record.clone(),
+            c.profile.clone(),
+            conversation.clone(),
+            self.core.conversation_owner.clone(),
+            remote,
+            c.inbox_key,
+            Role::Invitee,
+            inv.identity().record().updated_at.max(c.created_at),
+            key,
+        );
+        let peer = contact.peer;
+        let name = contact.profile.name().to_owned();
+        out.push(Effect::SaveContact(Box::new(contact)));
+        out.push(Effect::Emit(Event::ContactEstablished { peer, name }));
+        self.end(FinishedWith::Contact(peer), out);
+    }
+
+    fn end_err(&mut self, e: Error, out: &mut Vec<Effect>) {
+        match e {
+            Error::Protocol(p) => self.end(FinishedWith::Failed(p), out),
+            other => {
+                let outcome = Outcome::Failed(other.clone());
+                self.finish_with(FinishedWith::Error(other.to_string()), outcome, out);
+            }
+        }
+    }
+
+    fn end(&mut self, f: FinishedWith, out: &mut Vec<Effect>) {
+        let outcome = f.outcome();
+        self.finish_with(f, outcome, out);
+    }
+
+    fn finish_with(&mut self, f: FinishedWith, outcome: Outcome, out: &mut Vec<Effect>) {
+        // Forget what we no longer need: the inbox always, our conversation
+        // record unless it became part of a contact.
+        let conversation = match (&self.state, &f) {
+            (State::Responding { conversation, .. }, _) => conversation.clone(),
+            (State::AwaitingFinal { conversation, .. }, FinishedWith::Contact(_)) => {
+                let _ = conversation;
+                None
+            }
+            (State::AwaitingFinal { conversation, .. }, _) => Some(conversation.clone()),
+            _ => None,
+        };
+        let inbox = match &self.state {
+            State::Fetching { secret } => Some(self.inbox_key(secret)),
+            State::Deciding(r) | State::Responding { r, .. } | State::AwaitingFinal { r, .. } => Some(self.inbox_key(&r.secret)),
+            _ => None,
+        };
+        self.ops.clear(out);
+        self.state = State::Done(f);
+        out.push(Effect::Persist);
+        for key in conversation.into_iter().chain(inbox) {
+            out.push(Effect::Dht { op: u64::MAX, request: DhtOp::Forget { key } });
+        }
+        out.push(Effect::Emit(Event::Finished(outcome.clone())));
+        out.push(Effect::Finished(outcome));
+    }
+}
+
+fn view(inv: &VerifiedInvitation) -> InvitationView {
+    let c = inv.content();
+    InvitationView {
+        kind: c.kind,
+        identity: c.identity_key,
+        profile: c.profile.clone(),
+        message: c.message.clone(),
+        expires_at: c.expires_at,
+    }
+}
+

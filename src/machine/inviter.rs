@@ -1,0 +1,749 @@
+//! The inviter's machine: send, wait, finalize, clean up.
+//!
+//! ```text
+//! Creating ──(conversation + inbox created)──▶ Publishing ──(request confirmed)──▶ Waiting
+//! Waiting ──(valid accept | valid reject | expiry timer | Cancel)──▶ Finalizing
+//! Finalizing ──(final status confirmed ∧ responder identity fresh)──▶ Cleaning ──▶ Done
+//! ```
+//! Finalizing writes the signed final status over the request (which erases
+//! it) and, concurrently, re-reads the responder's identity record; the contact
+//! becomes final only when both are done. Cleaning tombstones the response
+//! subkey (retrying until confirmed) and deletes the local copies.
+
+use rand_core::RngCore;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Command, Completion, DhtOp, DhtOutput, Effect, Event, Input, Ops, Outcome, Rng, Timer, dht_error, secs,
+};
+use crate::contact::{Contact, Role};
+use crate::crypto::password::{self, SALT_LEN};
+use crate::crypto::{Password, PasswordLimits, PasswordParams, PublicKey, SecretKey, SigningKey, conversation_key};
+use crate::dht::{RecordKey, Schema, SchemaMember, ValueData};
+use crate::encoding::{LockParams, Ticket, TicketSecret};
+use crate::error::{DecodeError, Error, ProtocolError};
+use crate::identity::Identity;
+use crate::message::inbox::{self, InboxKeys, InboxValue, OWNER_SUBKEY, WRITER_SUBKEY};
+use crate::message::{
+    EncryptionKeyType, FinalStatus, FinalStatusKind, InvitationContent, InvitationContext, InvitationKind, Profile,
+    SignedIdentity, VerifiedResponse,
+};
+
+/// How often the inviter re-reads the response subkey besides watching it.
+pub const POLL_INTERVAL_MS: u64 = 5_000;
+
+/// What to send.
+#[derive(Clone, Debug)]
+pub struct SendParams {
+    /// The inviter's identity (published).
+    pub identity: Identity,
+    /// Profile to show (defaults to the identity record's).
+    pub profile: Option<Profile>,
+    /// Greeting, covered by the signature.
+    pub message: String,
+    /// Validity in seconds (capped at 30 days).
+    pub expires_in_secs: u64,
+    /// Optional password or PIN.
+    pub password: Option<(Password, EncryptionKeyType)>,
+    /// Argon2id parameters when a password is set.
+    pub password_params: PasswordParams,
+}
+
+impl SendParams {
+    /// Defaults: 7 days, no password, the identity's profile.
+    pub fn new(identity: Identity) -> Self {
+        Self {
+            identity,
+            profile: None,
+            message: String::new(),
+            expires_in_secs: crate::limits::DEFAULT_EXPIRY_SECS,
+            password: None,
+            password_params: PasswordParams::DEFAULT,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct LockMaterial {
+    stretched: SecretKey,
+    salt: [u8; SALT_LEN],
+    m_cost_log2: u8,
+    t_cost: u8,
+    p_cost: u8,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+enum Purpose {
+    CreateConversation,
+    CreateInbox,
+    PublishRequest,
+    Watch,
+    ReadResponse,
+    WriteFinal,
+    FreshnessOpen,
+    FreshnessGet,
+    Tombstone,
+    Forget,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Core {
+    identity: Identity,
+    kind: InvitationKind,
+    profile: Profile,
+    message: String,
+    created_at: u64,
+    expires_at: u64,
+    inbox_owner: SigningKey,
+    writer: SigningKey,
+    conversation_owner: SigningKey,
+    encryption_key_type: EncryptionKeyType,
+    lock: Option<LockMaterial>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Published {
+    inbox: RecordKey,
+    conversation: RecordKey,
+    ticket: Vec<u8>,
+    invitation_hash: [u8; 32],
+    request_value: Vec<u8>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Freshness {
+    NotNeeded,
+    Pending,
+    Done,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Finalizing {
+    status: FinalStatusKind,
+    final_value: Vec<u8>,
+    written: bool,
+    contact: Option<Box<Contact>>,
+    responder_device: Option<PublicKey>,
+    freshness: Freshness,
+    tombstone_tries: u32,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum State {
+    Creating { conversation: Option<RecordKey>, inbox: Option<RecordKey> },
+    Publishing(Published),
+    Waiting(Published),
+    Finalizing(Published, Box<Finalizing>),
+    Cleaning(Published, FinishedWith),
+    Done(FinishedWith),
+}
+
+/// Serializable form of an [`Outcome`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum FinishedWith {
+    Contact(PublicKey),
+    Rejected,
+    Revoked,
+    Expired,
+    Failed(String),
+}
+
+impl FinishedWith {
+    fn outcome(&self) -> Outcome {
+        match self {
+            Self::Contact(p) => Outcome::Contact(*p),
+            Self::Rejected => Outcome::RejectedByPeer,
+            Self::Revoked => Outcome::Cancelled,
+            Self::Expired => Outcome::Failed(ProtocolError::Expired.into()),
+            Self::Failed(m) => Outcome::Failed(Error::Store(m.clone())),
+        }
+    }
+}
+
+/// The inviter's state machine (see the module docs for the states).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Inviter {
+    core: Core,
+    state: State,
+    ops: Ops<Purpose>,
+    pending_failure: Option<String>,
+}
+
+fn inbox_schema(writer: &PublicKey) -> Schema {
+    Schema { owner_subkeys: 1, members: vec![SchemaMember { key: *writer, subkeys: 1 }] }
+}
+
+fn conversation_schema() -> Schema {
+    Schema { owner_subkeys: 1, members: Vec::new() }
+}
+
+impl Inviter {
+    /// Starts sending an invitation. Runs Argon2id now if a password is set
+    /// (so the password itself is never persisted).
+    pub fn new(params: SendParams, now: u64, rng: &mut dyn Rng) -> Result<(Self, Vec<Effect>), Error> {
+        Self::with_kind(params, InvitationKind::Contact, now, rng)
+    }
+
+    pub(crate) fn with_kind(params: SendParams, kind: InvitationKind, now: u64, rng: &mut dyn Rng) -> Result<(Self, Vec<Effect>), Error> {
+        if params.identity.record_key().is_none() {
+            return Err(Error::ApiMisuse("publish the identity record before sending invitations"));
+        }
+        let expires_in = params.expires_in_secs.clamp(60, crate::limits::MAX_EXPIRY_SECS);
+        let profile = match params.profile.or_else(|| params.identity.profile().cloned()) {
+            Some(p) => p,
+            None => return Err(Error::ApiMisuse("no profile to send")),
+        };
+        if params.message.len() > crate::limits::MAX_MESSAGE {
+            return Err(DecodeError::FieldTooLong { what: "invitation message", max: crate::limits::MAX_MESSAGE, got: params.message.len() }.into());
+        }
+        let (lock, ekt) = match &params.password {
+            None => (None, EncryptionKeyType::None),
+            Some((pw, ekt)) => {
+                let salt = password::new_salt(rng);
+                let p = params.password_params;
+                let stretched = password::stretch(pw, &salt, &p, &PasswordLimits::default())?;
+                let ekt = if *ekt == EncryptionKeyType::None { EncryptionKeyType::Password } else { *ekt };
+                (Some(LockMaterial { stretched, salt, m_cost_log2: p.m_cost_log2, t_cost: p.t_cost, p_cost: p.p_cost }), ekt)
+            }
+        };
+        let core = Core {
+            identity: params.identity,
+            kind,
+            profile,
+            message: params.message,
+            created_at: secs(now),
+            expires_at: secs(now) + expires_in,
+            inbox_owner: SigningKey::generate(&mut RngAdapter(rng)),
+            writer: SigningKey::generate(&mut RngAdapter(rng)),
+            conversation_owner: SigningKey::generate(&mut RngAdapter(rng)),
+            encryption_key_type: ekt,
+            lock,
+        };
+        let mut m = Self { core, state: State::Creating { conversation: None, inbox: None }, ops: Ops::default(), pending_failure: None };
+        let mut out = vec![Effect::Persist];
+        let writer_pub = m.core.writer.public();
+        if kind == InvitationKind::Contact {
+            m.ops.start(Purpose::CreateConversation, DhtOp::Create { schema: conversation_schema(), owner: m.core.conversation_owner.clone() }, &mut out);
+        }
+        m.ops.start(Purpose::CreateInbox, DhtOp::Create { schema: inbox_schema(&writer_pub), owner: m.core.inbox_owner.clone() }, &mut out);
+        Ok((m, out))
+    }
+
+    /// The shareable ticket, once published.
+    pub fn ticket(&self) -> Option<Ticket> {
+        match &self.state {
+            State::Waiting(p) | State::Finalizing(p, _) => Ticket::from_bytes(&p.ticket).ok(),
+            _ => None,
+        }
+    }
+
+    /// The local-table record of this invitation (`ContactInvitationRecord`),
+    /// once published.
+    pub(crate) fn invitation_record(&self) -> Option<Vec<u8>> {
+        use crate::message::record_key_to_pb;
+        use crate::wire::pb;
+        let (State::Waiting(p) | State::Finalizing(p, _)) = &self.state else { return None };
+        let c = &self.core;
+        Some(crate::wire::encode(&pb::ContactInvitationRecord {
+            inbox: Some(record_key_to_pb(&p.inbox)),
+            inbox_owner_secret: c.inbox_owner.expose_seed().to_vec(),
+            writer_secret: c.writer.expose_seed().to_vec(),
+            conversation: Some(record_key_to_pb(&p.conversation)),
+            conversation_owner_secret: c.conversation_owner.expose_seed().to_vec(),
+            created_at: c.created_at,
+            expires_at: c.expires_at,
+            ticket: p.ticket.clone(),
+            message: c.message.clone(),
+            kind: c.kind.to_pb(),
+            encryption_key_type: c.encryption_key_type.to_pb(),
+        }))
+    }
+
+    /// The inbox record (opaque key), once created.
+    pub fn inbox(&self) -> Option<[u8; 32]> {
+        match &self.state {
+            State::Creating { inbox, .. } => inbox.as_ref().map(|k| *k.opaque()),
+            State::Publishing(p) | State::Waiting(p) | State::Finalizing(p, _) | State::Cleaning(p, _) => Some(*p.inbox.opaque()),
+            State::Done(_) => None,
+        }
+    }
+
+    /// When the invitation expires (unix seconds).
+    pub fn expires_at(&self) -> u64 {
+        self.core.expires_at
+    }
+
+    /// Whether the flow has ended.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state, State::Done(_))
+    }
+
+    pub(crate) fn watched_records(&self) -> Vec<[u8; 32]> {
+        match &self.state {
+            State::Waiting(p) => vec![*p.inbox.opaque()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Re-issues pending operations and timers after a restart.
+    pub fn resume(&mut self, _now: u64, _rng: &mut dyn Rng) -> Vec<Effect> {
+        let mut out = Vec::new();
+        if let State::Done(f) = &self.state {
+            out.push(Effect::Finished(f.outcome()));
+            return out;
+        }
+        self.ops.resume(&mut out);
+        out
+    }
+
+    /// Feeds one input.
+    pub fn handle(&mut self, input: Input, now: u64, rng: &mut dyn Rng) -> Vec<Effect> {
+        let mut out = Vec::new();
+        if self.is_finished() {
+            return out;
+        }
+        match input {
+            Input::Command(Command::Cancel) => {
+                if let State::Waiting(p) = &self.state {
+                    let p = p.clone();
+                    self.finalize(p, FinalStatusKind::Revoked, None, now, rng, &mut out);
+                } else if let State::Creating { .. } | State::Publishing(_) = &self.state {
+                    // Not yet visible to anyone: drop what exists.
+                    self.cleanup_unpublished(&mut out);
+                }
+            }
+            Input::Command(_) => {}
+            Input::TimerFired(t) => {
+                if !self.ops.fired(t) {
+                    return out;
+                }
+                match t {
+                    Timer::Retry(op) => self.ops.retry(op, &mut out),
+                    Timer::Poll => {
+                        if let State::Waiting(p) = &self.state {
+                            let key = p.inbox.clone();
+                            if !self.ops.has_pending(|x| *x == Purpose::ReadResponse) {
+                                self.ops.start(Purpose::ReadResponse, DhtOp::Get { key, subkey: WRITER_SUBKEY }, &mut out);
+                            }
+                            self.ops.set_timer(Timer::Poll, now + POLL_INTERVAL_MS, &mut out);
+                        }
+                    }
+                    Timer::Expiry => {
+                        if let State::Waiting(p) = &self.state {
+                            let p = p.clone();
+                            self.finalize(p, FinalStatusKind::Expired, None, now, rng, &mut out);
+                        }
+                    }
+                }
+            }
+            Input::ValueChanged { record, subkeys, value } => {
+                if let State::Waiting(p) = &self.state {
+                    if &record != p.inbox.opaque() {
+                        return out;
+                    }
+                    if subkeys.first() == Some(&WRITER_SUBKEY) && value.is_some() {
+                        // The notification carries the value: no read needed.
+                        self.on_response_value(value, now, rng, &mut out);
+                    } else if subkeys.contains(&WRITER_SUBKEY) && !self.ops.has_pending(|x| *x == Purpose::ReadResponse) {
+                        let key = p.inbox.clone();
+                        self.ops.start(Purpose::ReadResponse, DhtOp::Get { key, subkey: WRITER_SUBKEY }, &mut out);
+                    }
+                }
+            }
+            Input::DhtDone { op, result } => match self.ops.complete(op, result, now, &mut out) {
+                Completion::Done(purpose, output) => self.on_done(purpose, output, now, rng, &mut out),
+                Completion::Retrying | Completion::Unknown => {}
+                Completion::Failed(purpose, f, exhausted) => self.on_failed(purpose, dht_error(f, exhausted), now, rng, &mut out),
+            },
+        }
+        out
+    }
+
+    fn on_failed(&mut self, purpose: Purpose, err: Error, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        match purpose {
+            // Reading a response, watching, freshness and cleanup failures are not fatal.
+            Purpose::ReadResponse | Purpose::Watch => {}
+            Purpose::FreshnessOpen | Purpose::FreshnessGet => {
+                // Could not confirm the responder's identity is still current:
+                // the snapshot in the signed response stands (documented).
+                if let State::Finalizing(_, f) = &mut self.state {
+                    f.freshness = Freshness::Done;
+                }
+                self.try_complete(now, out);
+            }
+            Purpose::Tombstone | Purpose::Forget => self.try_finish_cleaning(out),
+            Purpose::CreateConversation | Purpose::CreateInbox | Purpose::PublishRequest => {
+                self.pending_failure = Some(err.to_string());
+                self.fail(err, out);
+            }
+            Purpose::WriteFinal => {
+                // The final status never reached the network: no contact.
+                let _ = rng;
+                self.fail(err, out);
+            }
+        }
+    }
+
+    fn fail(&mut self, err: Error, out: &mut Vec<Effect>) {
+        self.ops.clear(out);
+        let f = FinishedWith::Failed(err.to_string());
+        out.push(Effect::Persist);
+        out.push(Effect::Emit(Event::Finished(Outcome::Failed(err.clone()))));
+        out.push(Effect::Finished(Outcome::Failed(err)));
+        self.state = State::Done(f);
+    }
+
+    fn cleanup_unpublished(&mut self, out: &mut Vec<Effect>) {
+        let keys: Vec<RecordKey> = match &self.state {
+            State::Creating { conversation, inbox } => conversation.iter().chain(inbox.iter()).cloned().collect(),
+            State::Publishing(p) => vec![p.inbox.clone(), p.conversation.clone()],
+            _ => Vec::new(),
+        };
+        self.ops.clear(out);
+        for key in keys {
+            self.ops.start(Purpose::Forget, DhtOp::Forget { key }, out);
+        }
+        let done = FinishedWith::Revoked;
+        out.push(Effect::Emit(Event::Finished(done.outcome())));
+        out.push(Effect::Finished(done.outcome()));
+        self.state = State::Done(done);
+        out.insert(0, Effect::Persist);
+    }
+
+    fn on_done(&mut self, purpose: Purpose, output: DhtOutput, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        match (purpose, output) {
+            (Purpose::CreateConversation, DhtOutput::Created(k)) => {
+                if let State::Creating { conversation, .. } = &mut self.state {
+                    *conversation = Some(k);
+                }
+                self.maybe_publish(now, rng, out);
+            }
+            (Purpose::CreateInbox, DhtOutput::Created(k)) => {
+                if let State::Creating { inbox, .. } = &mut self.state {
+                    *inbox = Some(k);
+                }
+                self.maybe_publish(now, rng, out);
+            }
+            (Purpose::PublishRequest, DhtOutput::Set(newer)) => {
+                let State::Publishing(p) = &self.state else { return };
+                if let Some(v) = newer {
+                    if v.data != p.request_value {
+                        self.fail(DecodeError::Invalid("inbox already holds another request").into(), out);
+                        return;
+                    }
+                }
+                let p = p.clone();
+                let key = p.inbox.clone();
+                self.state = State::Waiting(p);
+                out.push(Effect::Persist);
+                self.ops.start(Purpose::Watch, DhtOp::Watch { key: key.clone(), subkeys: vec![WRITER_SUBKEY] }, out);
+                self.ops.set_timer(Timer::Poll, now + POLL_INTERVAL_MS, out);
+                self.ops.set_timer(Timer::Expiry, self.core.expires_at * 1000, out);
+                out.push(Effect::Emit(Event::InvitationPublished { expires_at: self.core.expires_at }));
+                out.push(Effect::Persist);
+            }
+            (Purpose::Watch, _) => {}
+            (Purpose::ReadResponse, DhtOutput::Value(v)) => self.on_response_value(v, now, rng, out),
+            (Purpose::WriteFinal, DhtOutput::Set(newer)) => {
+                let State::Finalizing(p, f) = &mut self.state else { return };
+                match newer {
+                    Some(v) if v.data != f.final_value => {
+                        // Our local copy was stale; the network told us the newer
+                        // value (our own request). Write again over it.
+                        let key = p.inbox.clone();
+                        let data = f.final_value.clone();
+                        let writer = self.core.inbox_owner.clone();
+                        self.ops.start(Purpose::WriteFinal, DhtOp::Set { key, subkey: OWNER_SUBKEY, data, writer }, out);
+                        out.insert(0, Effect::Persist);
+                    }
+                    _ => {
+                        f.written = true;
+                        out.push(Effect::Persist);
+                        self.try_complete(now, out);
+                    }
+                }
+            }
+            (Purpose::FreshnessOpen, _) => {
+                if let State::Finalizing(_, f) = &self.state {
+                    if let Some(c) = &f.contact {
+                        let key = c.peer_identity_record.clone();
+                        self.ops.start(Purpose::FreshnessGet, DhtOp::Get { key, subkey: 0 }, out);
+                        out.insert(0, Effect::Persist);
+                    }
+                }
+            }
+            (Purpose::FreshnessGet, DhtOutput::Value(v)) => self.on_freshness(v, now, out),
+            (Purpose::Tombstone, DhtOutput::Set(newer)) => {
+                if let (Some(_), State::Cleaning(p, _)) = (newer, &self.state) {
+                    // Stale local copy: the retry writes over the newer value.
+                    let key = p.inbox.clone();
+                    let writer = self.core.writer.clone();
+                    if self.ops.has_pending(|x| *x == Purpose::Tombstone) {
+                        return;
+                    }
+                    self.ops.start(Purpose::Tombstone, DhtOp::Set { key, subkey: WRITER_SUBKEY, data: inbox::tombstone(secs(now)), writer }, out);
+                    out.insert(0, Effect::Persist);
+                    return;
+                }
+                self.try_finish_cleaning(out);
+            }
+            (Purpose::Forget, _) => self.try_finish_cleaning(out),
+            _ => {}
+        }
+    }
+
+    fn maybe_publish(&mut self, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        let State::Creating { conversation, inbox } = &self.state else { return };
+        let need_conv = self.core.kind == InvitationKind::Contact;
+        let (Some(inbox), true) = (inbox.clone(), !need_conv || conversation.is_some()) else { return };
+        let conversation = conversation.clone().unwrap_or_else(|| inbox.without_secret());
+        match self.build(inbox, conversation, now, rng) {
+            Ok(p) => {
+                let (key, data) = (p.inbox.clone(), p.request_value.clone());
+                self.state = State::Publishing(p);
+                let writer = self.core.inbox_owner.clone();
+                self.ops.start(Purpose::PublishRequest, DhtOp::Set { key, subkey: OWNER_SUBKEY, data, writer }, out);
+                out.insert(0, Effect::Persist);
+            }
+            Err(e) => self.fail(e, out),
+        }
+    }
+
+    fn build(&self, inbox: RecordKey, conversation: RecordKey, _now: u64, rng: &mut dyn Rng) -> Result<Published, Error> {
+        let secret = inbox.secret().cloned().ok_or(Error::ApiMisuse("DHT backend returned a record key without its secret"))?;
+        let opaque = *inbox.opaque();
+        let c = &self.core;
+        let record_key = c.identity.record_key().cloned().ok_or(Error::ApiMisuse("identity not published"))?;
+        let content = InvitationContent {
+            kind: c.kind,
+            inbox_key: opaque,
+            writer_key: c.writer.public(),
+            identity_key: c.identity.public_key(),
+            device_key: c.identity.device_public(),
+            identity_record: record_key,
+            profile: c.profile.clone(),
+            conversation: (c.kind == InvitationKind::Contact).then(|| conversation.clone()),
+            created_at: c.created_at,
+            expires_at: c.expires_at,
+            message: c.message.clone(),
+            encryption_key_type: c.encryption_key_type,
+        };
+        let signed = content.sign(c.identity.device_key(), c.identity.signed())?;
+        let invitation_hash = crate::crypto::message_hash(&signed);
+        let keys = InboxKeys::derive(&secret, &opaque);
+        let mut r = RngAdapter(rng);
+        let request_value = inbox::seal_request(&keys, &opaque, &c.writer, &signed, c.encryption_key_type, &mut r);
+        let ticket_secret = match &c.lock {
+            None => TicketSecret::Plain(secret),
+            Some(l) => TicketSecret::Locked {
+                masked: password::apply_mask(&secret, &l.stretched, &l.salt, &opaque),
+                params: LockParams { salt: l.salt, m_cost_log2: l.m_cost_log2, t_cost: l.t_cost, p_cost: l.p_cost },
+            },
+        };
+        let ticket = Ticket { kind: c.kind, record: opaque, secret: ticket_secret }.to_bytes();
+        Ok(Published { inbox, conversation, ticket, invitation_hash, request_value })
+    }
+
+    fn on_response_value(&mut self, v: Option<ValueData>, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        let State::Waiting(p) = &self.state else { return };
+        let Some(v) = v else { return };
+        let p = p.clone();
+        match self.check_response(&p, &v.data, now) {
+            Ok(None) => {}
+            Ok(Some(resp)) => {
+                if resp.content().accept {
+                    match self.pending_contact(&p, &resp, now) {
+                        Ok(contact) => self.finalize(p, FinalStatusKind::Accepted, Some((resp, contact)), now, rng, out),
+                        Err(e) => out.push(Effect::Emit(Event::ResponseIgnored { reason: e.to_string() })),
+                    }
+                } else {
+                    self.finalize(p, FinalStatusKind::Rejected, Some((resp, Box::new(None))), now, rng, out);
+                }
+            }
+            Err(e) => out.push(Effect::Emit(Event::ResponseIgnored { reason: e.to_string() })),
+        }
+    }
+
+    fn check_response(&self, p: &Published, data: &[u8], now: u64) -> Result<Option<VerifiedResponse>, Error> {
+        let sealed = match inbox::decode_value(data)? {
+            InboxValue::Response { sealed } => sealed,
+            InboxValue::Tombstone => return Ok(None),
+            _ => return Err(DecodeError::Invalid("response subkey holds something else").into()),
+        };
+        let secret = p.inbox.secret().ok_or(Error::ApiMisuse("inbox key lost its secret"))?;
+        let keys = InboxKeys::derive(secret, p.inbox.opaque());
+        let unverified = inbox::open_response(&keys, p.inbox.opaque(), &sealed)?;
+        let identity_key = self.core.identity.public_key();
+        let ctx = InvitationContext {
+            inbox_key: p.inbox.opaque(),
+            hash: &p.invitation_hash,
+            expires_at: self.core.expires_at,
+            kind: self.core.kind,
+            identity_key: &identity_key,
+        };
+        Ok(Some(unverified.verify(&ctx, secs(now))?))
+    }
+
+    fn pending_contact(&self, p: &Published, resp: &VerifiedResponse, now: u64) -> Result<Box<Option<Contact>>, Error> {
+        let c = resp.content();
+        let identity: &SignedIdentity = resp.identity().ok_or(Error::ApiMisuse("contact response without identity"))?;
+        let remote_conv = c.conversation.clone().ok_or(DecodeError::MissingField { what: "accept", field: "conversation" })?;
+        let profile = c.profile.clone().or_else(|| identity.record().profile.clone()).ok_or(DecodeError::MissingField { what: "accept", field: "profile" })?;
+        let key = conversation_key(
+            &self.core.identity.dh_secret(),
+            &identity.record().dh_key,
+            [self.core.identity.public_key().as_bytes(), c.identity_key.as_bytes()],
+            [p.conversation.opaque(), remote_conv.opaque()],
+            p.inbox.opaque(),
+        )?;
+        Ok(Box::new(Some(Contact::new(
+            identity.clone(),
+            c.identity_record.clone(),
+            profile,
+            p.conversation.clone(),
+            self.core.conversation_owner.clone(),
+            remote_conv,
+            *p.inbox.opaque(),
+            Role::Inviter,
+            secs(now),
+            key,
+        ))))
+    }
+
+    fn finalize(
+        &mut self,
+        p: Published,
+        status: FinalStatusKind,
+        resp: Option<(VerifiedResponse, Box<Option<Contact>>)>,
+        now: u64,
+        rng: &mut dyn Rng,
+        out: &mut Vec<Effect>,
+    ) {
+        self.ops.cancel_timer(Timer::Poll, out);
+        self.ops.cancel_timer(Timer::Expiry, out);
+        let (response_hash, responder, contact, device) = match &resp {
+            Some((r, c)) => (Some(*r.hash()), Some(r.content().identity_key), (**c).clone().map(Box::new), Some(r.content().device_key)),
+            None => (None, None, None, None),
+        };
+        let fs = FinalStatus {
+            status,
+            inbox_key: *p.inbox.opaque(),
+            invitation_hash: p.invitation_hash,
+            response_hash,
+            responder_identity: responder,
+            decided_at: secs(now),
+            handover: Vec::new(),
+        };
+        let signed = match fs.sign(self.core.identity.device_key()) {
+            Ok(s) => s,
+            Err(e) => return self.fail(e.into(), out),
+        };
+        let Some(secret) = p.inbox.secret() else { return self.fail(Error::ApiMisuse("inbox key lost its secret"), out) };
+        let keys = InboxKeys::derive(secret, p.inbox.opaque());
+        let final_value = inbox::seal_final(&keys, p.inbox.opaque(), &signed, &mut RngAdapter(rng));
+        let freshness = if contact.is_some() { Freshness::Pending } else { Freshness::NotNeeded };
+        let key = p.inbox.clone();
+        let fin = Finalizing { status, final_value: final_value.clone(), written: false, contact, responder_device: device, freshness, tombstone_tries: 0 };
+        let fresh_key = fin.contact.as_ref().map(|c| c.peer_identity_record.clone());
+        self.state = State::Finalizing(p, Box::new(fin));
+        let mut ops_out = Vec::new();
+        let writer = self.core.inbox_owner.clone();
+        self.ops.start(Purpose::WriteFinal, DhtOp::Set { key, subkey: OWNER_SUBKEY, data: final_value, writer }, &mut ops_out);
+        if let Some(k) = fresh_key {
+            self.ops.start(Purpose::FreshnessOpen, DhtOp::Open { key: k, writer: None }, &mut ops_out);
+        }
+        out.push(Effect::Persist);
+        out.extend(ops_out);
+    }
+
+    fn on_freshness(&mut self, v: Option<ValueData>, now: u64, out: &mut Vec<Effect>) {
+        let State::Finalizing(_, f) = &mut self.state else { return };
+        f.freshness = Freshness::Done;
+        if let (Some(v), Some(c), Some(dev)) = (v, &f.contact, f.responder_device) {
+            if let Ok(fetched) = SignedIdentity::verify(&v.data, Some(&c.peer)) {
+                // INV-FRESH-1: a newer identity record that no longer lists the
+                // signing device as current voids the accept.
+                if fetched.record().seq >= c.peer_identity.record().seq && fetched.require_current(&dev).is_err() {
+                    f.contact = None;
+                    f.status = FinalStatusKind::Revoked;
+                    self.pending_failure = Some(ProtocolError::DeviceRevoked.to_string());
+                }
+            }
+        }
+        out.push(Effect::Persist);
+        self.try_complete(now, out);
+    }
+
+    fn try_complete(&mut self, now: u64, out: &mut Vec<Effect>) {
+        let State::Finalizing(p, f) = &self.state else { return };
+        if !f.written || matches!(f.freshness, Freshness::Pending) {
+            return;
+        }
+        let p = p.clone();
+        let finished = match (&f.status, &f.contact) {
+            (FinalStatusKind::Accepted, Some(c)) => {
+                let peer = c.peer;
+                out.push(Effect::SaveContact(c.clone()));
+                out.push(Effect::Emit(Event::ContactEstablished { peer, name: c.profile.name().to_owned() }));
+                FinishedWith::Contact(peer)
+            }
+            (FinalStatusKind::Rejected, _) => FinishedWith::Rejected,
+            (FinalStatusKind::Expired, _) => FinishedWith::Expired,
+            (FinalStatusKind::Revoked, _) if self.pending_failure.is_some() => FinishedWith::Failed(self.pending_failure.clone().unwrap_or_default()),
+            _ => FinishedWith::Revoked,
+        };
+        let contact_made = matches!(finished, FinishedWith::Contact(_));
+        self.state = State::Cleaning(p.clone(), finished);
+        let mut ops_out = Vec::new();
+        let writer = self.core.writer.clone();
+        self.ops.start(Purpose::Tombstone, DhtOp::Set { key: p.inbox.clone(), subkey: WRITER_SUBKEY, data: inbox::tombstone(secs(now)), writer }, &mut ops_out);
+        if !contact_made {
+            self.ops.start(Purpose::Forget, DhtOp::Forget { key: p.conversation.clone() }, &mut ops_out);
+        }
+        out.push(Effect::Persist);
+        out.extend(ops_out);
+    }
+
+    fn try_finish_cleaning(&mut self, out: &mut Vec<Effect>) {
+        let State::Cleaning(p, finished) = &self.state else { return };
+        if self.ops.has_pending(|x| *x == Purpose::Tombstone) {
+            return;
+        }
+        if !self.ops.has_pending(|x| *x == Purpose::Forget) {
+            // Tombstone done (or given up): forget the inbox locally, then finish.
+            let key = p.inbox.clone();
+            let finished = finished.clone();
+            if !matches!(self.state, State::Done(_)) {
+                let mut ops_out = Vec::new();
+                self.ops.start(Purpose::Forget, DhtOp::Forget { key }, &mut ops_out);
+                self.ops.clear(&mut Vec::new());
+                // Forgetting is best effort and local: finish now.
+                let outcome = finished.outcome();
+                self.state = State::Done(finished);
+                out.push(Effect::Persist);
+                out.extend(ops_out);
+                out.push(Effect::Emit(Event::Finished(outcome.clone())));
+                out.push(Effect::Finished(outcome));
+            }
+        }
+    }
+}
+
+/// Adapts `&mut dyn Rng` to the `CryptoRngCore` bound of key generation.
+pub(crate) struct RngAdapter<'a>(pub(crate) &'a mut dyn Rng);
+
+impl RngCore for RngAdapter<'_> {
+    fn next_u32(&mut self) -> u32 {
+        self.0.next_u32()
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.0.fill_bytes(dest);
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.0.try_fill_bytes(dest)
+    }
+}
+impl rand_core::CryptoRng for RngAdapter<'_> {}

@@ -1,0 +1,470 @@
+//! Sans-IO protocol state machines.
+//!
+//! A machine never awaits, never reads a clock, never draws from a global RNG
+//! and never calls the DHT. The driver feeds it [`Input`]s with the current
+//! time (unix milliseconds) and an RNG, and carries out the [`Effect`]s it
+//! returns, **in order**: a [`Effect::Persist`] always precedes the DHT
+//! effects that depend on the new state, so a crash at any point resumes from
+//! a state whose pending operations are re-issued by [`Flow::resume`].
+//!
+//! Every DHT operation has an [`OpId`]; results come back as
+//! [`Input::DhtDone`]. Retryable failures are retried with backoff through
+//! timers; a step that keeps failing ends the flow with
+//! [`crate::ProtocolError::RetriesExhausted`].
+
+mod invitee;
+mod inviter;
+
+use std::collections::BTreeMap;
+
+use rand_core::{CryptoRng, RngCore};
+use serde::{Deserialize, Serialize};
+
+pub use invitee::{Invitee, ReceiveParams};
+pub use inviter::{Inviter, SendParams};
+
+use crate::contact::Contact;
+use crate::crypto::{Password, PublicKey, SigningKey};
+use crate::dht::{DhtErrorKind, RecordKey, Schema, Subkey, ValueData};
+use crate::error::{Error, ProtocolError};
+use crate::message::{InvitationKind, Profile};
+
+/// A random source usable by machines (object safe).
+pub trait Rng: RngCore + CryptoRng {}
+impl<T: RngCore + CryptoRng> Rng for T {}
+
+/// Identifies a DHT operation within a flow.
+pub type OpId = u64;
+
+/// Identifies a flow (one invitation, on one side).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FlowId(pub [u8; 16]);
+
+impl FlowId {
+    /// A random flow id.
+    pub fn random(rng: &mut dyn Rng) -> Self {
+        let mut b = [0u8; 16];
+        rng.fill_bytes(&mut b);
+        Self(b)
+    }
+}
+
+impl core::fmt::Display for FlowId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&data_encoding::HEXLOWER.encode(&self.0[..6]))
+    }
+}
+
+/// A DHT operation requested by a machine.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum DhtOp {
+    /// Create a record (idempotent for the same owner and schema).
+    Create {
+        /// Schema.
+        schema: Schema,
+        /// Owner key.
+        owner: SigningKey,
+    },
+    /// Open a record.
+    Open {
+        /// Record.
+        key: RecordKey,
+        /// Writer, if writing.
+        writer: Option<SigningKey>,
+    },
+    /// Read a subkey from the network.
+    Get {
+        /// Record.
+        key: RecordKey,
+        /// Subkey.
+        subkey: Subkey,
+    },
+    /// Write a subkey (confirmed on the network).
+    Set {
+        /// Record.
+        key: RecordKey,
+        /// Subkey.
+        subkey: Subkey,
+        /// Value.
+        data: Vec<u8>,
+        /// Writer.
+        writer: SigningKey,
+    },
+    /// Watch subkeys.
+    Watch {
+        /// Record.
+        key: RecordKey,
+        /// Subkeys.
+        subkeys: Vec<Subkey>,
+    },
+    /// Close, cancel watches, and delete the local copy.
+    Forget {
+        /// Record.
+        key: RecordKey,
+    },
+}
+
+impl DhtOp {
+    /// Whether this operation is a network round trip (get, set). Create,
+    /// open, watch and forget are local on MemoryDht; on Veilid opening a
+    /// record not held locally adds one inspect round trip.
+    pub fn is_network(&self) -> bool {
+        matches!(self, Self::Get { .. } | Self::Set { .. })
+    }
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Create { .. } => "create record",
+            Self::Open { .. } => "open record",
+            Self::Get { .. } => "get value",
+            Self::Set { .. } => "set value",
+            Self::Watch { .. } => "watch",
+            Self::Forget { .. } => "forget record",
+        }
+    }
+}
+
+/// The result of a DHT operation.
+#[derive(Clone, Debug)]
+pub enum DhtOutput {
+    /// Create: the record key.
+    Created(RecordKey),
+    /// Open, watch, forget: done.
+    Done,
+    /// Get: the value, if any.
+    Value(Option<ValueData>),
+    /// Set: `None` written; `Some(newer)` the network holds a newer value.
+    Set(Option<ValueData>),
+}
+
+/// A failed DHT operation, backend-independent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DhtFailure {
+    /// Kind.
+    pub kind: DhtErrorKind,
+    /// Message.
+    pub message: String,
+}
+
+/// A user command.
+#[derive(Clone, Debug)]
+pub enum Command {
+    /// Supply the password/PIN of a locked invitation.
+    Password(Password),
+    /// Accept the received invitation.
+    Accept,
+    /// Reject the received invitation.
+    Reject,
+    /// Revoke an outstanding invitation (inviter) or abandon it (invitee).
+    Cancel,
+}
+
+/// Timers a machine can set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Timer {
+    /// Re-read the watched subkey (watches can lag or be lost).
+    Poll,
+    /// The invitation expires.
+    Expiry,
+    /// Retry the operation.
+    Retry(OpId),
+}
+
+/// An input to a machine.
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// A user command.
+    Command(Command),
+    /// A DHT operation finished.
+    DhtDone {
+        /// Which.
+        op: OpId,
+        /// How.
+        result: Result<DhtOutput, DhtFailure>,
+    },
+    /// A watched record changed.
+    ValueChanged {
+        /// Record (opaque key).
+        record: [u8; 32],
+        /// Subkeys.
+        subkeys: Vec<Subkey>,
+        /// New value of the first subkey, if the backend delivered it.
+        value: Option<ValueData>,
+    },
+    /// A timer fired.
+    TimerFired(Timer),
+}
+
+/// What a machine asks the driver to do.
+#[derive(Clone, Debug)]
+pub enum Effect {
+    /// Persist the machine's state now (before the effects that follow).
+    Persist,
+    /// Run a DHT operation and report back with [`Input::DhtDone`].
+    Dht {
+        /// Its id.
+        op: OpId,
+        /// What.
+        request: DhtOp,
+    },
+    /// Fire `timer` at `at` (unix ms); replaces a pending timer of that kind.
+    SetTimer {
+        /// Which.
+        timer: Timer,
+        /// When (unix ms).
+        at: u64,
+    },
+    /// Cancel a timer.
+    CancelTimer(Timer),
+    /// Save a final contact (idempotent upsert keyed by peer identity).
+    SaveContact(Box<Contact>),
+    /// Tell the app.
+    Emit(Event),
+    /// The flow is over; remove its persisted state.
+    Finished(Outcome),
+}
+
+/// Progress and results for the app. Events never carry secrets (the ticket
+/// is fetched with the driver's `ticket()`; contacts from the store).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The invitation is published; the ticket can be shown.
+    InvitationPublished {
+        /// When it expires (unix seconds).
+        expires_at: u64,
+    },
+    /// The ticket is locked: supply a password/PIN.
+    PasswordRequired,
+    /// The password was wrong (the inbox did not open).
+    WrongPassword,
+    /// A verified invitation: show it and ask the user.
+    InvitationReceived(InvitationView),
+    /// The response was stored in the inbox.
+    ResponseSent {
+        /// Accept or reject.
+        accepted: bool,
+    },
+    /// The inviter saw a response it could not verify and ignored it.
+    ResponseIgnored {
+        /// Why.
+        reason: String,
+    },
+    /// A contact is final and saved.
+    ContactEstablished {
+        /// Peer identity.
+        peer: PublicKey,
+        /// Peer display name.
+        name: String,
+    },
+    /// The flow ended.
+    Finished(Outcome),
+}
+
+/// What an invitee sees before deciding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvitationView {
+    /// Contact or device link.
+    pub kind: InvitationKind,
+    /// Inviter identity.
+    pub identity: PublicKey,
+    /// Inviter profile.
+    pub profile: Profile,
+    /// Greeting (signed).
+    pub message: String,
+    /// Expiry (unix seconds).
+    pub expires_at: u64,
+}
+
+/// How a flow ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A contact was made with this peer.
+    Contact(PublicKey),
+    /// A device was linked (inviter: the new device key; invitee: our device key).
+    DeviceLinked(PublicKey),
+    /// The peer rejected (inviter side).
+    RejectedByPeer,
+    /// We rejected (invitee side).
+    RejectedByUs,
+    /// Revoked by the inviter / abandoned by us.
+    Cancelled,
+    /// Ended without a contact: the error says why.
+    Failed(Error),
+}
+
+/// Bookkeeping for in-flight operations, shared by both machines.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct Ops<P> {
+    next: OpId,
+    pending: BTreeMap<OpId, PendingOp<P>>,
+    timers: BTreeMap<Timer, u64>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct PendingOp<P> {
+    pub(crate) purpose: P,
+    pub(crate) request: DhtOp,
+    pub(crate) attempts: u32,
+}
+
+/// Most attempts at one operation before giving up.
+pub const MAX_ATTEMPTS: u32 = 8;
+
+/// Backoff before retry number `attempt` (ms): 250 ms doubling, capped at 8 s.
+pub(crate) fn backoff_ms(attempt: u32) -> u64 {
+    (250u64 << attempt.min(5)).min(8_000)
+}
+
+impl<P> Default for Ops<P> {
+    fn default() -> Self {
+        Self { next: 0, pending: BTreeMap::new(), timers: BTreeMap::new() }
+    }
+}
+
+impl<P: Clone> Ops<P> {
+    pub(crate) fn start(&mut self, purpose: P, request: DhtOp, out: &mut Vec<Effect>) -> OpId {
+        let op = self.next;
+        self.next += 1;
+        out.push(Effect::Dht { op, request: request.clone() });
+        self.pending.insert(op, PendingOp { purpose, request, attempts: 1 });
+        op
+    }
+    pub(crate) fn set_timer(&mut self, timer: Timer, at: u64, out: &mut Vec<Effect>) {
+        self.timers.insert(timer, at);
+        out.push(Effect::SetTimer { timer, at });
+    }
+    pub(crate) fn cancel_timer(&mut self, timer: Timer, out: &mut Vec<Effect>) {
+        if self.timers.remove(&timer).is_some() {
+            out.push(Effect::CancelTimer(timer));
+        }
+    }
+    pub(crate) fn fired(&mut self, timer: Timer) -> bool {
+        self.timers.remove(&timer).is_some()
+    }
+    pub(crate) fn has_pending(&self, pred: impl Fn(&P) -> bool) -> bool {
+        self.pending.values().any(|p| pred(&p.purpose))
+    }
+
+    /// Takes a completed op. Retryable failures schedule a retry and return
+    /// `Completion::Retrying`; exhausted ones return an error.
+    pub(crate) fn complete(
+        &mut self,
+        op: OpId,
+        result: Result<DhtOutput, DhtFailure>,
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) -> Completion<P> {
+        let Some(p) = self.pending.get_mut(&op) else {
+            return Completion::Unknown;
+        };
+        match result {
+            Ok(o) => {
+                let purpose = p.purpose.clone();
+                self.pending.remove(&op);
+                Completion::Done(purpose, o)
+            }
+            Err(f) if f.kind.is_retryable() && p.attempts < MAX_ATTEMPTS => {
+                let at = now + backoff_ms(p.attempts);
+                self.timers.insert(Timer::Retry(op), at);
+                out.push(Effect::SetTimer { timer: Timer::Retry(op), at });
+                Completion::Retrying
+            }
+            Err(f) => {
+                let purpose = p.purpose.clone();
+                let attempts = p.attempts;
+                let what = p.request.name();
+                self.pending.remove(&op);
+                if f.kind.is_retryable() {
+                    Completion::Failed(purpose, f, Some(ProtocolError::RetriesExhausted { what: what.to_owned(), attempts }))
+                } else {
+                    Completion::Failed(purpose, f, None)
+                }
+            }
+        }
+    }
+
+    /// Re-issues an op after its retry timer fired.
+    pub(crate) fn retry(&mut self, op: OpId, out: &mut Vec<Effect>) {
+        if let Some(p) = self.pending.get_mut(&op) {
+            p.attempts += 1;
+            out.push(Effect::Dht { op, request: p.request.clone() });
+        }
+    }
+
+    /// After a restart: re-issue every pending op and re-arm every timer.
+    pub(crate) fn resume(&self, out: &mut Vec<Effect>) {
+        for (op, p) in &self.pending {
+            if !self.timers.contains_key(&Timer::Retry(*op)) {
+                out.push(Effect::Dht { op: *op, request: p.request.clone() });
+            }
+        }
+        for (t, at) in &self.timers {
+            out.push(Effect::SetTimer { timer: *t, at: *at });
+        }
+    }
+
+    /// Drops all pending ops and timers (flow ending).
+    pub(crate) fn clear(&mut self, out: &mut Vec<Effect>) {
+        self.pending.clear();
+        for t in core::mem::take(&mut self.timers).into_keys() {
+            out.push(Effect::CancelTimer(t));
+        }
+    }
+}
+
+pub(crate) enum Completion<P> {
+    Done(P, DhtOutput),
+    Retrying,
+    Failed(P, DhtFailure, Option<ProtocolError>),
+    Unknown,
+}
+
+pub(crate) fn dht_error(f: DhtFailure, exhausted: Option<ProtocolError>) -> Error {
+    match exhausted {
+        Some(p) => Error::Protocol(p),
+        None => Error::Dht { kind: f.kind, message: f.message },
+    }
+}
+
+/// A flow on either side, as persisted.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Flow {
+    /// Inviter side.
+    Inviter(Box<Inviter>),
+    /// Invitee side.
+    Invitee(Box<Invitee>),
+}
+
+impl Flow {
+    /// Feeds an input.
+    pub fn handle(&mut self, input: Input, now: u64, rng: &mut dyn Rng) -> Vec<Effect> {
+        match self {
+            Self::Inviter(m) => m.handle(input, now, rng),
+            Self::Invitee(m) => m.handle(input, now, rng),
+        }
+    }
+    /// Re-issues pending work after a restart.
+    pub fn resume(&mut self, now: u64, rng: &mut dyn Rng) -> Vec<Effect> {
+        match self {
+            Self::Inviter(m) => m.resume(now, rng),
+            Self::Invitee(m) => m.resume(now, rng),
+        }
+    }
+    /// Whether the flow has ended.
+    pub fn is_finished(&self) -> bool {
+        match self {
+            Self::Inviter(m) => m.is_finished(),
+            Self::Invitee(m) => m.is_finished(),
+        }
+    }
+    /// Records this flow watches (opaque keys), to route notifications.
+    pub fn watched_records(&self) -> Vec<[u8; 32]> {
+        match self {
+            Self::Inviter(m) => m.watched_records(),
+            Self::Invitee(m) => m.watched_records(),
+        }
+    }
+}
+
+pub(crate) fn secs(now_ms: u64) -> u64 {
+    now_ms / 1000
+}

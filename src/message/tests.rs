@@ -1,0 +1,280 @@
+//! Message-level tests: verification cannot be skipped or fooled.
+
+use proptest::prelude::*;
+use rand_core::OsRng;
+
+use super::*;
+use crate::crypto::{SigningKey, message_hash};
+use crate::dht::RecordKey;
+use crate::error::{Error, VerifyError};
+use crate::identity::Identity;
+
+const NOW: u64 = 1_795_305_600;
+
+fn identity(name: &str) -> Identity {
+    let mut id = Identity::generate(Profile::new(name).unwrap(), "phone", NOW - 10, &mut OsRng).unwrap();
+    id.set_record_key(RecordKey::new([9; 32], Some(crate::crypto::SecretKey::generate(&mut OsRng))));
+    id
+}
+
+fn content(id: &Identity, inbox: [u8; 32]) -> InvitationContent {
+    InvitationContent {
+        kind: InvitationKind::Contact,
+        inbox_key: inbox,
+        writer_key: SigningKey::generate(&mut OsRng).public(),
+        identity_key: id.public_key(),
+        device_key: id.device_public(),
+        identity_record: id.record_key().unwrap().clone(),
+        profile: id.profile().unwrap().clone(),
+        conversation: Some(RecordKey::new([5; 32], None)),
+        created_at: NOW,
+        expires_at: NOW + 3600,
+        message: "hello".into(),
+        encryption_key_type: EncryptionKeyType::None,
+    }
+}
+
+fn signed_invitation(id: &Identity, inbox: [u8; 32]) -> Vec<u8> {
+    content(id, inbox).sign(id.device_key(), id.signed()).unwrap()
+}
+
+fn verify_inv(bytes: &[u8], inbox: &[u8; 32], now: u64) -> Result<VerifiedInvitation, Error> {
+    UnverifiedInvitation::from_bytes(bytes)?.verify(inbox, InvitationKind::Contact, now)
+}
+
+#[test]
+fn valid_invitation_verifies() {
+    let a = identity("alice");
+    let inbox = [1; 32];
+    let v = verify_inv(&signed_invitation(&a, inbox), &inbox, NOW + 1).unwrap();
+    assert_eq!(v.profile().name(), "alice");
+    assert_eq!(v.content().message, "hello");
+}
+
+#[test]
+fn every_bit_flip_of_a_signed_invitation_is_rejected() {
+    let a = identity("alice");
+    let inbox = [1; 32];
+    let bytes = signed_invitation(&a, inbox);
+    for i in 0..bytes.len() * 8 {
+        let mut t = bytes.clone();
+        t[i / 8] ^= 1 << (i % 8);
+        assert!(verify_inv(&t, &inbox, NOW + 1).is_err(), "bit {i} of {} accepted", bytes.len() * 8);
+    }
+}
+
+#[test]
+fn invitation_is_bound_to_inbox_kind_and_time() {
+    let a = identity("alice");
+    let inbox = [1; 32];
+    let bytes = signed_invitation(&a, inbox);
+    // Read from another inbox: the signature context differs.
+    assert_eq!(verify_inv(&bytes, &[2; 32], NOW + 1).unwrap_err(), Error::Verify(VerifyError::BadSignature));
+    // Announced as a device link by the ticket.
+    let e = UnverifiedInvitation::from_bytes(&bytes).unwrap().verify(&inbox, InvitationKind::DeviceLink, NOW + 1).unwrap_err();
+    assert!(matches!(e, Error::Verify(VerifyError::WrongContext(_))), "{e:?}");
+    // Expired, and created in the future.
+    assert!(matches!(verify_inv(&bytes, &inbox, NOW + 3600).unwrap_err(), Error::Verify(VerifyError::Expired { .. })));
+    assert!(matches!(verify_inv(&bytes, &inbox, NOW - 3600).unwrap_err(), Error::Verify(VerifyError::BadTimestamps(_))));
+    // An expiry beyond the 30-day cap is refused even when signed.
+    let mut c = content(&a, inbox);
+    c.expires_at = NOW + 31 * 24 * 3600;
+    let b = c.sign(a.device_key(), a.signed()).unwrap();
+    assert!(matches!(verify_inv(&b, &inbox, NOW + 1).unwrap_err(), Error::Verify(VerifyError::BadTimestamps(_))));
+}
+
+#[test]
+fn invitation_signed_by_a_device_not_in_the_identity_is_refused() {
+    let a = identity("alice");
+    let inbox = [1; 32];
+    // Mallory signs with her own device key but claims alice's identity snapshot.
+    let mallory_device = SigningKey::generate(&mut OsRng);
+    let mut c = content(&a, inbox);
+    c.device_key = mallory_device.public();
+    let b = c.sign(&mallory_device, a.signed()).unwrap();
+    assert!(matches!(verify_inv(&b, &inbox, NOW + 1).unwrap_err(), Error::Verify(VerifyError::UntrustedDevice(_))));
+}
+
+#[test]
+fn revoked_device_is_refused() {
+    let mut a = identity("alice");
+    let dev = a.device_public();
+    a.update_record(|r| r.devices[0].status = DeviceStatus::Revoked, NOW).unwrap();
+    let inbox = [1; 32];
+    let b = signed_invitation(&a, inbox);
+    let e = verify_inv(&b, &inbox, NOW + 1).unwrap_err();
+    assert_eq!(e, Error::Verify(VerifyError::UntrustedDevice("device is revoked")));
+    assert_eq!(a.signed().record().device_status(&dev), Some(DeviceStatus::Revoked));
+}
+
+#[test]
+fn identity_record_with_forged_device_is_refused() {
+    let a = identity("alice");
+    let mut rec = a.signed().record().clone();
+    let other = SigningKey::generate(&mut OsRng);
+    // A device whose consent was made for another identity.
+    rec.devices.push(DeviceEntry::new(&SigningKey::generate(&mut OsRng).public(), &other, NOW, "x"));
+    rec.seq += 1;
+    let signed = rec.sign(a.identity_signing_key().unwrap()).unwrap();
+    assert_eq!(SignedIdentity::verify(signed.to_bytes(), None).unwrap_err(), Error::Verify(VerifyError::BadSignature));
+}
+
+fn response_for(inviter: &Identity, invitee: &Identity, accept: bool) -> (VerifiedInvitation, Vec<u8>) {
+    let inbox = [1; 32];
+    let inv = verify_inv(&signed_invitation(inviter, inbox), &inbox, NOW + 1).unwrap();
+    let rc = ResponseContent {
+        kind: InvitationKind::Contact,
+        accept,
+        inbox_key: inbox,
+        invitation_hash: *inv.hash(),
+        identity_key: invitee.public_key(),
+        device_key: invitee.device_public(),
+        identity_record: invitee.record_key().unwrap().clone(),
+        profile: invitee.profile().cloned(),
+        conversation: accept.then(|| RecordKey::new([7; 32], None)),
+        created_at: NOW + 2,
+        device_consent: None,
+        device_dh_key: None,
+    };
+    let bytes = rc.sign(invitee.device_key(), invitee.signed(), &inv).unwrap();
+    (inv, bytes)
+}
+
+fn ctx(inv: &VerifiedInvitation) -> InvitationContext<'_> {
+    InvitationContext {
+        inbox_key: &inv.content().inbox_key,
+        hash: inv.hash(),
+        expires_at: inv.content().expires_at,
+        kind: inv.content().kind,
+        identity_key: &inv.content().identity_key,
+    }
+}
+
+#[test]
+fn every_bit_flip_of_a_signed_response_is_rejected() {
+    let (a, b) = (identity("alice"), identity("bob"));
+    let (inv, bytes) = response_for(&a, &b, true);
+    let ok = UnverifiedResponse::from_bytes(&bytes).unwrap().verify(&ctx(&inv), NOW + 3).unwrap();
+    assert!(ok.content().accept);
+    for i in 0..bytes.len() * 8 {
+        let mut t = bytes.clone();
+        t[i / 8] ^= 1 << (i % 8);
+        let r = UnverifiedResponse::from_bytes(&t).map_err(Error::from).and_then(|u| u.verify(&ctx(&inv), NOW + 3));
+        assert!(r.is_err(), "bit {i} accepted");
+    }
+}
+
+#[test]
+fn response_is_bound_to_its_invitation() {
+    let (a, b) = (identity("alice"), identity("bob"));
+    let (_inv1, bytes) = response_for(&a, &b, true);
+    // Another invitation from the same inviter, same inbox even: different hash.
+    let inbox = [1; 32];
+    let inv2 = verify_inv(&signed_invitation(&a, inbox), &inbox, NOW + 1).unwrap();
+    let e = UnverifiedResponse::from_bytes(&bytes).unwrap().verify(&ctx(&inv2), NOW + 3).unwrap_err();
+    assert_eq!(e, Error::Verify(VerifyError::BadSignature));
+    // After the invitation expired.
+    let (inv, bytes) = response_for(&a, &b, false);
+    let e = UnverifiedResponse::from_bytes(&bytes).unwrap().verify(&ctx(&inv), NOW + 3600).unwrap_err();
+    assert!(matches!(e, Error::Verify(VerifyError::Expired { .. })));
+}
+
+#[test]
+fn final_status_bound_to_inviter_inbox_and_invitation() {
+    let a = identity("alice");
+    let fs = FinalStatus {
+        status: FinalStatusKind::Accepted,
+        inbox_key: [1; 32],
+        invitation_hash: [2; 32],
+        response_hash: Some([3; 32]),
+        responder_identity: None,
+        decided_at: NOW,
+        handover: Vec::new(),
+    };
+    let b = fs.sign(a.device_key()).unwrap();
+    assert_eq!(FinalStatus::verify(&b, &a.device_public(), &[1; 32], &[2; 32]).unwrap(), fs);
+    assert!(FinalStatus::verify(&b, &a.device_public(), &[1; 32], &[4; 32]).is_err());
+    assert!(FinalStatus::verify(&b, &SigningKey::generate(&mut OsRng).public(), &[1; 32], &[2; 32]).is_err());
+    for i in 0..b.len() * 8 {
+        let mut t = b.clone();
+        t[i / 8] ^= 1 << (i % 8);
+        assert!(FinalStatus::verify(&t, &a.device_public(), &[1; 32], &[2; 32]).is_err(), "bit {i}");
+    }
+}
+
+#[test]
+fn persisted_verified_types_are_reverified_on_load() {
+    let a = identity("alice");
+    let inbox = [1; 32];
+    let inv = verify_inv(&signed_invitation(&a, inbox), &inbox, NOW + 1).unwrap();
+    let json = serde_json::to_string(&inv).unwrap();
+    let back: VerifiedInvitation = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, inv);
+    // A stored copy with a flipped byte does not deserialize into a verified invitation.
+    let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let arr = v["bytes"].as_array_mut().unwrap();
+    let x = arr[40].as_u64().unwrap();
+    arr[40] = serde_json::json!(x ^ 1);
+    assert!(serde_json::from_value::<VerifiedInvitation>(v).is_err());
+    // Nor does a tampered identity record.
+    let mut sj: serde_json::Value = serde_json::to_value(a.signed()).unwrap();
+    let arr = sj.as_array_mut().unwrap();
+    let x = arr[10].as_u64().unwrap();
+    arr[10] = serde_json::json!(x ^ 1);
+    assert!(serde_json::from_value::<SignedIdentity>(sj).is_err());
+}
+
+#[test]
+fn oversized_and_malformed_inputs_are_typed_errors() {
+    use crate::error::DecodeError;
+    assert!(matches!(UnverifiedInvitation::from_bytes(&vec![0u8; 9000]), Err(DecodeError::TooLarge { .. })));
+    assert!(matches!(UnverifiedInvitation::from_bytes(&[0xff, 0xff, 0xff]), Err(DecodeError::Protobuf { .. })));
+    assert!(matches!(UnverifiedInvitation::from_bytes(&[]), Err(DecodeError::WrongLength { .. })));
+    assert!(matches!(UnverifiedResponse::from_bytes(&[0x0a, 0x00]), Err(DecodeError::WrongLength { .. })));
+    assert!(matches!(Profile::new("x".repeat(65)), Err(DecodeError::FieldTooLong { .. })));
+    assert!(matches!(Profile::new(""), Err(DecodeError::MissingField { .. })));
+    assert!(matches!(Profile::new("a\u{0007}b"), Err(DecodeError::Invalid(_))));
+    // Unknown enum values and future versions.
+    use crate::wire::{self, pb};
+    let a = identity("alice");
+    let bytes = signed_invitation(&a, [1; 32]);
+    let mut s: pb::SignedContactInvitation = wire::decode(&bytes, 1 << 20, "x").unwrap();
+    let mut c: pb::ContactInvitation = wire::decode(&s.contact_invitation, 1 << 20, "x").unwrap();
+    c.kind = 7;
+    s.contact_invitation = wire::encode(&c);
+    assert!(matches!(UnverifiedInvitation::from_bytes(&wire::encode(&s)), Err(DecodeError::UnknownEnumValue { value: 7, .. })));
+    c.kind = 1;
+    c.version = 2;
+    s.contact_invitation = wire::encode(&c);
+    assert!(matches!(UnverifiedInvitation::from_bytes(&wire::encode(&s)), Err(DecodeError::VersionTooNew { found: 2, .. })));
+    c.version = 1;
+    c.writer_key = vec![1; 31];
+    s.contact_invitation = wire::encode(&c);
+    assert!(matches!(UnverifiedInvitation::from_bytes(&wire::encode(&s)), Err(DecodeError::WrongLength { expected: 32, got: 31, .. })));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn invitation_round_trips(msg in "[a-zA-Z0-9 ]{0,200}", name in "[a-z]{1,60}", valid in 61u64..2_000_000) {
+        let mut a = identity("x");
+        a.update_record(|r| r.profile = Some(Profile::new(name.clone()).unwrap()), NOW - 5).unwrap();
+        let inbox = [3; 32];
+        let mut c = content(&a, inbox);
+        c.message = msg.clone();
+        c.expires_at = NOW + valid;
+        let b = c.sign(a.device_key(), a.signed()).unwrap();
+        let v = verify_inv(&b, &inbox, NOW).unwrap();
+        prop_assert_eq!(v.content(), &c);
+        prop_assert_eq!(v.hash(), &message_hash(&b));
+        prop_assert_eq!(v.to_bytes(), &b[..]);
+    }
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = UnverifiedInvitation::from_bytes(&bytes).map(|u| u.verify(&[0; 32], InvitationKind::Contact, NOW));
+        let _ = UnverifiedResponse::from_bytes(&bytes);
+        let _ = SignedIdentity::verify(&bytes, None);
+        let _ = inbox::decode_value(&bytes);
+    }
+}

@@ -1,0 +1,196 @@
+//! Persistent storage for flows (in-flight invitations on either side),
+//! contacts and the outstanding-invitation table.
+//!
+//! A store is a small table/key/value interface so any app database can back
+//! it; this crate ships [`MemoryStore`], [`FileStore`] (one file per entry,
+//! written atomically: temp file, fsync, rename, fsync of the directory) and,
+//! with the `veilid` feature, a store over Veilid's `TableStore`.
+//!
+//! Entries hold secrets (invitation secrets, record owner keys, conversation
+//! keys). [`FileStore`] creates its files readable by the owner only; apps that
+//! need encryption at rest should use the Veilid store or their own.
+
+use core::future::Future;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Tables a store holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Table {
+    /// In-flight flows, by flow id.
+    Flows,
+    /// Contacts, by peer identity key.
+    Contacts,
+    /// Outstanding invitations (the inviter's table), by flow id.
+    Invitations,
+    /// Local identity.
+    Identity,
+    /// Requests to our published address, by requester identity.
+    Requests,
+    /// Blocked identities.
+    Blocked,
+}
+
+impl Table {
+    /// Every table.
+    pub const ALL: [Self; 6] = [Self::Flows, Self::Contacts, Self::Invitations, Self::Identity, Self::Requests, Self::Blocked];
+    /// Stable name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Flows => "flows",
+            Self::Contacts => "contacts",
+            Self::Invitations => "invitations",
+            Self::Identity => "identity",
+            Self::Requests => "requests",
+            Self::Blocked => "blocked",
+        }
+    }
+}
+
+/// A table/key/value store. Writes are durable when their future completes.
+pub trait Store: Send + Sync + 'static {
+    /// Backend error.
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Inserts or replaces.
+    fn put(&self, table: Table, key: &[u8], value: &[u8]) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Reads (`None` if absent).
+    fn get(&self, table: Table, key: &[u8]) -> impl Future<Output = Result<Option<Vec<u8>>, Self::Error>> + Send;
+    /// Removes (absent is fine).
+    fn delete(&self, table: Table, key: &[u8]) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Every entry of a table, sorted by key.
+    fn list(&self, table: Table) -> impl Future<Output = Result<Vec<(Vec<u8>, Vec<u8>)>, Self::Error>> + Send;
+}
+
+/// Memory store error (never produced; kept for the trait).
+#[derive(Debug, thiserror::Error)]
+#[error("memory store error")]
+pub struct MemoryStoreError;
+
+/// An in-memory store. Cloning shares the contents (so a test can "restart"
+/// a driver over the same store).
+#[derive(Clone, Debug, Default)]
+pub struct MemoryStore {
+    inner: std::sync::Arc<Mutex<BTreeMap<(Table, Vec<u8>), Vec<u8>>>>,
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Number of entries in a table.
+    pub fn len(&self, table: Table) -> usize {
+        self.lock().keys().filter(|(t, _)| *t == table).count()
+    }
+    /// Whether a table is empty.
+    pub fn is_empty(&self, table: Table) -> bool {
+        self.len(table) == 0
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Table, Vec<u8>), Vec<u8>>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Store for MemoryStore {
+    type Error = MemoryStoreError;
+    async fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), Self::Error> {
+        self.lock().insert((table, key.to_vec()), value.to_vec());
+        Ok(())
+    }
+    async fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error> {
+        Ok(self.lock().get(&(table, key.to_vec())).cloned())
+    }
+    async fn delete(&self, table: Table, key: &[u8]) -> Result<(), Self::Error> {
+        self.lock().remove(&(table, key.to_vec()));
+        Ok(())
+    }
+    async fn list(&self, table: Table) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Self::Error> {
+        Ok(self.lock().iter().filter(|((t, _), _)| *t == table).map(|((_, k), v)| (k.clone(), v.clone())).collect())
+    }
+}
+
+/// A store of files: `DIR/TABLE/HEXKEY`, each written atomically.
+#[derive(Clone, Debug)]
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    /// Opens (creating) a store in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> std::io::Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        for t in Table::ALL {
+            std::fs::create_dir_all(dir.join(t.name()))?;
+        }
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(Self { dir })
+    }
+    fn path(&self, table: Table, key: &[u8]) -> PathBuf {
+        self.dir.join(table.name()).join(data_encoding::HEXLOWER.encode(key))
+    }
+}
+
+fn write_atomic(path: &Path, value: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().ok_or_else(|| std::io::Error::other("no parent directory"))?;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(value)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+impl Store for FileStore {
+    type Error = std::io::Error;
+    async fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), Self::Error> {
+        let path = self.path(table, key);
+        let value = value.to_vec();
+        tokio::task::spawn_blocking(move || write_atomic(&path, &value)).await.map_err(std::io::Error::other)?
+    }
+    async fn get(&self, table: Table, key: &[u8]) -> Result<Option<Vec<u8>>, Self::Error> {
+        match tokio::fs::read(self.path(table, key)).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+    async fn delete(&self, table: Table, key: &[u8]) -> Result<(), Self::Error> {
+        match tokio::fs::remove_file(self.path(table, key)).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+    async fn list(&self, table: Table) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Self::Error> {
+        let dir = self.dir.join(table.name());
+        tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for e in std::fs::read_dir(&dir)? {
+                let e = e?;
+                let name = e.file_name();
+                let Some(name) = name.to_str() else { continue };
+                // Skip leftovers of interrupted writes.
+                let Ok(key) = data_encoding::HEXLOWER.decode(name.as_bytes()) else { continue };
+                out.push((key, std::fs::read(e.path())?));
+            }
+            out.sort();
+            Ok(out)
+        })
+        .await
+        .map_err(std::io::Error::other)?
+    }
+}
