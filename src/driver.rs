@@ -40,6 +40,13 @@ pub trait Clock: Send + Sync + 'static {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;
 
+impl SystemClock {
+    /// Now, in unix seconds.
+    pub fn now_secs(&self) -> u64 {
+        self.now_ms() / 1000
+    }
+}
+
 impl Clock for SystemClock {
     fn now_ms(&self) -> u64 {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
@@ -276,8 +283,10 @@ impl<D: Dht, S: Store> Actor<D, S> {
                 match Inviter::new(*params, now, self.rng.as_mut()) {
                     Ok((m, effects)) => {
                         self.flows.insert(id, Flow::Inviter(Box::new(m)));
-                        let _ = reply.send(Ok(id));
+                        // Reply once the flow is persisted: a crash before
+                        // that surfaces as an error, never as a lost flow.
                         self.apply(id, effects, 0).await?;
+                        let _ = reply.send(Ok(id));
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -289,8 +298,8 @@ impl<D: Dht, S: Store> Actor<D, S> {
                 match Invitee::new(*params, now, self.rng.as_mut()) {
                     Ok((m, effects)) => {
                         self.flows.insert(id, Flow::Invitee(Box::new(m)));
-                        let _ = reply.send(Ok(id));
                         self.apply(id, effects, 0).await?;
+                        let _ = reply.send(Ok(id));
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -360,7 +369,12 @@ impl<D: Dht, S: Store> Actor<D, S> {
     }
 
     async fn apply(&mut self, id: FlowId, effects: Vec<Effect>, depth: u32) -> Result<(), Stopped> {
-        for e in effects {
+        // A persist stores the machine as it is at the end of this step, which
+        // may already be past the state that produced a contact. So contacts
+        // (idempotent upserts) are saved before anything else of the step:
+        // a crash can then never persist "done" without the contact.
+        let (contacts, rest): (Vec<Effect>, Vec<Effect>) = effects.into_iter().partition(|e| matches!(e, Effect::SaveContact(_)));
+        for e in contacts.into_iter().chain(rest) {
             self.spend()?;
             match e {
                 Effect::Persist => {
@@ -510,7 +524,20 @@ pub async fn publish_identity<D: Dht>(dht: &D, mut identity: Identity) -> Result
     let dht_err = |e: D::Error| Error::Dht { kind: e.kind(), message: e.to_string() };
     let key = match identity.record_key() {
         Some(k) => k.clone(),
-        None => dht.create_record(&identity_record_schema(), &owner).await.map_err(dht_err)?,
+        None => {
+            // Create is idempotent for an owner and schema, so retrying is safe.
+            let mut attempt = 0;
+            loop {
+                match dht.create_record(&identity_record_schema(), &owner).await {
+                    Ok(k) => break k,
+                    Err(e) if e.is_retryable() && attempt + 1 < crate::machine::MAX_ATTEMPTS => {
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(crate::machine::backoff_ms(attempt))).await;
+                    }
+                    Err(e) => return Err(dht_err(e)),
+                }
+            }
+        }
     };
     let data = identity.signed().to_bytes().to_vec();
     for _ in 0..crate::machine::MAX_ATTEMPTS {
@@ -526,7 +553,7 @@ pub async fn publish_identity<D: Dht>(dht: &D, mut identity: Identity) -> Result
             }
             Ok(Some(_)) => continue,
             Err(e) if e.kind() == DhtErrorKind::NotOpen => dht.open_record(&key, Some(&owner)).await.map_err(dht_err)?,
-            Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(250)).await,
             Err(e) => return Err(dht_err(e)),
         }
     }

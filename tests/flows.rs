@@ -15,7 +15,8 @@ fn send_params(p: &Party) -> SendParams {
     s
 }
 
-async fn publish(alice: &mut Party, params: SendParams) -> (contact_invite::machine::FlowId, contact_invite::encoding::Ticket) {
+async fn publish(alice: &mut Party, params: Option<SendParams>) -> (contact_invite::machine::FlowId, contact_invite::encoding::Ticket) {
+    let params = params.unwrap_or_else(|| send_params(alice));
     let flow = alice.handle.send_invitation(params).await.unwrap();
     wait_for(&mut alice.events, "published", |e| e.flow == flow && matches!(e.event, Event::InvitationPublished { .. })).await;
     let ticket = alice.handle.ticket(flow).await.unwrap().expect("ticket after publish");
@@ -27,7 +28,7 @@ async fn full_invitation_both_sides_with_round_trip_counts() {
     let net = MemoryNetwork::new();
     let mut alice = party(&net, "alice").await;
     let mut bob = party(&net, "bob").await;
-    let (a_flow, ticket) = publish(&mut alice, send_params(&alice)).await;
+    let (a_flow, ticket) = publish(&mut alice, None).await;
 
     net.reset_op_counts();
     let b_flow = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket.clone())).await.unwrap();
@@ -84,7 +85,7 @@ async fn password_protected_invitation_wrong_then_right() {
     let mut params = send_params(&alice);
     params.password = Some((Password::new("1234").unwrap(), EncryptionKeyType::Pin));
     params.password_params = PasswordParams::INSECURE_FAST_FOR_TESTS;
-    let (a_flow, ticket) = publish(&mut alice, params).await;
+    let (a_flow, ticket) = publish(&mut alice, Some(params)).await;
     assert!(matches!(ticket.secret, contact_invite::encoding::TicketSecret::Locked { .. }));
 
     let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await.unwrap();
@@ -104,7 +105,7 @@ async fn reject_is_signed_same_size_and_makes_no_contact() {
     let mut alice = party(&net, "alice").await;
     let mut bob = party(&net, "bob").await;
     // Keep alice offline while bob answers, to look at the stored response.
-    let (a_flow, ticket) = publish(&mut alice, send_params(&alice)).await;
+    let (a_flow, ticket) = publish(&mut alice, None).await;
     net.set_offline("alice", true);
     let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket.clone())).await.unwrap();
     wait_for(&mut bob.events, "invitation", |e| matches!(e.event, Event::InvitationReceived(_))).await;
@@ -116,7 +117,7 @@ async fn reject_is_signed_same_size_and_makes_no_contact() {
     let mut carol = party(&net, "carol").await;
     net.set_offline("alice", false);
     assert_eq!(finished(&mut alice.events, a_flow).await, Outcome::RejectedByPeer);
-    let (_f2, t2) = publish(&mut alice, send_params(&alice)).await;
+    let (_f2, t2) = publish(&mut alice, None).await;
     net.set_offline("alice", true);
     let c = carol.handle.receive(ReceiveParams::new(carol.identity.clone(), t2.clone())).await.unwrap();
     wait_for(&mut carol.events, "invitation", |e| matches!(e.event, Event::InvitationReceived(_))).await;
@@ -134,7 +135,7 @@ async fn inviter_expires_unanswered_invitation_and_late_invitee_is_told() {
     let mut bob = party(&net, "bob").await;
     let mut params = send_params(&alice);
     params.expires_in_secs = 3600;
-    let (a_flow, ticket) = publish(&mut alice, params).await;
+    let (a_flow, ticket) = publish(&mut alice, Some(params)).await;
     tokio::time::sleep(std::time::Duration::from_secs(3601)).await;
     assert_eq!(finished(&mut alice.events, a_flow).await, Outcome::Failed(ProtocolError::Expired.into()));
     let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await.unwrap();
@@ -148,7 +149,7 @@ async fn invitee_enforces_expiry_even_if_inviter_never_closed_it() {
     let mut bob = party(&net, "bob").await;
     let mut params = send_params(&alice);
     params.expires_in_secs = 3600;
-    let (_a_flow, ticket) = publish(&mut alice, params).await;
+    let (_a_flow, ticket) = publish(&mut alice, Some(params)).await;
     alice.handle.shutdown().await; // inviter gone: nobody writes "expired"
     tokio::time::sleep(std::time::Duration::from_secs(3601)).await;
     let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await.unwrap();
@@ -160,7 +161,7 @@ async fn revoked_invitation_is_refused() {
     let net = MemoryNetwork::new();
     let mut alice = party(&net, "alice").await;
     let mut bob = party(&net, "bob").await;
-    let (a_flow, ticket) = publish(&mut alice, send_params(&alice)).await;
+    let (a_flow, ticket) = publish(&mut alice, None).await;
     alice.handle.cancel(a_flow).await.unwrap();
     assert_eq!(finished(&mut alice.events, a_flow).await, Outcome::Cancelled);
     let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await.unwrap();
@@ -173,7 +174,7 @@ async fn second_acceptor_gets_already_used() {
     let mut alice = party(&net, "alice").await;
     let mut bob = party(&net, "bob").await;
     let mut carol = party(&net, "carol").await;
-    let (a_flow, ticket) = publish(&mut alice, send_params(&alice)).await;
+    let (a_flow, ticket) = publish(&mut alice, None).await;
     net.set_offline("alice", true);
     let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket.clone())).await.unwrap();
     let c = carol.handle.receive(ReceiveParams::new(carol.identity.clone(), ticket)).await.unwrap();
@@ -196,7 +197,7 @@ async fn forged_response_without_writer_key_is_refused_by_the_dht() {
     let net = MemoryNetwork::new();
     let mut alice = party(&net, "alice").await;
     let mut bob = party(&net, "bob").await;
-    let (a_flow, ticket) = publish(&mut alice, send_params(&alice)).await;
+    let (a_flow, ticket) = publish(&mut alice, None).await;
     let mallory = dht(&net, "mallory");
     let key = RecordKey::new(ticket.record, match &ticket.secret {
         contact_invite::encoding::TicketSecret::Plain(s) => Some(s.clone()),
@@ -219,8 +220,8 @@ async fn response_replayed_from_another_invitation_is_ignored() {
     let net = MemoryNetwork::new();
     let mut alice = party(&net, "alice").await;
     let mut bob = party(&net, "bob").await;
-    let (_f1, t1) = publish(&mut alice, send_params(&alice)).await;
-    let (f2, t2) = publish(&mut alice, send_params(&alice)).await;
+    let (_f1, t1) = publish(&mut alice, None).await;
+    let (f2, t2) = publish(&mut alice, None).await;
     net.set_offline("alice", true);
     let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), t1.clone())).await.unwrap();
     wait_for(&mut bob.events, "inv", |e| matches!(e.event, Event::InvitationReceived(_))).await;
@@ -242,7 +243,7 @@ async fn tampered_inbox_value_gives_a_typed_error() {
     let net = MemoryNetwork::new();
     let mut alice = party(&net, "alice").await;
     let mut bob = party(&net, "bob").await;
-    let (_a, ticket) = publish(&mut alice, send_params(&alice)).await;
+    let (_a, ticket) = publish(&mut alice, None).await;
     let mut v = net.stored_value(&ticket.record, 0).unwrap().data;
     let n = v.len();
     v[n - 5] ^= 0x40;

@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{PublicKey, SecretKey, SigningKey};
 use crate::error::DecodeError;
 
-// mod memory;  (MemoryDht: filled in by its own change)
+mod memory;
+pub use memory::{FaultConfig, MemoryDht, MemoryDhtError, MemoryNetwork, OpCounts};
 // #[cfg(feature = "veilid")] pub mod veilid;
 
 /// Veilid's per-subkey value limit (32 KiB); `MemoryDht` enforces it too.

@@ -125,7 +125,11 @@ pub struct Invitee {
     core: Core,
     state: State,
     ops: Ops<Purpose>,
+    not_found: u32,
 }
+
+/// How many times an empty inbox is re-read before reporting "not found".
+const MAX_NOT_FOUND: u32 = 3;
 
 impl Invitee {
     /// Starts receiving a ticket.
@@ -152,7 +156,7 @@ impl Invitee {
             locked,
             limits: (l.max_m_cost_log2, l.max_t_cost, l.max_p_cost, l.max_work_kib_passes),
         };
-        let mut m = Self { core, state, ops: Ops::default() };
+        let mut m = Self { core, state, ops: Ops::default(), not_found: 0 };
         let mut out = vec![Effect::Persist];
         match &m.state {
             State::Fetching { secret } => {
@@ -192,11 +196,27 @@ impl Invitee {
     pub fn resume(&mut self, _now: u64, _rng: &mut dyn Rng) -> Vec<Effect> {
         let mut out = Vec::new();
         match &self.state {
-            State::Done(f) => out.push(Effect::Finished(f.outcome())),
+            State::Done(f) => {
+                out.push(Effect::Emit(Event::Finished(f.outcome())));
+                out.push(Effect::Finished(f.outcome()));
+            }
             State::NeedPassword { .. } => out.push(Effect::Emit(Event::PasswordRequired)),
             State::Deciding(r) => {
                 out.push(Effect::Emit(Event::InvitationReceived(view(&r.invitation))));
                 self.ops.resume(&mut out);
+            }
+            State::AwaitingFinal { r, .. } => {
+                self.ops.resume(&mut out);
+                let key = self.inbox_key(&r.secret);
+                self.ops.start(Purpose::Watch, DhtOp::Watch { key, subkeys: vec![OWNER_SUBKEY] }, &mut out);
+                self.maybe_final(&mut out);
+            }
+            State::Responding { conversation: Some(_), value: None, .. } if !self.ops.has_pending(|p| *p == Purpose::WriteResponse) => {
+                self.ops.resume(&mut out);
+                self.write_response(_now, _rng, &mut out);
+            }
+            State::Responding { accept: false, value: None, .. } if !self.ops.has_pending(|p| *p == Purpose::WriteResponse) => {
+                self.write_response(_now, _rng, &mut out);
             }
             _ => self.ops.resume(&mut out),
         }
@@ -326,6 +346,15 @@ impl Invitee {
     fn on_done(&mut self, purpose: Purpose, output: DhtOutput, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
         match (purpose, output) {
             (Purpose::OpenInbox, _) => {
+                if let State::Fetching { secret } = &self.state {
+                    let key = self.inbox_key(secret);
+                    self.ops.start(Purpose::ReadRequest, DhtOp::Get { key, subkey: OWNER_SUBKEY }, out);
+                    out.insert(0, Effect::Persist);
+                }
+            }
+            (Purpose::ReadRequest, DhtOutput::Value(None)) if self.not_found < MAX_NOT_FOUND => {
+                // A fresh record may not have reached every node yet: read again.
+                self.not_found += 1;
                 if let State::Fetching { secret } = &self.state {
                     let key = self.inbox_key(secret);
                     self.ops.start(Purpose::ReadRequest, DhtOp::Get { key, subkey: OWNER_SUBKEY }, out);

@@ -289,10 +289,25 @@ impl Inviter {
     pub fn resume(&mut self, _now: u64, _rng: &mut dyn Rng) -> Vec<Effect> {
         let mut out = Vec::new();
         if let State::Done(f) = &self.state {
+            out.push(Effect::Emit(Event::Finished(f.outcome())));
             out.push(Effect::Finished(f.outcome()));
             return out;
         }
         self.ops.resume(&mut out);
+        // Re-evaluate states whose conditions may already hold.
+        match &self.state {
+            State::Creating { .. } => self.maybe_publish(_now, _rng, &mut out),
+            State::Finalizing(..) => self.try_complete(_now, &mut out),
+            State::Cleaning(..) => self.try_finish_cleaning(&mut out),
+            _ => {}
+        }
+        // Watches do not survive a restart: watch again, and tell the app the
+        // ticket is (still) live.
+        if let State::Waiting(p) = &self.state {
+            let key = p.inbox.clone();
+            self.ops.start(Purpose::Watch, DhtOp::Watch { key, subkeys: vec![WRITER_SUBKEY] }, &mut out);
+            out.push(Effect::Emit(Event::InvitationPublished { expires_at: self.core.expires_at }));
+        }
         out
     }
 

@@ -310,7 +310,8 @@ pub(crate) struct PendingOp<P> {
 pub const MAX_ATTEMPTS: u32 = 8;
 
 /// Backoff before retry number `attempt` (ms): 250 ms doubling, capped at 8 s.
-pub(crate) fn backoff_ms(attempt: u32) -> u64 {
+#[must_use]
+pub fn backoff_ms(attempt: u32) -> u64 {
     (250u64 << attempt.min(5)).min(8_000)
 }
 
