@@ -1,40 +1,170 @@
-//! TEMPORARY stand-in for the encodings module (replaced at merge).
-#![allow(missing_docs)]
-use crate::crypto::SecretKey;
+//! Shareable encodings of an invitation ticket: the binary blob (QR byte
+//! mode), text armor, a command-style URI (`SCHEME://invite/...`), an https
+//! link that keeps every secret in the fragment, QR rendering, and a finder
+//! for tickets pasted inside surrounding text.
+//!
+//! Parsers are strict: every rule has its own [`EncodingError`] variant.
+
+mod armor;
+mod blob;
+mod find;
+#[cfg(feature = "qr")]
+mod qr;
+mod uri;
+
+pub use blob::{LockParams, PLAIN_LEN, LOCKED_LEN, Ticket, TicketSecret, VERSION};
+pub use find::find_in_text;
+pub use uri::UriScheme;
+
 pub use crate::message::InvitationKind;
+
+/// Largest text any parser here will look at.
+pub const MAX_TEXT_LEN: usize = 64 * 1024;
+
+/// Why a ticket encoding was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("encoding")]
-pub struct EncodingError;
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LockParams { pub salt: [u8; 16], pub m_cost_log2: u8, pub t_cost: u8, pub p_cost: u8 }
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TicketSecret { Plain(SecretKey), Locked { masked: SecretKey, params: LockParams } }
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Ticket { pub kind: InvitationKind, pub record: [u8; 32], pub secret: TicketSecret }
-impl Ticket {
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut v = vec![1u8, match self.kind { InvitationKind::Contact => 1, InvitationKind::DeviceLink => 2 }];
-        v.extend_from_slice(&self.record);
-        match &self.secret {
-            TicketSecret::Plain(s) => v.extend_from_slice(s.expose()),
-            TicketSecret::Locked { masked, params } => {
-                v[1] |= 0x10;
-                v.extend_from_slice(masked.expose());
-                v.extend_from_slice(&params.salt);
-                v.extend_from_slice(&[params.m_cost_log2, params.t_cost, params.p_cost]);
-            }
-        }
-        v
-    }
-    pub fn from_bytes(b: &[u8]) -> Result<Self, EncodingError> {
-        let kind = match b.get(1).map(|k| k & 0x0f) { Some(1) => InvitationKind::Contact, Some(2) => InvitationKind::DeviceLink, _ => return Err(EncodingError) };
-        let record: [u8; 32] = b.get(2..34).ok_or(EncodingError)?.try_into().map_err(|_| EncodingError)?;
-        let s = SecretKey::from_slice(b.get(34..66).ok_or(EncodingError)?).map_err(|_| EncodingError)?;
-        let secret = if b[1] & 0x10 != 0 {
-            let salt: [u8; 16] = b.get(66..82).ok_or(EncodingError)?.try_into().map_err(|_| EncodingError)?;
-            let p = b.get(82..85).ok_or(EncodingError)?;
-            TicketSecret::Locked { masked: s, params: LockParams { salt, m_cost_log2: p[0], t_cost: p[1], p_cost: p[2] } }
-        } else { TicketSecret::Plain(s) };
-        Ok(Self { kind, record, secret })
-    }
+#[non_exhaustive]
+pub enum EncodingError {
+    /// Shorter than the format requires.
+    #[error("ticket truncated: {got} bytes, need {expected}")]
+    Truncated {
+        /// Needed.
+        expected: usize,
+        /// Got.
+        got: usize,
+    },
+    /// Bytes after the end of the ticket.
+    #[error("{0} unexpected bytes after the ticket")]
+    TrailingGarbage(usize),
+    /// The CRC-32 does not match: corrupted or mistyped.
+    #[error("checksum mismatch: the ticket is corrupted or mistyped")]
+    ChecksumMismatch,
+    /// Older format than this library reads.
+    #[error("ticket format version {found} is too old (this library reads {supported})")]
+    VersionTooOld {
+        /// Found.
+        found: u32,
+        /// Supported.
+        supported: u32,
+    },
+    /// Newer format than this library reads: upgrade needed.
+    #[error("ticket format version {found} is too new (this library reads {supported}): upgrade needed")]
+    VersionTooNew {
+        /// Found.
+        found: u32,
+        /// Supported.
+        supported: u32,
+    },
+    /// Unknown invitation kind.
+    #[error("unknown invitation kind {0}")]
+    UnknownKind(u8),
+    /// Reserved flag bits are set.
+    #[error("reserved flag bits set: {0:#04x}")]
+    ReservedFlags(u8),
+    /// Lock parameters that cannot be valid.
+    #[error("invalid lock parameters: {0}")]
+    InvalidLockParams(&'static str),
+    /// Not valid base64url (or non-canonical).
+    #[error("bad encoding of {what}")]
+    BadEncoding {
+        /// Which field.
+        what: &'static str,
+    },
+    /// Decoded field has the wrong length.
+    #[error("{what} must be {expected} bytes, got {got}")]
+    WrongLength {
+        /// Field.
+        what: &'static str,
+        /// Required.
+        expected: usize,
+        /// Got.
+        got: usize,
+    },
+    /// Armor: no BEGIN line.
+    #[error("armor: missing BEGIN line")]
+    ArmorMissingBegin,
+    /// Armor: no END line.
+    #[error("armor: missing END line")]
+    ArmorMissingEnd,
+    /// Armor: BEGIN and END labels differ, or the label is unknown.
+    #[error("armor: label mismatch or unknown label")]
+    ArmorLabelMismatch,
+    /// Armor: the label does not match the kind inside.
+    #[error("armor: label says one kind, the ticket another")]
+    ArmorKindMismatch,
+    /// Armor: a body line has the wrong length.
+    #[error("armor: body line {line} has the wrong length")]
+    ArmorLineLength {
+        /// 1-based body line.
+        line: usize,
+    },
+    /// Armor: carriage return found.
+    #[error("armor: carriage return not allowed")]
+    ArmorCarriageReturn,
+    /// Armor: empty body.
+    #[error("armor: empty body")]
+    ArmorEmpty,
+    /// URI: wrong scheme.
+    #[error("wrong scheme: expected {expected:?}, found {found:?}")]
+    WrongScheme {
+        /// Expected.
+        expected: String,
+        /// Found.
+        found: String,
+    },
+    /// URI scheme argument is not a valid scheme.
+    #[error("invalid URI scheme {0:?}")]
+    InvalidScheme(String),
+    /// URI: host is not `invite`.
+    #[error("not an invitation URI")]
+    NotAnInvitation,
+    /// URI: unknown command.
+    #[error("unknown command {0:?}")]
+    UnknownCommand(String),
+    /// URI: a command has too few arguments.
+    #[error("command {command:?} takes {expected} arguments, got {got}")]
+    WrongArity {
+        /// Command.
+        command: String,
+        /// Its arity.
+        expected: usize,
+        /// Present.
+        got: usize,
+    },
+    /// URI: a command appears twice.
+    #[error("command {0:?} given twice")]
+    DuplicateCommand(String),
+    /// URI: a required command is missing.
+    #[error("missing command {0:?}")]
+    MissingCommand(&'static str),
+    /// URI: `v` must come first.
+    #[error("the version command must come first")]
+    VersionNotFirst,
+    /// URI: empty path segment.
+    #[error("empty path segment")]
+    EmptySegment,
+    /// URI: character not allowed (percent-escapes, query, fragment, space…).
+    #[error("unexpected character {0:?}")]
+    UnexpectedCharacter(char),
+    /// URI: bad number.
+    #[error("bad number {0:?}")]
+    BadNumber(String),
+    /// URI: DHT crypto kind not supported.
+    #[error("unsupported DHT crypto kind {0:?}")]
+    UnsupportedCryptoKind(String),
+    /// URI: key derivation not supported.
+    #[error("unsupported key derivation {0:?}")]
+    UnsupportedKdf(String),
+    /// https link: not https, or no fragment.
+    #[error("not an https invitation link: {0}")]
+    BadLink(&'static str),
+    /// Text longer than any ticket encoding.
+    #[error("text of {0} bytes is too large to hold a ticket")]
+    TooLarge(usize),
+    /// No ticket found in the text.
+    #[error("no invitation found in the text")]
+    NotFound,
+    /// QR rendering failed.
+    #[error("QR rendering failed: {0}")]
+    Qr(String),
 }

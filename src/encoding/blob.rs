@@ -1,0 +1,168 @@
+//! The binary ticket (what a QR code holds).
+//!
+//! ```text
+//! off len field
+//! 0   1   version = 1
+//! 1   1   kind (low 4 bits: 1 contact, 2 device link) | 0x10 locked | 0xE0 reserved (0)
+//! 2   32  inbox record key (opaque)
+//! 34  32  invitation secret (masked when locked)
+//! locked only:
+//! 66  16  Argon2id salt
+//! 82  1   m_cost_log2     83  1  t_cost     84  1  p_cost
+//! end 4   CRC-32 (IEEE) of everything before, big-endian
+//! ```
+
+use core::fmt;
+
+use super::{EncodingError, InvitationKind};
+use crate::crypto::SecretKey;
+
+/// The ticket format version this library writes and reads.
+pub const VERSION: u8 = 1;
+/// Length of an unlocked ticket.
+pub const PLAIN_LEN: usize = 70;
+/// Length of a password-locked ticket.
+pub const LOCKED_LEN: usize = 89;
+
+const LOCKED: u8 = 0x10;
+const RESERVED: u8 = 0xE0;
+
+/// Argon2id salt and parameters of a locked ticket (public, not secret).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockParams {
+    /// Salt.
+    pub salt: [u8; 16],
+    /// Memory: 2^m_cost_log2 KiB.
+    pub m_cost_log2: u8,
+    /// Passes.
+    pub t_cost: u8,
+    /// Lanes.
+    pub p_cost: u8,
+}
+
+/// The ticket's secret.
+#[derive(Clone, PartialEq, Eq)]
+pub enum TicketSecret {
+    /// The invitation secret itself.
+    Plain(SecretKey),
+    /// The secret masked by a password; unmask with the password.
+    Locked {
+        /// Masked secret.
+        masked: SecretKey,
+        /// How the mask was derived.
+        params: LockParams,
+    },
+}
+
+/// An invitation ticket: which inbox record to read and the secret that
+/// opens it. A bearer capability: whoever holds it can read and answer the
+/// invitation (unless it is locked and they lack the password).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// What the invitation is for.
+    pub kind: InvitationKind,
+    /// The inbox record's opaque key.
+    pub record: [u8; 32],
+    /// The secret.
+    pub secret: TicketSecret,
+}
+
+impl fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ticket")
+            .field("kind", &self.kind)
+            .field("record", &data_encoding::HEXLOWER.encode(&self.record[..8]))
+            .field("locked", &self.is_locked())
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+fn kind_code(k: InvitationKind) -> u8 {
+    match k {
+        InvitationKind::Contact => 1,
+        InvitationKind::DeviceLink => 2,
+    }
+}
+
+impl Ticket {
+    /// Whether a password is needed.
+    pub fn is_locked(&self) -> bool {
+        matches!(self.secret, TicketSecret::Locked { .. })
+    }
+
+    /// The binary form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(LOCKED_LEN);
+        v.push(VERSION);
+        v.push(kind_code(self.kind) | if self.is_locked() { LOCKED } else { 0 });
+        v.extend_from_slice(&self.record);
+        match &self.secret {
+            TicketSecret::Plain(s) => v.extend_from_slice(s.expose()),
+            TicketSecret::Locked { masked, params } => {
+                v.extend_from_slice(masked.expose());
+                v.extend_from_slice(&params.salt);
+                v.extend_from_slice(&[params.m_cost_log2, params.t_cost, params.p_cost]);
+            }
+        }
+        let crc = crc32fast::hash(&v);
+        v.extend_from_slice(&crc.to_be_bytes());
+        v
+    }
+
+    /// Parses the binary form (strict).
+    pub fn from_bytes(b: &[u8]) -> Result<Self, EncodingError> {
+        if b.len() < 2 {
+            return Err(EncodingError::Truncated { expected: PLAIN_LEN, got: b.len() });
+        }
+        match b[0] {
+            VERSION => {}
+            v if v < VERSION => return Err(EncodingError::VersionTooOld { found: v.into(), supported: VERSION.into() }),
+            v => return Err(EncodingError::VersionTooNew { found: v.into(), supported: VERSION.into() }),
+        }
+        let flags = b[1];
+        if flags & RESERVED != 0 {
+            return Err(EncodingError::ReservedFlags(flags & RESERVED));
+        }
+        let kind = match flags & 0x0f {
+            1 => InvitationKind::Contact,
+            2 => InvitationKind::DeviceLink,
+            k => return Err(EncodingError::UnknownKind(k)),
+        };
+        let locked = flags & LOCKED != 0;
+        let expected = if locked { LOCKED_LEN } else { PLAIN_LEN };
+        if b.len() < expected {
+            return Err(EncodingError::Truncated { expected, got: b.len() });
+        }
+        if b.len() > expected {
+            return Err(EncodingError::TrailingGarbage(b.len() - expected));
+        }
+        let (body, crc) = b.split_at(expected - 4);
+        if crc32fast::hash(body).to_be_bytes() != crc {
+            return Err(EncodingError::ChecksumMismatch);
+        }
+        let mut record = [0u8; 32];
+        record.copy_from_slice(&body[2..34]);
+        let secret = SecretKey::from_slice(&body[34..66]).map_err(|_| EncodingError::WrongLength { what: "secret", expected: 32, got: 0 })?;
+        let secret = if locked {
+            let mut salt = [0u8; 16];
+            salt.copy_from_slice(&body[66..82]);
+            let params = LockParams { salt, m_cost_log2: body[82], t_cost: body[83], p_cost: body[84] };
+            check_lock(&params)?;
+            TicketSecret::Locked { masked: secret, params }
+        } else {
+            TicketSecret::Plain(secret)
+        };
+        Ok(Self { kind, record, secret })
+    }
+}
+
+pub(super) fn check_lock(p: &LockParams) -> Result<(), EncodingError> {
+    if p.t_cost == 0 || p.p_cost == 0 {
+        return Err(EncodingError::InvalidLockParams("t_cost and p_cost must be at least 1"));
+    }
+    if p.m_cost_log2 > 63 {
+        return Err(EncodingError::InvalidLockParams("memory exponent out of range"));
+    }
+    Ok(())
+}
