@@ -30,7 +30,7 @@ use crate::crypto::{PublicKey, SecretKey, SigningKey};
 use crate::error::DecodeError;
 
 // mod memory;  (MemoryDht: filled in by its own change)
-// #[cfg(feature = "veilid")] pub mod veilid;
+#[cfg(feature = "veilid")] pub mod veilid;
 
 /// Veilid's per-subkey value limit (32 KiB); `MemoryDht` enforces it too.
 pub const MAX_VALUE_LEN: usize = 32 * 1024;
