@@ -7,3 +7,4 @@ pub mod crypto;
 pub mod dht;
 pub mod encoding;
 pub mod error;
+#[cfg(feature = "veilid")] pub mod veilid_net;
