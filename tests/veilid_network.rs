@@ -200,6 +200,18 @@ async fn checks(net: &LocalNetwork) {
     let newer = r.expect("the network holds a value at least as new");
     assert_eq!((newer.data.as_slice(), newer.seq), (&b"v2"[..], 1));
     b.open_record(&key, Some(&writer)).await.unwrap();
+    // Another handle on node B opening the record with the owner key does not
+    // change the writer B's handle uses (Veilid keeps one default per node).
+    let b2 = net.dht(2).unwrap();
+    b2.open_record(&key, Some(&owner)).await.unwrap();
+    assert_eq!(
+        b.set_value(&key, 1, b"m3".to_vec(), None).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        b2.get_value(&key, 1, false).await.unwrap().unwrap().writer,
+        writer.public()
+    );
 
     step("refusals", started);
     assert_kind(

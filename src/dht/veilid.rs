@@ -387,7 +387,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct OpenRecord {
     owner: PublicKey,
     schema: vc::DHTSchema,
-    writer: Option<PublicKey>,
+    /// The writer this handle opened the record with. Always passed to
+    /// Veilid explicitly: Veilid keeps one default writer per record per
+    /// node, which another handle's open would replace.
+    writer: Option<SigningKey>,
 }
 
 /// A watch this handle asked for.
@@ -458,7 +461,9 @@ fn short(opaque: &[u8; 32]) -> String {
 /// [`Dht`] over one Veilid node's `RoutingContext` (default safety routes).
 ///
 /// Cheap to clone: clones share the open-record table, the watches and the
-/// change stream. See the [module docs](self) for the Veilid quirks handled.
+/// change stream. Open records and watches are per handle (a record opened
+/// through another handle on the same node is `NotOpen` for writes here).
+/// See the [module docs](self) for the Veilid quirks handled.
 #[derive(Clone)]
 pub struct VeilidDht {
     shared: Arc<Shared>,
@@ -575,7 +580,7 @@ impl VeilidDht {
             .map_err(|e| VeilidDhtError::from_api(op, &e, None))
     }
 
-    fn remember_open(&self, desc: &vc::DHTRecordDescriptor, writer: Option<PublicKey>) {
+    fn remember_open(&self, desc: &vc::DHTRecordDescriptor, writer: Option<SigningKey>) {
         let (Some(opaque), Ok(owner)) = (
             opaque_bytes(desc.ref_key()),
             PublicKey::from_bytes(desc.ref_owner().ref_value()),
@@ -603,7 +608,7 @@ impl VeilidDht {
             .open_dht_record(to_veilid_key(key), writer.map(to_keypair), None)
             .await
             .map_err(|e| VeilidDhtError::from_api(op, &e, Some(key)))?;
-        self.remember_open(&desc, writer.map(SigningKey::public));
+        self.remember_open(&desc, writer.cloned());
         Ok(desc)
     }
 
@@ -662,7 +667,7 @@ impl VeilidDht {
             Err(e) => return Err(VeilidDhtError::from_api(OP, &e, None)),
         };
         let key = from_veilid_key(OP, desc.ref_key())?;
-        self.remember_open(&desc, Some(owner.public()));
+        self.remember_open(&desc, Some(owner.clone()));
         self.store_secret(OP, &key).await?;
         Ok(key)
     }
@@ -720,7 +725,7 @@ impl VeilidDht {
                 format!("value is {} bytes, limit {MAX_VALUE_LEN}", data.len()),
             ));
         }
-        let writer_pub = {
+        let (writer_key, writer_pub) = {
             let open = lock(&self.shared.open);
             let Some(rec) = open.get(key.opaque()) else {
                 return Err(VeilidDhtError::new(
@@ -729,20 +734,21 @@ impl VeilidDht {
                     "record not open",
                 ));
             };
-            let Some(writer_pub) = writer.map(SigningKey::public).or(rec.writer) else {
+            let Some(writer_key) = writer.or(rec.writer.as_ref()).cloned() else {
                 return Err(VeilidDhtError::new(
                     DhtErrorKind::SchemaViolation,
                     OP,
                     "no writer: pass one or open the record with one",
                 ));
             };
+            let writer_pub = writer_key.public();
             check_write(OP, &rec.schema, &rec.owner, subkey, &writer_pub, data.len())?;
-            writer_pub
+            (writer_key, writer_pub)
         };
 
         let vkey = to_veilid_key(key);
         let options = vc::SetDHTValueOptions {
-            writer: writer.map(to_keypair),
+            writer: Some(to_keypair(&writer_key)),
             allow_offline: Some(vc::AllowOffline(false)),
             min_seqnum: None,
         };
@@ -900,6 +906,12 @@ impl Dht for VeilidDht {
     /// so changes in the next seconds may be reported late (or only seen by
     /// re-reading). The full key (with secret) is what Veilid uses to decrypt
     /// the values it reports.
+    ///
+    /// Changes are delivered only for records watched through this handle,
+    /// listing the changed subkeys among those watched. If Veilid reports the
+    /// watch dead, the change lists every watched subkey (empty when all
+    /// subkeys were watched) meaning "re-read these", and the watch is
+    /// forgotten: call `watch` again to renew it.
     async fn watch(&self, key: &RecordKey, subkeys: &[Subkey]) -> Result<bool, Self::Error> {
         timed("watch", key.fmt_short(), None, async {
             let mut sorted = subkeys.to_vec();
