@@ -8,12 +8,14 @@ pub mod dht;
 pub mod driver;
 pub mod encoding;
 pub mod error;
-pub mod limits;
 pub mod contact;
 pub mod identity;
+pub mod limits;
 pub mod machine;
 pub mod message;
 pub mod store;
+#[cfg(feature = "veilid")]
+pub mod veilid_net;
 mod wire;
 
 pub use error::{DecodeError, Error, PasswordError, ProtocolError, VerifyError};

@@ -31,7 +31,8 @@ use crate::error::DecodeError;
 
 mod memory;
 pub use memory::{FaultConfig, MemoryDht, MemoryDhtError, MemoryNetwork, OpCounts};
-// #[cfg(feature = "veilid")] pub mod veilid;
+#[cfg(feature = "veilid")]
+pub mod veilid;
 
 /// Veilid's per-subkey value limit (32 KiB); `MemoryDht` enforces it too.
 pub const MAX_VALUE_LEN: usize = 32 * 1024;
