@@ -13,9 +13,17 @@ use contact_invite::message::Profile;
 use contact_invite::store::MemoryStore;
 use rand_core::OsRng;
 
-async fn until(events: &mut Events, who: &str, pred: impl Fn(&Event) -> bool) -> Result<Event, Box<dyn std::error::Error>> {
+async fn until(
+    events: &mut Events,
+    who: &str,
+    pred: impl Fn(&Event) -> bool,
+) -> Result<Event, Box<dyn std::error::Error>> {
     while let Some(e) = events.recv().await {
-        println!("  [{who}] {:<60} (round trips: {})", format!("{:?}", e.event).chars().take(60).collect::<String>(), e.round_trips);
+        println!(
+            "  [{who}] {:<60} (round trips: {})",
+            format!("{:?}", e.event).chars().take(60).collect::<String>(),
+            e.round_trips
+        );
         if pred(&e.event) {
             return Ok(e.event);
         }
@@ -49,7 +57,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     println!("3. Bob scans it and sees who is inviting him");
     let b_flow = b.receive(ReceiveParams::new(bob.clone(), ticket)).await?;
-    if let Event::InvitationReceived(view) = until(&mut b_events, "bob", |e| matches!(e, Event::InvitationReceived(_))).await? {
+    if let Event::InvitationReceived(view) =
+        until(&mut b_events, "bob", |e| matches!(e, Event::InvitationReceived(_))).await?
+    {
         println!("   from {} ({}): {:?}", view.profile.name(), view.profile.pronouns(), view.message);
     }
 

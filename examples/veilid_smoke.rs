@@ -45,11 +45,7 @@ fn ms(d: Duration) -> f64 {
 }
 
 fn check(cond: bool, what: &str) -> Result<(), BoxError> {
-    if cond {
-        Ok(())
-    } else {
-        Err(format!("check failed: {what}").into())
-    }
+    if cond { Ok(()) } else { Err(format!("check failed: {what}").into()) }
 }
 
 fn expect_kind<T: std::fmt::Debug, E: DhtError>(
@@ -68,24 +64,15 @@ fn expect_kind<T: std::fmt::Debug, E: DhtError>(
 async fn main() -> ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
-    let nodes = std::env::var("VEILID_NODES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(DEFAULT_NODES);
+    let nodes = std::env::var("VEILID_NODES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_NODES);
     if let Err(e) = LocalNetwork::check_namespace(nodes) {
         eprintln!("veilid_smoke: {e}");
         return ExitCode::from(2);
     }
     let started = Instant::now();
-    let opts = LocalNetworkOptions {
-        nodes,
-        ..Default::default()
-    };
+    let opts = LocalNetworkOptions { nodes, ..Default::default() };
     let net = match LocalNetwork::start(opts).await {
         Ok(n) => n,
         Err(e) => {
@@ -122,30 +109,18 @@ async fn run(net: &LocalNetwork) -> Result<(), BoxError> {
 
     let owner = SigningKey::generate(&mut OsRng);
     let writer = SigningKey::generate(&mut OsRng);
-    let schema = Schema {
-        owner_subkeys: 1,
-        members: vec![SchemaMember {
-            key: writer.public(),
-            subkeys: 1,
-        }],
-    };
+    let schema = Schema { owner_subkeys: 1, members: vec![SchemaMember { key: writer.public(), subkeys: 1 }] };
 
     println!("== operations (A = node1, B = node2, C = node3)");
     let t0 = Instant::now();
     let key = a.create_record(&schema, &owner).await?;
     t.add("A create_record", t0.elapsed(), format!("{key:?}"));
-    check(
-        key.secret().is_some(),
-        "created key carries the encryption secret",
-    )?;
+    check(key.secret().is_some(), "created key carries the encryption secret")?;
 
     let t0 = Instant::now();
     let again = a.create_record(&schema, &owner).await?;
     t.add("A create_record again (idempotent)", t0.elapsed(), "");
-    check(
-        again == key,
-        "second create returns the same key and secret",
-    )?;
+    check(again == key, "second create returns the same key and secret")?;
 
     let t0 = Instant::now();
     let r = a.set_value(&key, 0, b"owner hello".to_vec(), None).await?;
@@ -157,27 +132,13 @@ async fn run(net: &LocalNetwork) -> Result<(), BoxError> {
     t.add("B open_record (full key + writer)", t0.elapsed(), "");
 
     let t0 = Instant::now();
-    let v = b
-        .get_value(&key, 0, true)
-        .await?
-        .ok_or("B: subkey 0 empty")?;
-    t.add(
-        "B get_value subkey 0 force_refresh",
-        t0.elapsed(),
-        format!("seq {}", v.seq),
-    );
-    check(
-        v.data == b"owner hello" && v.writer == owner.public(),
-        "B reads A's value",
-    )?;
+    let v = b.get_value(&key, 0, true).await?.ok_or("B: subkey 0 empty")?;
+    t.add("B get_value subkey 0 force_refresh", t0.elapsed(), format!("seq {}", v.seq));
+    check(v.data == b"owner hello" && v.writer == owner.public(), "B reads A's value")?;
 
     let t0 = Instant::now();
     let active = a.watch(&key, &[1]).await?;
-    t.add(
-        "A watch subkey 1 (call)",
-        t0.elapsed(),
-        format!("active={active}"),
-    );
+    t.add("A watch subkey 1 (call)", t0.elapsed(), format!("active={active}"));
     check(active, "watch active")?;
 
     let t0 = Instant::now();
@@ -197,17 +158,9 @@ async fn run(net: &LocalNetwork) -> Result<(), BoxError> {
     .await
     .unwrap_or(false);
     if notified {
-        t.add(
-            "A watch notification after B's set",
-            set_done.elapsed(),
-            "ValueChange",
-        );
+        t.add("A watch notification after B's set", set_done.elapsed(), "ValueChange");
     } else {
-        t.add(
-            "A watch notification after B's set",
-            set_done.elapsed(),
-            "TIMED OUT: re-reading",
-        );
+        t.add("A watch notification after B's set", set_done.elapsed(), "TIMED OUT: re-reading");
         let deadline = Instant::now() + REREAD_TIMEOUT;
         loop {
             let v = a.get_value(&key, 1, true).await?;
@@ -217,34 +170,18 @@ async fn run(net: &LocalNetwork) -> Result<(), BoxError> {
             check(Instant::now() < deadline, "A sees B's write by re-reading")?;
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        t.add(
-            "A saw B's write by re-reading",
-            set_done.elapsed(),
-            "fallback",
-        );
+        t.add("A saw B's write by re-reading", set_done.elapsed(), "fallback");
     }
 
     let t0 = Instant::now();
-    let v = a
-        .get_value(&key, 1, true)
-        .await?
-        .ok_or("A: subkey 1 empty")?;
-    t.add(
-        "A get_value subkey 1 force_refresh",
-        t0.elapsed(),
-        format!("seq {}", v.seq),
-    );
-    check(
-        v.data == b"member reply" && v.writer == writer.public(),
-        "A reads B's value",
-    )?;
+    let v = a.get_value(&key, 1, true).await?.ok_or("A: subkey 1 empty")?;
+    t.add("A get_value subkey 1 force_refresh", t0.elapsed(), format!("seq {}", v.seq));
+    check(v.data == b"member reply" && v.writer == writer.public(), "A reads B's value")?;
 
     // Once the watch is set up, notifications are faster than for a write
     // right after the watch call.
     let t0 = Instant::now();
-    let r = b
-        .set_value(&key, 1, b"member reply 2".to_vec(), None)
-        .await?;
+    let r = b.set_value(&key, 1, b"member reply 2".to_vec(), None).await?;
     let set_done = Instant::now();
     t.add("B set_value subkey 1 again (confirmed)", t0.elapsed(), "");
     check(r.is_none(), "second set of subkey 1 confirmed")?;
@@ -268,41 +205,27 @@ async fn run(net: &LocalNetwork) -> Result<(), BoxError> {
     println!("== refusals");
     let t0 = Instant::now();
     let e = expect_kind(
-        b.set_value(&key, 0, b"hijack".to_vec(), Some(&writer))
-            .await,
+        b.set_value(&key, 0, b"hijack".to_vec(), Some(&writer)).await,
         DhtErrorKind::SchemaViolation,
         "member writes owner subkey",
     )?;
-    t.add(
-        "B (member) set subkey 0 -> SchemaViolation",
-        t0.elapsed(),
-        e,
-    );
+    t.add("B (member) set subkey 0 -> SchemaViolation", t0.elapsed(), e);
 
     let bare = key.without_secret();
     let t0 = Instant::now();
-    let e = expect_kind(
-        b.get_value(&bare, 0, true).await,
-        DhtErrorKind::BadRecordSecret,
-        "B opaque-key read",
-    )?;
+    let e = expect_kind(b.get_value(&bare, 0, true).await, DhtErrorKind::BadRecordSecret, "B opaque-key read")?;
     t.add("B get with opaque key -> BadRecordSecret", t0.elapsed(), e);
 
     let t0 = Instant::now();
     c.open_record(&bare, None).await?;
     t.add("C open_record (opaque key only)", t0.elapsed(), "");
     let t0 = Instant::now();
-    let e = expect_kind(
-        c.get_value(&bare, 0, true).await,
-        DhtErrorKind::BadRecordSecret,
-        "C opaque-key read",
-    )?;
+    let e = expect_kind(c.get_value(&bare, 0, true).await, DhtErrorKind::BadRecordSecret, "C opaque-key read")?;
     t.add("C get with opaque key -> BadRecordSecret", t0.elapsed(), e);
 
     let t0 = Instant::now();
     let e = expect_kind(
-        a.set_value(&key, 0, vec![0u8; MAX_VALUE_LEN + 1], None)
-            .await,
+        a.set_value(&key, 0, vec![0u8; MAX_VALUE_LEN + 1], None).await,
         DhtErrorKind::ValueTooLarge,
         "oversized value",
     )?;

@@ -93,7 +93,10 @@ impl Default for DriverConfig {
 
 impl core::fmt::Debug for DriverConfig {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("DriverConfig").field("rng_seed", &self.rng_seed).field("crash_after_effects", &self.crash_after_effects).finish_non_exhaustive()
+        f.debug_struct("DriverConfig")
+            .field("rng_seed", &self.rng_seed)
+            .field("crash_after_effects", &self.crash_after_effects)
+            .finish_non_exhaustive()
     }
 }
 
@@ -202,7 +205,8 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
     for (key, bytes) in persisted {
         let Ok(id) = <[u8; 16]>::try_from(key.as_slice()) else { continue };
         let id = FlowId(id);
-        let mut flow: Flow = serde_json::from_slice(&bytes).map_err(|e| Error::Store(format!("corrupt flow {id}: {e}")))?;
+        let mut flow: Flow =
+            serde_json::from_slice(&bytes).map_err(|e| Error::Store(format!("corrupt flow {id}: {e}")))?;
         let effects = flow.resume(now, actor.rng.as_mut());
         actor.flows.insert(id, flow);
         resumed.push((id, effects));
@@ -330,10 +334,18 @@ impl<D: Dht, S: Store> Actor<D, S> {
     }
 
     async fn on_change(&mut self, change: ValueChange) -> Result<(), Stopped> {
-        let targets: Vec<FlowId> =
-            self.flows.iter().filter(|(_, f)| f.watched_records().contains(&change.record)).map(|(id, _)| *id).collect();
+        let targets: Vec<FlowId> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| f.watched_records().contains(&change.record))
+            .map(|(id, _)| *id)
+            .collect();
         for id in targets {
-            let input = Input::ValueChanged { record: change.record, subkeys: change.subkeys.clone(), value: change.value.clone() };
+            let input = Input::ValueChanged {
+                record: change.record,
+                subkeys: change.subkeys.clone(),
+                value: change.value.clone(),
+            };
             self.feed(id, input, 0).await?;
         }
         Ok(())
@@ -373,7 +385,8 @@ impl<D: Dht, S: Store> Actor<D, S> {
         // may already be past the state that produced a contact. So contacts
         // (idempotent upserts) are saved before anything else of the step:
         // a crash can then never persist "done" without the contact.
-        let (contacts, rest): (Vec<Effect>, Vec<Effect>) = effects.into_iter().partition(|e| matches!(e, Effect::SaveContact(_)));
+        let (contacts, rest): (Vec<Effect>, Vec<Effect>) =
+            effects.into_iter().partition(|e| matches!(e, Effect::SaveContact(_)));
         for e in contacts.into_iter().chain(rest) {
             self.spend()?;
             match e {
@@ -388,10 +401,10 @@ impl<D: Dht, S: Store> Actor<D, S> {
                         }
                         Err(e) => tracing::error!(flow = %id, error = %e, "could not serialize flow"),
                     }
-                    if let Some(Flow::Inviter(m)) = self.flows.get(&id) {
-                        if let Some(rec) = m.invitation_record() {
-                            let _ = self.store.put(Table::Invitations, &id.0, &rec).await;
-                        }
+                    if let Some(Flow::Inviter(m)) = self.flows.get(&id)
+                        && let Some(rec) = m.invitation_record()
+                    {
+                        let _ = self.store.put(Table::Invitations, &id.0, &rec).await;
                     }
                 }
                 Effect::Dht { op, request } => {
@@ -461,8 +474,12 @@ fn failure<E: DhtError>(e: E) -> DhtFailure {
 async fn run_op<D: Dht>(dht: &D, request: DhtOp) -> Result<DhtOutput, DhtFailure> {
     let start = std::time::Instant::now();
     let out = match &request {
-        DhtOp::Create { schema, owner } => dht.create_record(schema, owner).await.map(DhtOutput::Created).map_err(failure),
-        DhtOp::Open { key, writer } => dht.open_record(key, writer.as_ref()).await.map(|()| DhtOutput::Done).map_err(failure),
+        DhtOp::Create { schema, owner } => {
+            dht.create_record(schema, owner).await.map(DhtOutput::Created).map_err(failure)
+        }
+        DhtOp::Open { key, writer } => {
+            dht.open_record(key, writer.as_ref()).await.map(|()| DhtOutput::Done).map_err(failure)
+        }
         DhtOp::Get { key, subkey } => match dht.get_value(key, *subkey, true).await {
             Err(e) if e.kind() == DhtErrorKind::NotOpen => {
                 dht.open_record(key, None).await.map_err(failure)?;
@@ -470,7 +487,8 @@ async fn run_op<D: Dht>(dht: &D, request: DhtOp) -> Result<DhtOutput, DhtFailure
             }
             r => r.map(DhtOutput::Value).map_err(failure),
         },
-        DhtOp::Set { key, subkey, data, writer } => match dht.set_value(key, *subkey, data.clone(), Some(writer)).await {
+        DhtOp::Set { key, subkey, data, writer } => match dht.set_value(key, *subkey, data.clone(), Some(writer)).await
+        {
             Err(e) if e.kind() == DhtErrorKind::NotOpen => {
                 dht.open_record(key, Some(writer)).await.map_err(failure)?;
                 dht.set_value(key, *subkey, data.clone(), Some(writer)).await.map(DhtOutput::Set).map_err(failure)
@@ -520,7 +538,10 @@ pub fn is_success(outcome: &Outcome) -> bool {
 /// Publishes (or republishes) an identity record and returns the identity
 /// with its record key set. Needs the identity key on this device.
 pub async fn publish_identity<D: Dht>(dht: &D, mut identity: Identity) -> Result<Identity, Error> {
-    let owner = identity.identity_signing_key().cloned().ok_or(Error::ApiMisuse("this device does not hold the identity key"))?;
+    let owner = identity
+        .identity_signing_key()
+        .cloned()
+        .ok_or(Error::ApiMisuse("this device does not hold the identity key"))?;
     let dht_err = |e: D::Error| Error::Dht { kind: e.kind(), message: e.to_string() };
     let key = match identity.record_key() {
         Some(k) => k.clone(),
@@ -552,10 +573,16 @@ pub async fn publish_identity<D: Dht>(dht: &D, mut identity: Identity) -> Result
                 return Ok(identity);
             }
             Ok(Some(_)) => continue,
-            Err(e) if e.kind() == DhtErrorKind::NotOpen => dht.open_record(&key, Some(&owner)).await.map_err(dht_err)?,
+            Err(e) if e.kind() == DhtErrorKind::NotOpen => {
+                dht.open_record(&key, Some(&owner)).await.map_err(dht_err)?
+            }
             Err(e) if e.is_retryable() => tokio::time::sleep(Duration::from_millis(250)).await,
             Err(e) => return Err(dht_err(e)),
         }
     }
-    Err(crate::error::ProtocolError::RetriesExhausted { what: "publish identity".into(), attempts: crate::machine::MAX_ATTEMPTS }.into())
+    Err(crate::error::ProtocolError::RetriesExhausted {
+        what: "publish identity".into(),
+        attempts: crate::machine::MAX_ATTEMPTS,
+    }
+    .into())
 }

@@ -44,7 +44,12 @@ impl fmt::Debug for Identity {
 impl Identity {
     /// Creates a new identity with one device. Publish it with
     /// [`crate::driver::publish_identity`] before inviting anyone.
-    pub fn generate(profile: Profile, device_label: &str, now_secs: u64, rng: &mut impl CryptoRngCore) -> Result<Self, crate::Error> {
+    pub fn generate(
+        profile: Profile,
+        device_label: &str,
+        now_secs: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<Self, crate::Error> {
         let identity_key = SigningKey::generate(rng);
         let device_key = SigningKey::generate(rng);
         let account_key = SecretKey::generate(rng);
@@ -67,19 +72,6 @@ impl Identity {
             record_key: None,
             signed,
         })
-    }
-
-    /// Builds the identity a newly linked device holds: no identity key, its
-    /// own device key, the account key handed over by the old device.
-    pub(crate) fn linked(device_key: SigningKey, account_key: SecretKey, record_key: RecordKey, signed: SignedIdentity) -> Self {
-        Self {
-            identity_public: signed.record().identity_key,
-            identity_key: None,
-            device_key,
-            account_key,
-            record_key: Some(record_key),
-            signed,
-        }
     }
 
     /// The identity (account) key.
@@ -114,28 +106,18 @@ impl Identity {
     pub(crate) fn dh_secret(&self) -> DhSecretKey {
         DhSecretKey::from_account_key(&self.account_key)
     }
-    pub(crate) fn account_key(&self) -> &SecretKey {
-        &self.account_key
-    }
 
-    /// Re-signs the identity record after a change (needs the identity key).
-    pub(crate) fn update_record(&mut self, f: impl FnOnce(&mut IdentityRecord), now_secs: u64) -> Result<(), crate::Error> {
-        let key = self.identity_key.as_ref().ok_or(crate::Error::ApiMisuse("this device does not hold the identity key"))?;
+    /// Changes the identity record (profile, device statuses…) and re-signs
+    /// it with a higher sequence number. Needs the identity key on this
+    /// device; republish with [`crate::driver::publish_identity`].
+    pub fn update_record(&mut self, f: impl FnOnce(&mut IdentityRecord), now_secs: u64) -> Result<(), crate::Error> {
+        let key =
+            self.identity_key.as_ref().ok_or(crate::Error::ApiMisuse("this device does not hold the identity key"))?;
         let mut record = self.signed.record().clone();
         f(&mut record);
         record.seq += 1;
         record.updated_at = now_secs;
         self.signed = record.sign(key)?;
         Ok(())
-    }
-
-    /// Adopts a newer signed record fetched from the DHT (same identity, higher seq).
-    pub(crate) fn adopt_record(&mut self, signed: SignedIdentity) -> bool {
-        if signed.record().identity_key == self.identity_public && signed.record().seq > self.signed.record().seq {
-            self.signed = signed;
-            true
-        } else {
-            false
-        }
     }
 }

@@ -3,12 +3,12 @@
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
+pub mod contact;
 pub mod crypto;
 pub mod dht;
 pub mod driver;
 pub mod encoding;
 pub mod error;
-pub mod contact;
 pub mod identity;
 pub mod limits;
 pub mod machine;

@@ -34,7 +34,8 @@ pub enum Table {
 
 impl Table {
     /// Every table.
-    pub const ALL: [Self; 6] = [Self::Flows, Self::Contacts, Self::Invitations, Self::Identity, Self::Requests, Self::Blocked];
+    pub const ALL: [Self; 6] =
+        [Self::Flows, Self::Contacts, Self::Invitations, Self::Identity, Self::Requests, Self::Blocked];
     /// Stable name.
     pub fn name(self) -> &'static str {
         match self {
@@ -48,6 +49,9 @@ impl Table {
     }
 }
 
+/// Every entry of a table: `(key, value)` pairs.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A table/key/value store. Writes are durable when their future completes.
 pub trait Store: Send + Sync + 'static {
     /// Backend error.
@@ -59,8 +63,10 @@ pub trait Store: Send + Sync + 'static {
     /// Removes (absent is fine).
     fn delete(&self, table: Table, key: &[u8]) -> impl Future<Output = Result<(), Self::Error>> + Send;
     /// Every entry of a table, sorted by key.
-    fn list(&self, table: Table) -> impl Future<Output = Result<Vec<(Vec<u8>, Vec<u8>)>, Self::Error>> + Send;
+    fn list(&self, table: Table) -> impl Future<Output = Result<Entries, Self::Error>> + Send;
 }
+
+type Tables = BTreeMap<(Table, Vec<u8>), Vec<u8>>;
 
 /// Memory store error (never produced; kept for the trait).
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +77,7 @@ pub struct MemoryStoreError;
 /// a driver over the same store).
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
-    inner: std::sync::Arc<Mutex<BTreeMap<(Table, Vec<u8>), Vec<u8>>>>,
+    inner: std::sync::Arc<Mutex<Tables>>,
 }
 
 impl MemoryStore {
@@ -87,7 +93,7 @@ impl MemoryStore {
     pub fn is_empty(&self, table: Table) -> bool {
         self.len(table) == 0
     }
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(Table, Vec<u8>), Vec<u8>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tables> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -105,7 +111,7 @@ impl Store for MemoryStore {
         self.lock().remove(&(table, key.to_vec()));
         Ok(())
     }
-    async fn list(&self, table: Table) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Self::Error> {
+    async fn list(&self, table: Table) -> Result<Entries, Self::Error> {
         Ok(self.lock().iter().filter(|((t, _), _)| *t == table).map(|((_, k), v)| (k.clone(), v.clone())).collect())
     }
 }
@@ -175,7 +181,7 @@ impl Store for FileStore {
             _ => Ok(()),
         }
     }
-    async fn list(&self, table: Table) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Self::Error> {
+    async fn list(&self, table: Table) -> Result<Entries, Self::Error> {
         let dir = self.dir.join(table.name());
         tokio::task::spawn_blocking(move || {
             let mut out = Vec::new();

@@ -178,11 +178,7 @@ impl LocalNetworkReport {
     /// Memory the nodes added to the process, per node (KiB), once attached.
     pub fn rss_per_node_kib(&self) -> Option<u64> {
         let n = u64::try_from(self.nodes.len()).ok().filter(|n| *n > 0)?;
-        Some(
-            self.rss_after_attach_kib?
-                .saturating_sub(self.rss_before_kib?)
-                / n,
-        )
+        Some(self.rss_after_attach_kib?.saturating_sub(self.rss_before_kib?) / n)
     }
 }
 
@@ -196,12 +192,10 @@ impl fmt::Display for LocalNetworkReport {
                 n.host,
                 n.startup.as_secs_f64() * 1000.0,
                 n.attach.as_secs_f64() * 1000.0,
-                n.rss_after_startup_kib
-                    .map_or("?".to_owned(), |k| format!("{:.1}", kib_to_mib(k))),
+                n.rss_after_startup_kib.map_or("?".to_owned(), |k| format!("{:.1}", kib_to_mib(k))),
             )?;
         }
-        let mib =
-            |v: Option<u64>| v.map_or("?".to_owned(), |k| format!("{:.1} MiB", kib_to_mib(k)));
+        let mib = |v: Option<u64>| v.map_or("?".to_owned(), |k| format!("{:.1} MiB", kib_to_mib(k)));
         writeln!(f, "total start: {:.2} s", self.total.as_secs_f64())?;
         writeln!(
             f,
@@ -258,10 +252,7 @@ pub struct LocalNetwork {
 
 impl fmt::Debug for LocalNetwork {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocalNetwork")
-            .field("nodes", &self.nodes.len())
-            .field("base_dir", &self.base_dir)
-            .finish()
+        f.debug_struct("LocalNetwork").field("nodes", &self.nodes.len()).field("base_dir", &self.base_dir).finish()
     }
 }
 
@@ -291,10 +282,7 @@ impl LocalNetwork {
             .filter(|name| !matches!(*name, "lo" | "vp0" | "vp1"))
             .collect();
         if !foreign.is_empty() {
-            return fail(format!(
-                "interfaces other than lo/vp0/vp1 present: {}",
-                foreign.join(", ")
-            ));
+            return fail(format!("interfaces other than lo/vp0/vp1 present: {}", foreign.join(", ")));
         }
         for i in 0..nodes {
             let (Some(v4), Some(v6)) = (node_ipv4(i), node_ipv6(i)) else {
@@ -331,10 +319,8 @@ impl LocalNetwork {
             Some(d) => (d.clone(), false),
             None => (unique_temp_dir(), true),
         };
-        std::fs::create_dir_all(&base_dir).map_err(|e| LocalNetworkError::Io {
-            path: base_dir.clone(),
-            message: e.to_string(),
-        })?;
+        std::fs::create_dir_all(&base_dir)
+            .map_err(|e| LocalNetworkError::Io { path: base_dir.clone(), message: e.to_string() })?;
 
         let mut net = Self {
             nodes: Vec::with_capacity(opts.nodes),
@@ -359,10 +345,7 @@ impl LocalNetwork {
     async fn start_nodes(&mut self, opts: &LocalNetworkOptions) -> Result<(), LocalNetworkError> {
         let t0 = Instant::now();
         let boot = boot_identity(&opts.network_name);
-        let boot_pk = vc::PublicKey::new(
-            vc::CRYPTO_KIND_VLD0,
-            vc::BarePublicKey::new(boot.public().as_bytes()),
-        );
+        let boot_pk = vc::PublicKey::new(vc::CRYPTO_KIND_VLD0, vc::BarePublicKey::new(boot.public().as_bytes()));
         let (Some(boot_v4), Some(boot_v6)) = (node_ipv4(0), node_ipv6(0)) else {
             return Err(LocalNetworkError::NoSuchNode(0));
         };
@@ -373,25 +356,16 @@ impl LocalNetwork {
 
         for i in 0..opts.nodes {
             let dir = self.base_dir.join(format!("node{i}"));
-            std::fs::create_dir_all(&dir).map_err(|e| LocalNetworkError::Io {
-                path: dir.clone(),
-                message: e.to_string(),
-            })?;
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| LocalNetworkError::Io { path: dir.clone(), message: e.to_string() })?;
             let config = node_config(i, &dir, opts, &records, (i == 0).then_some(&boot));
             let updates = VeilidUpdateSink::new();
             let started = Instant::now();
             let api = vc::api_startup(updates.callback(), config)
                 .await
-                .map_err(|e| LocalNetworkError::Startup {
-                    node: i,
-                    message: e.to_string(),
-                })?;
+                .map_err(|e| LocalNetworkError::Startup { node: i, message: e.to_string() })?;
             let startup = started.elapsed();
-            tracing::debug!(
-                node = i,
-                startup_ms = startup.as_millis(),
-                "veilid node started"
-            );
+            tracing::debug!(node = i, startup_ms = startup.as_millis(), "veilid node started");
             self.nodes.push(Node { api, updates });
             self.report.nodes.push(NodeReport {
                 index: i,
@@ -409,15 +383,8 @@ impl LocalNetwork {
                 node.api
                     .attach()
                     .await
-                    .map_err(|e| LocalNetworkError::Api {
-                        node: i,
-                        message: format!("attach: {e}"),
-                    })?;
-                match node
-                    .api
-                    .wait_for_attachment_condition(None, Some(timeout))
-                    .await
-                {
+                    .map_err(|e| LocalNetworkError::Api { node: i, message: format!("attach: {e}") })?;
+                match node.api.wait_for_attachment_condition(None, Some(timeout)).await {
                     Ok(_) => Ok(started.elapsed()),
                     Err(e) => {
                         let state = match node.api.get_state().await {
@@ -429,11 +396,7 @@ impl LocalNetwork {
                             ),
                             Err(_) => e.to_string(),
                         };
-                        Err(LocalNetworkError::AttachTimeout {
-                            node: i,
-                            timeout,
-                            state,
-                        })
+                        Err(LocalNetworkError::AttachTimeout { node: i, timeout, state })
                     }
                 }
             }
@@ -441,11 +404,7 @@ impl LocalNetwork {
         let results = futures_util::future::join_all(attaches).await;
         for (i, r) in results.into_iter().enumerate() {
             let attach = r?;
-            tracing::info!(
-                node = i,
-                attach_ms = attach.as_millis(),
-                "veilid node attached"
-            );
+            tracing::info!(node = i, attach_ms = attach.as_millis(), "veilid node attached");
             if let Some(n) = self.report.nodes.get_mut(i) {
                 n.attach = attach;
             }
@@ -476,24 +435,14 @@ impl LocalNetwork {
 
     /// A routing context on node `i` with default safety routes.
     pub fn routing_context(&self, i: usize) -> Result<vc::RoutingContext, LocalNetworkError> {
-        let api_err = |e: vc::VeilidAPIError| LocalNetworkError::Api {
-            node: i,
-            message: e.to_string(),
-        };
-        self.node(i)?
-            .api
-            .routing_context()
-            .and_then(vc::RoutingContext::with_default_safety)
-            .map_err(api_err)
+        let api_err = |e: vc::VeilidAPIError| LocalNetworkError::Api { node: i, message: e.to_string() };
+        self.node(i)?.api.routing_context().and_then(vc::RoutingContext::with_default_safety).map_err(api_err)
     }
 
     /// A [`VeilidDht`] on node `i`, fed with node `i`'s value changes.
     pub fn dht(&self, i: usize) -> Result<VeilidDht, LocalNetworkError> {
         let node = self.node(i)?;
-        Ok(VeilidDht::with_updates(
-            self.routing_context(i)?,
-            &node.updates,
-        )?)
+        Ok(VeilidDht::with_updates(self.routing_context(i)?, &node.updates)?)
     }
 
     /// Node `i`'s update sink (where its `api_startup` callback goes).
@@ -522,10 +471,7 @@ impl LocalNetwork {
         let nodes = std::mem::take(&mut self.nodes);
         let started = Instant::now();
         futures_util::future::join_all(nodes.into_iter().map(|n| n.api.shutdown())).await;
-        tracing::debug!(
-            shutdown_ms = started.elapsed().as_millis(),
-            "veilid nodes shut down"
-        );
+        tracing::debug!(shutdown_ms = started.elapsed().as_millis(), "veilid nodes shut down");
         if self.remove_dir
             && let Err(e) = std::fs::remove_dir_all(&self.base_dir)
         {
@@ -537,31 +483,20 @@ impl LocalNetwork {
 impl Drop for LocalNetwork {
     fn drop(&mut self) {
         if !self.nodes.is_empty() {
-            tracing::warn!(
-                "LocalNetwork dropped without shutdown(); {} nodes keep running",
-                self.nodes.len()
-            );
+            tracing::warn!("LocalNetwork dropped without shutdown(); {} nodes keep running", self.nodes.len());
         }
     }
 }
 
 /// Node 0's fixed identity, derived from the network name.
 fn boot_identity(network_name: &str) -> SigningKey {
-    let mut seed = blake3::derive_key(
-        "contact-invite veilid_net boot node identity v1",
-        network_name.as_bytes(),
-    );
+    let mut seed = blake3::derive_key("contact-invite veilid_net boot node identity v1", network_name.as_bytes());
     SigningKey::from_seed(&mut seed)
 }
 
 fn unique_temp_dir() -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    std::env::temp_dir().join(format!(
-        "contact-invite-veilid-{}-{nanos}",
-        std::process::id()
-    ))
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    std::env::temp_dir().join(format!("contact-invite-veilid-{}-{nanos}", std::process::id()))
 }
 
 fn node_config(
@@ -572,13 +507,7 @@ fn node_config(
     identity: Option<&SigningKey>,
 ) -> vc::VeilidConfig {
     let dir_s = dir.to_string_lossy();
-    let mut c = vc::VeilidConfig::new(
-        "contact-invite-localnet",
-        "contact-invite",
-        "org",
-        Some(&dir_s),
-        Some(&dir_s),
-    );
+    let mut c = vc::VeilidConfig::new("contact-invite-localnet", "contact-invite", "org", Some(&dir_s), Some(&dir_s));
     c.namespace = format!("node{i}");
 
     c.protected_store.always_use_insecure_storage = true;
@@ -608,14 +537,8 @@ fn node_config(
     rt.bootstrap_records = bootstrap_records.to_vec();
     if let Some(id) = identity {
         let seed = id.expose_seed();
-        rt.public_keys.add(vc::PublicKey::new(
-            vc::CRYPTO_KIND_VLD0,
-            vc::BarePublicKey::new(id.public().as_bytes()),
-        ));
-        rt.secret_keys.add(vc::SecretKey::new(
-            vc::CRYPTO_KIND_VLD0,
-            vc::BareSecretKey::new(seed.as_slice()),
-        ));
+        rt.public_keys.add(vc::PublicKey::new(vc::CRYPTO_KIND_VLD0, vc::BarePublicKey::new(id.public().as_bytes())));
+        rt.secret_keys.add(vc::SecretKey::new(vc::CRYPTO_KIND_VLD0, vc::BareSecretKey::new(seed.as_slice())));
         rt.serve_direct_bootstrap = true;
     }
     c
@@ -630,10 +553,7 @@ mod tests {
     fn addresses_match_netns_script() {
         assert_eq!(node_ipv4(0), Some(Ipv4Addr::new(11, 0, 0, 1)));
         assert_eq!(node_ipv4(5), Some(Ipv4Addr::new(11, 0, 0, 6)));
-        assert_eq!(
-            node_ipv6(9).map(|a| a.to_string()),
-            Some("2600::a".to_owned())
-        );
+        assert_eq!(node_ipv6(9).map(|a| a.to_string()), Some("2600::a".to_owned()));
         assert_eq!(node_ipv4(300), None);
     }
 
@@ -652,13 +572,8 @@ mod tests {
 
     #[test]
     fn too_few_nodes_is_refused() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap();
-        let opts = LocalNetworkOptions {
-            nodes: 3,
-            ..Default::default()
-        };
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let opts = LocalNetworkOptions { nodes: 3, ..Default::default() };
         let r = rt.block_on(LocalNetwork::start(opts));
         assert!(matches!(r, Err(LocalNetworkError::TooFewNodes(3))));
     }
@@ -668,14 +583,9 @@ mod tests {
         // Plain `cargo test` runs outside the namespace: the check must fail
         // (inside it, it passes; both are fine here).
         if LocalNetwork::check_namespace(DEFAULT_NODES).is_err() {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap();
+            let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
             let r = rt.block_on(LocalNetwork::start(LocalNetworkOptions::default()));
-            assert!(matches!(
-                r,
-                Err(LocalNetworkError::NamespaceNotReady { .. })
-            ));
+            assert!(matches!(r, Err(LocalNetworkError::NamespaceNotReady { .. })));
         }
     }
 }

@@ -2,7 +2,9 @@
 //! parser rule, finding tickets in surrounding text, QR output.
 
 use contact_invite::crypto::SecretKey;
-use contact_invite::encoding::{EncodingError as E, InvitationKind, LockParams, Ticket, TicketSecret, UriScheme, find_in_text};
+use contact_invite::encoding::{
+    EncodingError as E, InvitationKind, LockParams, Ticket, TicketSecret, UriScheme, find_in_text,
+};
 use data_encoding::{BASE64URL_NOPAD, HEXLOWER};
 use proptest::prelude::*;
 
@@ -18,7 +20,10 @@ fn locked(kind: InvitationKind) -> Ticket {
     Ticket {
         kind,
         record: [7; 32],
-        secret: TicketSecret::Locked { masked: secret(9), params: LockParams { salt: [5; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1 } },
+        secret: TicketSecret::Locked {
+            masked: secret(9),
+            params: LockParams { salt: [5; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1 },
+        },
     }
 }
 
@@ -27,7 +32,12 @@ fn chat() -> UriScheme {
 }
 
 fn all() -> Vec<Ticket> {
-    vec![plain(InvitationKind::Contact), plain(InvitationKind::DeviceLink), locked(InvitationKind::Contact), locked(InvitationKind::DeviceLink)]
+    vec![
+        plain(InvitationKind::Contact),
+        plain(InvitationKind::DeviceLink),
+        locked(InvitationKind::Contact),
+        locked(InvitationKind::DeviceLink),
+    ]
 }
 
 #[test]
@@ -133,10 +143,13 @@ fn armor_rules() {
     assert_eq!(Ticket::from_armor(&a.replace("-----END CONTACT INVITATION-----\n", "")), Err(E::ArmorMissingEnd));
     assert_eq!(Ticket::from_armor(&a.replace("END CONTACT", "END DEVICE LINK")), Err(E::ArmorLabelMismatch));
     assert_eq!(Ticket::from_armor(&a.replace("CONTACT INVITATION", "FRIEND INVITATION")), Err(E::ArmorLabelMismatch));
-    assert_eq!(Ticket::from_armor(&a.replace("CONTACT INVITATION", "DEVICE LINK INVITATION")), Err(E::ArmorKindMismatch));
+    assert_eq!(
+        Ticket::from_armor(&a.replace("CONTACT INVITATION", "DEVICE LINK INVITATION")),
+        Err(E::ArmorKindMismatch)
+    );
     assert_eq!(Ticket::from_armor(&a.replace('\n', "\r\n")), Err(E::ArmorCarriageReturn));
     let lines: Vec<&str> = a.lines().collect();
-    let rewrapped = format!("{}\n{}\n{}\n{}\n", lines[0], &lines[1][..60], format!("{}{}", &lines[1][60..], lines[2]), lines[3]);
+    let rewrapped = format!("{}\n{}\n{}{}\n{}\n", lines[0], &lines[1][..60], &lines[1][60..], lines[2], lines[3]);
     assert_eq!(Ticket::from_armor(&rewrapped), Err(E::ArmorLineLength { line: 1 }));
     assert_eq!(Ticket::from_armor(&format!("{}\n{}\n", lines[0], lines[3])), Err(E::ArmorEmpty));
     let bad = a.replacen(&lines[1][..2], "!!", 1);
@@ -174,16 +187,25 @@ fn uri_rules() {
     assert_eq!(p(&u.replace("/16.3.1/", "/16.3/")), Err(E::BadNumber("16.3".into())));
     assert_eq!(p(&u.replace("/16.3.1/", "/16.300.1/")), Err(E::BadNumber("300".into())));
     let key = BASE64URL_NOPAD.encode(&[7u8; 32]);
-    assert!(matches!(p(&u.replace(&key, &key[..40])), Err(E::WrongLength { what: "record key", .. }) | Err(E::BadEncoding { .. })));
+    assert!(matches!(
+        p(&u.replace(&key, &key[..40])),
+        Err(E::WrongLength { what: "record key", .. }) | Err(E::BadEncoding { .. })
+    ));
     // 32 bytes = 42 chars + one char holding 4 data bits and 2 zero bits.
     // [7; 32] ends in 'c' (0111 00); 'd' (0111 01) sets a padding bit.
     assert!(key.ends_with('c'));
-    assert!(matches!(p(&u.replace(&key, &format!("{}d", &key[..42]))), Err(E::BadEncoding { .. })), "non-canonical trailing bits");
+    assert!(
+        matches!(p(&u.replace(&key, &format!("{}d", &key[..42]))), Err(E::BadEncoding { .. })),
+        "non-canonical trailing bits"
+    );
     // v must come first.
     let moved = format!("chat://invite{}/v/1{}", dht_cmd, &u[u.find("/contact/").unwrap()..]);
     assert_eq!(p(&moved), Err(E::VersionNotFirst));
     // Both kinds at once.
-    assert!(matches!(p(&format!("{u}/promise.account-add/{}", BASE64URL_NOPAD.encode(&[1u8; 32]))), Err(E::DuplicateCommand(_))));
+    assert!(matches!(
+        p(&format!("{u}/promise.account-add/{}", BASE64URL_NOPAD.encode(&[1u8; 32]))),
+        Err(E::DuplicateCommand(_))
+    ));
     // Dot segments are not normalised: they are just bad tokens.
     assert_eq!(p(&u.replace("/dht/", "/./dht/")), Err(E::UnknownCommand(".".into())));
     assert!(matches!(UriScheme::new("Chat"), Err(E::InvalidScheme(_))));
@@ -227,7 +249,12 @@ fn debug_never_shows_the_secret() {
 }
 
 fn arb_ticket() -> impl Strategy<Value = Ticket> {
-    (any::<bool>(), any::<[u8; 32]>(), any::<[u8; 32]>(), proptest::option::of((any::<[u8; 16]>(), 0u8..=30, 1u8..=255, 1u8..=255)))
+    (
+        any::<bool>(),
+        any::<[u8; 32]>(),
+        any::<[u8; 32]>(),
+        proptest::option::of((any::<[u8; 16]>(), 0u8..=30, 1u8..=255, 1u8..=255)),
+    )
         .prop_map(|(dev, record, s, lock)| Ticket {
             kind: if dev { InvitationKind::DeviceLink } else { InvitationKind::Contact },
             record,

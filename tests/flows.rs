@@ -15,10 +15,16 @@ fn send_params(p: &Party) -> SendParams {
     s
 }
 
-async fn publish(alice: &mut Party, params: Option<SendParams>) -> (contact_invite::machine::FlowId, contact_invite::encoding::Ticket) {
+async fn publish(
+    alice: &mut Party,
+    params: Option<SendParams>,
+) -> (contact_invite::machine::FlowId, contact_invite::encoding::Ticket) {
     let params = params.unwrap_or_else(|| send_params(alice));
     let flow = alice.handle.send_invitation(params).await.unwrap();
-    wait_for(&mut alice.events, "published", |e| e.flow == flow && matches!(e.event, Event::InvitationPublished { .. })).await;
+    wait_for(&mut alice.events, "published", |e| {
+        e.flow == flow && matches!(e.event, Event::InvitationPublished { .. })
+    })
+    .await;
     let ticket = alice.handle.ticket(flow).await.unwrap().expect("ticket after publish");
     (flow, ticket)
 }
@@ -41,11 +47,13 @@ async fn full_invitation_both_sides_with_round_trip_counts() {
     assert_eq!(view.identity, alice.identity.public_key());
 
     bob.handle.accept(b_flow).await.unwrap();
-    let sent = wait_for(&mut bob.events, "response sent", |e| matches!(e.event, Event::ResponseSent { accepted: true })).await;
+    let sent =
+        wait_for(&mut bob.events, "response sent", |e| matches!(e.event, Event::ResponseSent { accepted: true })).await;
     // Goal: accept -> response stored in 1.
     assert_eq!(sent.round_trips, 1);
 
-    let est = wait_for(&mut alice.events, "alice contact", |e| matches!(e.event, Event::ContactEstablished { .. })).await;
+    let est =
+        wait_for(&mut alice.events, "alice contact", |e| matches!(e.event, Event::ContactEstablished { .. })).await;
     // Goal: response seen (delivered with the watch notification) -> contact final in 1.
     assert_eq!(est.round_trips, 1);
     assert_eq!(finished(&mut alice.events, a_flow).await, Outcome::Contact(bob.identity.public_key()));
@@ -199,10 +207,13 @@ async fn forged_response_without_writer_key_is_refused_by_the_dht() {
     let mut bob = party(&net, "bob").await;
     let (a_flow, ticket) = publish(&mut alice, None).await;
     let mallory = dht(&net, "mallory");
-    let key = RecordKey::new(ticket.record, match &ticket.secret {
-        contact_invite::encoding::TicketSecret::Plain(s) => Some(s.clone()),
-        _ => None,
-    });
+    let key = RecordKey::new(
+        ticket.record,
+        match &ticket.secret {
+            contact_invite::encoding::TicketSecret::Plain(s) => Some(s.clone()),
+            _ => None,
+        },
+    );
     mallory.open_record(&key, None).await.unwrap();
     let forged = mallory.set_value(&key, 1, vec![1, 2, 3], Some(&random_key())).await;
     assert!(forged.is_err(), "a key outside the schema cannot write the response subkey");
@@ -231,7 +242,9 @@ async fn response_replayed_from_another_invitation_is_ignored() {
     // A hostile node copies bob's response for invitation 1 into invitation 2.
     net.tamper_value(&t2.record, 1, captured);
     net.set_offline("alice", false);
-    let ignored = wait_for(&mut alice.events, "ignored", |e| e.flow == f2 && matches!(e.event, Event::ResponseIgnored { .. })).await;
+    let ignored =
+        wait_for(&mut alice.events, "ignored", |e| e.flow == f2 && matches!(e.event, Event::ResponseIgnored { .. }))
+            .await;
     let Event::ResponseIgnored { reason } = ignored.event else { unreachable!() };
     assert!(reason.contains("decryption"), "{reason}");
     // Invitation 2 is still open: no contact was made from the replay.

@@ -63,11 +63,10 @@ async fn scenario(net: MemoryNetwork, crash_inviter: Option<u64>, crash_invitee:
                     alice.restart(&net).await;
                 }
                 Some(e) => match e.event {
-                    Event::InvitationPublished { .. } if Some(e.flow) == a_flow => {
-                        if ticket.is_none() {
+                    Event::InvitationPublished { .. } if Some(e.flow) == a_flow
+                        && ticket.is_none() => {
                             ticket = alice.handle.ticket(e.flow).await.ok().flatten();
                         }
-                    }
                     Event::Finished(o) if Some(e.flow) == a_flow => a_out = Some(o),
                     _ => {}
                 },
@@ -78,12 +77,11 @@ async fn scenario(net: MemoryNetwork, crash_inviter: Option<u64>, crash_invitee:
                     bob.restart(&net).await;
                 }
                 Some(e) => match e.event {
-                    Event::InvitationReceived(_) if Some(e.flow) == b_flow => {
-                        if bob.handle.accept(e.flow).await.is_err() {
+                    Event::InvitationReceived(_) if Some(e.flow) == b_flow
+                        && bob.handle.accept(e.flow).await.is_err() => {
                             crashes += 1;
                             bob.restart(&net).await;
                         }
-                    }
                     Event::Finished(o) if Some(e.flow) == b_flow => b_out = Some(o),
                     _ => {}
                 },

@@ -41,12 +41,7 @@ fn assert_kind<T: std::fmt::Debug, E: DhtError>(r: Result<T, E>, kind: DhtErrorK
 }
 
 /// Waits for a change of `subkey` of `key`; `None` on timeout.
-async fn wait_change(
-    rx: &mut ChangeReceiver,
-    key: &RecordKey,
-    subkey: u32,
-    timeout: Duration,
-) -> Option<Duration> {
+async fn wait_change(rx: &mut ChangeReceiver, key: &RecordKey, subkey: u32, timeout: Duration) -> Option<Duration> {
     let t0 = Instant::now();
     tokio::time::timeout(timeout, async {
         while let Some(ch) = rx.recv().await {
@@ -69,10 +64,7 @@ async fn reread_until(dht: &VeilidDht, key: &RecordKey, subkey: u32, want: &[u8]
         if v.as_ref().is_some_and(|v| v.data == want) {
             return t0.elapsed();
         }
-        assert!(
-            t0.elapsed() < REREAD_TIMEOUT,
-            "value never showed up by re-reading"
-        );
+        assert!(t0.elapsed() < REREAD_TIMEOUT, "value never showed up by re-reading");
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -82,9 +74,7 @@ async fn veilid_dht_on_a_private_network() {
     if let Err(e) = LocalNetwork::check_namespace(DEFAULT_NODES) {
         panic!("{e}");
     }
-    let net = LocalNetwork::start(LocalNetworkOptions::default())
-        .await
-        .expect("network attaches");
+    let net = LocalNetwork::start(LocalNetworkOptions::default()).await.expect("network attaches");
     eprint!("{}", net.report());
     let outcome = tokio::time::timeout(OVERALL_TIMEOUT, checks(&net)).await;
     net.shutdown().await;
@@ -101,63 +91,31 @@ async fn checks(net: &LocalNetwork) {
 
     let owner = SigningKey::generate(&mut OsRng);
     let writer = SigningKey::generate(&mut OsRng);
-    let schema = Schema {
-        owner_subkeys: 1,
-        members: vec![SchemaMember {
-            key: writer.public(),
-            subkeys: 1,
-        }],
-    };
+    let schema = Schema { owner_subkeys: 1, members: vec![SchemaMember { key: writer.public(), subkeys: 1 }] };
 
     step("create_record, idempotent", started);
     let key = a.create_record(&schema, &owner).await.unwrap();
-    assert!(
-        key.secret().is_some(),
-        "record keys carry the encryption secret"
-    );
+    assert!(key.secret().is_some(), "record keys carry the encryption secret");
     assert_eq!(a.create_record(&schema, &owner).await.unwrap(), key);
     // A new handle on the same node finds the secret in the node's table store.
     let a2 = net.dht(1).unwrap();
     assert_eq!(a2.create_record(&schema, &owner).await.unwrap(), key);
     // A different schema is a different record.
-    let other_schema = Schema {
-        owner_subkeys: 2,
-        members: vec![],
-    };
+    let other_schema = Schema { owner_subkeys: 2, members: vec![] };
     let other = a.create_record(&other_schema, &owner).await.unwrap();
     assert_ne!(other.opaque(), key.opaque());
 
     step("set (owner) on A; open + get(force) on B", started);
-    assert_eq!(
-        a.set_value(&key, 0, b"v1".to_vec(), None).await.unwrap(),
-        None
-    );
-    assert!(
-        a.flush(&key, Duration::from_secs(5)).await.unwrap(),
-        "nothing queued"
-    );
+    assert_eq!(a.set_value(&key, 0, b"v1".to_vec(), None).await.unwrap(), None);
+    assert!(a.flush(&key, Duration::from_secs(5)).await.unwrap(), "nothing queued");
     b.open_record(&key, Some(&writer)).await.unwrap();
-    let v = b
-        .get_value(&key, 0, true)
-        .await
-        .unwrap()
-        .expect("subkey 0 set");
-    assert_eq!(
-        (v.data.as_slice(), v.writer, v.seq),
-        (&b"v1"[..], owner.public(), 0)
-    );
-    assert_eq!(
-        b.get_value(&key, 1, true).await.unwrap(),
-        None,
-        "subkey 1 never written"
-    );
+    let v = b.get_value(&key, 0, true).await.unwrap().expect("subkey 0 set");
+    assert_eq!((v.data.as_slice(), v.writer, v.seq), (&b"v1"[..], owner.public(), 0));
+    assert_eq!(b.get_value(&key, 1, true).await.unwrap(), None, "subkey 1 never written");
 
     step("watch subkey 1 on A; B writes it", started);
     assert!(a.watch(&key, &[1]).await.unwrap());
-    assert_eq!(
-        b.set_value(&key, 1, b"m1".to_vec(), None).await.unwrap(),
-        None
-    );
+    assert_eq!(b.set_value(&key, 1, b"m1".to_vec(), None).await.unwrap(), None);
     match wait_change(&mut a_changes, &key, 1, FIRST_NOTIFICATION_TIMEOUT).await {
         Some(d) => eprintln!("    first notification after {d:?}"),
         None => {
@@ -165,32 +123,18 @@ async fn checks(net: &LocalNetwork) {
             eprintln!("    first notification late; seen by re-reading after {d:?}");
         }
     }
-    let v = a
-        .get_value(&key, 1, true)
-        .await
-        .unwrap()
-        .expect("subkey 1 set");
+    let v = a.get_value(&key, 1, true).await.unwrap().expect("subkey 1 set");
     assert_eq!((v.data.as_slice(), v.writer), (&b"m1"[..], writer.public()));
 
     step("settled watch reports a second write", started);
-    assert_eq!(
-        b.set_value(&key, 1, b"m2".to_vec(), None).await.unwrap(),
-        None
-    );
+    assert_eq!(b.set_value(&key, 1, b"m2".to_vec(), None).await.unwrap(), None);
     let d = wait_change(&mut a_changes, &key, 1, NOTIFICATION_TIMEOUT).await;
     let d = d.expect("a settled watch delivers the ValueChange");
     eprintln!("    notification after {d:?}");
-    let v = a
-        .get_value(&key, 1, true)
-        .await
-        .unwrap()
-        .expect("subkey 1 set");
+    let v = a.get_value(&key, 1, true).await.unwrap().expect("subkey 1 set");
     assert_eq!((v.data.as_slice(), v.seq), (&b"m2"[..], 1));
     // Subkey 0 is not watched: its change is not reported.
-    assert_eq!(
-        a.set_value(&key, 0, b"v2".to_vec(), None).await.unwrap(),
-        None
-    );
+    assert_eq!(a.set_value(&key, 0, b"v2".to_vec(), None).await.unwrap(), None);
 
     step("a stale writer gets the newer value back", started);
     // B last saw subkey 0 at seq 0; writing it as the owner from B makes seq
@@ -204,113 +148,58 @@ async fn checks(net: &LocalNetwork) {
     // change the writer B's handle uses (Veilid keeps one default per node).
     let b2 = net.dht(2).unwrap();
     b2.open_record(&key, Some(&owner)).await.unwrap();
-    assert_eq!(
-        b.set_value(&key, 1, b"m3".to_vec(), None).await.unwrap(),
-        None
-    );
-    assert_eq!(
-        b2.get_value(&key, 1, false).await.unwrap().unwrap().writer,
-        writer.public()
-    );
+    assert_eq!(b.set_value(&key, 1, b"m3".to_vec(), None).await.unwrap(), None);
+    assert_eq!(b2.get_value(&key, 1, false).await.unwrap().unwrap().writer, writer.public());
 
     step("refusals", started);
     assert_kind(
-        b.set_value(&key, 0, b"hijack".to_vec(), Some(&writer))
-            .await,
+        b.set_value(&key, 0, b"hijack".to_vec(), Some(&writer)).await,
         DhtErrorKind::SchemaViolation,
         "member writes owner subkey",
     );
-    assert_kind(
-        b.set_value(&key, 2, b"x".to_vec(), None).await,
-        DhtErrorKind::SchemaViolation,
-        "subkey out of range",
-    );
+    assert_kind(b.set_value(&key, 2, b"x".to_vec(), None).await, DhtErrorKind::SchemaViolation, "subkey out of range");
     assert_kind(
         a.set_value(&key, 0, vec![0; MAX_VALUE_LEN + 1], None).await,
         DhtErrorKind::ValueTooLarge,
         "oversized value",
     );
     let bare = key.without_secret();
-    assert_kind(
-        b.get_value(&bare, 0, true).await,
-        DhtErrorKind::BadRecordSecret,
-        "B opaque read",
-    );
+    assert_kind(b.get_value(&bare, 0, true).await, DhtErrorKind::BadRecordSecret, "B opaque read");
     assert_kind(
         b.set_value(&bare, 1, b"plain".to_vec(), None).await,
         DhtErrorKind::BadRecordSecret,
         "write without the secret",
     );
     c.open_record(&bare, None).await.unwrap();
-    assert_kind(
-        c.get_value(&bare, 0, true).await,
-        DhtErrorKind::BadRecordSecret,
-        "C opaque read",
-    );
-    assert_kind(
-        c.set_value(&key, 0, b"x".to_vec(), None).await,
-        DhtErrorKind::SchemaViolation,
-        "no writer",
-    );
+    assert_kind(c.get_value(&bare, 0, true).await, DhtErrorKind::BadRecordSecret, "C opaque read");
+    assert_kind(c.set_value(&key, 0, b"x".to_vec(), None).await, DhtErrorKind::SchemaViolation, "no writer");
     let d = net.dht(4).unwrap();
-    assert_kind(
-        d.get_value(&key, 0, false).await,
-        DhtErrorKind::NotOpen,
-        "get before open",
-    );
-    assert_kind(
-        d.set_value(&key, 0, b"x".to_vec(), Some(&owner)).await,
-        DhtErrorKind::NotOpen,
-        "set before open",
-    );
+    assert_kind(d.get_value(&key, 0, false).await, DhtErrorKind::NotOpen, "get before open");
+    assert_kind(d.set_value(&key, 0, b"x".to_vec(), Some(&owner)).await, DhtErrorKind::NotOpen, "set before open");
     // Opening an unknown record waits for the fanout to give up (~10 s):
     // run it alongside the lost-secret checks.
     let unknown_open = async {
         let t0 = Instant::now();
         let missing = RecordKey::new([0x5a; 32], None);
-        assert_kind(
-            d.open_record(&missing, None).await,
-            DhtErrorKind::NotFound,
-            "open unknown",
-        );
-        eprintln!(
-            "    open of an unknown record failed after {:?}",
-            t0.elapsed()
-        );
+        assert_kind(d.open_record(&missing, None).await, DhtErrorKind::NotFound, "open unknown");
+        eprintln!("    open of an unknown record failed after {:?}", t0.elapsed());
     };
-    step(
-        "lost secret: orphan replaced only if it holds no value",
-        started,
-    );
-    tokio::join!(
-        unknown_open,
-        lost_secret(net, &a, &key, &schema, &owner, &other_schema)
-    );
+    step("lost secret: orphan replaced only if it holds no value", started);
+    tokio::join!(unknown_open, lost_secret(net, &a, &key, &schema, &owner, &other_schema));
 
     step("cancel, close, delete (local only)", started);
     a.cancel_watch(&key).await.unwrap();
     a.close_record(&key).await.unwrap();
-    assert_kind(
-        a.get_value(&key, 0, false).await,
-        DhtErrorKind::NotOpen,
-        "get after close",
-    );
+    assert_kind(a.get_value(&key, 0, false).await, DhtErrorKind::NotOpen, "get after close");
     c.close_record(&bare).await.unwrap();
     c.delete_record(&bare).await.unwrap();
     c.delete_record(&bare).await.unwrap(); // idempotent
     // The network still has it.
     c.open_record(&key, None).await.unwrap();
-    let v = c
-        .get_value(&key, 0, true)
-        .await
-        .unwrap()
-        .expect("still on the network");
+    let v = c.get_value(&key, 0, true).await.unwrap().expect("still on the network");
     assert_eq!(v.data, b"v2");
 
-    step(
-        "writes without consensus are errors, never silently queued",
-        started,
-    );
+    step("writes without consensus are errors, never silently queued", started);
     for i in [3, 4, 5] {
         net.api(i).unwrap().detach().await.unwrap();
     }
@@ -318,22 +207,12 @@ async fn checks(net: &LocalNetwork) {
     a.open_record(&key, Some(&owner)).await.unwrap();
     let t0 = Instant::now();
     let r = a.set_value(&key, 0, b"few".to_vec(), None).await;
-    eprintln!(
-        "    set with 3 of 5 peers detached: {r:?} after {:?}",
-        t0.elapsed()
-    );
+    eprintln!("    set with 3 of 5 peers detached: {r:?} after {:?}", t0.elapsed());
     // Veilid 0.5.8 itself returns Ok(None) here, even with AllowOffline(false).
     assert_kind(r, DhtErrorKind::Unavailable, "set reaching 2 of 5 peers");
-    let v = a
-        .get_value(&key, 0, false)
-        .await
-        .unwrap()
-        .expect("local copy");
+    let v = a.get_value(&key, 0, false).await.unwrap().expect("local copy");
     assert_eq!(v.data, b"v2", "the failed write left the local copy alone");
-    assert!(
-        a.flush(&key, Duration::from_secs(1)).await.unwrap(),
-        "nothing was queued"
-    );
+    assert!(a.flush(&key, Duration::from_secs(1)).await.unwrap(), "nothing was queued");
 
     step("offline writes are errors, never silently queued", started);
     for i in [0, 2] {
@@ -343,24 +222,10 @@ async fn checks(net: &LocalNetwork) {
     a.open_record(&key, Some(&owner)).await.unwrap();
     let t0 = Instant::now();
     let r = a.set_value(&key, 0, b"lonely".to_vec(), None).await;
-    eprintln!(
-        "    set with peers detached: {r:?} after {:?}",
-        t0.elapsed()
-    );
-    assert_kind(
-        r,
-        DhtErrorKind::Unavailable,
-        "set with the other nodes detached",
-    );
-    assert!(
-        a.flush(&key, Duration::from_secs(1)).await.unwrap(),
-        "nothing was queued"
-    );
-    let v = a
-        .get_value(&key, 0, false)
-        .await
-        .unwrap()
-        .expect("local copy");
+    eprintln!("    set with peers detached: {r:?} after {:?}", t0.elapsed());
+    assert_kind(r, DhtErrorKind::Unavailable, "set with the other nodes detached");
+    assert!(a.flush(&key, Duration::from_secs(1)).await.unwrap(), "nothing was queued");
+    let v = a.get_value(&key, 0, false).await.unwrap().expect("local copy");
     assert_eq!(v.data, b"v2", "the failed write left the local copy alone");
     step("done", started);
 }
@@ -375,42 +240,17 @@ async fn lost_secret(
     owner: &SigningKey,
     other_schema: &Schema,
 ) {
-    let secrets = net
-        .api(1)
-        .unwrap()
-        .open_table_db(SECRETS_TABLE, 1)
-        .await
-        .unwrap();
+    let secrets = net.api(1).unwrap().open_table_db(SECRETS_TABLE, 1).await.unwrap();
     let owner2 = SigningKey::generate(&mut OsRng);
     let empty = a.create_record(other_schema, &owner2).await.unwrap();
-    secrets
-        .delete(0, empty.opaque().to_vec().into())
-        .await
-        .unwrap();
+    secrets.delete(0, empty.opaque().to_vec().into()).await.unwrap();
     let replaced = a.create_record(other_schema, &owner2).await.unwrap();
     assert_eq!(replaced.opaque(), empty.opaque());
     assert_ne!(replaced, empty, "a fresh secret");
-    assert_eq!(
-        a.create_record(other_schema, &owner2).await.unwrap(),
-        replaced
-    );
-    let saved = secrets
-        .load(0, key.opaque().to_vec().into())
-        .await
-        .unwrap()
-        .unwrap();
-    secrets
-        .delete(0, key.opaque().to_vec().into())
-        .await
-        .unwrap();
-    assert_kind(
-        a.create_record(schema, owner).await,
-        DhtErrorKind::Other,
-        "orphan with values",
-    );
-    secrets
-        .store(0, key.opaque().to_vec().into(), saved)
-        .await
-        .unwrap();
+    assert_eq!(a.create_record(other_schema, &owner2).await.unwrap(), replaced);
+    let saved = secrets.load(0, key.opaque().to_vec().into()).await.unwrap().unwrap();
+    secrets.delete(0, key.opaque().to_vec().into()).await.unwrap();
+    assert_kind(a.create_record(schema, owner).await, DhtErrorKind::Other, "orphan with values");
+    secrets.store(0, key.opaque().to_vec().into(), saved).await.unwrap();
     assert_eq!(&a.create_record(schema, owner).await.unwrap(), key);
 }

@@ -11,25 +11,21 @@ use super::sign::{PROTOCOL_LABEL, PROTOCOL_VERSION};
 use crate::error::VerifyError;
 
 /// Nonce length.
-pub const NONCE_LEN: usize = 24;
+pub(crate) const NONCE_LEN: usize = 24;
 /// Authentication tag length.
-pub const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 /// Bytes a seal adds to the plaintext.
-pub const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+pub(crate) const OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
 /// What a ciphertext holds; bound into the associated data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SealedKind {
+pub(crate) enum SealedKind {
     /// The inbox request (owner subkey).
     Request,
     /// A response (writer subkey).
     Response,
     /// The final status (owner subkey).
     FinalStatus,
-    /// An account secret for a newly linked device.
-    DeviceHandover,
-    /// A request to a published request inbox.
-    AddressRequest,
 }
 
 impl SealedKind {
@@ -38,8 +34,6 @@ impl SealedKind {
             Self::Request => b"request",
             Self::Response => b"response",
             Self::FinalStatus => b"final-status",
-            Self::DeviceHandover => b"device-handover",
-            Self::AddressRequest => b"address-request",
         }
     }
 }
@@ -69,9 +63,7 @@ pub(crate) fn seal(
     let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
     out.extend_from_slice(&nonce);
     // Encryption with a valid key and in-memory buffers cannot fail.
-    let ct = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: &ad })
-        .unwrap_or_default();
+    let ct = cipher.encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: &ad }).unwrap_or_default();
     out.extend_from_slice(&ct);
     out
 }

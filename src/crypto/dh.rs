@@ -87,11 +87,7 @@ pub(crate) fn conversation_key(
     ids.sort();
     let mut convs = conversations;
     convs.sort();
-    Ok(derive(
-        KeyPurpose::Conversation,
-        shared.as_ref(),
-        &[ids[0], ids[1], convs[0], convs[1], inbox],
-    ))
+    Ok(derive(KeyPurpose::Conversation, shared.as_ref(), &[ids[0], ids[1], convs[0], convs[1], inbox]))
 }
 
 #[cfg(test)]

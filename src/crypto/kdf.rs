@@ -6,7 +6,7 @@ use super::SecretKey;
 
 /// Purposes a key can be derived for. Each maps to a distinct, versioned label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyPurpose {
+pub(crate) enum KeyPurpose {
     /// AEAD key sealing the request (invitation + writer secret) in the inbox.
     RequestSeal,
     /// AEAD key sealing responses in the inbox writer subkey.
@@ -19,10 +19,6 @@ pub enum KeyPurpose {
     Conversation,
     /// Identity DH secret derived from an account's internal key.
     IdentityDh,
-    /// AEAD key sealing an account secret handed to a new device.
-    DeviceHandover,
-    /// AEAD key sealing a contact request to a published request inbox.
-    AddressRequestSeal,
     /// Content hash of a signed message (invitation, response).
     MessageHash,
 }
@@ -36,8 +32,6 @@ impl KeyPurpose {
             Self::PasswordMask => "contact-invite v1 2026-11 password mask",
             Self::Conversation => "contact-invite v1 2026-11 conversation key",
             Self::IdentityDh => "contact-invite v1 2026-11 identity dh",
-            Self::DeviceHandover => "contact-invite v1 2026-11 device handover seal",
-            Self::AddressRequestSeal => "contact-invite v1 2026-11 address request seal",
             Self::MessageHash => "contact-invite v1 2026-11 message hash",
         }
     }

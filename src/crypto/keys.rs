@@ -88,12 +88,11 @@ pub struct Signature(pub(crate) [u8; SIGNATURE_LEN]);
 impl Signature {
     /// Parses a signature of exactly 64 bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let arr: [u8; SIGNATURE_LEN] =
-            bytes.try_into().map_err(|_| DecodeError::WrongLength {
-                what: "signature",
-                expected: SIGNATURE_LEN,
-                got: bytes.len(),
-            })?;
+        let arr: [u8; SIGNATURE_LEN] = bytes.try_into().map_err(|_| DecodeError::WrongLength {
+            what: "signature",
+            expected: SIGNATURE_LEN,
+            got: bytes.len(),
+        })?;
         Ok(Self(arr))
     }
     /// The 64 bytes.
@@ -307,10 +306,7 @@ mod tests {
 
     #[test]
     fn public_key_rejects_bad_lengths_and_points() {
-        assert!(matches!(
-            PublicKey::from_bytes(&[0u8; 31]),
-            Err(DecodeError::WrongLength { .. })
-        ));
+        assert!(matches!(PublicKey::from_bytes(&[0u8; 31]), Err(DecodeError::WrongLength { .. })));
         // y = 2 is not on the curve.
         let mut bad = [0u8; 32];
         bad[0] = 2;

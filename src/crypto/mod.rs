@@ -13,8 +13,8 @@ mod keys;
 pub(crate) mod password;
 pub(crate) mod sign;
 
-pub use dh::{DhPublicKey, DhSecretKey};
 pub(crate) use dh::conversation_key;
+pub use dh::{DhPublicKey, DhSecretKey};
 pub use kdf::message_hash;
 pub(crate) use keys::serde_bytes_vec;
 pub use keys::{KEY_LEN, PublicKey, SIGNATURE_LEN, SecretKey, Signature, SigningKey};

@@ -145,8 +145,7 @@ pub(crate) fn stretch(
     limits: &PasswordLimits,
 ) -> Result<SecretKey, PasswordError> {
     limits.check(params)?;
-    let m_kib = u32::try_from(params.memory_kib())
-        .map_err(|_| PasswordError::InvalidParams("memory out of range"))?;
+    let m_kib = u32::try_from(params.memory_kib()).map_err(|_| PasswordError::InvalidParams("memory out of range"))?;
     let a_params = argon2::Params::new(m_kib, u32::from(params.t_cost), u32::from(params.p_cost), Some(32))
         .map_err(|_| PasswordError::InvalidParams("rejected by Argon2"))?;
     let argon = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, a_params);
@@ -159,7 +158,12 @@ pub(crate) fn stretch(
 
 /// Masks (or unmasks: XOR is its own inverse) `secret` with the key derived
 /// from a stretched password, bound to the record and the salt.
-pub(crate) fn apply_mask(secret: &SecretKey, stretched: &SecretKey, salt: &[u8; SALT_LEN], record: &[u8; 32]) -> SecretKey {
+pub(crate) fn apply_mask(
+    secret: &SecretKey,
+    stretched: &SecretKey,
+    salt: &[u8; SALT_LEN],
+    record: &[u8; 32],
+) -> SecretKey {
     let m = derive(KeyPurpose::PasswordMask, stretched.expose(), &[record, salt]);
     let mut out = [0u8; 32];
     for (o, (x, y)) in out.iter_mut().zip(secret.expose().iter().zip(m.expose().iter())) {
@@ -224,14 +228,8 @@ mod tests {
         let product = PasswordParams { m_cost_log2: 18, t_cost: 10, p_cost: 1 };
         for p in [huge_m, huge_t, huge_p, product] {
             let start = std::time::Instant::now();
-            let r = unlock(
-                &SecretKey::generate(&mut OsRng),
-                &Password::new("x").unwrap(),
-                &[0; 16],
-                &p,
-                &[0; 32],
-                &lim,
-            );
+            let r =
+                unlock(&SecretKey::generate(&mut OsRng), &Password::new("x").unwrap(), &[0; 16], &p, &[0; 32], &lim);
             assert!(matches!(r, Err(PasswordError::ExcessiveWork { .. })), "{p:?}: {r:?}");
             // Refused without running Argon2 (a 256 MiB x 10 run takes seconds).
             assert!(start.elapsed() < std::time::Duration::from_millis(200));

@@ -17,7 +17,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// What a signature is for. Each kind is a distinct domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SignedKind {
+pub(crate) enum SignedKind {
     /// A contact invitation (inviter's device key).
     Invitation,
     /// A device-link invitation (old device's key).
@@ -30,8 +30,6 @@ pub enum SignedKind {
     IdentityRecord,
     /// A new device's consent to join an account (new device key).
     DeviceConsent,
-    /// A contact request sent to a published request inbox.
-    AddressRequest,
 }
 
 impl SignedKind {
@@ -43,7 +41,6 @@ impl SignedKind {
             Self::FinalStatus => b"final-status",
             Self::IdentityRecord => b"identity-record",
             Self::DeviceConsent => b"account-add",
-            Self::AddressRequest => b"address-request",
         }
     }
 }
@@ -56,9 +53,7 @@ fn frame(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// The exact bytes that are signed.
 pub(crate) fn signing_input(kind: SignedKind, context: &[&[u8]], payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(
-        64 + payload.len() + context.iter().map(|c| c.len() + 4).sum::<usize>(),
-    );
+    let mut out = Vec::with_capacity(64 + payload.len() + context.iter().map(|c| c.len() + 4).sum::<usize>());
     frame(&mut out, PROTOCOL_LABEL);
     out.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
     frame(&mut out, kind.label());
@@ -77,13 +72,7 @@ pub(crate) fn sign(key: &SigningKey, kind: SignedKind, context: &[&[u8]], payloa
 
 /// Verifies a signature made by [`sign`] with the same kind and context.
 #[must_use]
-pub(crate) fn verify(
-    key: &PublicKey,
-    kind: SignedKind,
-    context: &[&[u8]],
-    payload: &[u8],
-    sig: &Signature,
-) -> bool {
+pub(crate) fn verify(key: &PublicKey, kind: SignedKind, context: &[&[u8]], payload: &[u8], sig: &Signature) -> bool {
     key.verify_raw(&signing_input(kind, context, payload), sig)
 }
 

@@ -64,7 +64,15 @@ pub struct OpCounts {
 impl OpCounts {
     /// All operations.
     pub fn total(&self) -> u64 {
-        self.create + self.open + self.get + self.set + self.watch + self.cancel_watch + self.close + self.delete + self.flush
+        self.create
+            + self.open
+            + self.get
+            + self.set
+            + self.watch
+            + self.cancel_watch
+            + self.close
+            + self.delete
+            + self.flush
     }
     /// Network round trips (gets and sets).
     pub fn network(&self) -> u64 {
@@ -251,7 +259,11 @@ impl MemoryNetwork {
     }
     /// What the network holds at a subkey.
     pub fn stored_value(&self, record: &[u8; 32], subkey: Subkey) -> Option<ValueData> {
-        self.lock().records.get(record).and_then(|r| r.values.get(&subkey)).map(|s| ValueData { seq: s.seq, data: s.data.clone(), writer: s.writer })
+        self.lock().records.get(record).and_then(|r| r.values.get(&subkey)).map(|s| ValueData {
+            seq: s.seq,
+            data: s.data.clone(),
+            writer: s.writer,
+        })
     }
     /// Whether a record exists.
     pub fn record_exists(&self, record: &[u8; 32]) -> bool {
@@ -280,7 +292,9 @@ fn notify(n: &mut Net, from_handle: u64, record: &[u8; 32], subkey: Subkey, valu
     let targets: Vec<mpsc::Sender<ValueChange>> = n
         .watches
         .iter()
-        .filter(|w| w.handle != from_handle && &w.record == record && (w.subkeys.is_empty() || w.subkeys.contains(&subkey)))
+        .filter(|w| {
+            w.handle != from_handle && &w.record == record && (w.subkeys.is_empty() || w.subkeys.contains(&subkey))
+        })
         .map(|w| w.tx.clone())
         .collect();
     for tx in targets {
@@ -423,7 +437,12 @@ impl Dht for MemoryDht {
                 Some(_) => return Err(MemoryDhtError::SchemaViolation("record exists with another owner")),
                 None => {
                     let secret = SecretKey::generate(&mut n.rng);
-                    let rec = Record { owner: owner.public(), schema: schema.clone(), secret: secret.clone(), values: BTreeMap::new() };
+                    let rec = Record {
+                        owner: owner.public(),
+                        schema: schema.clone(),
+                        secret: secret.clone(),
+                        values: BTreeMap::new(),
+                    };
                     n.records.insert(opaque, rec);
                     secret
                 }
@@ -476,10 +495,19 @@ impl Dht for MemoryDht {
         Ok(newest)
     }
 
-    async fn set_value(&self, key: &RecordKey, subkey: Subkey, data: Vec<u8>, writer: Option<&SigningKey>) -> R<Option<ValueData>> {
+    async fn set_value(
+        &self,
+        key: &RecordKey,
+        subkey: Subkey,
+        data: Vec<u8>,
+        writer: Option<&SigningKey>,
+    ) -> R<Option<ValueData>> {
         let lost = self.begin(Op::Set).await?;
         let default_writer = self.require_open(key)?;
-        let writer = writer.cloned().or(default_writer).ok_or(MemoryDhtError::SchemaViolation("record not opened for writing"))?;
+        let writer = writer
+            .cloned()
+            .or(default_writer)
+            .ok_or(MemoryDhtError::SchemaViolation("record not opened for writing"))?;
         if data.len() > MAX_VALUE_LEN {
             return Err(MemoryDhtError::ValueTooLarge(data.len()));
         }
@@ -492,20 +520,18 @@ impl Dht for MemoryDht {
         if r.schema.writer_of(&r.owner, subkey) != Some(writer.public()) {
             return Err(MemoryDhtError::SchemaViolation("this key may not write this subkey"));
         }
-        if conflict {
-            if let Some(cur) = r.values.get(&subkey).cloned() {
-                r.values.insert(subkey, Stored { seq: cur.seq + 1, ..cur });
-            }
+        if conflict && let Some(cur) = r.values.get(&subkey).cloned() {
+            r.values.insert(subkey, Stored { seq: cur.seq + 1, ..cur });
         }
         let network = r.values.get(&subkey).cloned();
         let local_seq = n.party(&self.party).local.get(&(opaque, subkey)).map(|v| v.seq);
         let seq = local_seq.map_or(0, |s| s + 1);
-        if let Some(cur) = network {
-            if cur.seq >= seq {
-                let v = ValueData { seq: cur.seq, data: cur.data, writer: cur.writer };
-                n.party(&self.party).local.insert((opaque, subkey), v.clone());
-                return Ok(Some(v));
-            }
+        if let Some(cur) = network
+            && cur.seq >= seq
+        {
+            let v = ValueData { seq: cur.seq, data: cur.data, writer: cur.writer };
+            n.party(&self.party).local.insert((opaque, subkey), v.clone());
+            return Ok(Some(v));
         }
         // The writer signs; the network checks the signature against the schema writer.
         let sig = writer.sign_raw(&signing_digest(&opaque, subkey, seq, &data));

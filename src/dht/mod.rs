@@ -67,11 +67,7 @@ impl RecordKey {
     }
     /// Parses the opaque part from bytes.
     pub fn opaque_from_slice(bytes: &[u8]) -> Result<[u8; 32], DecodeError> {
-        bytes.try_into().map_err(|_| DecodeError::WrongLength {
-            what: "record key",
-            expected: 32,
-            got: bytes.len(),
-        })
+        bytes.try_into().map_err(|_| DecodeError::WrongLength { what: "record key", expected: 32, got: bytes.len() })
     }
     /// Short hex form of the opaque key, for logs.
     pub fn fmt_short(&self) -> String {
@@ -81,12 +77,7 @@ impl RecordKey {
 
 impl fmt::Debug for RecordKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "RecordKey({}{})",
-            self.fmt_short(),
-            if self.secret.is_some() { ":<secret>" } else { "" }
-        )
+        write!(f, "RecordKey({}{})", self.fmt_short(), if self.secret.is_some() { ":<secret>" } else { "" })
     }
 }
 
@@ -248,11 +239,7 @@ pub trait Dht: Send + Sync + 'static {
 
     /// Watches subkeys; changes arrive on [`Dht::changes`]. Returns whether a
     /// watch is active.
-    fn watch(
-        &self,
-        key: &RecordKey,
-        subkeys: &[Subkey],
-    ) -> impl Future<Output = Result<bool, Self::Error>> + Send;
+    fn watch(&self, key: &RecordKey, subkeys: &[Subkey]) -> impl Future<Output = Result<bool, Self::Error>> + Send;
 
     /// Cancels a watch.
     fn cancel_watch(&self, key: &RecordKey) -> impl Future<Output = Result<(), Self::Error>> + Send;

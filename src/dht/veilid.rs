@@ -62,8 +62,7 @@ use tracing::Instrument as _;
 use veilid_core as vc;
 
 use super::{
-    ChangeReceiver, Dht, DhtError, DhtErrorKind, MAX_VALUE_LEN, RecordKey, Schema, Subkey,
-    ValueChange, ValueData,
+    ChangeReceiver, Dht, DhtError, DhtErrorKind, MAX_VALUE_LEN, RecordKey, Schema, Subkey, ValueChange, ValueData,
 };
 use crate::crypto::{PublicKey, SecretKey, SigningKey};
 
@@ -92,11 +91,7 @@ pub struct VeilidDhtError {
 
 impl VeilidDhtError {
     fn new(kind: DhtErrorKind, op: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            op,
-            message: message.into(),
-        }
+        Self { kind, op, message: message.into() }
     }
 
     /// Maps a Veilid API error onto the crate's error kinds, redacting the
@@ -145,9 +140,7 @@ fn classify(e: &vc::VeilidAPIError) -> DhtErrorKind {
         E::Generic { message } => {
             if message.contains("missing encryption key") || message.contains("missing nonce") {
                 DhtErrorKind::BadRecordSecret
-            } else if message.contains("failed schema validation")
-                || message.contains("value is not writable")
-            {
+            } else if message.contains("failed schema validation") || message.contains("value is not writable") {
                 DhtErrorKind::SchemaViolation
             } else if message.contains("invalid size") {
                 DhtErrorKind::ValueTooLarge
@@ -169,10 +162,7 @@ fn to_keypair(key: &SigningKey) -> vc::KeyPair {
     let seed = key.expose_seed();
     vc::KeyPair::new(
         vc::CRYPTO_KIND_VLD0,
-        vc::BareKeyPair::new(
-            vc::BarePublicKey::new(key.public().as_bytes()),
-            vc::BareSecretKey::new(seed.as_slice()),
-        ),
+        vc::BareKeyPair::new(vc::BarePublicKey::new(key.public().as_bytes()), vc::BareSecretKey::new(seed.as_slice())),
     )
 }
 
@@ -204,10 +194,9 @@ fn from_veilid_key(op: &'static str, key: &vc::RecordKey) -> Result<RecordKey, V
     let opaque = RecordKey::opaque_from_slice(bare.ref_key())
         .map_err(|e| VeilidDhtError::new(DhtErrorKind::Other, op, e.to_string()))?;
     let secret = match bare.ref_encryption_key() {
-        Some(s) => Some(
-            SecretKey::from_slice(s)
-                .map_err(|e| VeilidDhtError::new(DhtErrorKind::Other, op, e.to_string()))?,
-        ),
+        Some(s) => {
+            Some(SecretKey::from_slice(s).map_err(|e| VeilidDhtError::new(DhtErrorKind::Other, op, e.to_string()))?)
+        }
         None => None,
     };
     Ok(RecordKey::new(opaque, secret))
@@ -224,10 +213,7 @@ fn to_veilid_schema(op: &'static str, schema: &Schema) -> Result<vc::DHTSchema, 
     let members = schema
         .members
         .iter()
-        .map(|m| vc::DHTSchemaSMPLMember {
-            m_key: vc::BareMemberId::new(m.key.as_bytes()),
-            m_cnt: m.subkeys,
-        })
+        .map(|m| vc::DHTSchemaSMPLMember { m_key: vc::BareMemberId::new(m.key.as_bytes()), m_cnt: m.subkeys })
         .collect();
     vc::DHTSchema::smpl(schema.owner_subkeys, members).map_err(|e| {
         let mut err = VeilidDhtError::from_api(op, &e, None);
@@ -239,11 +225,7 @@ fn to_veilid_schema(op: &'static str, schema: &Schema) -> Result<vc::DHTSchema, 
 fn from_veilid_value(op: &'static str, v: &vc::ValueData) -> Result<ValueData, VeilidDhtError> {
     let writer = PublicKey::from_bytes(v.ref_writer().ref_value())
         .map_err(|e| VeilidDhtError::new(DhtErrorKind::Other, op, format!("value writer: {e}")))?;
-    Ok(ValueData {
-        seq: u32::from(v.seq()),
-        data: v.data().to_vec(),
-        writer,
-    })
+    Ok(ValueData { seq: u32::from(v.seq()), data: v.data().to_vec(), writer })
 }
 
 /// The largest value a subkey of this schema takes (Veilid's rule).
@@ -292,28 +274,17 @@ fn check_write(
         }
     };
     if !allowed {
-        return violation(format!(
-            "writer {} may not write subkey {subkey}",
-            writer.fmt_short()
-        ));
+        return violation(format!("writer {} may not write subkey {subkey}", writer.fmt_short()));
     }
     let max = max_value_len(schema);
     if len > max {
-        return Err(VeilidDhtError::new(
-            DhtErrorKind::ValueTooLarge,
-            op,
-            format!("value is {len} bytes, limit {max}"),
-        ));
+        return Err(VeilidDhtError::new(DhtErrorKind::ValueTooLarge, op, format!("value is {len} bytes, limit {max}")));
     }
     Ok(())
 }
 
 fn subkey_range_set(subkeys: &[Subkey]) -> vc::ValueSubkeyRangeSet {
-    subkeys
-        .iter()
-        .fold(vc::ValueSubkeyRangeSet::new(), |acc, s| {
-            acc.union(&vc::ValueSubkeyRangeSet::single(*s))
-        })
+    subkeys.iter().fold(vc::ValueSubkeyRangeSet::new(), |acc, s| acc.union(&vc::ValueSubkeyRangeSet::single(*s)))
 }
 
 // ---------------------------------------------------------------------------
@@ -335,9 +306,7 @@ pub struct VeilidUpdateSink {
 
 impl fmt::Debug for VeilidUpdateSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("VeilidUpdateSink")
-            .field("targets", &lock(&self.targets).len())
-            .finish()
+        f.debug_struct("VeilidUpdateSink").field("targets", &lock(&self.targets).len()).finish()
     }
 }
 
@@ -436,12 +405,7 @@ impl Shared {
                 // Veilid's 1024-subkey maximum).
                 change.subkeys.data().iter().take(1024).collect()
             } else {
-                entry
-                    .subkeys
-                    .iter()
-                    .copied()
-                    .filter(|s| change.subkeys.data().contains(*s))
-                    .collect()
+                entry.subkeys.iter().copied().filter(|s| change.subkeys.data().contains(*s)).collect()
             }
         };
         if subkeys.is_empty() && !change.subkeys.is_empty() {
@@ -491,9 +455,7 @@ impl VeilidDht {
     /// through [`VeilidDht::handle_update`] or a [`VeilidUpdateSink`] (see
     /// [`VeilidDht::with_updates`]).
     pub fn new(rc: vc::RoutingContext) -> Result<Self, VeilidDhtError> {
-        let rc = rc
-            .with_default_safety()
-            .map_err(|e| VeilidDhtError::from_api("new", &e, None))?;
+        let rc = rc.with_default_safety().map_err(|e| VeilidDhtError::from_api("new", &e, None))?;
         let (tx, rx) = mpsc::channel(CHANGE_CHANNEL_CAPACITY);
         Ok(Self {
             shared: Arc::new(Shared {
@@ -509,10 +471,7 @@ impl VeilidDht {
 
     /// [`VeilidDht::new`], and attaches the handle to `updates` so the
     /// node's `ValueChange` updates feed [`Dht::changes`].
-    pub fn with_updates(
-        rc: vc::RoutingContext,
-        updates: &VeilidUpdateSink,
-    ) -> Result<Self, VeilidDhtError> {
+    pub fn with_updates(rc: vc::RoutingContext, updates: &VeilidUpdateSink) -> Result<Self, VeilidDhtError> {
         let dht = Self::new(rc)?;
         updates.attach(&dht.shared);
         Ok(dht)
@@ -546,11 +505,7 @@ impl VeilidDht {
             .await
     }
 
-    async fn load_secret(
-        &self,
-        op: &'static str,
-        opaque: &[u8; 32],
-    ) -> Result<Option<SecretKey>, VeilidDhtError> {
+    async fn load_secret(&self, op: &'static str, opaque: &[u8; 32]) -> Result<Option<SecretKey>, VeilidDhtError> {
         let table = self.secrets_table(op).await?;
         let v = table
             .load(0, vc::bytes::Bytes::copy_from_slice(opaque))
@@ -558,13 +513,9 @@ impl VeilidDht {
             .map_err(|e| VeilidDhtError::from_api(op, &e, None))?;
         match v {
             None => Ok(None),
-            Some(b) => SecretKey::from_slice(&b).map(Some).map_err(|e| {
-                VeilidDhtError::new(
-                    DhtErrorKind::Other,
-                    op,
-                    format!("stored record secret: {e}"),
-                )
-            }),
+            Some(b) => SecretKey::from_slice(&b)
+                .map(Some)
+                .map_err(|e| VeilidDhtError::new(DhtErrorKind::Other, op, format!("stored record secret: {e}"))),
         }
     }
 
@@ -588,20 +539,12 @@ impl VeilidDht {
     }
 
     fn remember_open(&self, desc: &vc::DHTRecordDescriptor, writer: Option<SigningKey>) {
-        let (Some(opaque), Ok(owner)) = (
-            opaque_bytes(desc.ref_key()),
-            PublicKey::from_bytes(desc.ref_owner().ref_value()),
-        ) else {
+        let (Some(opaque), Ok(owner)) =
+            (opaque_bytes(desc.ref_key()), PublicKey::from_bytes(desc.ref_owner().ref_value()))
+        else {
             return;
         };
-        lock(&self.shared.open).insert(
-            opaque,
-            OpenRecord {
-                owner,
-                schema: desc.schema(),
-                writer,
-            },
-        );
+        lock(&self.shared.open).insert(opaque, OpenRecord { owner, schema: desc.schema(), writer });
     }
 
     async fn open_inner(
@@ -620,11 +563,7 @@ impl VeilidDht {
     }
 
     /// Creates the record, or returns it if this node already created it.
-    async fn create_inner(
-        &self,
-        schema: &Schema,
-        owner: &SigningKey,
-    ) -> Result<RecordKey, VeilidDhtError> {
+    async fn create_inner(&self, schema: &Schema, owner: &SigningKey) -> Result<RecordKey, VeilidDhtError> {
         const OP: &str = "create_record";
         let vschema = to_veilid_schema(OP, schema)?;
         // The opaque key depends only on owner and schema.
@@ -634,9 +573,8 @@ impl VeilidDht {
             .get_dht_record_key(vschema.clone(), to_veilid_public(&owner.public()), None)
             .await
             .map_err(|e| VeilidDhtError::from_api(OP, &e, None))?;
-        let opaque = opaque_bytes(&probe).ok_or_else(|| {
-            VeilidDhtError::new(DhtErrorKind::Other, OP, "veilid record key is not 32 bytes")
-        })?;
+        let opaque = opaque_bytes(&probe)
+            .ok_or_else(|| VeilidDhtError::new(DhtErrorKind::Other, OP, "veilid record key is not 32 bytes"))?;
 
         // Created before (by this node, through a VeilidDht): reopen it with
         // the stored secret. If the local copy was deleted, the open fetches
@@ -650,14 +588,7 @@ impl VeilidDht {
             }
         }
 
-        let created = self
-            .rc()
-            .create_dht_record(
-                vc::CRYPTO_KIND_VLD0,
-                vschema.clone(),
-                Some(to_keypair(owner)),
-            )
-            .await;
+        let created = self.rc().create_dht_record(vc::CRYPTO_KIND_VLD0, vschema.clone(), Some(to_keypair(owner))).await;
         let desc = match created {
             Ok(d) => d,
             Err(vc::VeilidAPIError::Internal { message }) if message.contains("already exists") => {
@@ -685,16 +616,9 @@ impl VeilidDht {
         let bare = RecordKey::new(*opaque, None);
         let vkey = to_veilid_key(&bare);
         let api_err = |e: vc::VeilidAPIError| VeilidDhtError::from_api(OP, &e, None);
-        let _ = self
-            .rc()
-            .open_dht_record(vkey.clone(), None, None)
-            .await
-            .map_err(api_err)?;
-        let report = self
-            .rc()
-            .inspect_dht_record(vkey.clone(), None, vc::DHTReportScope::Local)
-            .await
-            .map_err(api_err)?;
+        let _ = self.rc().open_dht_record(vkey.clone(), None, None).await.map_err(api_err)?;
+        let report =
+            self.rc().inspect_dht_record(vkey.clone(), None, vc::DHTReportScope::Local).await.map_err(api_err)?;
         if report.local_seqs().iter().any(|s| !s.is_none()) {
             let _ = self.rc().close_dht_record(vkey).await;
             return Err(VeilidDhtError::new(
@@ -735,11 +659,7 @@ impl VeilidDht {
         let (writer_key, writer_pub) = {
             let open = lock(&self.shared.open);
             let Some(rec) = open.get(key.opaque()) else {
-                return Err(VeilidDhtError::new(
-                    DhtErrorKind::NotOpen,
-                    OP,
-                    "record not open",
-                ));
+                return Err(VeilidDhtError::new(DhtErrorKind::NotOpen, OP, "record not open"));
             };
             let Some(writer_key) = writer.or(rec.writer.as_ref()).cloned() else {
                 return Err(VeilidDhtError::new(
@@ -766,8 +686,7 @@ impl VeilidDht {
             .map_err(|e| VeilidDhtError::from_api(OP, &e, Some(key)))?;
 
         let is_ours = |v: &vc::ValueData| {
-            v.data() == data.as_slice()
-                && v.ref_writer().ref_value()[..] == writer_pub.as_bytes()[..]
+            v.data() == data.as_slice() && v.ref_writer().ref_value()[..] == writer_pub.as_bytes()[..]
         };
         match res {
             // The network settled on our value, but some node holds a rival at
@@ -833,32 +752,16 @@ impl Dht for VeilidDht {
     /// Idempotency is per node: a record created on another device (or whose
     /// node store was wiped) is not recognised, since Veilid gives a new
     /// random secret to every create.
-    async fn create_record(
-        &self,
-        schema: &Schema,
-        owner: &SigningKey,
-    ) -> Result<RecordKey, Self::Error> {
-        timed(
-            "create_record",
-            owner.public().fmt_short(),
-            None,
-            self.create_inner(schema, owner),
-        )
-        .await
+    async fn create_record(&self, schema: &Schema, owner: &SigningKey) -> Result<RecordKey, Self::Error> {
+        timed("create_record", owner.public().fmt_short(), None, self.create_inner(schema, owner)).await
     }
 
     /// Opens the record (from the network if it is not held locally:
     /// `Unavailable` when no node answered, `NotFound` when nodes answered
     /// without it). Reopening replaces the writer and keeps watches.
-    async fn open_record(
-        &self,
-        key: &RecordKey,
-        writer: Option<&SigningKey>,
-    ) -> Result<(), Self::Error> {
+    async fn open_record(&self, key: &RecordKey, writer: Option<&SigningKey>) -> Result<(), Self::Error> {
         timed("open_record", key.fmt_short(), None, async {
-            self.open_inner("open_record", key, writer)
-                .await
-                .map(|_| ())
+            self.open_inner("open_record", key, writer).await.map(|_| ())
         })
         .await
     }
@@ -899,13 +802,7 @@ impl Dht for VeilidDht {
         data: Vec<u8>,
         writer: Option<&SigningKey>,
     ) -> Result<Option<ValueData>, Self::Error> {
-        timed(
-            "set_value",
-            key.fmt_short(),
-            Some(subkey),
-            self.set_inner(key, subkey, data, writer),
-        )
-        .await
+        timed("set_value", key.fmt_short(), Some(subkey), self.set_inner(key, subkey, data, writer)).await
     }
 
     /// Asks Veilid to watch `subkeys` (all subkeys if empty). Returns at once:
@@ -924,16 +821,9 @@ impl Dht for VeilidDht {
             let mut sorted = subkeys.to_vec();
             sorted.sort_unstable();
             sorted.dedup();
-            let ranges = if sorted.is_empty() {
-                None
-            } else {
-                Some(subkey_range_set(&sorted))
-            };
+            let ranges = if sorted.is_empty() { None } else { Some(subkey_range_set(&sorted)) };
             lock(&self.shared.watches).insert(*key.opaque(), WatchEntry { subkeys: sorted });
-            let res = self
-                .rc()
-                .watch_dht_values(to_veilid_key(key), ranges, None, None)
-                .await;
+            let res = self.rc().watch_dht_values(to_veilid_key(key), ranges, None, None).await;
             match res {
                 Ok(active) => {
                     if !active {
@@ -970,16 +860,13 @@ impl Dht for VeilidDht {
         timed("close_record", key.fmt_short(), None, async {
             lock(&self.shared.watches).remove(key.opaque());
             lock(&self.shared.open).remove(key.opaque());
-            self.rc()
-                .close_dht_record(to_veilid_key(key))
-                .await
-                .map_err(|e| {
-                    let mut err = VeilidDhtError::from_api("close_record", &e, Some(key));
-                    if err.kind == DhtErrorKind::NotFound {
-                        err.kind = DhtErrorKind::NotOpen;
-                    }
-                    err
-                })
+            self.rc().close_dht_record(to_veilid_key(key)).await.map_err(|e| {
+                let mut err = VeilidDhtError::from_api("close_record", &e, Some(key));
+                if err.kind == DhtErrorKind::NotFound {
+                    err.kind = DhtErrorKind::NotOpen;
+                }
+                err
+            })
         })
         .await
     }
@@ -1051,13 +938,7 @@ mod tests {
     fn schema_maps_to_smpl_and_checks_writers() {
         let owner = SigningKey::generate(&mut OsRng).public();
         let member = SigningKey::generate(&mut OsRng).public();
-        let schema = Schema {
-            owner_subkeys: 1,
-            members: vec![SchemaMember {
-                key: member,
-                subkeys: 1,
-            }],
-        };
+        let schema = Schema { owner_subkeys: 1, members: vec![SchemaMember { key: member, subkeys: 1 }] };
         let v = to_veilid_schema("t", &schema).unwrap();
         assert_eq!(v.subkey_count(), 2);
         assert!(check_write("t", &v, &owner, 0, &owner, 10).is_ok());
@@ -1070,43 +951,23 @@ mod tests {
         assert_eq!(e.kind(), DhtErrorKind::SchemaViolation);
         let e = check_write("t", &v, &owner, 0, &owner, MAX_VALUE_LEN + 1).unwrap_err();
         assert_eq!(e.kind(), DhtErrorKind::ValueTooLarge);
-        let empty = Schema {
-            owner_subkeys: 0,
-            members: vec![],
-        };
-        assert_eq!(
-            to_veilid_schema("t", &empty).unwrap_err().kind(),
-            DhtErrorKind::SchemaViolation
-        );
+        let empty = Schema { owner_subkeys: 0, members: vec![] };
+        assert_eq!(to_veilid_schema("t", &empty).unwrap_err().kind(), DhtErrorKind::SchemaViolation);
     }
 
     #[test]
     fn errors_map_to_kinds_and_redact_secrets() {
         use vc::VeilidAPIError as E;
-        assert_eq!(
-            classify(&E::try_again("offline")),
-            DhtErrorKind::Unavailable
-        );
+        assert_eq!(classify(&E::try_again("offline")), DhtErrorKind::Unavailable);
         assert_eq!(classify(&E::Timeout), DhtErrorKind::Unavailable);
         assert_eq!(classify(&E::no_connection("x")), DhtErrorKind::Unavailable);
         assert_eq!(
-            classify(&E::generic(
-                "cannot decrypt value data: missing encryption key"
-            )),
+            classify(&E::generic("cannot decrypt value data: missing encryption key")),
             DhtErrorKind::BadRecordSecret
         );
-        assert_eq!(
-            classify(&E::generic("failed schema validation: k:0")),
-            DhtErrorKind::SchemaViolation
-        );
-        assert_eq!(
-            classify(&E::invalid_argument("record not open", "record_key", "k")),
-            DhtErrorKind::NotOpen
-        );
-        assert_eq!(
-            classify(&E::invalid_argument("value too big", "data", "1")),
-            DhtErrorKind::ValueTooLarge
-        );
+        assert_eq!(classify(&E::generic("failed schema validation: k:0")), DhtErrorKind::SchemaViolation);
+        assert_eq!(classify(&E::invalid_argument("record not open", "record_key", "k")), DhtErrorKind::NotOpen);
+        assert_eq!(classify(&E::invalid_argument("value too big", "data", "1")), DhtErrorKind::ValueTooLarge);
         assert_eq!(classify(&E::Shutdown), DhtErrorKind::Other);
 
         let secret = SecretKey::generate(&mut OsRng);

@@ -7,7 +7,7 @@ use data_encoding::BASE64URL_NOPAD;
 use super::{EncodingError, InvitationKind, MAX_TEXT_LEN, Ticket};
 
 /// Body line width.
-pub const LINE_WIDTH: usize = 64;
+pub(crate) const LINE_WIDTH: usize = 64;
 
 fn label(kind: InvitationKind) -> &'static str {
     match kind {
@@ -48,11 +48,17 @@ impl Ticket {
         }
         let mut lines = text.trim().split('\n');
         let first = lines.next().unwrap_or_default();
-        let begin = first.strip_prefix("-----BEGIN ").and_then(|r| r.strip_suffix("-----")).ok_or(EncodingError::ArmorMissingBegin)?;
+        let begin = first
+            .strip_prefix("-----BEGIN ")
+            .and_then(|r| r.strip_suffix("-----"))
+            .ok_or(EncodingError::ArmorMissingBegin)?;
         let kind = kind_of(begin).ok_or(EncodingError::ArmorLabelMismatch)?;
         let rest: Vec<&str> = lines.collect();
         let (end_line, body) = rest.split_last().ok_or(EncodingError::ArmorMissingEnd)?;
-        let end = end_line.strip_prefix("-----END ").and_then(|r| r.strip_suffix("-----")).ok_or(EncodingError::ArmorMissingEnd)?;
+        let end = end_line
+            .strip_prefix("-----END ")
+            .and_then(|r| r.strip_suffix("-----"))
+            .ok_or(EncodingError::ArmorMissingEnd)?;
         if end != begin {
             return Err(EncodingError::ArmorLabelMismatch);
         }
@@ -67,7 +73,8 @@ impl Ticket {
             }
             b64.push_str(line);
         }
-        let bytes = BASE64URL_NOPAD.decode(b64.as_bytes()).map_err(|_| EncodingError::BadEncoding { what: "armor body" })?;
+        let bytes =
+            BASE64URL_NOPAD.decode(b64.as_bytes()).map_err(|_| EncodingError::BadEncoding { what: "armor body" })?;
         let t = Self::from_bytes(&bytes)?;
         if t.kind != kind {
             return Err(EncodingError::ArmorKindMismatch);

@@ -117,7 +117,9 @@ impl Ticket {
         }
         match b[0] {
             VERSION => {}
-            v if v < VERSION => return Err(EncodingError::VersionTooOld { found: v.into(), supported: VERSION.into() }),
+            v if v < VERSION => {
+                return Err(EncodingError::VersionTooOld { found: v.into(), supported: VERSION.into() });
+            }
             v => return Err(EncodingError::VersionTooNew { found: v.into(), supported: VERSION.into() }),
         }
         let flags = b[1];
@@ -143,7 +145,11 @@ impl Ticket {
         }
         let mut record = [0u8; 32];
         record.copy_from_slice(&body[2..34]);
-        let secret = SecretKey::from_slice(&body[34..66]).map_err(|_| EncodingError::WrongLength { what: "secret", expected: 32, got: 0 })?;
+        let secret = SecretKey::from_slice(&body[34..66]).map_err(|_| EncodingError::WrongLength {
+            what: "secret",
+            expected: 32,
+            got: 0,
+        })?;
         let secret = if locked {
             let mut salt = [0u8; 16];
             salt.copy_from_slice(&body[66..82]);

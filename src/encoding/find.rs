@@ -71,10 +71,10 @@ pub fn find_in_text(text: &str, scheme: &UriScheme) -> Result<Ticket, EncodingEr
     for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_')) {
         let start = pos;
         pos += word.len() + 1;
-        if word.len() == b64_len(PLAIN_LEN) || word.len() == b64_len(LOCKED_LEN) {
-            if let Ok(bytes) = BASE64URL_NOPAD.decode(word.as_bytes()) {
-                candidates.push((start, Ticket::from_bytes(&bytes)));
-            }
+        if (word.len() == b64_len(PLAIN_LEN) || word.len() == b64_len(LOCKED_LEN))
+            && let Ok(bytes) = BASE64URL_NOPAD.decode(word.as_bytes())
+        {
+            candidates.push((start, Ticket::from_bytes(&bytes)));
         }
     }
 

@@ -12,7 +12,7 @@ mod find;
 mod qr;
 mod uri;
 
-pub use blob::{LockParams, PLAIN_LEN, LOCKED_LEN, Ticket, TicketSecret, VERSION};
+pub use blob::{LOCKED_LEN, LockParams, PLAIN_LEN, Ticket, TicketSecret, VERSION};
 pub use find::find_in_text;
 pub use uri::UriScheme;
 

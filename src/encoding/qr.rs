@@ -26,7 +26,13 @@ impl Ticket {
     /// dark-on-light.
     pub fn qr_terminal(&self) -> Result<String, EncodingError> {
         use qrcode::render::unicode::Dense1x2;
-        Ok(self.qr()?.render::<Dense1x2>().dark_color(Dense1x2::Light).light_color(Dense1x2::Dark).quiet_zone(true).build())
+        Ok(self
+            .qr()?
+            .render::<Dense1x2>()
+            .dark_color(Dense1x2::Light)
+            .light_color(Dense1x2::Dark)
+            .quiet_zone(true)
+            .build())
     }
 
     /// The QR code as an SVG document.

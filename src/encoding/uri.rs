@@ -44,7 +44,8 @@ fn b64(what: &'static str, s: &str, len: usize) -> Result<Vec<u8>, EncodingError
 }
 
 fn number(s: &str) -> Result<u32, EncodingError> {
-    let canonical = !s.is_empty() && s.len() <= 9 && s.chars().all(|c| c.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
+    let canonical =
+        !s.is_empty() && s.len() <= 9 && s.chars().all(|c| c.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     if !canonical {
         return Err(EncodingError::BadNumber(s.to_owned()));
     }
@@ -65,9 +66,10 @@ impl Ticket {
         };
         let (secret, lock) = match &self.secret {
             TicketSecret::Plain(s) => (e(s.expose()), String::new()),
-            TicketSecret::Locked { masked, params: p } => {
-                (e(masked.expose()), format!("/locked/argon2id/{}.{}.{}/{}", p.m_cost_log2, p.t_cost, p.p_cost, e(&p.salt)))
-            }
+            TicketSecret::Locked { masked, params: p } => (
+                e(masked.expose()),
+                format!("/locked/argon2id/{}.{}.{}/{}", p.m_cost_log2, p.t_cost, p.p_cost, e(&p.salt)),
+            ),
         };
         format!("v/{VERSION}/dht/vld0/{}/{kind}/{secret}{lock}", e(&self.record))
     }
@@ -82,7 +84,9 @@ impl Ticket {
         if uri.len() > MAX_TEXT_LEN {
             return Err(EncodingError::TooLarge(uri.len()));
         }
-        let (found, rest) = uri.split_once("://").ok_or_else(|| EncodingError::WrongScheme { expected: scheme.0.clone(), found: String::new() })?;
+        let (found, rest) = uri
+            .split_once("://")
+            .ok_or_else(|| EncodingError::WrongScheme { expected: scheme.0.clone(), found: String::new() })?;
         if found != scheme.0 {
             return Err(EncodingError::WrongScheme { expected: scheme.0.clone(), found: found.to_owned() });
         }
@@ -130,7 +134,11 @@ fn parse_commands(path: &str) -> Result<Ticket, EncodingError> {
     let mut i = 0;
     while i < segs.len() {
         let name = segs[i];
-        let arity = COMMANDS.iter().find(|(n, _)| *n == name).map(|(_, a)| *a).ok_or_else(|| EncodingError::UnknownCommand(name.to_owned()))?;
+        let arity = COMMANDS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, a)| *a)
+            .ok_or_else(|| EncodingError::UnknownCommand(name.to_owned()))?;
         let args = segs.get(i + 1..i + 1 + arity).ok_or_else(|| EncodingError::WrongArity {
             command: name.to_owned(),
             expected: arity,
@@ -143,7 +151,11 @@ fn parse_commands(path: &str) -> Result<Ticket, EncodingError> {
             return Err(EncodingError::VersionNotFirst);
         }
         if name != "v" && found.is_empty() {
-            return Err(if segs.contains(&"v") { EncodingError::VersionNotFirst } else { EncodingError::MissingCommand("v") });
+            return Err(if segs.contains(&"v") {
+                EncodingError::VersionNotFirst
+            } else {
+                EncodingError::MissingCommand("v")
+            });
         }
         found.push((name, args));
         i += 1 + arity;
@@ -152,7 +164,9 @@ fn parse_commands(path: &str) -> Result<Ticket, EncodingError> {
     let v = get("v").ok_or(EncodingError::MissingCommand("v"))?;
     match number(v[0])? {
         x if x == u32::from(VERSION) => {}
-        x if x < u32::from(VERSION) => return Err(EncodingError::VersionTooOld { found: x, supported: VERSION.into() }),
+        x if x < u32::from(VERSION) => {
+            return Err(EncodingError::VersionTooOld { found: x, supported: VERSION.into() });
+        }
         x => return Err(EncodingError::VersionTooNew { found: x, supported: VERSION.into() }),
     }
     let dht = get("dht").ok_or(EncodingError::MissingCommand("dht"))?;
@@ -167,7 +181,8 @@ fn parse_commands(path: &str) -> Result<Ticket, EncodingError> {
         (Some(_), Some(_)) => return Err(EncodingError::DuplicateCommand("contact/promise.account-add".into())),
         (None, None) => return Err(EncodingError::MissingCommand("contact")),
     };
-    let secret = SecretKey::from_slice(&b64("secret", secret, 32)?).map_err(|_| EncodingError::BadEncoding { what: "secret" })?;
+    let secret = SecretKey::from_slice(&b64("secret", secret, 32)?)
+        .map_err(|_| EncodingError::BadEncoding { what: "secret" })?;
     let secret = match get("locked") {
         None => TicketSecret::Plain(secret),
         Some(l) => {

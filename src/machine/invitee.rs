@@ -13,7 +13,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::inviter::RngAdapter;
-use super::{Command, Completion, DhtOp, DhtOutput, Effect, Event, Input, InvitationView, Ops, Outcome, Rng, Timer, dht_error, secs};
+use super::{
+    Command, Completion, DhtOp, DhtOutput, Effect, Event, Input, InvitationView, Ops, Outcome, Rng, Timer, dht_error,
+    secs,
+};
 use crate::contact::{Contact, Role};
 use crate::crypto::password;
 use crate::crypto::{PasswordLimits, PasswordParams, SecretKey, SigningKey, conversation_key};
@@ -25,9 +28,9 @@ use crate::message::inbox::{self, InboxKeys, InboxValue, OWNER_SUBKEY, WRITER_SU
 use crate::message::{FinalStatus, FinalStatusKind, Profile, ResponseContent, SignedIdentity, VerifiedInvitation};
 
 /// How often the invitee re-reads the owner subkey for the final status.
-pub const POLL_INTERVAL_MS: u64 = 5_000;
+pub(crate) const POLL_INTERVAL_MS: u64 = 5_000;
 /// How long after expiry the invitee keeps waiting for a final status.
-pub const FINAL_GRACE_MS: u64 = 10 * 60 * 1000;
+pub(crate) const FINAL_GRACE_MS: u64 = 10 * 60 * 1000;
 
 /// What to receive.
 #[derive(Clone, Debug)]
@@ -211,11 +214,15 @@ impl Invitee {
                 self.ops.start(Purpose::Watch, DhtOp::Watch { key, subkeys: vec![OWNER_SUBKEY] }, &mut out);
                 self.maybe_final(&mut out);
             }
-            State::Responding { conversation: Some(_), value: None, .. } if !self.ops.has_pending(|p| *p == Purpose::WriteResponse) => {
+            State::Responding { conversation: Some(_), value: None, .. }
+                if !self.ops.has_pending(|p| *p == Purpose::WriteResponse) =>
+            {
                 self.ops.resume(&mut out);
                 self.write_response(_now, _rng, &mut out);
             }
-            State::Responding { accept: false, value: None, .. } if !self.ops.has_pending(|p| *p == Purpose::WriteResponse) => {
+            State::Responding { accept: false, value: None, .. }
+                if !self.ops.has_pending(|p| *p == Purpose::WriteResponse) =>
+            {
                 self.write_response(_now, _rng, &mut out);
             }
             _ => self.ops.resume(&mut out),
@@ -270,7 +277,9 @@ impl Invitee {
             Input::DhtDone { op, result } => match self.ops.complete(op, result, now, &mut out) {
                 Completion::Done(p, o) => self.on_done(p, o, now, rng, &mut out),
                 Completion::Retrying | Completion::Unknown => {}
-                Completion::Failed(p, f, exhausted) => self.on_failed(p, f.kind, dht_error(f, exhausted), now, rng, &mut out),
+                Completion::Failed(p, f, exhausted) => {
+                    self.on_failed(p, f.kind, dht_error(f, exhausted), now, rng, &mut out)
+                }
             },
         }
         out
@@ -281,7 +290,8 @@ impl Invitee {
             (Command::Password(pw), State::NeedPassword { cached }) => {
                 let Some((masked, salt, params)) = &self.core.locked else { return };
                 let (m, t, p, w) = self.core.limits;
-                let limits = PasswordLimits { max_m_cost_log2: m, max_t_cost: t, max_p_cost: p, max_work_kib_passes: w };
+                let limits =
+                    PasswordLimits { max_m_cost_log2: m, max_t_cost: t, max_p_cost: p, max_work_kib_passes: w };
                 let secret = match password::unlock(masked, &pw, salt, params, &self.core.record, &limits) {
                     Ok(s) => s,
                     Err(e) => return self.end(FinishedWith::Error(e.to_string()), out),
@@ -302,7 +312,11 @@ impl Invitee {
                 let r = r.clone();
                 self.state = State::Responding { r, accept: true, conversation: None, value: None };
                 let schema = Schema { owner_subkeys: 1, members: Vec::new() };
-                self.ops.start(Purpose::CreateConversation, DhtOp::Create { schema, owner: self.core.conversation_owner.clone() }, out);
+                self.ops.start(
+                    Purpose::CreateConversation,
+                    DhtOp::Create { schema, owner: self.core.conversation_owner.clone() },
+                    out,
+                );
                 out.insert(0, Effect::Persist);
             }
             (Command::Reject, State::Deciding(r)) => {
@@ -317,7 +331,15 @@ impl Invitee {
         }
     }
 
-    fn on_failed(&mut self, purpose: Purpose, kind: DhtErrorKind, err: Error, _now: u64, _rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+    fn on_failed(
+        &mut self,
+        purpose: Purpose,
+        kind: DhtErrorKind,
+        err: Error,
+        _now: u64,
+        _rng: &mut dyn Rng,
+        out: &mut Vec<Effect>,
+    ) {
         match purpose {
             Purpose::OpenInbox | Purpose::ReadRequest => {
                 if kind == DhtErrorKind::BadRecordSecret && self.core.locked.is_some() {
@@ -407,7 +429,12 @@ impl Invitee {
         let Some(v) = v else { return Freshness::Ok };
         match SignedIdentity::verify(&v.data, Some(&c.identity_key)) {
             // INV-FRESH-1: a newer record that no longer lists the signing device as current voids the invitation.
-            Ok(fetched) if fetched.record().seq >= r.invitation.identity().record().seq && fetched.require_current(&c.device_key).is_err() => Freshness::Revoked,
+            Ok(fetched)
+                if fetched.record().seq >= r.invitation.identity().record().seq
+                    && fetched.require_current(&c.device_key).is_err() =>
+            {
+                Freshness::Revoked
+            }
             _ => Freshness::Ok,
         }
     }
@@ -437,7 +464,9 @@ impl Invitee {
         };
         let (writer, unverified) = match inbox::open_request(&keys, &record, &sealed) {
             Ok(x) => x,
-            Err(Error::Verify(VerifyError::DecryptionFailed)) if self.core.locked.is_some() => return self.wrong_password(data, out),
+            Err(Error::Verify(VerifyError::DecryptionFailed)) if self.core.locked.is_some() => {
+                return self.wrong_password(data, out);
+            }
             Err(e) => return self.end_err(e, out),
         };
         let kind = match Ticket::from_bytes(&self.core.ticket) {
@@ -446,10 +475,14 @@ impl Invitee {
         };
         let invitation = match unverified.verify(&record, kind, secs(now)) {
             Ok(i) => i,
-            Err(Error::Verify(VerifyError::Expired { .. })) => return self.end(FinishedWith::Failed(ProtocolError::Expired), out),
+            Err(Error::Verify(VerifyError::Expired { .. })) => {
+                return self.end(FinishedWith::Failed(ProtocolError::Expired), out);
+            }
             Err(e) => return self.end_err(e, out),
         };
-        if invitation.content().identity_key == self.core.identity.public_key() && kind == crate::message::InvitationKind::Contact {
+        if invitation.content().identity_key == self.core.identity.public_key()
+            && kind == crate::message::InvitationKind::Contact
+        {
             return self.end_err(VerifyError::WrongContext("this is our own invitation").into(), out);
         }
         let view = view(&invitation);
@@ -473,7 +506,9 @@ impl Invitee {
         let State::Responding { r, accept, conversation, value } = &self.state else { return };
         let c = r.invitation.content();
         let id = &self.core.identity;
-        let Some(identity_record) = id.record_key().cloned() else { return self.end_err(Error::ApiMisuse("identity not published"), out) };
+        let Some(identity_record) = id.record_key().cloned() else {
+            return self.end_err(Error::ApiMisuse("identity not published"), out);
+        };
         let profile = self.core.profile.clone().or_else(|| id.profile().cloned());
         let content = ResponseContent {
             kind: c.kind,
@@ -519,7 +554,9 @@ impl Invitee {
         if !accept {
             return self.end(FinishedWith::RejectedByUs, out);
         }
-        let Some(conversation) = conversation.clone() else { return self.end_err(Error::ApiMisuse("accept without conversation"), out) };
+        let Some(conversation) = conversation.clone() else {
+            return self.end_err(Error::ApiMisuse("accept without conversation"), out);
+        };
         let key = self.inbox_key(&r.secret);
         let give_up = r.invitation.content().expires_at * 1000 + FINAL_GRACE_MS;
         self.state = State::AwaitingFinal { r, conversation, response_hash: hash, accepted_final: false };
@@ -556,7 +593,9 @@ impl Invitee {
                 out.push(Effect::Persist);
                 self.maybe_final(out);
             }
-            FinalStatusKind::Accepted | FinalStatusKind::Rejected => self.end(FinishedWith::Failed(ProtocolError::AlreadyUsed), out),
+            FinalStatusKind::Accepted | FinalStatusKind::Rejected => {
+                self.end(FinishedWith::Failed(ProtocolError::AlreadyUsed), out)
+            }
             FinalStatusKind::Revoked if fs.response_hash.is_some() && ours => {
                 // The inviter found our device revoked.
                 self.end(FinishedWith::Failed(ProtocolError::DeviceRevoked), out)
@@ -575,7 +614,9 @@ impl Invitee {
         }
         let inv = &r.invitation;
         let c = inv.content();
-        let Some(remote) = c.conversation.clone() else { return self.end_err(Error::ApiMisuse("contact invitation without conversation"), out) };
+        let Some(remote) = c.conversation.clone() else {
+            return self.end_err(Error::ApiMisuse("contact invitation without conversation"), out);
+        };
         let id = &self.core.identity;
         let key = match conversation_key(
             &id.dh_secret(),
@@ -635,7 +676,9 @@ impl Invitee {
         };
         let inbox = match &self.state {
             State::Fetching { secret } => Some(self.inbox_key(secret)),
-            State::Deciding(r) | State::Responding { r, .. } | State::AwaitingFinal { r, .. } => Some(self.inbox_key(&r.secret)),
+            State::Deciding(r) | State::Responding { r, .. } | State::AwaitingFinal { r, .. } => {
+                Some(self.inbox_key(&r.secret))
+            }
             _ => None,
         };
         self.ops.clear(out);
@@ -659,4 +702,3 @@ fn view(inv: &VerifiedInvitation) -> InvitationView {
         expires_at: c.expires_at,
     }
 }
-

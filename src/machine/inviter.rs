@@ -13,9 +13,7 @@
 use rand_core::RngCore;
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Command, Completion, DhtOp, DhtOutput, Effect, Event, Input, Ops, Outcome, Rng, Timer, dht_error, secs,
-};
+use super::{Command, Completion, DhtOp, DhtOutput, Effect, Event, Input, Ops, Outcome, Rng, Timer, dht_error, secs};
 use crate::contact::{Contact, Role};
 use crate::crypto::password::{self, SALT_LEN};
 use crate::crypto::{Password, PasswordLimits, PasswordParams, PublicKey, SecretKey, SigningKey, conversation_key};
@@ -30,7 +28,7 @@ use crate::message::{
 };
 
 /// How often the inviter re-reads the response subkey besides watching it.
-pub const POLL_INTERVAL_MS: u64 = 5_000;
+pub(crate) const POLL_INTERVAL_MS: u64 = 5_000;
 
 /// What to send.
 #[derive(Clone, Debug)]
@@ -184,7 +182,12 @@ impl Inviter {
         Self::with_kind(params, InvitationKind::Contact, now, rng)
     }
 
-    pub(crate) fn with_kind(params: SendParams, kind: InvitationKind, now: u64, rng: &mut dyn Rng) -> Result<(Self, Vec<Effect>), Error> {
+    pub(crate) fn with_kind(
+        params: SendParams,
+        kind: InvitationKind,
+        now: u64,
+        rng: &mut dyn Rng,
+    ) -> Result<(Self, Vec<Effect>), Error> {
         if params.identity.record_key().is_none() {
             return Err(Error::ApiMisuse("publish the identity record before sending invitations"));
         }
@@ -194,7 +197,12 @@ impl Inviter {
             None => return Err(Error::ApiMisuse("no profile to send")),
         };
         if params.message.len() > crate::limits::MAX_MESSAGE {
-            return Err(DecodeError::FieldTooLong { what: "invitation message", max: crate::limits::MAX_MESSAGE, got: params.message.len() }.into());
+            return Err(DecodeError::FieldTooLong {
+                what: "invitation message",
+                max: crate::limits::MAX_MESSAGE,
+                got: params.message.len(),
+            }
+            .into());
         }
         let (lock, ekt) = match &params.password {
             None => (None, EncryptionKeyType::None),
@@ -203,7 +211,16 @@ impl Inviter {
                 let p = params.password_params;
                 let stretched = password::stretch(pw, &salt, &p, &PasswordLimits::default())?;
                 let ekt = if *ekt == EncryptionKeyType::None { EncryptionKeyType::Password } else { *ekt };
-                (Some(LockMaterial { stretched, salt, m_cost_log2: p.m_cost_log2, t_cost: p.t_cost, p_cost: p.p_cost }), ekt)
+                (
+                    Some(LockMaterial {
+                        stretched,
+                        salt,
+                        m_cost_log2: p.m_cost_log2,
+                        t_cost: p.t_cost,
+                        p_cost: p.p_cost,
+                    }),
+                    ekt,
+                )
             }
         };
         let core = Core {
@@ -219,13 +236,26 @@ impl Inviter {
             encryption_key_type: ekt,
             lock,
         };
-        let mut m = Self { core, state: State::Creating { conversation: None, inbox: None }, ops: Ops::default(), pending_failure: None };
+        let mut m = Self {
+            core,
+            state: State::Creating { conversation: None, inbox: None },
+            ops: Ops::default(),
+            pending_failure: None,
+        };
         let mut out = vec![Effect::Persist];
         let writer_pub = m.core.writer.public();
         if kind == InvitationKind::Contact {
-            m.ops.start(Purpose::CreateConversation, DhtOp::Create { schema: conversation_schema(), owner: m.core.conversation_owner.clone() }, &mut out);
+            m.ops.start(
+                Purpose::CreateConversation,
+                DhtOp::Create { schema: conversation_schema(), owner: m.core.conversation_owner.clone() },
+                &mut out,
+            );
         }
-        m.ops.start(Purpose::CreateInbox, DhtOp::Create { schema: inbox_schema(&writer_pub), owner: m.core.inbox_owner.clone() }, &mut out);
+        m.ops.start(
+            Purpose::CreateInbox,
+            DhtOp::Create { schema: inbox_schema(&writer_pub), owner: m.core.inbox_owner.clone() },
+            &mut out,
+        );
         Ok((m, out))
     }
 
@@ -263,7 +293,9 @@ impl Inviter {
     pub fn inbox(&self) -> Option<[u8; 32]> {
         match &self.state {
             State::Creating { inbox, .. } => inbox.as_ref().map(|k| *k.opaque()),
-            State::Publishing(p) | State::Waiting(p) | State::Finalizing(p, _) | State::Cleaning(p, _) => Some(*p.inbox.opaque()),
+            State::Publishing(p) | State::Waiting(p) | State::Finalizing(p, _) | State::Cleaning(p, _) => {
+                Some(*p.inbox.opaque())
+            }
             State::Done(_) => None,
         }
     }
@@ -338,7 +370,11 @@ impl Inviter {
                         if let State::Waiting(p) = &self.state {
                             let key = p.inbox.clone();
                             if !self.ops.has_pending(|x| *x == Purpose::ReadResponse) {
-                                self.ops.start(Purpose::ReadResponse, DhtOp::Get { key, subkey: WRITER_SUBKEY }, &mut out);
+                                self.ops.start(
+                                    Purpose::ReadResponse,
+                                    DhtOp::Get { key, subkey: WRITER_SUBKEY },
+                                    &mut out,
+                                );
                             }
                             self.ops.set_timer(Timer::Poll, now + POLL_INTERVAL_MS, &mut out);
                         }
@@ -359,7 +395,8 @@ impl Inviter {
                     if subkeys.first() == Some(&WRITER_SUBKEY) && value.is_some() {
                         // The notification carries the value: no read needed.
                         self.on_response_value(value, now, rng, &mut out);
-                    } else if subkeys.contains(&WRITER_SUBKEY) && !self.ops.has_pending(|x| *x == Purpose::ReadResponse) {
+                    } else if subkeys.contains(&WRITER_SUBKEY) && !self.ops.has_pending(|x| *x == Purpose::ReadResponse)
+                    {
                         let key = p.inbox.clone();
                         self.ops.start(Purpose::ReadResponse, DhtOp::Get { key, subkey: WRITER_SUBKEY }, &mut out);
                     }
@@ -368,7 +405,9 @@ impl Inviter {
             Input::DhtDone { op, result } => match self.ops.complete(op, result, now, &mut out) {
                 Completion::Done(purpose, output) => self.on_done(purpose, output, now, rng, &mut out),
                 Completion::Retrying | Completion::Unknown => {}
-                Completion::Failed(purpose, f, exhausted) => self.on_failed(purpose, dht_error(f, exhausted), now, rng, &mut out),
+                Completion::Failed(purpose, f, exhausted) => {
+                    self.on_failed(purpose, dht_error(f, exhausted), now, rng, &mut out)
+                }
             },
         }
         out
@@ -441,11 +480,11 @@ impl Inviter {
             }
             (Purpose::PublishRequest, DhtOutput::Set(newer)) => {
                 let State::Publishing(p) = &self.state else { return };
-                if let Some(v) = newer {
-                    if v.data != p.request_value {
-                        self.fail(DecodeError::Invalid("inbox already holds another request").into(), out);
-                        return;
-                    }
+                if let Some(v) = newer
+                    && v.data != p.request_value
+                {
+                    self.fail(DecodeError::Invalid("inbox already holds another request").into(), out);
+                    return;
                 }
                 let p = p.clone();
                 let key = p.inbox.clone();
@@ -468,7 +507,11 @@ impl Inviter {
                         let key = p.inbox.clone();
                         let data = f.final_value.clone();
                         let writer = self.core.inbox_owner.clone();
-                        self.ops.start(Purpose::WriteFinal, DhtOp::Set { key, subkey: OWNER_SUBKEY, data, writer }, out);
+                        self.ops.start(
+                            Purpose::WriteFinal,
+                            DhtOp::Set { key, subkey: OWNER_SUBKEY, data, writer },
+                            out,
+                        );
                         out.insert(0, Effect::Persist);
                     }
                     _ => {
@@ -479,12 +522,12 @@ impl Inviter {
                 }
             }
             (Purpose::FreshnessOpen, _) => {
-                if let State::Finalizing(_, f) = &self.state {
-                    if let Some(c) = &f.contact {
-                        let key = c.peer_identity_record.clone();
-                        self.ops.start(Purpose::FreshnessGet, DhtOp::Get { key, subkey: 0 }, out);
-                        out.insert(0, Effect::Persist);
-                    }
+                if let State::Finalizing(_, f) = &self.state
+                    && let Some(c) = &f.contact
+                {
+                    let key = c.peer_identity_record.clone();
+                    self.ops.start(Purpose::FreshnessGet, DhtOp::Get { key, subkey: 0 }, out);
+                    out.insert(0, Effect::Persist);
                 }
             }
             (Purpose::FreshnessGet, DhtOutput::Value(v)) => self.on_freshness(v, now, out),
@@ -496,7 +539,11 @@ impl Inviter {
                     if self.ops.has_pending(|x| *x == Purpose::Tombstone) {
                         return;
                     }
-                    self.ops.start(Purpose::Tombstone, DhtOp::Set { key, subkey: WRITER_SUBKEY, data: inbox::tombstone(secs(now)), writer }, out);
+                    self.ops.start(
+                        Purpose::Tombstone,
+                        DhtOp::Set { key, subkey: WRITER_SUBKEY, data: inbox::tombstone(secs(now)), writer },
+                        out,
+                    );
                     out.insert(0, Effect::Persist);
                     return;
                 }
@@ -524,8 +571,15 @@ impl Inviter {
         }
     }
 
-    fn build(&self, inbox: RecordKey, conversation: RecordKey, _now: u64, rng: &mut dyn Rng) -> Result<Published, Error> {
-        let secret = inbox.secret().cloned().ok_or(Error::ApiMisuse("DHT backend returned a record key without its secret"))?;
+    fn build(
+        &self,
+        inbox: RecordKey,
+        conversation: RecordKey,
+        _now: u64,
+        rng: &mut dyn Rng,
+    ) -> Result<Published, Error> {
+        let secret =
+            inbox.secret().cloned().ok_or(Error::ApiMisuse("DHT backend returned a record key without its secret"))?;
         let opaque = *inbox.opaque();
         let c = &self.core;
         let record_key = c.identity.record_key().cloned().ok_or(Error::ApiMisuse("identity not published"))?;
@@ -568,7 +622,9 @@ impl Inviter {
             Ok(Some(resp)) => {
                 if resp.content().accept {
                     match self.pending_contact(&p, &resp, now) {
-                        Ok(contact) => self.finalize(p, FinalStatusKind::Accepted, Some((resp, contact)), now, rng, out),
+                        Ok(contact) => {
+                            self.finalize(p, FinalStatusKind::Accepted, Some((resp, contact)), now, rng, out)
+                        }
                         Err(e) => out.push(Effect::Emit(Event::ResponseIgnored { reason: e.to_string() })),
                     }
                 } else {
@@ -602,8 +658,13 @@ impl Inviter {
     fn pending_contact(&self, p: &Published, resp: &VerifiedResponse, now: u64) -> Result<Box<Option<Contact>>, Error> {
         let c = resp.content();
         let identity: &SignedIdentity = resp.identity().ok_or(Error::ApiMisuse("contact response without identity"))?;
-        let remote_conv = c.conversation.clone().ok_or(DecodeError::MissingField { what: "accept", field: "conversation" })?;
-        let profile = c.profile.clone().or_else(|| identity.record().profile.clone()).ok_or(DecodeError::MissingField { what: "accept", field: "profile" })?;
+        let remote_conv =
+            c.conversation.clone().ok_or(DecodeError::MissingField { what: "accept", field: "conversation" })?;
+        let profile = c
+            .profile
+            .clone()
+            .or_else(|| identity.record().profile.clone())
+            .ok_or(DecodeError::MissingField { what: "accept", field: "profile" })?;
         let key = conversation_key(
             &self.core.identity.dh_secret(),
             &identity.record().dh_key,
@@ -637,7 +698,12 @@ impl Inviter {
         self.ops.cancel_timer(Timer::Poll, out);
         self.ops.cancel_timer(Timer::Expiry, out);
         let (response_hash, responder, contact, device) = match &resp {
-            Some((r, c)) => (Some(*r.hash()), Some(r.content().identity_key), (**c).clone().map(Box::new), Some(r.content().device_key)),
+            Some((r, c)) => (
+                Some(*r.hash()),
+                Some(r.content().identity_key),
+                (**c).clone().map(Box::new),
+                Some(r.content().device_key),
+            ),
             None => (None, None, None, None),
         };
         let fs = FinalStatus {
@@ -653,17 +719,31 @@ impl Inviter {
             Ok(s) => s,
             Err(e) => return self.fail(e.into(), out),
         };
-        let Some(secret) = p.inbox.secret() else { return self.fail(Error::ApiMisuse("inbox key lost its secret"), out) };
+        let Some(secret) = p.inbox.secret() else {
+            return self.fail(Error::ApiMisuse("inbox key lost its secret"), out);
+        };
         let keys = InboxKeys::derive(secret, p.inbox.opaque());
         let final_value = inbox::seal_final(&keys, p.inbox.opaque(), &signed, &mut RngAdapter(rng));
         let freshness = if contact.is_some() { Freshness::Pending } else { Freshness::NotNeeded };
         let key = p.inbox.clone();
-        let fin = Finalizing { status, final_value: final_value.clone(), written: false, contact, responder_device: device, freshness, tombstone_tries: 0 };
+        let fin = Finalizing {
+            status,
+            final_value: final_value.clone(),
+            written: false,
+            contact,
+            responder_device: device,
+            freshness,
+            tombstone_tries: 0,
+        };
         let fresh_key = fin.contact.as_ref().map(|c| c.peer_identity_record.clone());
         self.state = State::Finalizing(p, Box::new(fin));
         let mut ops_out = Vec::new();
         let writer = self.core.inbox_owner.clone();
-        self.ops.start(Purpose::WriteFinal, DhtOp::Set { key, subkey: OWNER_SUBKEY, data: final_value, writer }, &mut ops_out);
+        self.ops.start(
+            Purpose::WriteFinal,
+            DhtOp::Set { key, subkey: OWNER_SUBKEY, data: final_value, writer },
+            &mut ops_out,
+        );
         if let Some(k) = fresh_key {
             self.ops.start(Purpose::FreshnessOpen, DhtOp::Open { key: k, writer: None }, &mut ops_out);
         }
@@ -674,15 +754,15 @@ impl Inviter {
     fn on_freshness(&mut self, v: Option<ValueData>, now: u64, out: &mut Vec<Effect>) {
         let State::Finalizing(_, f) = &mut self.state else { return };
         f.freshness = Freshness::Done;
-        if let (Some(v), Some(c), Some(dev)) = (v, &f.contact, f.responder_device) {
-            if let Ok(fetched) = SignedIdentity::verify(&v.data, Some(&c.peer)) {
-                // INV-FRESH-1: a newer identity record that no longer lists the
-                // signing device as current voids the accept.
-                if fetched.record().seq >= c.peer_identity.record().seq && fetched.require_current(&dev).is_err() {
-                    f.contact = None;
-                    f.status = FinalStatusKind::Revoked;
-                    self.pending_failure = Some(ProtocolError::DeviceRevoked.to_string());
-                }
+        if let (Some(v), Some(c), Some(dev)) = (v, &f.contact, f.responder_device)
+            && let Ok(fetched) = SignedIdentity::verify(&v.data, Some(&c.peer))
+        {
+            // INV-FRESH-1: a newer identity record that no longer lists the
+            // signing device as current voids the accept.
+            if fetched.record().seq >= c.peer_identity.record().seq && fetched.require_current(&dev).is_err() {
+                f.contact = None;
+                f.status = FinalStatusKind::Revoked;
+                self.pending_failure = Some(ProtocolError::DeviceRevoked.to_string());
             }
         }
         out.push(Effect::Persist);
@@ -704,14 +784,20 @@ impl Inviter {
             }
             (FinalStatusKind::Rejected, _) => FinishedWith::Rejected,
             (FinalStatusKind::Expired, _) => FinishedWith::Expired,
-            (FinalStatusKind::Revoked, _) if self.pending_failure.is_some() => FinishedWith::Failed(self.pending_failure.clone().unwrap_or_default()),
+            (FinalStatusKind::Revoked, _) if self.pending_failure.is_some() => {
+                FinishedWith::Failed(self.pending_failure.clone().unwrap_or_default())
+            }
             _ => FinishedWith::Revoked,
         };
         let contact_made = matches!(finished, FinishedWith::Contact(_));
         self.state = State::Cleaning(p.clone(), finished);
         let mut ops_out = Vec::new();
         let writer = self.core.writer.clone();
-        self.ops.start(Purpose::Tombstone, DhtOp::Set { key: p.inbox.clone(), subkey: WRITER_SUBKEY, data: inbox::tombstone(secs(now)), writer }, &mut ops_out);
+        self.ops.start(
+            Purpose::Tombstone,
+            DhtOp::Set { key: p.inbox.clone(), subkey: WRITER_SUBKEY, data: inbox::tombstone(secs(now)), writer },
+            &mut ops_out,
+        );
         if !contact_made {
             self.ops.start(Purpose::Forget, DhtOp::Forget { key: p.conversation.clone() }, &mut ops_out);
         }

@@ -375,7 +375,11 @@ impl<P: Clone> Ops<P> {
                 let what = p.request.name();
                 self.pending.remove(&op);
                 if f.kind.is_retryable() {
-                    Completion::Failed(purpose, f, Some(ProtocolError::RetriesExhausted { what: what.to_owned(), attempts }))
+                    Completion::Failed(
+                        purpose,
+                        f,
+                        Some(ProtocolError::RetriesExhausted { what: what.to_owned(), attempts }),
+                    )
                 } else {
                     Completion::Failed(purpose, f, None)
                 }

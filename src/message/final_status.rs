@@ -69,7 +69,11 @@ impl FinalStatus {
         let sig = sign(device, SignedKind::FinalStatus, &refs, &payload);
         let out = wire::encode(&pb::SignedFinalStatus { final_status: payload, signature: sig.as_bytes().to_vec() });
         if out.len() > limits::MAX_SIGNED_FINAL_STATUS {
-            return Err(DecodeError::TooLarge { what: "signed final status", max: limits::MAX_SIGNED_FINAL_STATUS, got: out.len() });
+            return Err(DecodeError::TooLarge {
+                what: "signed final status",
+                max: limits::MAX_SIGNED_FINAL_STATUS,
+                got: out.len(),
+            });
         }
         Ok(out)
     }
@@ -77,8 +81,14 @@ impl FinalStatus {
     /// Parses and verifies a signed final status made by `inviter_device` for
     /// this inbox and invitation. (There is no unverified public form: the
     /// bytes are only ever turned into a `FinalStatus` through this check.)
-    pub(crate) fn verify(bytes: &[u8], inviter_device: &PublicKey, inbox: &[u8; 32], invitation_hash: &[u8; 32]) -> Result<Self, crate::Error> {
-        let signed: pb::SignedFinalStatus = wire::decode(bytes, limits::MAX_SIGNED_FINAL_STATUS, "signed final status")?;
+    pub(crate) fn verify(
+        bytes: &[u8],
+        inviter_device: &PublicKey,
+        inbox: &[u8; 32],
+        invitation_hash: &[u8; 32],
+    ) -> Result<Self, crate::Error> {
+        let signed: pb::SignedFinalStatus =
+            wire::decode(bytes, limits::MAX_SIGNED_FINAL_STATUS, "signed final status")?;
         let sig = Signature::from_bytes(&signed.signature)?;
         let c = ctx(inbox, invitation_hash);
         let refs: Vec<&[u8]> = c.iter().map(Vec::as_slice).collect();
@@ -99,8 +109,16 @@ impl FinalStatus {
             status,
             inbox_key: wire::bytes32(&p.inbox_key, "inbox key")?,
             invitation_hash: wire::bytes32(&p.invitation_hash, "invitation hash")?,
-            response_hash: if p.response_hash.is_empty() { None } else { Some(wire::bytes32(&p.response_hash, "response hash")?) },
-            responder_identity: if p.responder_identity.is_empty() { None } else { Some(PublicKey::from_bytes(&p.responder_identity)?) },
+            response_hash: if p.response_hash.is_empty() {
+                None
+            } else {
+                Some(wire::bytes32(&p.response_hash, "response hash")?)
+            },
+            responder_identity: if p.responder_identity.is_empty() {
+                None
+            } else {
+                Some(PublicKey::from_bytes(&p.responder_identity)?)
+            },
             decided_at: p.decided_at,
             handover: p.handover,
         };
@@ -115,9 +133,12 @@ impl FinalStatus {
     /// already erased). It can only ever produce an error for the caller.
     pub(crate) fn closed_reason(bytes: &[u8]) -> crate::error::ProtocolError {
         use crate::error::ProtocolError;
-        let status = wire::decode::<pb::SignedFinalStatus>(bytes, limits::MAX_SIGNED_FINAL_STATUS, "signed final status")
-            .and_then(|s| wire::decode::<pb::FinalStatus>(&s.final_status, limits::MAX_SIGNED_FINAL_STATUS, "final status"))
-            .map(|f| f.status);
+        let status =
+            wire::decode::<pb::SignedFinalStatus>(bytes, limits::MAX_SIGNED_FINAL_STATUS, "signed final status")
+                .and_then(|s| {
+                    wire::decode::<pb::FinalStatus>(&s.final_status, limits::MAX_SIGNED_FINAL_STATUS, "final status")
+                })
+                .map(|f| f.status);
         match status.map(pb::FinalStatusKind::try_from) {
             Ok(Ok(pb::FinalStatusKind::Revoked)) => ProtocolError::Revoked,
             Ok(Ok(pb::FinalStatusKind::Expired)) => ProtocolError::Expired,

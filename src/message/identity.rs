@@ -49,10 +49,6 @@ impl DeviceEntry {
             consent: device_consent(identity, device),
         }
     }
-    /// Builds an entry from a consent signature received from the new device.
-    pub(crate) fn from_consent(device_key: PublicKey, consent: Signature, added_at: u64, label: &str) -> Self {
-        Self { device_key, status: DeviceStatus::Current, added_at, label: label.to_owned(), consent }
-    }
 }
 
 /// The new device's consent to be added to `identity` (PZP's
@@ -99,10 +95,20 @@ impl IdentityRecord {
             return Err(DecodeError::Invalid("identity record signed by a key other than its identity key"));
         }
         let payload = wire::encode(&pb::IdentityRecord::from(self));
-        let sig = sign(identity, SignedKind::IdentityRecord, &[self.identity_key.as_bytes(), &self.seq.to_be_bytes()], &payload);
-        let bytes = wire::encode(&pb::SignedIdentityRecord { identity_record: payload, signature: sig.as_bytes().to_vec() });
+        let sig = sign(
+            identity,
+            SignedKind::IdentityRecord,
+            &[self.identity_key.as_bytes(), &self.seq.to_be_bytes()],
+            &payload,
+        );
+        let bytes =
+            wire::encode(&pb::SignedIdentityRecord { identity_record: payload, signature: sig.as_bytes().to_vec() });
         if bytes.len() > limits::MAX_SIGNED_IDENTITY {
-            return Err(DecodeError::TooLarge { what: "signed identity record", max: limits::MAX_SIGNED_IDENTITY, got: bytes.len() });
+            return Err(DecodeError::TooLarge {
+                what: "signed identity record",
+                max: limits::MAX_SIGNED_IDENTITY,
+                got: bytes.len(),
+            });
         }
         Ok(SignedIdentity { bytes, record: self.clone() })
     }
@@ -125,22 +131,27 @@ pub(crate) fn record_key_from(r: Option<pb::RecordKey>, what: &'static str) -> R
 }
 
 pub(crate) fn record_key_to(k: &RecordKey) -> pb::RecordKey {
-    pb::RecordKey {
-        opaque: k.opaque().to_vec(),
-        secret: k.secret().map(|s| s.expose().to_vec()).unwrap_or_default(),
-    }
+    pb::RecordKey { opaque: k.opaque().to_vec(), secret: k.secret().map(|s| s.expose().to_vec()).unwrap_or_default() }
 }
 
 impl TryFrom<pb::IdentityRecord> for IdentityRecord {
     type Error = DecodeError;
     fn try_from(r: pb::IdentityRecord) -> Result<Self, DecodeError> {
         if r.devices.len() > limits::MAX_DEVICES {
-            return Err(DecodeError::TooManyEntries { what: "devices", max: limits::MAX_DEVICES, got: r.devices.len() });
+            return Err(DecodeError::TooManyEntries {
+                what: "devices",
+                max: limits::MAX_DEVICES,
+                got: r.devices.len(),
+            });
         }
         let mut devices = Vec::with_capacity(r.devices.len());
         for d in r.devices {
             if d.label.len() > limits::MAX_DEVICE_LABEL {
-                return Err(DecodeError::FieldTooLong { what: "device label", max: limits::MAX_DEVICE_LABEL, got: d.label.len() });
+                return Err(DecodeError::FieldTooLong {
+                    what: "device label",
+                    max: limits::MAX_DEVICE_LABEL,
+                    got: d.label.len(),
+                });
             }
             let entry = DeviceEntry {
                 device_key: PublicKey::from_bytes(&d.device_key)?,
@@ -211,14 +222,16 @@ impl SignedIdentity {
     /// Parses and verifies an encoded `SignedIdentityRecord`. When
     /// `expected_identity` is given the record must belong to it.
     pub fn verify(bytes: &[u8], expected_identity: Option<&PublicKey>) -> Result<Self, crate::Error> {
-        let signed: pb::SignedIdentityRecord = wire::decode(bytes, limits::MAX_SIGNED_IDENTITY, "signed identity record")?;
+        let signed: pb::SignedIdentityRecord =
+            wire::decode(bytes, limits::MAX_SIGNED_IDENTITY, "signed identity record")?;
         let sig = Signature::from_bytes(&signed.signature)?;
-        let inner: pb::IdentityRecord = wire::decode(&signed.identity_record, limits::MAX_SIGNED_IDENTITY, "identity record")?;
+        let inner: pb::IdentityRecord =
+            wire::decode(&signed.identity_record, limits::MAX_SIGNED_IDENTITY, "identity record")?;
         let record = IdentityRecord::try_from(inner)?;
-        if let Some(e) = expected_identity {
-            if e != &record.identity_key {
-                return Err(VerifyError::WrongContext("identity record belongs to another identity").into());
-            }
+        if let Some(e) = expected_identity
+            && e != &record.identity_key
+        {
+            return Err(VerifyError::WrongContext("identity record belongs to another identity").into());
         }
         // INV-ID-1: the record is signed by its identity key, bound to its seq.
         if !verify(

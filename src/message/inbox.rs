@@ -21,9 +21,9 @@ use crate::limits;
 use crate::wire::{self, pb};
 
 /// Subkey of the inbox written by the owner (request, then final status).
-pub const OWNER_SUBKEY: u32 = 0;
+pub(crate) const OWNER_SUBKEY: u32 = 0;
 /// Subkey of the inbox written by the writer key (response).
-pub const WRITER_SUBKEY: u32 = 1;
+pub(crate) const WRITER_SUBKEY: u32 = 1;
 
 /// Keys derived from an invitation secret for one inbox.
 pub(crate) struct InboxKeys {
@@ -90,7 +90,11 @@ pub(crate) fn seal_request(
     }))
 }
 
-pub(crate) fn open_request(keys: &InboxKeys, inbox: &[u8; 32], sealed: &[u8]) -> Result<(SigningKey, UnverifiedInvitation), crate::Error> {
+pub(crate) fn open_request(
+    keys: &InboxKeys,
+    inbox: &[u8; 32],
+    sealed: &[u8],
+) -> Result<(SigningKey, UnverifiedInvitation), crate::Error> {
     let plain = aead::open(&keys.request, SealedKind::Request, inbox, sealed)?;
     let p: pb::ContactRequestPrivate = wire::decode(&plain, limits::MAX_INBOX_VALUE, "request")?;
     let writer_secret = Zeroizing::new(p.writer_secret);
@@ -99,10 +103,19 @@ pub(crate) fn open_request(keys: &InboxKeys, inbox: &[u8; 32], sealed: &[u8]) ->
     Ok((writer, inv))
 }
 
-pub(crate) fn seal_response(keys: &InboxKeys, inbox: &[u8; 32], signed_response: &[u8], rng: &mut impl CryptoRngCore) -> Result<Vec<u8>, DecodeError> {
+pub(crate) fn seal_response(
+    keys: &InboxKeys,
+    inbox: &[u8; 32],
+    signed_response: &[u8],
+    rng: &mut impl CryptoRngCore,
+) -> Result<Vec<u8>, DecodeError> {
     // Fixed-size padding: u32 length prefix, message, zeros.
     if signed_response.len() + 4 > limits::RESPONSE_PADDED_LEN {
-        return Err(DecodeError::TooLarge { what: "response", max: limits::RESPONSE_PADDED_LEN - 4, got: signed_response.len() });
+        return Err(DecodeError::TooLarge {
+            what: "response",
+            max: limits::RESPONSE_PADDED_LEN - 4,
+            got: signed_response.len(),
+        });
     }
     let mut padded = Zeroizing::new(vec![0u8; limits::RESPONSE_PADDED_LEN]);
     padded[..4].copy_from_slice(&(signed_response.len() as u32).to_be_bytes());
@@ -111,10 +124,19 @@ pub(crate) fn seal_response(keys: &InboxKeys, inbox: &[u8; 32], signed_response:
     Ok(entry(pb::inbox_entry::Entry::Response(sealed)))
 }
 
-pub(crate) fn open_response(keys: &InboxKeys, inbox: &[u8; 32], sealed: &[u8]) -> Result<UnverifiedResponse, crate::Error> {
+pub(crate) fn open_response(
+    keys: &InboxKeys,
+    inbox: &[u8; 32],
+    sealed: &[u8],
+) -> Result<UnverifiedResponse, crate::Error> {
     let padded = aead::open(&keys.response, SealedKind::Response, inbox, sealed)?;
     if padded.len() != limits::RESPONSE_PADDED_LEN {
-        return Err(DecodeError::WrongLength { what: "padded response", expected: limits::RESPONSE_PADDED_LEN, got: padded.len() }.into());
+        return Err(DecodeError::WrongLength {
+            what: "padded response",
+            expected: limits::RESPONSE_PADDED_LEN,
+            got: padded.len(),
+        }
+        .into());
     }
     let mut len = [0u8; 4];
     len.copy_from_slice(&padded[..4]);
@@ -126,8 +148,19 @@ pub(crate) fn open_response(keys: &InboxKeys, inbox: &[u8; 32], sealed: &[u8]) -
     Ok(UnverifiedResponse::from_bytes(body)?)
 }
 
-pub(crate) fn seal_final(keys: &InboxKeys, inbox: &[u8; 32], signed_final: &[u8], rng: &mut impl CryptoRngCore) -> Vec<u8> {
-    entry(pb::inbox_entry::Entry::FinalStatus(aead::seal(&keys.final_status, SealedKind::FinalStatus, inbox, signed_final, rng)))
+pub(crate) fn seal_final(
+    keys: &InboxKeys,
+    inbox: &[u8; 32],
+    signed_final: &[u8],
+    rng: &mut impl CryptoRngCore,
+) -> Vec<u8> {
+    entry(pb::inbox_entry::Entry::FinalStatus(aead::seal(
+        &keys.final_status,
+        SealedKind::FinalStatus,
+        inbox,
+        signed_final,
+        rng,
+    )))
 }
 
 pub(crate) fn open_final(keys: &InboxKeys, inbox: &[u8; 32], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, VerifyError> {

@@ -5,9 +5,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::InvitationKind;
 use super::identity::{SignedIdentity, record_key_from, record_key_to};
 use super::profile::Profile;
-use super::InvitationKind;
 use crate::crypto::sign::{SignedKind, sign, verify};
 use crate::crypto::{PublicKey, Signature, SigningKey, message_hash};
 use crate::dht::RecordKey;
@@ -73,7 +73,13 @@ pub struct InvitationContent {
     pub encryption_key_type: EncryptionKeyType,
 }
 
-fn signing_context(kind: InvitationKind, inbox: &[u8; 32], expires_at: u64, identity: &PublicKey, device: &PublicKey) -> (SignedKind, [Vec<u8>; 4]) {
+fn signing_context(
+    kind: InvitationKind,
+    inbox: &[u8; 32],
+    expires_at: u64,
+    identity: &PublicKey,
+    device: &PublicKey,
+) -> (SignedKind, [Vec<u8>; 4]) {
     let k = match kind {
         InvitationKind::Contact => SignedKind::Invitation,
         InvitationKind::DeviceLink => SignedKind::DeviceLinkInvitation,
@@ -88,7 +94,11 @@ impl InvitationContent {
             return Err(DecodeError::Invalid("invitation signed by a key other than its device key"));
         }
         if self.message.len() > limits::MAX_MESSAGE {
-            return Err(DecodeError::FieldTooLong { what: "invitation message", max: limits::MAX_MESSAGE, got: self.message.len() });
+            return Err(DecodeError::FieldTooLong {
+                what: "invitation message",
+                max: limits::MAX_MESSAGE,
+                got: self.message.len(),
+            });
         }
         let payload = wire::encode(&pb::ContactInvitation {
             version: crate::crypto::PROTOCOL_VERSION,
@@ -106,12 +116,20 @@ impl InvitationContent {
             message: self.message.clone(),
             encryption_key_type: self.encryption_key_type.to_pb(),
         });
-        let (k, ctx) = signing_context(self.kind, &self.inbox_key, self.expires_at, &self.identity_key, &self.device_key);
+        let (k, ctx) =
+            signing_context(self.kind, &self.inbox_key, self.expires_at, &self.identity_key, &self.device_key);
         let ctx_refs: Vec<&[u8]> = ctx.iter().map(Vec::as_slice).collect();
         let sig = sign(device, k, &ctx_refs, &payload);
-        let out = wire::encode(&pb::SignedContactInvitation { contact_invitation: payload, signature: sig.as_bytes().to_vec() });
+        let out = wire::encode(&pb::SignedContactInvitation {
+            contact_invitation: payload,
+            signature: sig.as_bytes().to_vec(),
+        });
         if out.len() > limits::MAX_SIGNED_INVITATION {
-            return Err(DecodeError::TooLarge { what: "signed invitation", max: limits::MAX_SIGNED_INVITATION, got: out.len() });
+            return Err(DecodeError::TooLarge {
+                what: "signed invitation",
+                max: limits::MAX_SIGNED_INVITATION,
+                got: out.len(),
+            });
         }
         Ok(out)
     }
@@ -131,12 +149,18 @@ pub struct UnverifiedInvitation {
 impl UnverifiedInvitation {
     /// Parses an encoded `SignedContactInvitation` (size-capped, strict).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let signed: pb::SignedContactInvitation = wire::decode(bytes, limits::MAX_SIGNED_INVITATION, "signed invitation")?;
+        let signed: pb::SignedContactInvitation =
+            wire::decode(bytes, limits::MAX_SIGNED_INVITATION, "signed invitation")?;
         let signature = Signature::from_bytes(&signed.signature)?;
-        let p: pb::ContactInvitation = wire::decode(&signed.contact_invitation, limits::MAX_SIGNED_INVITATION, "invitation")?;
+        let p: pb::ContactInvitation =
+            wire::decode(&signed.contact_invitation, limits::MAX_SIGNED_INVITATION, "invitation")?;
         wire::check_version(p.version)?;
         if p.message.len() > limits::MAX_MESSAGE {
-            return Err(DecodeError::FieldTooLong { what: "invitation message", max: limits::MAX_MESSAGE, got: p.message.len() });
+            return Err(DecodeError::FieldTooLong {
+                what: "invitation message",
+                max: limits::MAX_MESSAGE,
+                got: p.message.len(),
+            });
         }
         let kind = InvitationKind::from_pb(p.kind)?;
         let conversation = p.conversation.map(|c| record_key_from(Some(c), "conversation")).transpose()?;
@@ -150,7 +174,9 @@ impl UnverifiedInvitation {
             identity_key: PublicKey::from_bytes(&p.identity_key)?,
             device_key: PublicKey::from_bytes(&p.device_key)?,
             identity_record: record_key_from(p.identity_record, "identity record")?,
-            profile: Profile::try_from(p.profile.ok_or(DecodeError::MissingField { what: "invitation", field: "profile" })?)?,
+            profile: Profile::try_from(
+                p.profile.ok_or(DecodeError::MissingField { what: "invitation", field: "profile" })?,
+            )?,
             conversation,
             created_at: p.created_at,
             expires_at: p.expires_at,
@@ -160,14 +186,25 @@ impl UnverifiedInvitation {
         if p.signed_identity.is_empty() {
             return Err(DecodeError::MissingField { what: "invitation", field: "signed_identity" });
         }
-        Ok(Self { bytes: bytes.to_vec(), payload: signed.contact_invitation, signature, content, identity_bytes: p.signed_identity })
+        Ok(Self {
+            bytes: bytes.to_vec(),
+            payload: signed.contact_invitation,
+            signature,
+            content,
+            identity_bytes: p.signed_identity,
+        })
     }
 
     /// The one way to a [`VerifiedInvitation`]: checks the signer chain
     /// (identity record signature, device consent, device current), the
     /// signature over the exact received bytes bound to `inbox`, the kind, and
     /// the expiry against `now` (unix seconds).
-    pub fn verify(self, inbox: &[u8; 32], expected_kind: InvitationKind, now: u64) -> Result<VerifiedInvitation, crate::Error> {
+    pub fn verify(
+        self,
+        inbox: &[u8; 32],
+        expected_kind: InvitationKind,
+        now: u64,
+    ) -> Result<VerifiedInvitation, crate::Error> {
         let c = &self.content;
         // INV-V-1: signature over exact bytes, bound to kind, the inbox we read
         // it from, the expiry and the signer identity/device.

@@ -13,8 +13,8 @@ mod response;
 use serde::{Deserialize, Serialize};
 
 pub use final_status::{FinalStatus, FinalStatusKind};
+pub(crate) use identity::record_key_to as record_key_to_pb;
 pub use identity::{DeviceEntry, DeviceStatus, IdentityRecord, SignedIdentity};
-pub(crate) use identity::{device_consent, record_key_to as record_key_to_pb, verify_device_consent};
 pub use invitation::{EncryptionKeyType, InvitationContent, UnverifiedInvitation, VerifiedInvitation};
 pub use profile::Profile;
 pub use response::{InvitationContext, ResponseContent, UnverifiedResponse, VerifiedResponse};

@@ -97,11 +97,8 @@ impl Profile {
 impl TryFrom<pb::Profile> for Profile {
     type Error = DecodeError;
     fn try_from(p: pb::Profile) -> Result<Self, DecodeError> {
-        let avatar_hash = if p.avatar_hash.is_empty() {
-            None
-        } else {
-            Some(crate::wire::bytes32(&p.avatar_hash, "avatar hash")?)
-        };
+        let avatar_hash =
+            if p.avatar_hash.is_empty() { None } else { Some(crate::wire::bytes32(&p.avatar_hash, "avatar hash")?) };
         let out = Self {
             name: p.name,
             pronouns: p.pronouns,

@@ -2,10 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::InvitationKind;
 use super::identity::{SignedIdentity, record_key_from, record_key_to};
 use super::invitation::VerifiedInvitation;
 use super::profile::Profile;
-use super::InvitationKind;
 use crate::crypto::sign::{SignedKind, sign, verify};
 use crate::crypto::{DhPublicKey, PublicKey, Signature, SigningKey, message_hash};
 use crate::dht::RecordKey;
@@ -49,7 +49,12 @@ fn context(c_inbox: &[u8; 32], inv_hash: &[u8; 32], expires_at: u64, responder: 
 impl ResponseContent {
     /// Signs with the responder's device key, binding the invitation's inbox,
     /// hash and expiry.
-    pub(crate) fn sign(&self, device: &SigningKey, identity: &SignedIdentity, invitation: &VerifiedInvitation) -> Result<Vec<u8>, DecodeError> {
+    pub(crate) fn sign(
+        &self,
+        device: &SigningKey,
+        identity: &SignedIdentity,
+        invitation: &VerifiedInvitation,
+    ) -> Result<Vec<u8>, DecodeError> {
         let payload = wire::encode(&pb::ContactResponse {
             version: crate::crypto::PROTOCOL_VERSION,
             kind: self.kind.to_pb(),
@@ -69,9 +74,14 @@ impl ResponseContent {
         let ctx = context(&self.inbox_key, &self.invitation_hash, invitation.content().expires_at, &self.identity_key);
         let refs: Vec<&[u8]> = ctx.iter().map(Vec::as_slice).collect();
         let sig = sign(device, SignedKind::Response, &refs, &payload);
-        let out = wire::encode(&pb::SignedContactResponse { contact_response: payload, signature: sig.as_bytes().to_vec() });
+        let out =
+            wire::encode(&pb::SignedContactResponse { contact_response: payload, signature: sig.as_bytes().to_vec() });
         if out.len() > limits::MAX_SIGNED_RESPONSE {
-            return Err(DecodeError::TooLarge { what: "signed response", max: limits::MAX_SIGNED_RESPONSE, got: out.len() });
+            return Err(DecodeError::TooLarge {
+                what: "signed response",
+                max: limits::MAX_SIGNED_RESPONSE,
+                got: out.len(),
+            });
         }
         Ok(out)
     }
@@ -99,8 +109,10 @@ impl UnverifiedResponse {
         if p.accept && kind == InvitationKind::Contact && conversation.is_none() {
             return Err(DecodeError::MissingField { what: "accept", field: "conversation" });
         }
-        let device_consent = if p.device_consent.is_empty() { None } else { Some(Signature::from_bytes(&p.device_consent)?) };
-        let device_dh_key = if p.device_dh_key.is_empty() { None } else { Some(DhPublicKey::from_bytes(&p.device_dh_key)?) };
+        let device_consent =
+            if p.device_consent.is_empty() { None } else { Some(Signature::from_bytes(&p.device_consent)?) };
+        let device_dh_key =
+            if p.device_dh_key.is_empty() { None } else { Some(DhPublicKey::from_bytes(&p.device_dh_key)?) };
         if p.accept && kind == InvitationKind::DeviceLink && (device_consent.is_none() || device_dh_key.is_none()) {
             return Err(DecodeError::MissingField { what: "device link accept", field: "device_consent" });
         }
@@ -118,7 +130,13 @@ impl UnverifiedResponse {
             device_consent,
             device_dh_key,
         };
-        Ok(Self { bytes: bytes.to_vec(), payload: signed.contact_response, signature, content, identity_bytes: p.signed_identity })
+        Ok(Self {
+            bytes: bytes.to_vec(),
+            payload: signed.contact_response,
+            signature,
+            content,
+            identity_bytes: p.signed_identity,
+        })
     }
 
     /// The one way to a [`VerifiedResponse`]: the signature (bound to this

@@ -71,11 +71,17 @@ fn invitation_is_bound_to_inbox_kind_and_time() {
     // Read from another inbox: the signature context differs.
     assert_eq!(verify_inv(&bytes, &[2; 32], NOW + 1).unwrap_err(), Error::Verify(VerifyError::BadSignature));
     // Announced as a device link by the ticket.
-    let e = UnverifiedInvitation::from_bytes(&bytes).unwrap().verify(&inbox, InvitationKind::DeviceLink, NOW + 1).unwrap_err();
+    let e = UnverifiedInvitation::from_bytes(&bytes)
+        .unwrap()
+        .verify(&inbox, InvitationKind::DeviceLink, NOW + 1)
+        .unwrap_err();
     assert!(matches!(e, Error::Verify(VerifyError::WrongContext(_))), "{e:?}");
     // Expired, and created in the future.
     assert!(matches!(verify_inv(&bytes, &inbox, NOW + 3600).unwrap_err(), Error::Verify(VerifyError::Expired { .. })));
-    assert!(matches!(verify_inv(&bytes, &inbox, NOW - 3600).unwrap_err(), Error::Verify(VerifyError::BadTimestamps(_))));
+    assert!(matches!(
+        verify_inv(&bytes, &inbox, NOW - 3600).unwrap_err(),
+        Error::Verify(VerifyError::BadTimestamps(_))
+    ));
     // An expiry beyond the 30-day cap is refused even when signed.
     let mut c = content(&a, inbox);
     c.expires_at = NOW + 31 * 24 * 3600;
@@ -242,15 +248,24 @@ fn oversized_and_malformed_inputs_are_typed_errors() {
     let mut c: pb::ContactInvitation = wire::decode(&s.contact_invitation, 1 << 20, "x").unwrap();
     c.kind = 7;
     s.contact_invitation = wire::encode(&c);
-    assert!(matches!(UnverifiedInvitation::from_bytes(&wire::encode(&s)), Err(DecodeError::UnknownEnumValue { value: 7, .. })));
+    assert!(matches!(
+        UnverifiedInvitation::from_bytes(&wire::encode(&s)),
+        Err(DecodeError::UnknownEnumValue { value: 7, .. })
+    ));
     c.kind = 1;
     c.version = 2;
     s.contact_invitation = wire::encode(&c);
-    assert!(matches!(UnverifiedInvitation::from_bytes(&wire::encode(&s)), Err(DecodeError::VersionTooNew { found: 2, .. })));
+    assert!(matches!(
+        UnverifiedInvitation::from_bytes(&wire::encode(&s)),
+        Err(DecodeError::VersionTooNew { found: 2, .. })
+    ));
     c.version = 1;
     c.writer_key = vec![1; 31];
     s.contact_invitation = wire::encode(&c);
-    assert!(matches!(UnverifiedInvitation::from_bytes(&wire::encode(&s)), Err(DecodeError::WrongLength { expected: 32, got: 31, .. })));
+    assert!(matches!(
+        UnverifiedInvitation::from_bytes(&wire::encode(&s)),
+        Err(DecodeError::WrongLength { expected: 32, got: 31, .. })
+    ));
 }
 
 proptest! {

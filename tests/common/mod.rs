@@ -14,9 +14,9 @@ use contact_invite::store::MemoryStore;
 use rand_core::OsRng;
 
 /// 2026-11-22 00:00 UTC.
-pub const T0_MS: u64 = 1_795_305_600_000;
+pub(crate) const T0_MS: u64 = 1_795_305_600_000;
 
-pub struct Party {
+pub(crate) struct Party {
     pub name: String,
     pub identity: Identity,
     pub store: Arc<MemoryStore>,
@@ -25,11 +25,11 @@ pub struct Party {
     pub clock: TokioClock,
 }
 
-pub async fn party(net: &MemoryNetwork, name: &str) -> Party {
+pub(crate) async fn party(net: &MemoryNetwork, name: &str) -> Party {
     party_with(net, name, None).await
 }
 
-pub async fn party_with(net: &MemoryNetwork, name: &str, crash_after: Option<u64>) -> Party {
+pub(crate) async fn party_with(net: &MemoryNetwork, name: &str, crash_after: Option<u64>) -> Party {
     let clock = TokioClock::starting_at(T0_MS);
     let identity = Identity::generate(Profile::new(name).unwrap(), "device", T0_MS / 1000, &mut OsRng).unwrap();
     let identity = driver::publish_identity(&net.join(name), identity).await.unwrap();
@@ -38,25 +38,31 @@ pub async fn party_with(net: &MemoryNetwork, name: &str, crash_after: Option<u64
     Party { name: name.to_owned(), identity, store, handle, events, clock }
 }
 
-pub async fn start(net: &MemoryNetwork, name: &str, store: &Arc<MemoryStore>, clock: TokioClock, crash_after: Option<u64>) -> (Handle, Events) {
+pub(crate) async fn start(
+    net: &MemoryNetwork,
+    name: &str,
+    store: &Arc<MemoryStore>,
+    clock: TokioClock,
+    crash_after: Option<u64>,
+) -> (Handle, Events) {
     let cfg = DriverConfig { clock: Arc::new(clock), rng_seed: None, crash_after_effects: crash_after };
     driver::start(net.join(name), store.clone(), cfg).await.unwrap()
 }
 
 impl Party {
     /// Restarts the driver over the same store (after a crash or shutdown).
-    pub async fn restart(&mut self, net: &MemoryNetwork) {
+    pub(crate) async fn restart(&mut self, net: &MemoryNetwork) {
         let (h, e) = start(net, &self.name, &self.store, self.clock, None).await;
         self.handle = h;
         self.events = e;
     }
-    pub async fn contacts(&self) -> Vec<contact_invite::contact::Contact> {
+    pub(crate) async fn contacts(&self) -> Vec<contact_invite::contact::Contact> {
         driver::contacts(self.store.as_ref()).await.unwrap()
     }
 }
 
 /// Waits (virtual time, bounded) for an event matching `pred`.
-pub async fn wait_for(events: &mut Events, what: &str, pred: impl Fn(&DriverEvent) -> bool) -> DriverEvent {
+pub(crate) async fn wait_for(events: &mut Events, what: &str, pred: impl Fn(&DriverEvent) -> bool) -> DriverEvent {
     let deadline = Duration::from_secs(3 * 24 * 3600);
     match tokio::time::timeout(deadline, async {
         while let Some(e) = events.recv().await {
@@ -74,17 +80,17 @@ pub async fn wait_for(events: &mut Events, what: &str, pred: impl Fn(&DriverEven
     }
 }
 
-pub async fn finished(events: &mut Events, flow: FlowId) -> Outcome {
+pub(crate) async fn finished(events: &mut Events, flow: FlowId) -> Outcome {
     match wait_for(events, "Finished", |e| e.flow == flow && matches!(e.event, Event::Finished(_))).await.event {
         Event::Finished(o) => o,
         _ => unreachable!(),
     }
 }
 
-pub fn random_key() -> SigningKey {
+pub(crate) fn random_key() -> SigningKey {
     SigningKey::generate(&mut OsRng)
 }
 
-pub fn dht(net: &MemoryNetwork, name: &str) -> MemoryDht {
+pub(crate) fn dht(net: &MemoryNetwork, name: &str) -> MemoryDht {
     net.join(name)
 }
