@@ -10,5 +10,5 @@ cargo test --locked
 
 if [ -x scripts/netns.sh ] && grep -q 'veilid-network-tests' Cargo.toml; then
   echo "== flow tests on a private 6-node Veilid network (sealed namespace)"
-  scripts/netns.sh cargo test --locked --features veilid-network-tests --test veilid_network -- --test-threads=1
+  scripts/netns.sh cargo test --locked --features veilid-network-tests --test veilid_network --test veilid_flows -- --test-threads=1
 fi

@@ -30,7 +30,9 @@ use crate::crypto::{PublicKey, SecretKey, SigningKey};
 use crate::error::DecodeError;
 
 mod memory;
+mod recorded;
 pub use memory::{FaultConfig, MemoryDht, MemoryDhtError, MemoryNetwork, OpCounts};
+pub use recorded::{OpLog, OpRecord, Recorded, median};
 #[cfg(feature = "veilid")]
 pub mod veilid;
 

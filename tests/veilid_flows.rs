@@ -1,0 +1,154 @@
+//! The invitation flows on a real private Veilid network (6 nodes in this
+//! process, inside the sealed namespace of `scripts/netns.sh`):
+//!
+//! ```text
+//! scripts/netns.sh cargo test --features veilid-network-tests --test veilid_flows
+//! ```
+//!
+//! One network serves every flow; each wait is bounded.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use contact_invite::crypto::{Password, PasswordParams};
+use contact_invite::dht::veilid::VeilidDht;
+use contact_invite::dht::{OpLog, Recorded, median};
+use contact_invite::driver::{self, Clock, DriverConfig, DriverEvent, Events, Handle, OffsetClock};
+use contact_invite::error::ProtocolError;
+use contact_invite::identity::Identity;
+use contact_invite::machine::{Event, FlowId, Outcome, ReceiveParams, SendParams};
+use contact_invite::message::{EncryptionKeyType, Profile};
+use contact_invite::store::MemoryStore;
+use contact_invite::veilid_net::{DEFAULT_NODES, LocalNetwork, LocalNetworkOptions};
+use rand_core::OsRng;
+
+const WAIT: Duration = Duration::from_secs(90);
+
+struct Party {
+    identity: Identity,
+    handle: Handle,
+    events: Events,
+    store: Arc<MemoryStore>,
+    clock: OffsetClock,
+    log: OpLog,
+}
+
+async fn party(net: &LocalNetwork, node: usize, name: &str) -> Party {
+    let clock = OffsetClock::new();
+    let id = Identity::generate(Profile::new(name).unwrap(), "node", clock.now_ms() / 1000, &mut OsRng).unwrap();
+    let identity = driver::publish_identity(&net.dht(node).unwrap(), id).await.unwrap();
+    let log = OpLog::new();
+    let dht = Recorded::new(net.dht(node).unwrap(), log.clone());
+    let store = Arc::new(MemoryStore::new());
+    let cfg = DriverConfig { clock: Arc::new(clock.clone()), ..Default::default() };
+    let (handle, events) = driver::start::<Recorded<VeilidDht>, _>(dht, store.clone(), cfg).await.unwrap();
+    Party { identity, handle, events, store, clock, log }
+}
+
+async fn wait(p: &mut Party, what: &str, pred: impl Fn(&DriverEvent) -> bool) -> DriverEvent {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let e = p.events.recv().await.unwrap_or_else(|| panic!("driver stopped waiting for {what}"));
+            if pred(&e) {
+                return e;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+async fn finished(p: &mut Party, flow: FlowId) -> Outcome {
+    match wait(p, "finished", |e| e.flow == flow && matches!(e.event, Event::Finished(_))).await.event {
+        Event::Finished(o) => o,
+        _ => unreachable!(),
+    }
+}
+
+async fn publish(p: &mut Party, params: SendParams) -> (FlowId, contact_invite::encoding::Ticket) {
+    let flow = p.handle.send_invitation(params).await.unwrap();
+    wait(p, "published", |e| e.flow == flow && matches!(e.event, Event::InvitationPublished { .. })).await;
+    (flow, p.handle.ticket(flow).await.unwrap().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn invitation_flows_on_a_private_veilid_network() {
+    LocalNetwork::check_namespace(DEFAULT_NODES).unwrap_or_else(|e| panic!("{e}"));
+    let net = LocalNetwork::start(LocalNetworkOptions::default()).await.expect("network attaches");
+    eprint!("{}", net.report());
+    let r = tokio::time::timeout(Duration::from_secs(600), flows(&net)).await;
+    net.shutdown().await;
+    r.expect("flows finish within 10 minutes");
+}
+
+async fn flows(net: &LocalNetwork) {
+    let mut alice = party(net, 1, "alice").await;
+    let mut bob = party(net, 2, "bob").await;
+    let mut carol = party(net, 3, "carol").await;
+
+    // 1. A full invitation with a PIN.
+    let t0 = Instant::now();
+    alice.log.drain();
+    bob.log.drain();
+    let mut params = SendParams::new(alice.identity.clone());
+    params.password = Some((Password::new("4711").unwrap(), EncryptionKeyType::Pin));
+    params.password_params = PasswordParams::INSECURE_FAST_FOR_TESTS;
+    let (a_flow, ticket) = publish(&mut alice, params).await;
+    let b_flow = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await.unwrap();
+    wait(&mut bob, "password", |e| e.event == Event::PasswordRequired).await;
+    bob.handle.password(b_flow, Password::new("4711").unwrap()).await.unwrap();
+    let shown = wait(&mut bob, "invitation", |e| matches!(e.event, Event::InvitationReceived(_))).await;
+    assert_eq!(shown.round_trips, 1);
+    bob.handle.accept(b_flow).await.unwrap();
+    let sent = wait(&mut bob, "sent", |e| matches!(e.event, Event::ResponseSent { accepted: true })).await;
+    assert_eq!(sent.round_trips, 1);
+    assert_eq!(finished(&mut alice, a_flow).await, Outcome::Contact(bob.identity.public_key()));
+    assert_eq!(finished(&mut bob, b_flow).await, Outcome::Contact(alice.identity.public_key()));
+    let end_to_end = t0.elapsed();
+    let (ac, bc) =
+        (driver::contacts(alice.store.as_ref()).await.unwrap(), driver::contacts(bob.store.as_ref()).await.unwrap());
+    assert_eq!((ac.len(), bc.len()), (1, 1));
+    assert_eq!(ac[0].conversation_key(), bc[0].conversation_key());
+    assert_eq!(ac[0].remote_conversation.opaque(), bc[0].local_conversation.opaque());
+    let mut ops = alice.log.drain();
+    ops.extend(bob.log.drain());
+    let (mg, ms) = (median(&ops, "get").unwrap_or_default(), median(&ops, "set").unwrap_or_default());
+    eprintln!(
+        "full invitation (PIN): send -> both contacts final in {:.2} s; ops {}; median get {:.1} ms, set {:.1} ms",
+        end_to_end.as_secs_f64(),
+        ops.len(),
+        mg.as_secs_f64() * 1e3,
+        ms.as_secs_f64() * 1e3
+    );
+
+    // 2. Carol rejects.
+    let params = SendParams::new(alice.identity.clone());
+    let (a_flow, ticket) = publish(&mut alice, params).await;
+    let c_flow = carol.handle.receive(ReceiveParams::new(carol.identity.clone(), ticket)).await.unwrap();
+    wait(&mut carol, "invitation", |e| matches!(e.event, Event::InvitationReceived(_))).await;
+    carol.handle.reject(c_flow).await.unwrap();
+    assert_eq!(finished(&mut carol, c_flow).await, Outcome::RejectedByUs);
+    assert_eq!(finished(&mut alice, a_flow).await, Outcome::RejectedByPeer);
+
+    // 3. An invitation that expires: Alice's clock moves past the expiry.
+    let mut params = SendParams::new(alice.identity.clone());
+    params.expires_in_secs = 60;
+    let (a_flow, ticket) = publish(&mut alice, params).await;
+    alice.clock.advance(Duration::from_secs(120));
+    assert_eq!(finished(&mut alice, a_flow).await, Outcome::Failed(ProtocolError::Expired.into()));
+    let c_flow = carol.handle.receive(ReceiveParams::new(carol.identity.clone(), ticket)).await.unwrap();
+    assert_eq!(finished(&mut carol, c_flow).await, Outcome::Failed(ProtocolError::Expired.into()));
+
+    // 4. A revoked invitation.
+    let params = SendParams::new(alice.identity.clone());
+    let (a_flow, ticket) = publish(&mut alice, params).await;
+    alice.handle.cancel(a_flow).await.unwrap();
+    assert_eq!(finished(&mut alice, a_flow).await, Outcome::Cancelled);
+    let c_flow = carol.handle.receive(ReceiveParams::new(carol.identity.clone(), ticket)).await.unwrap();
+    assert_eq!(finished(&mut carol, c_flow).await, Outcome::Failed(ProtocolError::Revoked.into()));
+
+    for p in [&alice, &bob, &carol] {
+        p.handle.shutdown().await;
+    }
+}
