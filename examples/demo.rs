@@ -1,0 +1,236 @@
+//! The full demo on a real private Veilid network on this machine.
+//!
+//! Run it with `scripts/demo.sh` (it starts the sealed network namespace):
+//! six veilid-core nodes come up; Alice invites Bob with a password; the
+//! ticket is shown as text armor, URI and QR code; Bob receives it, sees
+//! Alice's profile and accepts; Alice finalizes; both print their new
+//! contact. Then an invitation Bob rejects, and one that expires. Every
+//! step shows its timing and the DHT operations it took.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use contact_invite::crypto::{Password, PasswordParams};
+use contact_invite::dht::veilid::VeilidDht;
+use contact_invite::dht::{OpLog, OpRecord, Recorded, median};
+use contact_invite::driver::{self, Clock, DriverConfig, Events, Handle, OffsetClock};
+use contact_invite::encoding::{Ticket, UriScheme};
+use contact_invite::identity::Identity;
+use contact_invite::machine::{Event, FlowId, Outcome, ReceiveParams, SendParams};
+use contact_invite::message::{EncryptionKeyType, Profile};
+use contact_invite::store::MemoryStore;
+use contact_invite::veilid_net::{LocalNetwork, LocalNetworkOptions};
+use rand_core::OsRng;
+
+type Error = Box<dyn std::error::Error>;
+
+struct Party {
+    name: &'static str,
+    identity: Identity,
+    handle: Handle,
+    events: Events,
+    store: Arc<MemoryStore>,
+    clock: OffsetClock,
+    log: OpLog,
+}
+
+struct Demo {
+    start: Instant,
+    all_ops: Vec<OpRecord>,
+}
+
+impl Demo {
+    fn say(&self, who: &str, what: &str) {
+        println!("[{:>6.2} s] {who:<6} {what}", self.start.elapsed().as_secs_f64());
+    }
+    fn ops(&mut self, p: &Party) -> String {
+        let ops = p.log.drain();
+        let s: Vec<String> = ops
+            .iter()
+            .filter(|o| matches!(o.op, "create" | "open" | "get" | "set"))
+            .map(|o| format!("{} {:.1} ms{}", o.op, o.elapsed.as_secs_f64() * 1e3, if o.ok { "" } else { " (failed)" }))
+            .collect();
+        self.all_ops.extend(ops);
+        if s.is_empty() { String::new() } else { format!("  [{}]", s.join(", ")) }
+    }
+}
+
+async fn party(net: &LocalNetwork, node: usize, name: &'static str, profile: Profile) -> Result<Party, Error> {
+    let clock = OffsetClock::new();
+    let id = Identity::generate(profile, &format!("{name}'s device"), clock.now_ms() / 1000, &mut OsRng)?;
+    let identity = driver::publish_identity(&net.dht(node)?, id).await?;
+    let log = OpLog::new();
+    let store = Arc::new(MemoryStore::new());
+    let cfg = DriverConfig { clock: Arc::new(clock.clone()), ..Default::default() };
+    let (handle, events) =
+        driver::start::<Recorded<VeilidDht>, _>(Recorded::new(net.dht(node)?, log.clone()), store.clone(), cfg).await?;
+    Ok(Party { name, identity, handle, events, store, clock, log })
+}
+
+/// Waits for the next event of `p` matching `pred`, narrating every event.
+async fn until(d: &mut Demo, p: &mut Party, flow: FlowId, pred: impl Fn(&Event) -> bool) -> Result<Event, Error> {
+    let r = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(e) = p.events.recv().await {
+            if e.flow != flow {
+                continue;
+            }
+            let what = match &e.event {
+                Event::InvitationPublished { .. } => "inbox created and request published".to_owned(),
+                Event::PasswordRequired => "the ticket is locked: password required".to_owned(),
+                Event::WrongPassword => "wrong password".to_owned(),
+                Event::InvitationReceived(v) => format!(
+                    "inbox read, signature, identity chain and expiry verified: invitation from {}",
+                    v.profile.name()
+                ),
+                Event::ResponseSent { accepted } => {
+                    format!("{} signed and stored in the inbox", if *accepted { "accept" } else { "reject" })
+                }
+                Event::ResponseIgnored { reason } => format!("ignored an invalid response: {reason}"),
+                Event::ContactEstablished { name, .. } => format!("contact with {name} is final and saved"),
+                Event::Finished(o) => format!("flow finished: {o:?}"),
+            };
+            let ops = d.ops(p);
+            d.say(p.name, &format!("{what} (round trips: {}){ops}", e.round_trips));
+            if pred(&e.event) {
+                return Some(e.event);
+            }
+        }
+        None
+    })
+    .await;
+    r.ok().flatten().ok_or_else(|| format!("{} stopped or timed out", p.name).into())
+}
+
+fn show_ticket(t: &Ticket) -> Result<(), Error> {
+    println!(
+        "\n  Ticket: {} bytes, QR version {} (VeilidChat: 208 bytes, version 9)",
+        t.to_bytes().len(),
+        t.qr_version()?
+    );
+    println!("\n{}", t.to_armor().lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n"));
+    println!("\n    {}\n", t.to_uri(&UriScheme::new("chat")?));
+    println!("{}", t.qr_terminal()?);
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() -> Result<(), Error> {
+    let mut d = Demo { start: Instant::now(), all_ops: Vec::new() };
+    println!("contact-invite demo: a private Veilid network on this machine, no traffic leaves it\n");
+    if let Err(e) = LocalNetwork::check_namespace(6) {
+        eprintln!("{e}\nRun this demo with scripts/demo.sh, which creates the sealed network namespace.");
+        std::process::exit(2);
+    }
+    d.say("net", "starting 6 veilid-core nodes");
+    let net = LocalNetwork::start(LocalNetworkOptions::default()).await?;
+    let attach: Vec<String> = net.attach_times().iter().map(|t| format!("{:.1}", t.as_secs_f64())).collect();
+    let rss = net.report().rss_per_node_kib().map_or("?".to_owned(), |k| format!("{:.1} MiB", k as f64 / 1024.0));
+    d.say("net", &format!("all nodes attached (attach times {} s; memory {rss} per node)", attach.join(", ")));
+
+    let mut alice =
+        party(&net, 1, "Alice", Profile::new("Alice")?.with_pronouns("she/her")?.with_status("at the meetup")?).await?;
+    let mut bob = party(&net, 2, "Bob", Profile::new("Bob")?.with_about("plays the oboe")?).await?;
+    d.say("both", "identities published (each a signed record listing its device)");
+
+    // 1. Alice invites Bob with a password.
+    println!("\n== 1. Alice invites Bob, protected with a password");
+    let t_send = Instant::now();
+    let mut params = SendParams::new(alice.identity.clone());
+    params.message = "Hi Bob, it's Alice from the meetup!".into();
+    params.password = Some((Password::new("oboe-7291")?, EncryptionKeyType::Password));
+    params.password_params = PasswordParams::DEFAULT;
+    let a_flow = alice.handle.send_invitation(params).await?;
+    d.say("Alice", "Argon2id-locked the invitation secret (64 MiB, 3 passes)");
+    until(&mut d, &mut alice, a_flow, |e| matches!(e, Event::InvitationPublished { .. })).await?;
+    let ticket = alice.handle.ticket(a_flow).await?.ok_or("no ticket")?;
+    show_ticket(&ticket)?;
+
+    let b_flow = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await?;
+    until(&mut d, &mut bob, b_flow, |e| matches!(e, Event::PasswordRequired)).await?;
+    bob.handle.password(b_flow, Password::new("oboe-7291")?).await?;
+    if let Event::InvitationReceived(v) =
+        until(&mut d, &mut bob, b_flow, |e| matches!(e, Event::InvitationReceived(_))).await?
+    {
+        println!("\n           {} ({}) says: {:?}", v.profile.name(), v.profile.pronouns(), v.message);
+        println!(
+            "           status: {:?}; identity {}; expires at {}\n",
+            v.profile.status(),
+            v.identity.fmt_short(),
+            v.expires_at
+        );
+    }
+    d.say("Bob", "accepts");
+    bob.handle.accept(b_flow).await?;
+    until(&mut d, &mut bob, b_flow, |e| matches!(e, Event::ResponseSent { .. })).await?;
+    until(&mut d, &mut alice, a_flow, |e| matches!(e, Event::Finished(_))).await?;
+    until(&mut d, &mut bob, b_flow, |e| matches!(e, Event::Finished(_))).await?;
+    let end_to_end = t_send.elapsed();
+
+    let ac = driver::contacts(alice.store.as_ref()).await?;
+    let bc = driver::contacts(bob.store.as_ref()).await?;
+    println!();
+    for (who, own, c) in ac.iter().map(|c| ("Alice", &alice, c)).chain(bc.iter().map(|c| ("Bob", &bob, c))) {
+        println!(
+            "  {who}'s new contact: {:<6} identity {}  conversation record {}  safety code {}",
+            c.profile.name(),
+            c.peer.fmt_short(),
+            c.remote_conversation.fmt_short(),
+            c.safety_code(&own.identity.public_key())
+        );
+    }
+    if let (Some(x), Some(y)) = (ac.first(), bc.first()) {
+        println!("  Same conversation key on both sides: {}", x.conversation_key() == y.conversation_key());
+    }
+    println!("  End to end (send -> both contacts final, incl. Argon2id twice): {:.2} s", end_to_end.as_secs_f64());
+
+    // 2. Bob rejects.
+    println!("\n== 2. Alice invites Bob again; Bob rejects");
+    let params = SendParams::new(alice.identity.clone());
+    let a2 = alice.handle.send_invitation(params).await?;
+    until(&mut d, &mut alice, a2, |e| matches!(e, Event::InvitationPublished { .. })).await?;
+    let t2 = alice.handle.ticket(a2).await?.ok_or("no ticket")?;
+    let b2 = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), t2)).await?;
+    until(&mut d, &mut bob, b2, |e| matches!(e, Event::InvitationReceived(_))).await?;
+    d.say("Bob", "rejects (the reject is signed and padded to the size of an accept)");
+    bob.handle.reject(b2).await?;
+    until(&mut d, &mut bob, b2, |e| matches!(e, Event::Finished(_))).await?;
+    until(&mut d, &mut alice, a2, |e| matches!(e, Event::Finished(_))).await?;
+
+    // 3. An invitation that expires.
+    println!(
+        "\n== 3. An invitation that expires (Alice's and Bob's clocks are moved 2 minutes ahead rather than waiting)"
+    );
+    let mut params = SendParams::new(alice.identity.clone());
+    params.expires_in_secs = 60;
+    let a3 = alice.handle.send_invitation(params).await?;
+    until(&mut d, &mut alice, a3, |e| matches!(e, Event::InvitationPublished { .. })).await?;
+    let t3 = alice.handle.ticket(a3).await?.ok_or("no ticket")?;
+    alice.clock.advance(Duration::from_secs(120));
+    bob.clock.advance(Duration::from_secs(120));
+    until(&mut d, &mut alice, a3, |e| matches!(e, Event::Finished(_))).await?;
+    let b3 = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), t3)).await?;
+    let o = until(&mut d, &mut bob, b3, |e| matches!(e, Event::Finished(_))).await?;
+    if !matches!(o, Event::Finished(Outcome::Failed(_))) {
+        return Err("the expired invitation was not refused".into());
+    }
+
+    // Per-operation latency over the whole run.
+    println!("\n== DHT operation latency in this run (median / max over {} operations)", d.all_ops.len());
+    for op in ["create", "open", "get", "set", "watch"] {
+        let v: Vec<Duration> = d.all_ops.iter().filter(|o| o.op == op && o.ok).map(|o| o.elapsed).collect();
+        if let (Some(m), Some(max)) = (median(&d.all_ops, op), v.iter().max()) {
+            println!(
+                "  {op:<7} {:>7.1} ms / {:>7.1} ms  ({} ops)",
+                m.as_secs_f64() * 1e3,
+                max.as_secs_f64() * 1e3,
+                v.len()
+            );
+        }
+    }
+    for p in [&alice, &bob] {
+        p.handle.shutdown().await;
+    }
+    net.shutdown().await;
+    d.say("net", "all nodes shut down");
+    Ok(())
+}
