@@ -62,6 +62,8 @@ pub mod message;
 pub mod store;
 #[cfg(feature = "veilid")]
 pub mod veilid_net;
+#[cfg(feature = "veilid")]
+pub mod veilid_store;
 mod wire;
 
 pub use error::{DecodeError, Error, PasswordError, ProtocolError, VerifyError};

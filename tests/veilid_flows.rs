@@ -19,8 +19,9 @@ use contact_invite::error::ProtocolError;
 use contact_invite::identity::Identity;
 use contact_invite::machine::{Event, FlowId, Outcome, ReceiveParams, SendParams};
 use contact_invite::message::{EncryptionKeyType, Profile};
-use contact_invite::store::MemoryStore;
+use contact_invite::store::{MemoryStore, Store, Table};
 use contact_invite::veilid_net::{DEFAULT_NODES, LocalNetwork, LocalNetworkOptions};
+use contact_invite::veilid_store::VeilidTableStore;
 use rand_core::OsRng;
 
 const WAIT: Duration = Duration::from_secs(90);
@@ -147,6 +148,44 @@ async fn flows(net: &LocalNetwork) {
     assert_eq!(finished(&mut alice, a_flow).await, Outcome::Cancelled);
     let c_flow = carol.handle.receive(ReceiveParams::new(carol.identity.clone(), ticket)).await.unwrap();
     assert_eq!(finished(&mut carol, c_flow).await, Outcome::Failed(ProtocolError::Revoked.into()));
+
+    // 5. Alice keeps her flows in Veilid's table store, stops mid-flow, and
+    //    resumes from it after Bob answered.
+    let tstore = Arc::new(VeilidTableStore::open(net.api(1).unwrap(), "contact_invite_test").await.unwrap());
+    let cfg = || DriverConfig { clock: Arc::new(alice.clock.clone()), ..Default::default() };
+    let (h, mut ev) = driver::start(net.dht(1).unwrap(), tstore.clone(), cfg()).await.unwrap();
+    let flow = h.send_invitation(SendParams::new(alice.identity.clone())).await.unwrap();
+    tokio::time::timeout(WAIT, async {
+        while let Some(e) = ev.recv().await {
+            if matches!(e.event, Event::InvitationPublished { .. }) {
+                break;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let ticket = h.ticket(flow).await.unwrap().unwrap();
+    h.shutdown().await;
+    assert_eq!(tstore.list(Table::Flows).await.unwrap().len(), 1);
+    let c_flow = carol.handle.receive(ReceiveParams::new(carol.identity.clone(), ticket)).await.unwrap();
+    wait(&mut carol, "invitation", |e| matches!(e.event, Event::InvitationReceived(_))).await;
+    carol.handle.accept(c_flow).await.unwrap();
+    wait(&mut carol, "sent", |e| matches!(e.event, Event::ResponseSent { .. })).await;
+    let (_h, mut ev) = driver::start(net.dht(1).unwrap(), tstore.clone(), cfg()).await.unwrap();
+    let outcome = tokio::time::timeout(WAIT, async {
+        while let Some(e) = ev.recv().await {
+            if let Event::Finished(o) = e.event {
+                return o;
+            }
+        }
+        panic!("driver stopped")
+    })
+    .await
+    .unwrap();
+    assert_eq!(outcome, Outcome::Contact(carol.identity.public_key()));
+    assert_eq!(finished(&mut carol, c_flow).await, Outcome::Contact(alice.identity.public_key()));
+    assert_eq!(driver::contacts(tstore.as_ref()).await.unwrap().len(), 1);
+    assert!(tstore.list(Table::Flows).await.unwrap().is_empty());
 
     for p in [&alice, &bob, &carol] {
         p.handle.shutdown().await;
