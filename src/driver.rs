@@ -229,8 +229,7 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
     for (key, bytes) in persisted {
         let Ok(id) = <[u8; 16]>::try_from(key.as_slice()) else { continue };
         let id = FlowId(id);
-        let mut flow: Flow =
-            serde_json::from_slice(&bytes).map_err(|e| Error::Store(format!("corrupt flow {id}: {e}")))?;
+        let mut flow: Flow = crate::store::decode_record(&bytes, &format!("flow {id}"))?;
         let effects = flow.resume(now, actor.rng.as_mut());
         actor.flows.insert(id, flow);
         resumed.push((id, effects));
@@ -416,7 +415,7 @@ impl<D: Dht, S: Store> Actor<D, S> {
             match e {
                 Effect::Persist => {
                     let Some(flow) = self.flows.get(&id) else { continue };
-                    match serde_json::to_vec(flow) {
+                    match crate::store::encode_record(flow) {
                         Ok(bytes) => {
                             if let Err(e) = self.store.put(Table::Flows, &id.0, &bytes).await {
                                 tracing::error!(flow = %id, error = %e, "could not persist flow; stopping");
@@ -425,10 +424,17 @@ impl<D: Dht, S: Store> Actor<D, S> {
                         }
                         Err(e) => tracing::error!(flow = %id, error = %e, "could not serialize flow"),
                     }
-                    if let Some(Flow::Inviter(m)) = self.flows.get(&id)
-                        && let Some(rec) = m.invitation_record()
-                    {
-                        let _ = self.store.put(Table::Invitations, &id.0, &rec).await;
+                    // The outstanding-invitation table follows the inviter's
+                    // state: present while the ticket is live, gone once final.
+                    if let Some(Flow::Inviter(m)) = self.flows.get(&id) {
+                        let r = match m.invitation_record() {
+                            Some(rec) => self.store.put(Table::Invitations, &id.0, &rec).await,
+                            None if m.is_finished() => self.store.delete(Table::Invitations, &id.0).await,
+                            None => Ok(()),
+                        };
+                        if let Err(e) = r {
+                            tracing::warn!(flow = %id, error = %e, "could not update the invitation table");
+                        }
                     }
                 }
                 Effect::Dht { op, request } => {
@@ -541,7 +547,7 @@ async fn run_op<D: Dht>(dht: &D, request: DhtOp) -> Result<DhtOutput, DhtFailure
 
 /// Saves a contact (upsert keyed by peer identity).
 pub async fn save_contact<S: Store>(store: &S, contact: &Contact) -> Result<(), Error> {
-    let bytes = serde_json::to_vec(contact).map_err(|e| Error::Store(e.to_string()))?;
+    let bytes = crate::store::encode_record(contact)?;
     store.put(Table::Contacts, contact.peer.as_bytes(), &bytes).await.map_err(store_err)
 }
 
@@ -549,7 +555,7 @@ pub async fn save_contact<S: Store>(store: &S, contact: &Contact) -> Result<(), 
 pub async fn contacts<S: Store>(store: &S) -> Result<Vec<Contact>, Error> {
     let mut out = Vec::new();
     for (_, v) in store.list(Table::Contacts).await.map_err(store_err)? {
-        out.push(serde_json::from_slice(&v).map_err(|e| Error::Store(format!("corrupt contact: {e}")))?);
+        out.push(crate::store::decode_record(&v, "contact")?);
     }
     Ok(out)
 }

@@ -66,4 +66,11 @@ pub mod veilid_net;
 pub mod veilid_store;
 mod wire;
 
+#[doc(hidden)]
+pub mod __bench {
+    //! Not API (see `src/bench_api.rs`).
+    pub use crate::bench_api::*;
+}
+mod bench_api;
+
 pub use error::{DecodeError, Error, PasswordError, ProtocolError, VerifyError};

@@ -49,6 +49,28 @@ impl Table {
     }
 }
 
+/// Version byte in front of every record this crate writes into a store, so
+/// a later release can recognise and migrate older records.
+pub const RECORD_FORMAT: u8 = 1;
+
+/// Encodes a value for the store: version byte, then postcard.
+pub(crate) fn encode_record<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, crate::Error> {
+    let mut out = vec![RECORD_FORMAT];
+    postcard::to_io(v, &mut out).map_err(|e| crate::Error::Store(format!("encode: {e}")))?;
+    Ok(out)
+}
+
+/// Decodes a value written by [`encode_record`].
+pub(crate) fn decode_record<T: serde::de::DeserializeOwned>(b: &[u8], what: &str) -> Result<T, crate::Error> {
+    match b.split_first() {
+        Some((&RECORD_FORMAT, rest)) => {
+            postcard::from_bytes(rest).map_err(|e| crate::Error::Store(format!("corrupt {what}: {e}")))
+        }
+        Some((v, _)) => Err(crate::Error::Store(format!("{what}: unknown record format {v}"))),
+        None => Err(crate::Error::Store(format!("{what}: empty record"))),
+    }
+}
+
 /// Every entry of a table: `(key, value)` pairs.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
 

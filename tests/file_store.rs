@@ -47,8 +47,11 @@ async fn inviter_crashes_and_resumes_from_disk() {
 
     // Alice restarts from a fresh FileStore over the same directory.
     let store = Arc::new(FileStore::open(dir.path()).unwrap());
-    let (_a, mut events) = driver::start(net.join("alice"), store.clone(), cfg(None)).await.unwrap();
+    let (a, mut events) = driver::start(net.join("alice"), store.clone(), cfg(None)).await.unwrap();
     assert_eq!(finished(&mut events, flow).await, Outcome::Contact(bob.identity.public_key()));
+    assert!(store.list(Table::Invitations).await.unwrap().is_empty(), "clean when Finished is seen");
+    // A command round trip: the driver has finished processing that step.
+    assert!(a.ticket(flow).await.unwrap().is_none());
     assert_eq!(finished(&mut bob.events, b).await, Outcome::Contact(alice.public_key()));
     let contacts = driver::contacts(store.as_ref()).await.unwrap();
     assert_eq!(contacts.len(), 1);

@@ -47,7 +47,9 @@ impl PublicKey {
             return false;
         };
         let sig = ed25519_dalek::Signature::from_bytes(&sig.0);
-        vk.verify_strict(msg, &sig).is_ok() && vk.verify(msg, &sig).is_ok()
+        // Strict verification rejects small-order keys and malleable
+        // signatures; it accepts a subset of what plain verify accepts.
+        vk.verify_strict(msg, &sig).is_ok()
     }
 
     /// Short hex form for logs and UIs (first 8 bytes).

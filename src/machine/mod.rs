@@ -219,7 +219,9 @@ pub enum Effect {
     SaveContact(Box<Contact>),
     /// Tell the app.
     Emit(Event),
-    /// The flow is over; remove its persisted state.
+    /// The flow is over; remove its persisted state. It follows the
+    /// [`Event::Finished`], so a crash in between re-emits the event on resume
+    /// (the final state is persisted before either).
     Finished(Outcome),
 }
 

@@ -1,0 +1,189 @@
+//! `cargo bench --bench report`: one table with the crypto floor, the cost of
+//! a full flow against the primitives it performs, round trips per role next
+//! to VeilidChat's, ticket sizes and QR versions, and Argon2id's cost per
+//! guess. Ratios are measured side by side in one run.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use contact_invite::__bench as b;
+use contact_invite::crypto::{DhSecretKey, Password, PasswordParams, SecretKey, SigningKey};
+use contact_invite::dht::MemoryNetwork;
+use contact_invite::driver::{self, DriverConfig, Events};
+use contact_invite::encoding::{InvitationKind, LockParams, Ticket, TicketSecret};
+use contact_invite::identity::Identity;
+use contact_invite::machine::{Event, ReceiveParams, SendParams};
+use contact_invite::message::Profile;
+use contact_invite::store::MemoryStore;
+use rand_core::OsRng;
+
+/// Median time of `f` over `n` runs.
+fn time<T>(n: usize, mut f: impl FnMut() -> T) -> Duration {
+    let mut v: Vec<Duration> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            black_box(f());
+            t.elapsed()
+        })
+        .collect();
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn us(d: Duration) -> String {
+    format!("{:>10.1} µs", d.as_secs_f64() * 1e6)
+}
+
+async fn until(ev: &mut Events, pred: impl Fn(&Event) -> bool) -> u32 {
+    loop {
+        let e = ev.recv().await.unwrap_or_else(|| unreachable!("driver stopped"));
+        if pred(&e.event) {
+            return e.round_trips;
+        }
+    }
+}
+
+/// One full invitation (no password) on MemoryDht; returns round trips
+/// (scan -> profile, accept -> stored, response seen -> final).
+async fn flow(net: &MemoryNetwork, a: &Identity, b_id: &Identity, n: usize) -> (u32, u32, u32) {
+    let (ha, mut ea) = driver::start(net.join(&format!("a{n}")), Arc::new(MemoryStore::new()), DriverConfig::default())
+        .await
+        .unwrap_or_else(|_| unreachable!());
+    let (hb, mut eb) = driver::start(net.join(&format!("b{n}")), Arc::new(MemoryStore::new()), DriverConfig::default())
+        .await
+        .unwrap_or_else(|_| unreachable!());
+    let f = ha.send_invitation(SendParams::new(a.clone())).await.unwrap_or_else(|_| unreachable!());
+    until(&mut ea, |e| matches!(e, Event::InvitationPublished { .. })).await;
+    let t = ha.ticket(f).await.ok().flatten().unwrap_or_else(|| unreachable!());
+    let g = hb.receive(ReceiveParams::new(b_id.clone(), t)).await.unwrap_or_else(|_| unreachable!());
+    let r1 = until(&mut eb, |e| matches!(e, Event::InvitationReceived(_))).await;
+    hb.accept(g).await.unwrap_or_else(|_| unreachable!());
+    let r2 = until(&mut eb, |e| matches!(e, Event::ResponseSent { .. })).await;
+    let r3 = until(&mut ea, |e| matches!(e, Event::ContactEstablished { .. })).await;
+    until(&mut eb, |e| matches!(e, Event::Finished(_))).await;
+    ha.shutdown().await;
+    hb.shutdown().await;
+    (r1, r2, r3)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|_| unreachable!());
+    println!(
+        "contact-invite benchmark report ({} cores)\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    // Crypto floor.
+    let k = SigningKey::generate(&mut OsRng);
+    let payload = vec![7u8; 600];
+    let sig = b::sign(&k, &payload);
+    let s = SecretKey::generate(&mut OsRng);
+    let small = vec![1u8; 700];
+    let big = vec![1u8; 8192];
+    let (sealed_small, sealed_big) = (b::seal(&s, &small), b::seal(&s, &big));
+    let (dh, peer) = (DhSecretKey::generate(&mut OsRng), DhSecretKey::generate(&mut OsRng).public());
+    let t_sign = time(2000, || b::sign(&k, &payload));
+    let t_verify = time(2000, || b::verify(&k, &payload, &sig));
+    let t_seal_s = time(2000, || b::seal(&s, &small));
+    let t_seal_b = time(2000, || b::seal(&s, &big));
+    let t_open_s = time(2000, || b::open(&s, &sealed_small));
+    let t_open_b = time(2000, || b::open(&s, &sealed_big));
+    let t_dh = time(2000, || b::conversation_key(&dh, &peer));
+    let t_derive = time(2000, || b::derive(&s));
+    println!("{:<44} {}", "primitive", "median");
+    for (n, t) in [
+        ("ed25519 sign (framed)", t_sign),
+        ("ed25519 verify strict (framed)", t_verify),
+        ("xchacha20poly1305 seal 700 B", t_seal_s),
+        ("xchacha20poly1305 seal 8 KiB (response)", t_seal_b),
+        ("xchacha20poly1305 open 700 B", t_open_s),
+        ("xchacha20poly1305 open 8 KiB (response)", t_open_b),
+        ("x25519 + blake3 conversation key", t_dh),
+        ("blake3 labelled derive", t_derive),
+    ] {
+        println!("{n:<44} {}", us(t));
+    }
+
+    // What one full flow (both sides, no password) performs:
+    // signs: invitation, response, final status (3)
+    // verifies: invitation + its identity record + device consent (3), the
+    //   inviter's fresh identity record + consent (2), response + identity +
+    //   consent (3), the responder's fresh identity record + consent (2),
+    //   final status (1): 11
+    // seals/opens: request (small), response (8 KiB), final status (small)
+    // conversation keys: 2; labelled derivations: 9
+    let floor =
+        t_sign * 3 + t_verify * 11 + t_seal_s * 2 + t_seal_b + t_open_s * 2 + t_open_b + t_dh * 2 + t_derive * 9;
+    let net = MemoryNetwork::new();
+    let now = driver::SystemClock.now_secs();
+    let a = rt.block_on(async {
+        let id = Identity::generate(Profile::new("a").unwrap_or_else(|_| unreachable!()), "d", now, &mut OsRng)
+            .unwrap_or_else(|_| unreachable!());
+        driver::publish_identity(&net.join("pub-a"), id).await.unwrap_or_else(|_| unreachable!())
+    });
+    let bid = rt.block_on(async {
+        let id = Identity::generate(Profile::new("b").unwrap_or_else(|_| unreachable!()), "d", now, &mut OsRng)
+            .unwrap_or_else(|_| unreachable!());
+        driver::publish_identity(&net.join("pub-b"), id).await.unwrap_or_else(|_| unreachable!())
+    });
+    let mut rts = (0, 0, 0);
+    let mut i = 0;
+    let t_flow = time(200, || {
+        i += 1;
+        rts = rt.block_on(flow(&net, &a, &bid, i));
+    });
+    println!("\n{:<44} {}", "full flow on MemoryDht (send -> both final)", us(t_flow));
+    println!("{:<44} {}", "sum of the primitives it performs", us(floor));
+    println!("{:<44} {:>10.2} x   (goal <= 1.3 x)", "ratio", t_flow.as_secs_f64() / floor.as_secs_f64());
+
+    println!("\nsequential DHT round trips on each critical path (this crate vs VeilidChat, counted the same way)");
+    println!("  invitee: scan -> profile shown      {:>2}   VeilidChat: 2 (get inbox; SuperIdentity open+get)", rts.0);
+    println!(
+        "  invitee: accept -> response stored  {:>2}   VeilidChat: 2 (create+write conversation; set subkey 1)",
+        rts.1
+    );
+    println!(
+        "  inviter: response seen -> final     {:>2}   VeilidChat: >= 3 (SuperIdentity get; poll conversation; write; overwrite inbox)",
+        rts.2
+    );
+
+    // Ticket sizes and QR versions.
+    let plain = Ticket {
+        kind: InvitationKind::Contact,
+        record: [1; 32],
+        secret: TicketSecret::Plain(SecretKey::generate(&mut OsRng)),
+    };
+    let locked = Ticket {
+        kind: InvitationKind::Contact,
+        record: [1; 32],
+        secret: TicketSecret::Locked {
+            masked: SecretKey::generate(&mut OsRng),
+            params: LockParams { salt: [2; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1 },
+        },
+    };
+    println!("\nticket sizes (QR byte mode, ECC L)        bytes  QR version   VeilidChat");
+    for (n, t, vc) in [("no password", &plain, "168 B, v8"), ("password / PIN", &locked, "208 B, v9")] {
+        println!("  {n:<38} {:>5}  {:>10}   {vc}", t.to_bytes().len(), t.qr_version().unwrap_or(0));
+    }
+    println!("  {:<38} {:>5}", "text armor (chars)", plain.to_armor().len());
+
+    // Argon2id per guess.
+    let pw = Password::new("correct horse battery").unwrap_or_else(|_| unreachable!());
+    let t_argon = time(7, || b::stretch(&pw, &PasswordParams::DEFAULT));
+    let p = PasswordParams::DEFAULT;
+    println!(
+        "\nArgon2id default (m = {} MiB, t = {}, p = {}): {:.0} ms and {} MiB per guess",
+        p.memory_kib() / 1024,
+        p.t_cost,
+        p.p_cost,
+        t_argon.as_secs_f64() * 1e3,
+        p.memory_kib() / 1024
+    );
+    let pin6 = 1e6 * t_argon.as_secs_f64();
+    println!(
+        "  exhausting a 6-digit PIN on one core: {:.1} core-hours; a 4-digit PIN: {:.0} core-seconds",
+        pin6 / 3600.0,
+        pin6 / 100.0
+    );
+}
