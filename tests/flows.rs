@@ -270,3 +270,40 @@ async fn tampered_inbox_value_gives_a_typed_error() {
         other => panic!("expected a decryption failure, got {other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn inviter_keeps_retrying_the_final_status_while_offline() {
+    let net = MemoryNetwork::new();
+    let mut alice = party(&net, "alice").await;
+    let mut bob = party(&net, "bob").await;
+    let (a_flow, ticket) = publish(&mut alice, None).await;
+    let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket.clone())).await.unwrap();
+    wait_for(&mut bob.events, "inv", |e| matches!(e.event, Event::InvitationReceived(_))).await;
+    // Alice's device loses the network; the watch still hands her the response,
+    // but her final status cannot be written.
+    net.set_offline("alice", true);
+    bob.handle.accept(b).await.unwrap();
+    wait_for(&mut bob.events, "sent", |e| matches!(e.event, Event::ResponseSent { .. })).await;
+    tokio::time::sleep(std::time::Duration::from_secs(300)).await; // well past the quick retries
+    assert!(alice.contacts().await.is_empty(), "no contact before the final status is written");
+    net.set_offline("alice", false);
+    assert_eq!(finished(&mut alice.events, a_flow).await, Outcome::Contact(bob.identity.public_key()));
+    assert_eq!(finished(&mut bob.events, b).await, Outcome::Contact(alice.identity.public_key()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn accepting_after_expiry_fails_fast_and_writes_nothing() {
+    let net = MemoryNetwork::new();
+    let mut alice = party(&net, "alice").await;
+    let mut bob = party(&net, "bob").await;
+    let mut params = SendParams::new(alice.identity.clone());
+    params.expires_in_secs = 600;
+    let (_a_flow, ticket) = publish(&mut alice, Some(params)).await;
+    alice.handle.shutdown().await;
+    let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket.clone())).await.unwrap();
+    wait_for(&mut bob.events, "inv", |e| matches!(e.event, Event::InvitationReceived(_))).await;
+    tokio::time::sleep(std::time::Duration::from_secs(601)).await; // the user waited too long
+    bob.handle.accept(b).await.unwrap();
+    assert_eq!(finished(&mut bob.events, b).await, Outcome::Failed(ProtocolError::Expired.into()));
+    assert!(net.stored_value(&ticket.record, 1).is_none(), "no response was written");
+}

@@ -214,15 +214,11 @@ impl Invitee {
                 self.ops.start(Purpose::Watch, DhtOp::Watch { key, subkeys: vec![OWNER_SUBKEY] }, &mut out);
                 self.maybe_final(&mut out);
             }
-            State::Responding { conversation: Some(_), value: None, .. }
-                if !self.ops.has_pending(|p| *p == Purpose::WriteResponse) =>
+            State::Responding { conversation, accept, value: None, .. }
+                if (conversation.is_some() || !*accept) && !self.ops.has_pending(|p| *p == Purpose::WriteResponse) =>
             {
+                // Crashed between deciding and sealing the response.
                 self.ops.resume(&mut out);
-                self.write_response(_now, _rng, &mut out);
-            }
-            State::Responding { accept: false, value: None, .. }
-                if !self.ops.has_pending(|p| *p == Purpose::WriteResponse) =>
-            {
                 self.write_response(_now, _rng, &mut out);
             }
             _ => self.ops.resume(&mut out),
@@ -307,6 +303,9 @@ impl Invitee {
                         out.insert(0, Effect::Persist);
                     }
                 }
+            }
+            (Command::Accept | Command::Reject, State::Deciding(r)) if r.invitation.is_expired(secs(now)) => {
+                self.end(FinishedWith::Failed(ProtocolError::Expired), out);
             }
             (Command::Accept, State::Deciding(r)) => {
                 let r = r.clone();

@@ -431,9 +431,21 @@ impl Inviter {
                 self.fail(err, out);
             }
             Purpose::WriteFinal => {
-                // The final status never reached the network: no contact.
-                let _ = rng;
-                self.fail(err, out);
+                // The decision is made and persisted; the network is away.
+                // Keep trying slowly while the invitee may still be waiting.
+                let State::Finalizing(p, f) = &self.state else { return };
+                let retryable = matches!(&err, Error::Protocol(ProtocolError::RetriesExhausted { .. }));
+                let give_up = self.core.expires_at * 1000 + super::invitee::FINAL_GRACE_MS;
+                if retryable && now < give_up {
+                    let (key, data) = (p.inbox.clone(), f.final_value.clone());
+                    let writer = self.core.inbox_owner.clone();
+                    let request = DhtOp::Set { key, subkey: OWNER_SUBKEY, data, writer };
+                    self.ops.start_later(Purpose::WriteFinal, request, now + super::SLOW_RETRY_MS, out);
+                    out.insert(0, Effect::Persist);
+                } else {
+                    let _ = rng;
+                    self.fail(err, out);
+                }
             }
         }
     }

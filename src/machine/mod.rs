@@ -311,6 +311,10 @@ pub(crate) struct PendingOp<P> {
 /// Most attempts at one operation before giving up.
 pub const MAX_ATTEMPTS: u32 = 8;
 
+/// After a step has exhausted its quick retries, how long until it is tried
+/// again (for steps that must eventually happen, like the final status).
+pub const SLOW_RETRY_MS: u64 = 30_000;
+
 /// Backoff before retry number `attempt` (ms): 250 ms doubling, capped at 8 s.
 #[must_use]
 pub fn backoff_ms(attempt: u32) -> u64 {
@@ -387,6 +391,15 @@ impl<P: Clone> Ops<P> {
                 }
             }
         }
+    }
+
+    /// Registers an op to be issued at `at` (through its retry timer).
+    pub(crate) fn start_later(&mut self, purpose: P, request: DhtOp, at: u64, out: &mut Vec<Effect>) -> OpId {
+        let op = self.next;
+        self.next += 1;
+        self.pending.insert(op, PendingOp { purpose, request, attempts: 0 });
+        self.set_timer(Timer::Retry(op), at, out);
+        op
     }
 
     /// Re-issues an op after its retry timer fired.
