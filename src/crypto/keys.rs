@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use ed25519_dalek::{Signer as _, Verifier as _};
+use ed25519_dalek::Signer as _;
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
