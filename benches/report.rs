@@ -90,7 +90,7 @@ fn main() {
     let t_open_b = time(2000, || b::open(&s, &sealed_big));
     let t_dh = time(2000, || b::conversation_key(&dh, &peer));
     let t_derive = time(2000, || b::derive(&s));
-    println!("{:<44} {}", "primitive", "median");
+    println!("{:<44} median", "primitive");
     for (n, t) in [
         ("ed25519 sign (framed)", t_sign),
         ("ed25519 verify strict (framed)", t_verify),
