@@ -286,6 +286,66 @@ proptest! {
     }
 
     #[test]
+    fn response_round_trips(accept in any::<bool>(), created in 0u64..1000, about in "[a-z ]{0,300}") {
+        let (a, mut b) = (identity("alice"), identity("bob"));
+        b.update_record(|r| r.profile = Some(Profile::new("bob").unwrap().with_about(about.clone()).unwrap()), NOW - 5).unwrap();
+        let inbox = [1; 32];
+        let inv = verify_inv(&signed_invitation(&a, inbox), &inbox, NOW + 1).unwrap();
+        let rc = ResponseContent {
+            kind: InvitationKind::Contact,
+            accept,
+            inbox_key: inbox,
+            invitation_hash: *inv.hash(),
+            identity_key: b.public_key(),
+            device_key: b.device_public(),
+            identity_record: b.record_key().unwrap().clone(),
+            profile: b.profile().cloned(),
+            conversation: accept.then(|| RecordKey::new([7; 32], Some(crate::crypto::SecretKey::generate(&mut OsRng)))),
+            created_at: NOW - 1000 + created,
+            device_consent: None,
+            device_dh_key: None,
+        };
+        let bytes = rc.sign(b.device_key(), b.signed(), &inv).unwrap();
+        let v = UnverifiedResponse::from_bytes(&bytes).unwrap().verify(&ctx(&inv), NOW + 2).unwrap();
+        prop_assert_eq!(v.content(), &rc);
+        prop_assert_eq!(v.identity().unwrap(), b.signed());
+    }
+
+    #[test]
+    fn final_status_round_trips(kind in 0usize..4, with_response in any::<bool>(), at in any::<u64>()) {
+        let a = identity("alice");
+        let fs = FinalStatus {
+            status: [FinalStatusKind::Accepted, FinalStatusKind::Rejected, FinalStatusKind::Revoked, FinalStatusKind::Expired][kind],
+            inbox_key: [1; 32],
+            invitation_hash: [2; 32],
+            response_hash: with_response.then_some([3; 32]),
+            responder_identity: with_response.then(|| identity("bob").public_key()),
+            decided_at: at,
+            handover: Vec::new(),
+        };
+        let b = fs.sign(a.device_key()).unwrap();
+        prop_assert_eq!(FinalStatus::verify(&b, &a.device_public(), &[1; 32], &[2; 32]).unwrap(), fs);
+    }
+
+    #[test]
+    fn identity_record_round_trips(devices in 1usize..=16, seq in any::<u64>(), label in "[a-z]{0,64}") {
+        let a = identity("alice");
+        let ik = a.identity_signing_key().unwrap();
+        let mut rec = a.signed().record().clone();
+        rec.seq = seq;
+        rec.devices = (0..devices)
+            .map(|i| {
+                let mut d = DeviceEntry::new(&ik.public(), &SigningKey::generate(&mut OsRng), i as u64, &label);
+                d.status = [DeviceStatus::Current, DeviceStatus::Deprecated, DeviceStatus::Revoked][i % 3];
+                d
+            })
+            .collect();
+        let signed = rec.sign(ik).unwrap();
+        let back = SignedIdentity::verify(signed.to_bytes(), Some(&a.public_key())).unwrap();
+        prop_assert_eq!(back.record(), &rec);
+    }
+
+    #[test]
     fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
         let _ = UnverifiedInvitation::from_bytes(&bytes).map(|u| u.verify(&[0; 32], InvitationKind::Contact, NOW));
         let _ = UnverifiedResponse::from_bytes(&bytes);
