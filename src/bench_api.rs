@@ -32,3 +32,112 @@ pub fn conversation_key(own: &DhSecretKey, peer: &DhPublicKey) -> bool {
 pub fn stretch(password: &Password, params: &PasswordParams) -> bool {
     crate::crypto::password::stretch(password, &[7; 16], params, &PasswordLimits::default()).is_ok()
 }
+
+/// Deterministic test vectors (see `tests/vectors.rs`).
+pub mod vectors {
+    use rand_core::SeedableRng;
+
+    use crate::dht::RecordKey;
+    use crate::encoding::{InvitationKind, LockParams, Ticket, TicketSecret};
+    use crate::identity::Identity;
+    use crate::message::{EncryptionKeyType, InvitationContent, Profile};
+
+    /// (name, expect, type, now, inbox, data)
+    pub type Vector = (&'static str, &'static str, &'static str, Option<u64>, Option<[u8; 32]>, Vec<u8>);
+
+    const NOW: u64 = 1_795_305_600;
+
+    fn flip(mut v: Vec<u8>, at: usize) -> Vec<u8> {
+        let i = at.min(v.len() - 1);
+        v[i] ^= 0x01;
+        v
+    }
+
+    #[allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+    pub fn generate() -> Vec<Vector> {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(20_261_122);
+        let mut id = Identity::generate(Profile::new("Alice").unwrap(), "phone", NOW - 60, &mut rng).unwrap();
+        id.set_record_key(RecordKey::new([0x11; 32], Some(crate::crypto::SecretKey::generate(&mut rng))));
+        let inbox = [0x22; 32];
+        let content = InvitationContent {
+            kind: InvitationKind::Contact,
+            inbox_key: inbox,
+            writer_key: crate::crypto::SigningKey::generate(&mut rng).public(),
+            identity_key: id.public_key(),
+            device_key: id.device_public(),
+            identity_record: id.record_key().unwrap().clone(),
+            profile: id.profile().unwrap().clone(),
+            conversation: Some(RecordKey::new([0x33; 32], None)),
+            created_at: NOW,
+            expires_at: NOW + 3600,
+            message: "hello".into(),
+            encryption_key_type: EncryptionKeyType::None,
+        };
+        let good = content.sign(id.device_key(), id.signed()).unwrap();
+        let mut other_id = Identity::generate(Profile::new("Mallory").unwrap(), "x", NOW - 60, &mut rng).unwrap();
+        other_id.set_record_key(RecordKey::new([0x44; 32], None));
+        let mut forged = content.clone();
+        forged.device_key = other_id.device_public();
+        let foreign_device = forged.sign(other_id.device_key(), id.signed()).unwrap();
+        let plain = Ticket {
+            kind: InvitationKind::Contact,
+            record: inbox,
+            secret: TicketSecret::Plain(crate::crypto::SecretKey::generate(&mut rng)),
+        };
+        let locked = Ticket {
+            kind: InvitationKind::DeviceLink,
+            record: inbox,
+            secret: TicketSecret::Locked {
+                masked: crate::crypto::SecretKey::generate(&mut rng),
+                params: LockParams { salt: [0x55; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1 },
+            },
+        };
+        let mut newer = plain.to_bytes();
+        newer[0] = 2;
+        let n = good.len();
+        vec![
+            ("invitation_valid", "success", "invitation", Some(NOW + 1), Some(inbox), good.clone()),
+            ("invitation_expired", "expired", "invitation", Some(NOW + 3600), Some(inbox), good.clone()),
+            ("invitation_from_the_future", "expired", "invitation", Some(NOW - 3600), Some(inbox), good.clone()),
+            (
+                "invitation_other_inbox",
+                "signature failure",
+                "invitation",
+                Some(NOW + 1),
+                Some([0x23; 32]),
+                good.clone(),
+            ),
+            (
+                "invitation_signature_bit_flipped",
+                "signature failure",
+                "invitation",
+                Some(NOW + 1),
+                Some(inbox),
+                flip(good.clone(), n - 3),
+            ),
+            (
+                "invitation_payload_bit_flipped",
+                "signature failure",
+                "invitation",
+                Some(NOW + 1),
+                Some(inbox),
+                flip(good.clone(), 200),
+            ),
+            (
+                "invitation_truncated",
+                "decode failure",
+                "invitation",
+                Some(NOW + 1),
+                Some(inbox),
+                good[..n - 10].to_vec(),
+            ),
+            ("invitation_foreign_device", "wrong context", "invitation", Some(NOW + 1), Some(inbox), foreign_device),
+            ("invitation_empty", "decode failure", "invitation", Some(NOW + 1), Some(inbox), Vec::new()),
+            ("ticket_plain", "success", "ticket", None, None, plain.to_bytes()),
+            ("ticket_locked_device_link", "success", "ticket", None, None, locked.to_bytes()),
+            ("ticket_bit_flipped", "checksum failure", "ticket", None, None, flip(plain.to_bytes(), 40)),
+            ("ticket_truncated", "decode failure", "ticket", None, None, plain.to_bytes()[..69].to_vec()),
+            ("ticket_version_2", "version too new", "ticket", None, None, newer),
+        ]
+    }
+}
