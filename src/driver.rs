@@ -229,10 +229,20 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
     for (key, bytes) in persisted {
         let Ok(id) = <[u8; 16]>::try_from(key.as_slice()) else { continue };
         let id = FlowId(id);
-        let mut flow: Flow = crate::store::decode_record(&bytes, &format!("flow {id}"))?;
-        let effects = flow.resume(now, actor.rng.as_mut());
-        actor.flows.insert(id, flow);
-        resumed.push((id, effects));
+        match crate::store::decode_record::<Flow>(&bytes, &format!("flow {id}")) {
+            Ok(mut flow) => {
+                let effects = flow.resume(now, actor.rng.as_mut());
+                actor.flows.insert(id, flow);
+                resumed.push((id, effects));
+            }
+            // One unreadable record must not stop every other flow from
+            // resuming. It is left in the store untouched and reported.
+            Err(e) => {
+                tracing::error!(flow = %id, error = %e, "cannot resume a persisted flow; left in the store");
+                let event = Event::Finished(Outcome::Failed(e));
+                let _ = actor.events.try_send(DriverEvent { flow: id, event, round_trips: 0 });
+            }
+        }
     }
     tokio::spawn(
         async move {

@@ -78,9 +78,13 @@ async fn file_store_basics_and_corrupt_entries() {
     // A leftover temp file of an interrupted write is ignored.
     std::fs::write(dir.path().join("contacts").join("6b30.tmp"), b"partial").unwrap();
     assert_eq!(s.list(Table::Contacts).await.unwrap().len(), 1);
-    // A corrupt persisted flow is reported, not a panic.
-    s.put(Table::Flows, &[0u8; 16], b"{not json").await.unwrap();
+    // A corrupt persisted flow is reported as a failed flow and left in the
+    // store; the driver still starts (other flows resume).
+    s.put(Table::Flows, &[0u8; 16], b"{not a flow").await.unwrap();
     let net = MemoryNetwork::new();
-    let r = driver::start(net.join("x"), Arc::new(s), DriverConfig::default()).await;
-    assert!(matches!(r, Err(contact_invite::Error::Store(_))));
+    let (_h, mut events) = driver::start(net.join("x"), Arc::new(s.clone()), DriverConfig::default()).await.unwrap();
+    let e = events.recv().await.unwrap();
+    assert_eq!(e.flow.0, [0u8; 16]);
+    assert!(matches!(e.event, Event::Finished(Outcome::Failed(contact_invite::Error::Store(_)))), "{e:?}");
+    assert_eq!(s.get(Table::Flows, &[0u8; 16]).await.unwrap().unwrap(), b"{not a flow", "nothing lost");
 }
