@@ -1,0 +1,279 @@
+//! Deterministic multi-party simulation: proptest draws schedules (fault
+//! seed and rates, a crash point for each party, each invitee's decision),
+//! runs them on MemoryDht with virtual time, and checks the invariants:
+//! - never two contacts for one invitation, and a contact on one side only
+//!   if the other side has it too;
+//! - never a contact without a verified peer (contacts re-verify the peer's
+//!   identity record when loaded, and name the party that answered);
+//! - never a lost accepted invitation: if an accept reached the DHT and the
+//!   inviter did not revoke, someone ends with a contact;
+//! - no secret in any event or log line.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use common::*;
+use contact_invite::dht::{FaultConfig, MemoryNetwork};
+use contact_invite::encoding::TicketSecret;
+use contact_invite::machine::{Event, FlowId, Outcome, ReceiveParams, SendParams};
+use proptest::prelude::*;
+
+/// Everything the library logs during the simulations.
+fn log_buffer() -> &'static Arc<Mutex<Vec<u8>>> {
+    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUF.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let w = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || Capture(w.clone()))
+            .try_init();
+        buf
+    })
+}
+
+struct Capture(Arc<Mutex<Vec<u8>>>);
+impl Write for Capture {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        let mut v = self.0.lock().unwrap();
+        if v.len() < 64 << 20 {
+            v.extend_from_slice(b);
+        }
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Decision {
+    Accept,
+    Reject,
+    Ignore,
+}
+
+#[derive(Clone, Debug)]
+struct Schedule {
+    seed: u64,
+    rate: f64,
+    crash_inviter: Option<u64>,
+    crash_b: Option<u64>,
+    crash_c: Option<u64>,
+    b: Decision,
+    c: Decision,
+    revoke: bool,
+}
+
+fn schedule() -> impl Strategy<Value = Schedule> {
+    let decision = prop_oneof![Just(Decision::Accept), Just(Decision::Reject), Just(Decision::Ignore)];
+    (
+        any::<u64>(),
+        0.0f64..0.3,
+        proptest::option::of(0u64..40),
+        proptest::option::of(0u64..40),
+        proptest::option::of(0u64..40),
+        decision.clone(),
+        decision,
+        any::<bool>(),
+    )
+        .prop_map(|(seed, rate, ci, cb, cc, b, c, revoke)| Schedule {
+            seed,
+            rate,
+            crash_inviter: ci,
+            crash_b: cb,
+            crash_c: cc,
+            b,
+            c,
+            revoke: revoke && rate < 0.1,
+        })
+}
+
+struct Outcomes {
+    inviter: Outcome,
+    invitees: Vec<(String, Option<Outcome>, bool)>, // name, outcome, accept stored
+    secrets: Vec<String>,
+    events: String,
+}
+
+async fn run(s: &Schedule) -> (Outcomes, Party, Vec<Party>) {
+    let faults = FaultConfig {
+        drop: s.rate,
+        lost_ack: s.rate / 3.0,
+        delay: s.rate,
+        max_delay: Duration::from_secs(2),
+        duplicate: s.rate,
+        stale_read: s.rate,
+        conflict: s.rate,
+        lose_notification: s.rate,
+    };
+    let net = MemoryNetwork::with_faults(s.seed, faults);
+    let mut alice = party_with(&net, "alice", s.crash_inviter).await;
+    let mut invitees = vec![party_with(&net, "bob", s.crash_b).await, party_with(&net, "carol", s.crash_c).await];
+    let decisions = [s.b, s.c];
+    let mut events = String::new();
+    let mut a_flow: Option<FlowId> = None;
+    let mut a_out = None;
+    let mut ticket = None;
+    let mut flows: Vec<Option<FlowId>> = vec![None, None];
+    let mut outs: Vec<Option<Outcome>> = vec![None, None];
+    let mut stored = [false, false];
+    let mut revoked = false;
+    for _ in 0..5_000 {
+        let invitees_done = outs.iter().zip(decisions).all(|(o, d)| o.is_some() || matches!(d, Decision::Ignore));
+        if a_out.is_some() && invitees_done {
+            break;
+        }
+        if a_flow.is_none() {
+            match alice.handle.send_invitation(SendParams::new(alice.identity.clone())).await {
+                Ok(f) => a_flow = Some(f),
+                Err(_) => {
+                    alice.restart(&net).await;
+                    continue;
+                }
+            }
+        }
+        if let Some(t) = &ticket {
+            for i in 0..2 {
+                if flows[i].is_none() && outs[i].is_none() {
+                    let p = &mut invitees[i];
+                    match p.handle.receive(ReceiveParams::new(p.identity.clone(), Clone::clone(t))).await {
+                        Ok(f) => flows[i] = Some(f),
+                        Err(_) => p.restart(&net).await,
+                    }
+                }
+            }
+        }
+        let (first, rest) = invitees.split_at_mut(1);
+        let (pb, pc) = (&mut first[0], &mut rest[0]);
+        tokio::select! {
+            e = alice.events.recv() => match e {
+                None => alice.restart(&net).await,
+                Some(e) => {
+                    events.push_str(&format!("{e:?}\n"));
+                    match e.event {
+                        Event::InvitationPublished { .. } if ticket.is_none() => {
+                            ticket = alice.handle.ticket(e.flow).await.ok().flatten();
+                            if s.revoke && !revoked && ticket.is_some() {
+                                revoked = alice.handle.cancel(e.flow).await.is_ok();
+                            }
+                        }
+                        Event::Finished(o) if Some(e.flow) == a_flow => a_out = Some(o),
+                        _ => {}
+                    }
+                }
+            },
+            e = pb.events.recv() => on_invitee(&net, pb, e, decisions[0], flows[0], &mut outs[0], &mut stored[0], &mut events).await,
+            e = pc.events.recv() => on_invitee(&net, pc, e, decisions[1], flows[1], &mut outs[1], &mut stored[1], &mut events).await,
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
+    let mut secrets = Vec::new();
+    if let Some(TicketSecret::Plain(k)) = ticket.as_ref().map(|t| &t.secret) {
+        secrets.push(data_encoding::HEXLOWER.encode(k.expose()));
+        secrets.push(data_encoding::BASE64URL_NOPAD.encode(k.expose()));
+        secrets.push(format!("{:?}", &k.expose()[..]).trim_matches(['[', ']']).to_owned());
+    }
+    let o = Outcomes {
+        inviter: a_out.unwrap_or_else(|| panic!("inviter did not finish: {s:?}")),
+        invitees: invitees.iter().zip(outs).zip(stored).map(|((p, o), st)| (p.name.clone(), o, st)).collect(),
+        secrets,
+        events,
+    };
+    (o, alice, invitees)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn on_invitee(
+    net: &MemoryNetwork,
+    p: &mut Party,
+    e: Option<contact_invite::driver::DriverEvent>,
+    d: Decision,
+    flow: Option<FlowId>,
+    out: &mut Option<Outcome>,
+    stored: &mut bool,
+    log: &mut String,
+) {
+    let Some(e) = e else { return p.restart(net).await };
+    log.push_str(&format!("{e:?}\n"));
+    if Some(e.flow) != flow {
+        return;
+    }
+    match e.event {
+        Event::InvitationReceived(_) => {
+            let r = match d {
+                Decision::Accept => p.handle.accept(e.flow).await,
+                Decision::Reject => p.handle.reject(e.flow).await,
+                Decision::Ignore => Ok(()),
+            };
+            if r.is_err() {
+                p.restart(net).await;
+            }
+        }
+        Event::ResponseSent { accepted: true } => *stored = true,
+        Event::Finished(o) => *out = Some(o),
+        _ => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+
+    #[test]
+    fn invariants_hold_on_random_schedules(s in schedule()) {
+        let buf = log_buffer().clone();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+        let (o, alice, invitees) = rt.block_on(run(&s));
+        let a_contacts = rt.block_on(alice.contacts());
+        // Never two contacts for one invitation.
+        prop_assert!(a_contacts.len() <= 1, "{s:?}: {} inviter contacts", a_contacts.len());
+        let mut winners = 0;
+        for (p, (name, out, stored)) in invitees.iter().zip(&o.invitees) {
+            let c = rt.block_on(p.contacts());
+            prop_assert!(c.len() <= 1);
+            if let Some(c) = c.first() {
+                winners += 1;
+                // A contact names a verified peer: the inviter, whose record re-verified on load.
+                prop_assert_eq!(c.peer, alice.identity.public_key());
+                prop_assert_eq!(out, &Some(Outcome::Contact(alice.identity.public_key())));
+                // Mutual: the inviter holds this invitee.
+                prop_assert!(a_contacts.iter().any(|a| a.peer == p.identity.public_key()), "{s:?}: {name} has a contact, the inviter not");
+                prop_assert_eq!(a_contacts[0].conversation_key(), c.conversation_key());
+            }
+            let _ = stored;
+        }
+        prop_assert!(winners <= 1, "{s:?}: two invitees won one invitation");
+        prop_assert_eq!(winners, a_contacts.len(), "{:?}: inviter contacts {} vs winners {}", s, a_contacts.len(), winners);
+        // Never a lost accepted invitation: every stored accept ends in the
+        // contact or a clear refusal, and when no reject or revoke competed,
+        // a stored accept always yields the contact.
+        use contact_invite::error::{Error, ProtocolError};
+        for (name, out, stored) in &o.invitees {
+            if *stored {
+                let ok = matches!(
+                    out,
+                    Some(Outcome::Contact(_))
+                        | Some(Outcome::Failed(Error::Protocol(ProtocolError::AlreadyUsed | ProtocolError::Revoked | ProtocolError::Expired)))
+                );
+                prop_assert!(ok, "{s:?}: {name}'s stored accept ended {out:?}");
+            }
+        }
+        let any_accept_stored = o.invitees.iter().any(|(_, _, st)| *st);
+        let reject_competed = matches!(s.b, Decision::Reject) || matches!(s.c, Decision::Reject);
+        if any_accept_stored && !s.revoke && !reject_competed {
+            prop_assert!(matches!(o.inviter, Outcome::Contact(_)), "{s:?}: an accept was stored but the inviter ended {:?}", o.inviter);
+        }
+        // No secret in any event or log line.
+        let logs = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
+        prop_assert!(logs.contains("flow event"), "the library's log lines are captured");
+        prop_assert!(!o.secrets.is_empty() && !o.events.is_empty());
+        for secret in &o.secrets {
+            prop_assert!(!o.events.contains(secret.as_str()), "secret in an event");
+            prop_assert!(!logs.contains(secret.as_str()), "secret in a log line");
+        }
+    }
+}
