@@ -1,0 +1,91 @@
+// Shared by the machine targets: one published identity, and arbitrary
+// inputs mapped onto the machines' input type.
+use std::sync::OnceLock;
+
+use contact_invite::dht::{DhtErrorKind, RecordKey, ValueData};
+use contact_invite::identity::Identity;
+use contact_invite::machine::{Command, DhtFailure, DhtOutput, Effect, Input, Timer};
+use contact_invite::message::Profile;
+use libfuzzer_sys::arbitrary::{self, Arbitrary};
+
+pub const NOW_MS: u64 = 1_795_305_600_000;
+
+pub fn identity() -> &'static Identity {
+    static ID: OnceLock<Identity> = OnceLock::new();
+    ID.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        let net = contact_invite::dht::MemoryNetwork::new();
+        let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(7);
+        let id = Identity::generate(Profile::new("fuzz").expect("profile"), "d", NOW_MS / 1000, &mut rng).expect("identity");
+        rt.block_on(contact_invite::driver::publish_identity(&net.join("x"), id)).expect("publish")
+    })
+}
+
+#[derive(Arbitrary, Debug)]
+pub enum FuzzInput {
+    Accept,
+    Reject,
+    Cancel,
+    Password(String),
+    Timer(u8, u64),
+    Change { subkey: u8, data: Option<Vec<u8>> },
+    Done { op: u8, result: FuzzResult },
+    Advance(u32),
+}
+
+#[derive(Arbitrary, Debug)]
+pub enum FuzzResult {
+    Created([u8; 32], Option<[u8; 32]>),
+    Done,
+    Value(Option<(u32, Vec<u8>)>),
+    Set(Option<(u32, Vec<u8>)>),
+    Failed(u8),
+}
+
+pub fn value(v: Option<(u32, Vec<u8>)>) -> Option<ValueData> {
+    v.map(|(seq, data)| ValueData { seq, data, writer: identity().public_key() })
+}
+
+pub fn to_input(i: FuzzInput, record: [u8; 32]) -> Option<Input> {
+    Some(match i {
+        FuzzInput::Accept => Input::Command(Command::Accept),
+        FuzzInput::Reject => Input::Command(Command::Reject),
+        FuzzInput::Cancel => Input::Command(Command::Cancel),
+        FuzzInput::Password(p) => Input::Command(Command::Password(contact_invite::crypto::Password::new(p).ok()?)),
+        FuzzInput::Timer(k, op) => Input::TimerFired(match k % 3 {
+            0 => Timer::Poll,
+            1 => Timer::Expiry,
+            _ => Timer::Retry(op % 16),
+        }),
+        FuzzInput::Change { subkey, data } => Input::ValueChanged {
+            record,
+            subkeys: vec![u32::from(subkey % 3)],
+            value: data.map(|d| ValueData { seq: 1, data: d, writer: identity().public_key() }),
+        },
+        FuzzInput::Done { op, result } => Input::DhtDone {
+            op: u64::from(op % 16),
+            result: match result {
+                FuzzResult::Created(k, s) => Ok(DhtOutput::Created(RecordKey::new(
+                    k,
+                    s.map(|s| contact_invite::crypto::SecretKey::from_slice(&s).expect("32 bytes")),
+                ))),
+                FuzzResult::Done => Ok(DhtOutput::Done),
+                FuzzResult::Value(v) => Ok(DhtOutput::Value(value(v))),
+                FuzzResult::Set(v) => Ok(DhtOutput::Set(value(v))),
+                FuzzResult::Failed(k) => Err(DhtFailure {
+                    kind: [DhtErrorKind::Unavailable, DhtErrorKind::NotFound, DhtErrorKind::BadRecordSecret, DhtErrorKind::SchemaViolation][usize::from(k % 4)],
+                    message: String::new(),
+                }),
+            },
+        },
+        FuzzInput::Advance(_) => return None,
+    })
+}
+
+/// Invariant after every step: nothing the fuzzer can make carries a valid
+/// signature from another identity, so no contact may ever be saved.
+pub fn check(effects: &[Effect]) {
+    for e in effects {
+        assert!(!matches!(e, Effect::SaveContact(_)), "a contact without a verified peer");
+    }
+}

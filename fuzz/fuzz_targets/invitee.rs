@@ -1,0 +1,36 @@
+//! The invitee machine fed an arbitrary ticket and arbitrary inputs
+//! (hostile DHT values, timers, commands), with invariants after each step.
+#![no_main]
+#[path = "common.rs"]
+mod common;
+
+use common::*;
+use contact_invite::encoding::Ticket;
+use contact_invite::machine::{Input, Invitee, ReceiveParams};
+use contact_invite::crypto::PasswordParams;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: (Vec<u8>, Vec<FuzzInput>)| {
+    let (ticket, inputs) = data;
+    let Ok(mut ticket) = Ticket::from_bytes(&ticket) else { return };
+    // Keep Argon2 cheap so the fuzzer explores the machine, not the KDF.
+    if let contact_invite::encoding::TicketSecret::Locked { params, .. } = &mut ticket.secret {
+        let p = PasswordParams::INSECURE_FAST_FOR_TESTS;
+        (params.m_cost_log2, params.t_cost, params.p_cost) = (p.m_cost_log2, p.t_cost, p.p_cost);
+    }
+    let record = ticket.record;
+    let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(1);
+    let Ok((mut m, effects)) = Invitee::new(ReceiveParams::new(identity().clone(), ticket), NOW_MS, &mut rng) else { return };
+    check(&effects);
+    let mut now = NOW_MS;
+    for i in inputs.into_iter().take(64) {
+        if let FuzzInput::Advance(ms) = i {
+            now += u64::from(ms);
+            continue;
+        }
+        let Some(input): Option<Input> = to_input(i, record) else { continue };
+        let effects = m.handle(input, now, &mut rng);
+        check(&effects);
+    }
+    let _ = m.resume(now, &mut rng);
+});
