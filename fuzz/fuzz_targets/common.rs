@@ -16,7 +16,8 @@ pub fn identity() -> &'static Identity {
         let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
         let net = contact_invite::dht::MemoryNetwork::new();
         let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(7);
-        let id = Identity::generate(Profile::new("fuzz").expect("profile"), "d", NOW_MS / 1000, &mut rng).expect("identity");
+        let id =
+            Identity::generate(Profile::new("fuzz").expect("profile"), "d", NOW_MS / 1000, &mut rng).expect("identity");
         rt.block_on(contact_invite::driver::publish_identity(&net.join("x"), id)).expect("publish")
     })
 }
@@ -73,7 +74,12 @@ pub fn to_input(i: FuzzInput, record: [u8; 32]) -> Option<Input> {
                 FuzzResult::Value(v) => Ok(DhtOutput::Value(value(v))),
                 FuzzResult::Set(v) => Ok(DhtOutput::Set(value(v))),
                 FuzzResult::Failed(k) => Err(DhtFailure {
-                    kind: [DhtErrorKind::Unavailable, DhtErrorKind::NotFound, DhtErrorKind::BadRecordSecret, DhtErrorKind::SchemaViolation][usize::from(k % 4)],
+                    kind: [
+                        DhtErrorKind::Unavailable,
+                        DhtErrorKind::NotFound,
+                        DhtErrorKind::BadRecordSecret,
+                        DhtErrorKind::SchemaViolation,
+                    ][usize::from(k % 4)],
                     message: String::new(),
                 }),
             },

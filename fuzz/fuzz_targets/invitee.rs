@@ -5,9 +5,9 @@
 mod common;
 
 use common::*;
+use contact_invite::crypto::PasswordParams;
 use contact_invite::encoding::Ticket;
 use contact_invite::machine::{Input, Invitee, ReceiveParams};
-use contact_invite::crypto::PasswordParams;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: (Vec<u8>, Vec<FuzzInput>)| {
@@ -20,7 +20,9 @@ fuzz_target!(|data: (Vec<u8>, Vec<FuzzInput>)| {
     }
     let record = ticket.record;
     let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(1);
-    let Ok((mut m, effects)) = Invitee::new(ReceiveParams::new(identity().clone(), ticket), NOW_MS, &mut rng) else { return };
+    let Ok((mut m, effects)) = Invitee::new(ReceiveParams::new(identity().clone(), ticket), NOW_MS, &mut rng) else {
+        return;
+    };
     check(&effects);
     let mut now = NOW_MS;
     for i in inputs.into_iter().take(64) {

@@ -2,7 +2,9 @@
 //! never panics, and nothing verifies (no forged signature can).
 #![no_main]
 use contact_invite::crypto::PublicKey;
-use contact_invite::message::{InvitationContext, InvitationKind, SignedIdentity, UnverifiedInvitation, UnverifiedResponse};
+use contact_invite::message::{
+    InvitationContext, InvitationKind, SignedIdentity, UnverifiedInvitation, UnverifiedResponse,
+};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,7 +14,13 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(u) = UnverifiedResponse::from_bytes(data) {
         let Ok(id) = PublicKey::from_bytes(&[0x58; 32]) else { return };
-        let ctx = InvitationContext { inbox_key: &[0; 32], hash: &[0; 32], expires_at: now + 10, kind: InvitationKind::Contact, identity_key: &id };
+        let ctx = InvitationContext {
+            inbox_key: &[0; 32],
+            hash: &[0; 32],
+            expires_at: now + 10,
+            kind: InvitationKind::Contact,
+            identity_key: &id,
+        };
         assert!(u.verify(&ctx, now).is_err());
     }
     let _ = SignedIdentity::verify(data, None);
