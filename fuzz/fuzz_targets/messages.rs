@@ -24,4 +24,6 @@ fuzz_target!(|data: &[u8]| {
         assert!(u.verify(&ctx, now).is_err());
     }
     let _ = SignedIdentity::verify(data, None);
+    let _ = contact_invite::__bench::decode_inbox_value(data);
+    assert!(!contact_invite::__bench::verify_final_status(data));
 });
