@@ -147,6 +147,11 @@ pub fn decode_inbox_value(bytes: &[u8]) -> bool {
     crate::message::inbox::decode_value(bytes).is_ok()
 }
 
+/// Fuzzing entry: decodes an opened request (writer seed + invitation).
+pub fn decode_request_private(bytes: &[u8]) -> bool {
+    crate::message::inbox::parse_request_private(bytes).is_ok()
+}
+
 /// Fuzzing entry: decodes and verifies a signed final status against a fixed
 /// key and context; returns whether it verified (nothing forged can).
 pub fn verify_final_status(bytes: &[u8]) -> bool {

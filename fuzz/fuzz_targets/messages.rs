@@ -25,5 +25,6 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = SignedIdentity::verify(data, None);
     let _ = contact_invite::__bench::decode_inbox_value(data);
+    let _ = contact_invite::__bench::decode_request_private(data);
     assert!(!contact_invite::__bench::verify_final_status(data));
 });

@@ -96,7 +96,13 @@ pub(crate) fn open_request(
     sealed: &[u8],
 ) -> Result<(SigningKey, UnverifiedInvitation), crate::Error> {
     let plain = aead::open(&keys.request, SealedKind::Request, inbox, sealed)?;
-    let p: pb::ContactRequestPrivate = wire::decode(&plain, limits::MAX_INBOX_VALUE, "request")?;
+    parse_request_private(&plain)
+}
+
+/// Decodes an opened `ContactRequestPrivate`: the writer seed and the
+/// (still unverified) signed invitation.
+pub(crate) fn parse_request_private(plain: &[u8]) -> Result<(SigningKey, UnverifiedInvitation), crate::Error> {
+    let p: pb::ContactRequestPrivate = wire::decode(plain, limits::MAX_INBOX_VALUE, "request")?;
     let writer_secret = Zeroizing::new(p.writer_secret);
     let writer = SigningKey::from_seed_slice(&writer_secret)?;
     let inv = UnverifiedInvitation::from_bytes(&p.signed_invitation)?;
