@@ -159,3 +159,13 @@ pub fn verify_final_status(bytes: &[u8]) -> bool {
     let Ok(key) = crate::crypto::PublicKey::from_bytes(&[0x58; 32]) else { return false };
     crate::message::FinalStatus::verify(bytes, &key, &[0; 32], &[0; 32]).is_ok()
 }
+
+/// Scale measurements: a persisted flow record, as the driver writes it.
+pub fn encode_flow(flow: &crate::machine::Flow) -> Vec<u8> {
+    crate::store::encode_record(flow).unwrap_or_default()
+}
+
+/// Scale measurements: decodes a persisted flow record.
+pub fn decode_flow(bytes: &[u8]) -> Option<crate::machine::Flow> {
+    crate::store::decode_record(bytes, "flow").ok()
+}

@@ -20,9 +20,18 @@ struct Run {
 }
 
 /// Drives a full invitation, restarting any party whose driver stopped.
-async fn scenario(net: MemoryNetwork, crash_inviter: Option<u64>, crash_invitee: Option<u64>) -> Run {
+async fn scenario(
+    net: MemoryNetwork,
+    crash_inviter: Option<u64>,
+    crash_invitee: Option<u64>,
+    faults: Option<FaultConfig>,
+) -> Run {
     let mut alice = party_with(&net, "alice", crash_inviter).await;
     let mut bob = party_with(&net, "bob", crash_invitee).await;
+    // Identities are published first; the flow itself runs under the faults.
+    if let Some(f) = faults {
+        net.set_faults(f);
+    }
     let mut crashes = 0;
     let mut a_flow: Option<FlowId> = None;
     let mut b_flow: Option<FlowId> = None;
@@ -108,7 +117,7 @@ fn assert_one_contact_each(r: &Run, label: &str) {
 async fn crash_at_every_effect_boundary_of_the_inviter() {
     let mut k = 0;
     loop {
-        let r = scenario(MemoryNetwork::new(), Some(k), None).await;
+        let r = scenario(MemoryNetwork::new(), Some(k), None, None).await;
         assert_one_contact_each(&r, &format!("inviter crash after {k} effects"));
         if r.crashes == 0 {
             break; // the budget outlasted the whole flow: every boundary covered
@@ -123,7 +132,7 @@ async fn crash_at_every_effect_boundary_of_the_inviter() {
 async fn crash_at_every_effect_boundary_of_the_invitee() {
     let mut k = 0;
     loop {
-        let r = scenario(MemoryNetwork::new(), None, Some(k)).await;
+        let r = scenario(MemoryNetwork::new(), None, Some(k), None).await;
         assert_one_contact_each(&r, &format!("invitee crash after {k} effects"));
         if r.crashes == 0 {
             break;
@@ -149,8 +158,8 @@ async fn seeded_fault_runs_complete_or_fail_cleanly() {
             conflict: rate,
             lose_notification: rate,
         };
-        let net = MemoryNetwork::with_faults(seed, faults);
-        let r = scenario(net, None, None).await;
+        let net = MemoryNetwork::with_faults(seed, FaultConfig::default());
+        let r = scenario(net, None, None, Some(faults)).await;
         // Never a contact on one side only, never more than one.
         assert!(r.inviter_contacts <= 1 && r.invitee_contacts <= 1, "seed {seed}: {r:?}");
         match (&r.inviter, &r.invitee) {
