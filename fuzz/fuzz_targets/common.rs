@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use contact_invite::dht::{DhtErrorKind, RecordKey, ValueData};
 use contact_invite::identity::Identity;
-use contact_invite::machine::{Command, DhtFailure, DhtOutput, Effect, Input, Timer};
+use contact_invite::machine::{Command, DhtFailure, DhtOutput, Effect, Flow, Input, Rng, Timer};
 use contact_invite::message::Profile;
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 
@@ -94,4 +94,19 @@ pub fn check(effects: &[Effect]) {
     for e in effects {
         assert!(!matches!(e, Effect::SaveContact(_)), "a contact without a verified peer");
     }
+}
+
+/// Feeds up to 64 inputs to a machine (advancing the clock on `Advance`),
+/// checking the invariant after every step, then resumes it.
+pub fn drive(m: &mut Flow, inputs: Vec<FuzzInput>, record: impl Fn(&Flow) -> [u8; 32], rng: &mut dyn Rng) {
+    let mut now = NOW_MS;
+    for i in inputs.into_iter().take(64) {
+        if let FuzzInput::Advance(ms) = i {
+            now += u64::from(ms);
+            continue;
+        }
+        let Some(input) = to_input(i, record(m)) else { continue };
+        check(&m.handle(input, now, rng));
+    }
+    let _ = m.resume(now, rng);
 }

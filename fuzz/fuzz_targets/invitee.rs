@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use contact_invite::crypto::PasswordParams;
 use contact_invite::encoding::Ticket;
-use contact_invite::machine::{Input, Invitee, ReceiveParams};
+use contact_invite::machine::{Flow, Invitee, ReceiveParams};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: (Vec<u8>, Vec<FuzzInput>)| {
@@ -20,19 +20,9 @@ fuzz_target!(|data: (Vec<u8>, Vec<FuzzInput>)| {
     }
     let record = ticket.record;
     let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(1);
-    let Ok((mut m, effects)) = Invitee::new(ReceiveParams::new(identity().clone(), ticket), NOW_MS, &mut rng) else {
+    let Ok((m, effects)) = Invitee::new(ReceiveParams::new(identity().clone(), ticket), NOW_MS, &mut rng) else {
         return;
     };
     check(&effects);
-    let mut now = NOW_MS;
-    for i in inputs.into_iter().take(64) {
-        if let FuzzInput::Advance(ms) = i {
-            now += u64::from(ms);
-            continue;
-        }
-        let Some(input): Option<Input> = to_input(i, record) else { continue };
-        let effects = m.handle(input, now, &mut rng);
-        check(&effects);
-    }
-    let _ = m.resume(now, &mut rng);
+    drive(&mut Flow::Invitee(Box::new(m)), inputs, |_| record, &mut rng);
 });
