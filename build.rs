@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".contact_invite.v1.ContactRequestPrivate",
         ".contact_invite.v1.ContactInvitationRecord",
         ".contact_invite.v1.RecordKey",
+        ".contact_invite.v1.DeviceHandover",
     ]);
     config.compile_fds(fds)?;
     Ok(())

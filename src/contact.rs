@@ -86,6 +86,47 @@ impl Contact {
     pub fn local_conversation_owner(&self) -> &SigningKey {
         &self.local_conversation_owner
     }
+    /// Checks a message signed by the peer with
+    /// [`crate::identity::Identity::sign_message`]: the signature is bound to both
+    /// identities, and the signing device must be a current device in the
+    /// peer's identity record as this contact knows it (refresh it with
+    /// [`Self::update_peer_identity`] to learn of new or revoked devices).
+    pub fn verify_message(
+        &self,
+        own: &PublicKey,
+        payload: &[u8],
+        sig: &crate::identity::MessageSignature,
+    ) -> Result<(), crate::VerifyError> {
+        self.peer_identity.require_current(&sig.device)?;
+        if crate::crypto::sign::verify(
+            &sig.device,
+            crate::crypto::sign::SignedKind::ContactMessage,
+            &[self.peer.as_bytes(), own.as_bytes()],
+            payload,
+            &sig.signature,
+        ) {
+            Ok(())
+        } else {
+            Err(crate::VerifyError::BadSignature)
+        }
+    }
+
+    /// Replaces the peer's identity record with a newer one read from the DHT
+    /// (encoded `SignedIdentityRecord`). It must verify, belong to the peer
+    /// and not be older than the one held. Returns whether it changed.
+    pub fn update_peer_identity(&mut self, bytes: &[u8]) -> Result<bool, crate::Error> {
+        let fetched = SignedIdentity::verify(bytes, Some(&self.peer))?;
+        if fetched.record().seq < self.peer_identity.record().seq {
+            return Err(crate::VerifyError::WrongContext("identity record older than the one held").into());
+        }
+        let changed = fetched != self.peer_identity;
+        if let Some(p) = fetched.record().profile.clone() {
+            self.profile = p;
+        }
+        self.peer_identity = fetched;
+        Ok(changed)
+    }
+
     /// A short safety code both sides can compare out of band (same on both
     /// sides): hash of both identity keys, sorted.
     pub fn safety_code(&self, own: &PublicKey) -> String {

@@ -25,8 +25,8 @@ use crate::encoding::Ticket;
 use crate::error::Error;
 use crate::identity::{Identity, identity_record_schema};
 use crate::machine::{
-    Command, DhtFailure, DhtOp, DhtOutput, Effect, Event, Flow, FlowId, Input, Invitee, Inviter, OpId, Outcome,
-    ReceiveParams, Rng, SendParams, Timer,
+    Command, DhtFailure, DhtOp, DhtOutput, Effect, Event, Flow, FlowId, Input, Invitee, Inviter, LinkParams, OpId,
+    Outcome, ReceiveParams, Rng, SendParams, Timer,
 };
 use crate::store::{Store, Table};
 
@@ -135,9 +135,11 @@ pub struct DriverEvent {
     pub round_trips: u32,
 }
 
+/// Builds a new flow from the time and the RNG.
+type Starter = Box<dyn FnOnce(u64, &mut dyn Rng) -> Result<(Flow, Vec<Effect>), Error> + Send>;
+
 enum Cmd {
-    Send(Box<SendParams>, oneshot::Sender<Result<FlowId, Error>>),
-    Receive(Box<ReceiveParams>, oneshot::Sender<Result<FlowId, Error>>),
+    Start(Starter, oneshot::Sender<Result<FlowId, Error>>),
     Command(FlowId, Command, oneshot::Sender<Result<(), Error>>),
     Ticket(FlowId, oneshot::Sender<Option<Ticket>>),
     Shutdown(oneshot::Sender<()>),
@@ -162,14 +164,38 @@ impl Handle {
         self.tx.send(f(tx)).await.map_err(|_| gone())?;
         rx.await.map_err(|_| gone())
     }
+    async fn start_flow(
+        &self,
+        f: impl FnOnce(u64, &mut dyn Rng) -> Result<(Flow, Vec<Effect>), Error> + Send + 'static,
+    ) -> Result<FlowId, Error> {
+        self.call(|tx| Cmd::Start(Box::new(f), tx)).await?
+    }
     /// Starts sending an invitation; the ticket is ready after
     /// [`Event::InvitationPublished`] (see [`Self::ticket`]).
     pub async fn send_invitation(&self, params: SendParams) -> Result<FlowId, Error> {
-        self.call(|tx| Cmd::Send(Box::new(params), tx)).await?
+        self.start_flow(move |now, rng| Inviter::new(params, now, rng).map(|(m, e)| (Flow::Inviter(Box::new(m)), e)))
+            .await
     }
     /// Starts receiving a ticket.
     pub async fn receive(&self, params: ReceiveParams) -> Result<FlowId, Error> {
-        self.call(|tx| Cmd::Receive(Box::new(params), tx)).await?
+        self.start_flow(move |now, rng| Invitee::new(params, now, rng).map(|(m, e)| (Flow::Invitee(Box::new(m)), e)))
+            .await
+    }
+    /// On the device holding the identity key: starts a device-link
+    /// invitation (show its [`Self::ticket`] to the new device). Ends with
+    /// [`Outcome::DeviceLinked`] and the updated identity saved in the store.
+    pub async fn link_device(&self, params: SendParams) -> Result<FlowId, Error> {
+        self.start_flow(move |now, rng| {
+            Inviter::link_device(params, now, rng).map(|(m, e)| (Flow::Inviter(Box::new(m)), e))
+        })
+        .await
+    }
+    /// On the new device: receives a device-link ticket. After
+    /// [`Event::InvitationReceived`], [`Self::accept`] links this device; the
+    /// new identity is then in the store ([`identities`]).
+    pub async fn join_account(&self, params: LinkParams) -> Result<FlowId, Error> {
+        self.start_flow(move |now, rng| Invitee::link(params, now, rng).map(|(m, e)| (Flow::Invitee(Box::new(m)), e)))
+            .await
     }
     /// Sends a command to a flow.
     pub async fn command(&self, flow: FlowId, command: Command) -> Result<(), Error> {
@@ -315,26 +341,13 @@ impl<D: Dht, S: Store> Actor<D, S> {
     async fn on_cmd(&mut self, cmd: Cmd) -> Result<(), Stopped> {
         let now = self.clock.now_ms();
         match cmd {
-            Cmd::Send(params, reply) => {
+            Cmd::Start(start, reply) => {
                 let id = FlowId::random(self.rng.as_mut());
-                match Inviter::new(*params, now, self.rng.as_mut()) {
-                    Ok((m, effects)) => {
-                        self.flows.insert(id, Flow::Inviter(Box::new(m)));
+                match start(now, self.rng.as_mut()) {
+                    Ok((flow, effects)) => {
+                        self.flows.insert(id, flow);
                         // Reply once the flow is persisted: a crash before
                         // that surfaces as an error, never as a lost flow.
-                        self.apply(id, effects, 0).await?;
-                        let _ = reply.send(Ok(id));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
-            }
-            Cmd::Receive(params, reply) => {
-                let id = FlowId::random(self.rng.as_mut());
-                match Invitee::new(*params, now, self.rng.as_mut()) {
-                    Ok((m, effects)) => {
-                        self.flows.insert(id, Flow::Invitee(Box::new(m)));
                         self.apply(id, effects, 0).await?;
                         let _ = reply.send(Ok(id));
                     }
@@ -419,7 +432,7 @@ impl<D: Dht, S: Store> Actor<D, S> {
         // (idempotent upserts) are saved before anything else of the step:
         // a crash can then never persist "done" without the contact.
         let (contacts, rest): (Vec<Effect>, Vec<Effect>) =
-            effects.into_iter().partition(|e| matches!(e, Effect::SaveContact(_)));
+            effects.into_iter().partition(|e| matches!(e, Effect::SaveContact(_) | Effect::SaveIdentity(_)));
         for e in contacts.into_iter().chain(rest) {
             self.spend()?;
             match e {
@@ -468,6 +481,12 @@ impl<D: Dht, S: Store> Actor<D, S> {
                 Effect::SaveContact(c) => {
                     if let Err(e) = save_contact(self.store.as_ref(), &c).await {
                         tracing::error!(flow = %id, error = %e, "could not save contact; stopping");
+                        return Err(Stopped);
+                    }
+                }
+                Effect::SaveIdentity(identity) => {
+                    if let Err(e) = save_identity(self.store.as_ref(), &identity).await {
+                        tracing::error!(flow = %id, error = %e, "could not save identity; stopping");
                         return Err(Stopped);
                     }
                 }
@@ -566,6 +585,23 @@ pub async fn contacts<S: Store>(store: &S) -> Result<Vec<Contact>, Error> {
     let mut out = Vec::new();
     for (_, v) in store.list(Table::Contacts).await.map_err(store_err)? {
         out.push(crate::store::decode_record(&v, "contact")?);
+    }
+    Ok(out)
+}
+
+/// Saves this device's identity (upsert keyed by identity key). Flows that
+/// change it (device links) save it themselves.
+pub async fn save_identity<S: Store>(store: &S, identity: &Identity) -> Result<(), Error> {
+    let bytes = crate::store::encode_record(identity)?;
+    store.put(Table::Identity, identity.public_key().as_bytes(), &bytes).await.map_err(store_err)
+}
+
+/// Every identity saved on this device (after a device link, the new
+/// device's identity is here).
+pub async fn identities<S: Store>(store: &S) -> Result<Vec<Identity>, Error> {
+    let mut out = Vec::new();
+    for (_, v) in store.list(Table::Identity).await.map_err(store_err)? {
+        out.push(crate::store::decode_record(&v, "identity")?);
     }
     Ok(out)
 }

@@ -123,6 +123,12 @@ pub enum VerifyError {
     /// Authenticated decryption failed (wrong key, wrong password, tampered).
     #[error("decryption failed (wrong key or password, or tampered data)")]
     DecryptionFailed,
+    /// A request's proof-of-work stamp is missing or below the asked difficulty.
+    #[error("proof-of-work stamp below the required {required} bits")]
+    InsufficientWork {
+        /// Bits the recipient asks for.
+        required: u32,
+    },
 }
 
 /// Password/PIN key-stretching errors.

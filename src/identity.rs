@@ -6,9 +6,20 @@ use core::fmt;
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
 
+use crate::crypto::Signature;
+use crate::crypto::sign::{SignedKind, sign};
 use crate::crypto::{DhSecretKey, PublicKey, SecretKey, SigningKey};
 use crate::dht::{RecordKey, Schema};
-use crate::message::{DeviceEntry, IdentityRecord, Profile, SignedIdentity};
+use crate::message::{DeviceEntry, DeviceStatus, IdentityRecord, Profile, SignedIdentity};
+
+/// A message signature by one device of an identity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageSignature {
+    /// The signing device.
+    pub device: PublicKey,
+    /// The signature.
+    pub signature: Signature,
+}
 
 /// Schema of an identity record: one owner subkey holding the signed record.
 pub fn identity_record_schema() -> Schema {
@@ -61,7 +72,6 @@ impl Identity {
             profile: Some(profile),
             updated_at: now_secs,
             request_inbox: None,
-            request_pow_bits: 0,
         };
         let signed = record.sign(&identity_key)?;
         Ok(Self {
@@ -103,8 +113,75 @@ impl Identity {
     pub(crate) fn identity_signing_key(&self) -> Option<&SigningKey> {
         self.identity_key.as_ref()
     }
+    pub(crate) fn account_key(&self) -> &SecretKey {
+        &self.account_key
+    }
     pub(crate) fn dh_secret(&self) -> DhSecretKey {
         DhSecretKey::from_account_key(&self.account_key)
+    }
+
+    /// The identity of a device just linked: it holds the account key and
+    /// its own device key, not the identity key.
+    pub(crate) fn linked(
+        device_key: SigningKey,
+        account_key: SecretKey,
+        record_key: RecordKey,
+        signed: SignedIdentity,
+    ) -> Self {
+        Self {
+            identity_key: None,
+            identity_public: signed.record().identity_key,
+            device_key,
+            account_key,
+            record_key: Some(record_key),
+            signed,
+        }
+    }
+
+    /// Adopts a newer verified record of this same identity (after a device
+    /// link or a refresh from the DHT). Older or foreign records are refused.
+    pub fn adopt_record(&mut self, signed: SignedIdentity) -> Result<(), crate::Error> {
+        if signed.record().identity_key != self.identity_public {
+            return Err(crate::VerifyError::WrongContext("identity record of another identity").into());
+        }
+        if signed.record().seq < self.signed.record().seq {
+            return Err(crate::VerifyError::WrongContext("identity record older than ours").into());
+        }
+        self.signed = signed;
+        Ok(())
+    }
+
+    /// Revokes one of this identity's devices (nothing it signs is accepted
+    /// any more by peers that refresh the record). Needs the identity key;
+    /// republish with [`crate::driver::publish_identity`].
+    pub fn revoke_device(&mut self, device: &PublicKey, now_secs: u64) -> Result<(), crate::Error> {
+        if self.signed.record().device_status(device).is_none() {
+            return Err(crate::Error::ApiMisuse("no such device in the identity record"));
+        }
+        let device = *device;
+        self.update_record(
+            |r| {
+                for d in &mut r.devices {
+                    if d.device_key == device {
+                        d.status = DeviceStatus::Revoked;
+                    }
+                }
+            },
+            now_secs,
+        )
+    }
+
+    /// Signs an application message to the contact `to` with this device's
+    /// key (domain-separated, bound to both identities). Peers check it with
+    /// [`crate::contact::Contact::verify_message`].
+    pub fn sign_message(&self, to: &PublicKey, payload: &[u8]) -> MessageSignature {
+        let signature = sign(
+            &self.device_key,
+            SignedKind::ContactMessage,
+            &[self.identity_public.as_bytes(), to.as_bytes()],
+            payload,
+        );
+        MessageSignature { device: self.device_key.public(), signature }
     }
 
     /// Changes the identity record (profile, device statuses…) and re-signs

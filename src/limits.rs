@@ -15,6 +15,14 @@ pub const MAX_MESSAGE: usize = 512;
 pub const MAX_DEVICE_LABEL: usize = 64;
 /// Devices listed in an identity record (current, deprecated and revoked).
 pub const MAX_DEVICES: usize = 16;
+/// Slots of a request inbox.
+pub const MAX_REQUEST_SLOTS: usize = 32;
+/// Encoded `SignedAddressRequest`.
+pub const MAX_SIGNED_ADDRESS_REQUEST: usize = 8192;
+/// Requests kept by a request inbox (pending, ignored, or parked by a merge).
+pub const MAX_KEPT_REQUESTS: usize = 256;
+/// Identities a request inbox remembers as blocked.
+pub const MAX_BLOCKED: usize = 4096;
 /// Encoded `SignedIdentityRecord`.
 pub const MAX_SIGNED_IDENTITY: usize = 4096;
 /// Encoded `SignedContactInvitation`.

@@ -26,6 +26,10 @@ pub(crate) enum SealedKind {
     Response,
     /// The final status (owner subkey).
     FinalStatus,
+    /// A device-link handover (inside the final status).
+    Handover,
+    /// A request to a known address (request-inbox slot).
+    AddressRequest,
 }
 
 impl SealedKind {
@@ -34,6 +38,8 @@ impl SealedKind {
             Self::Request => b"request",
             Self::Response => b"response",
             Self::FinalStatus => b"final-status",
+            Self::Handover => b"device-handover",
+            Self::AddressRequest => b"address-request",
         }
     }
 }

@@ -66,6 +66,23 @@ impl DhSecretKey {
     }
 }
 
+/// The AEAD key of a one-way seal from an ephemeral X25519 key to a static
+/// one (`ephemeral` on the sender, the static secret on the receiver): X25519,
+/// then labelled derivation bound to both public keys and `context`.
+pub(crate) fn seal_key(
+    own: &DhSecretKey,
+    peer: &DhPublicKey,
+    ephemeral: &DhPublicKey,
+    recipient: &DhPublicKey,
+    purpose: KeyPurpose,
+    context: &[&[u8]],
+) -> Result<SecretKey, VerifyError> {
+    let shared = own.agree(peer)?;
+    let mut ctx: Vec<&[u8]> = vec![ephemeral.as_bytes(), recipient.as_bytes()];
+    ctx.extend_from_slice(context);
+    Ok(derive(purpose, shared.as_ref(), &ctx))
+}
+
 impl fmt::Debug for DhSecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "DhSecretKey(public={:?}, secret=<redacted>)", self.public())

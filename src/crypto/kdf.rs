@@ -21,6 +21,10 @@ pub(crate) enum KeyPurpose {
     IdentityDh,
     /// Content hash of a signed message (invitation, response).
     MessageHash,
+    /// AEAD key sealing a device-link handover to the new device's X25519 key.
+    DeviceHandover,
+    /// AEAD key sealing a request to a known address to the recipient's X25519 key.
+    AddressRequestSeal,
 }
 
 impl KeyPurpose {
@@ -33,6 +37,8 @@ impl KeyPurpose {
             Self::Conversation => "contact-invite v1 2026-11 conversation key",
             Self::IdentityDh => "contact-invite v1 2026-11 identity dh",
             Self::MessageHash => "contact-invite v1 2026-11 message hash",
+            Self::DeviceHandover => "contact-invite v1 2026-11 device handover",
+            Self::AddressRequestSeal => "contact-invite v1 2026-11 address request seal",
         }
     }
 }

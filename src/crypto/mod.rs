@@ -11,10 +11,11 @@ mod dh;
 pub(crate) mod kdf;
 mod keys;
 pub(crate) mod password;
+pub mod pow;
 pub(crate) mod sign;
 
-pub(crate) use dh::conversation_key;
 pub use dh::{DhPublicKey, DhSecretKey};
+pub(crate) use dh::{conversation_key, seal_key};
 pub use kdf::message_hash;
 pub(crate) use keys::serde_bytes_vec;
 pub use keys::{KEY_LEN, PublicKey, SIGNATURE_LEN, SecretKey, Signature, SigningKey};

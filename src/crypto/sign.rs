@@ -30,6 +30,10 @@ pub(crate) enum SignedKind {
     IdentityRecord,
     /// A new device's consent to join an account (new device key).
     DeviceConsent,
+    /// A contact request to a known address (requester's device key).
+    AddressRequest,
+    /// An application message between contacts (sender's device key).
+    ContactMessage,
 }
 
 impl SignedKind {
@@ -41,6 +45,8 @@ impl SignedKind {
             Self::FinalStatus => b"final-status",
             Self::IdentityRecord => b"identity-record",
             Self::DeviceConsent => b"account-add",
+            Self::AddressRequest => b"address-request",
+            Self::ContactMessage => b"contact-message",
         }
     }
 }

@@ -5,6 +5,11 @@
 //! Deciding ──Accept──▶ Responding ──(response confirmed)──▶ AwaitingFinal ──(final status)──▶ Done
 //! Deciding ──Reject──▶ Responding ──(response confirmed)──▶ Done
 //! ```
+//! Device links run the same states on the new device ([`Invitee::link`]):
+//! no conversation is created; the response carries the new device's consent
+//! and an X25519 key, and the accepted final status carries the account
+//! secret and the updated identity record sealed to that key.
+//!
 //! The profile is shown after one round trip (the inbox read). The inviter's
 //! identity record is re-read concurrently with the user's decision; the
 //! contact becomes final only when that check and the inviter's final status
@@ -19,13 +24,16 @@ use super::{
 };
 use crate::contact::{Contact, Role};
 use crate::crypto::password;
-use crate::crypto::{PasswordLimits, PasswordParams, SecretKey, SigningKey, conversation_key};
+use crate::crypto::{DhSecretKey, PasswordLimits, PasswordParams, PublicKey, SecretKey, SigningKey, conversation_key};
 use crate::dht::{DhtErrorKind, RecordKey, Schema, ValueData};
 use crate::encoding::{Ticket, TicketSecret};
 use crate::error::{Error, ProtocolError, VerifyError};
 use crate::identity::Identity;
+use crate::message::handover::{self, HandoverContext};
 use crate::message::inbox::{self, InboxKeys, InboxValue, OWNER_SUBKEY, WRITER_SUBKEY};
-use crate::message::{FinalStatus, FinalStatusKind, Profile, ResponseContent, SignedIdentity, VerifiedInvitation};
+use crate::message::{
+    FinalStatus, FinalStatusKind, InvitationKind, Profile, ResponseContent, SignedIdentity, VerifiedInvitation,
+};
 
 /// How often the invitee re-reads the owner subkey for the final status.
 pub(crate) const POLL_INTERVAL_MS: u64 = 5_000;
@@ -43,13 +51,52 @@ pub struct ReceiveParams {
     pub profile: Option<Profile>,
     /// Caps on the ticket's Argon2id parameters.
     pub password_limits: PasswordLimits,
+    /// If set, the invitation must come from this identity (it is refused
+    /// otherwise), e.g. when the ticket arrived inside a contact request.
+    pub expect_identity: Option<PublicKey>,
+    /// Accept without asking once the invitation is verified (requests the
+    /// user already accepted).
+    pub(crate) auto_accept: bool,
 }
 
 impl ReceiveParams {
     /// Defaults.
     pub fn new(identity: Identity, ticket: Ticket) -> Self {
-        Self { identity, ticket, profile: None, password_limits: PasswordLimits::default() }
+        Self {
+            identity,
+            ticket,
+            profile: None,
+            password_limits: PasswordLimits::default(),
+            expect_identity: None,
+            auto_accept: false,
+        }
     }
+}
+
+/// What a new device needs to accept a device-link ticket.
+#[derive(Clone, Debug)]
+pub struct LinkParams {
+    /// The device-link ticket shown by the old device.
+    pub ticket: Ticket,
+    /// A label for this device in the identity record ("Alice's laptop").
+    pub device_label: String,
+    /// Caps on the ticket's Argon2id parameters.
+    pub password_limits: PasswordLimits,
+}
+
+impl LinkParams {
+    /// Defaults.
+    pub fn new(ticket: Ticket, device_label: impl Into<String>) -> Self {
+        Self { ticket, device_label: device_label.into(), password_limits: PasswordLimits::default() }
+    }
+}
+
+/// Who answers: an identity (contact invitations) or a new device joining the
+/// inviter's identity (device links).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Responder {
+    Identity(Box<Identity>),
+    NewDevice { device: SigningKey, dh: DhSecretKey, label: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,7 +121,9 @@ enum Freshness {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Core {
-    identity: Identity,
+    responder: Responder,
+    expect_identity: Option<PublicKey>,
+    auto_accept: bool,
     profile: Option<Profile>,
     ticket: Vec<u8>,
     record: [u8; 32],
@@ -97,13 +146,14 @@ enum State {
     Fetching { secret: SecretKey },
     Deciding(Box<Received>),
     Responding { r: Box<Received>, accept: bool, conversation: Option<RecordKey>, value: Option<(Vec<u8>, [u8; 32])> },
-    AwaitingFinal { r: Box<Received>, conversation: RecordKey, response_hash: [u8; 32], accepted_final: bool },
+    AwaitingFinal { r: Box<Received>, conversation: Option<RecordKey>, response_hash: [u8; 32], accepted_final: bool },
     Done(FinishedWith),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum FinishedWith {
-    Contact(crate::crypto::PublicKey),
+    Contact(PublicKey),
+    DeviceLinked(PublicKey),
     RejectedByUs,
     Cancelled,
     Failed(ProtocolError),
@@ -114,6 +164,7 @@ impl FinishedWith {
     fn outcome(&self) -> Outcome {
         match self {
             Self::Contact(p) => Outcome::Contact(*p),
+            Self::DeviceLinked(d) => Outcome::DeviceLinked(*d),
             Self::RejectedByUs => Outcome::RejectedByUs,
             Self::Cancelled => Outcome::Cancelled,
             Self::Failed(p) => Outcome::Failed(Error::Protocol(p.clone())),
@@ -131,16 +182,67 @@ pub struct Invitee {
     not_found: u32,
 }
 
+struct StartParams {
+    ticket: Ticket,
+    profile: Option<Profile>,
+}
+
 /// How many times an empty inbox is re-read before reporting "not found".
 const MAX_NOT_FOUND: u32 = 3;
 
 impl Invitee {
-    /// Starts receiving a ticket.
-    pub fn new(params: ReceiveParams, _now: u64, rng: &mut dyn Rng) -> Result<(Self, Vec<Effect>), Error> {
+    /// Starts receiving a contact ticket.
+    pub fn new(params: ReceiveParams, now: u64, rng: &mut dyn Rng) -> Result<(Self, Vec<Effect>), Error> {
         if params.identity.record_key().is_none() {
             return Err(Error::ApiMisuse("publish the identity record before accepting invitations"));
         }
-        let l = params.password_limits;
+        if params.ticket.kind != InvitationKind::Contact {
+            return Err(Error::ApiMisuse(
+                "this ticket links a device: receive it with Invitee::link on the new device",
+            ));
+        }
+        let responder = Responder::Identity(Box::new(params.identity));
+        Self::start(responder, params.ticket, params.profile, params.password_limits, now, rng, |c| {
+            c.expect_identity = params.expect_identity;
+            c.auto_accept = params.auto_accept;
+        })
+    }
+
+    /// Starts linking this (new) device to the identity that showed the
+    /// device-link ticket. On success the flow saves the new device's
+    /// [`Identity`] (see [`crate::driver::identities`]) and ends with
+    /// [`Outcome::DeviceLinked`].
+    pub fn link(params: LinkParams, now: u64, rng: &mut dyn Rng) -> Result<(Self, Vec<Effect>), Error> {
+        if params.ticket.kind != InvitationKind::DeviceLink {
+            return Err(Error::ApiMisuse("this is a contact ticket, not a device-link ticket"));
+        }
+        if params.device_label.len() > crate::limits::MAX_DEVICE_LABEL {
+            return Err(crate::error::DecodeError::FieldTooLong {
+                what: "device label",
+                max: crate::limits::MAX_DEVICE_LABEL,
+                got: params.device_label.len(),
+            }
+            .into());
+        }
+        let profile = Profile::new(params.device_label.clone())?;
+        let responder = Responder::NewDevice {
+            device: SigningKey::generate(&mut RngAdapter(rng)),
+            dh: DhSecretKey::generate(&mut RngAdapter(rng)),
+            label: params.device_label,
+        };
+        Self::start(responder, params.ticket, Some(profile), params.password_limits, now, rng, |_| {})
+    }
+
+    fn start(
+        responder: Responder,
+        ticket: Ticket,
+        profile: Option<Profile>,
+        l: PasswordLimits,
+        _now: u64,
+        rng: &mut dyn Rng,
+        adjust: impl FnOnce(&mut Core),
+    ) -> Result<(Self, Vec<Effect>), Error> {
+        let params = StartParams { ticket, profile };
         let (state, locked) = match &params.ticket.secret {
             TicketSecret::Plain(s) => (State::Fetching { secret: s.clone() }, None),
             TicketSecret::Locked { masked, params: p } => {
@@ -150,8 +252,10 @@ impl Invitee {
                 (State::NeedPassword { cached: None }, Some((masked.clone(), p.salt, pp)))
             }
         };
-        let core = Core {
-            identity: params.identity,
+        let mut core = Core {
+            responder,
+            expect_identity: None,
+            auto_accept: false,
             profile: params.profile,
             ticket: params.ticket.to_bytes(),
             record: params.ticket.record,
@@ -159,6 +263,7 @@ impl Invitee {
             locked,
             limits: (l.max_m_cost_log2, l.max_t_cost, l.max_p_cost, l.max_work_kib_passes),
         };
+        adjust(&mut core);
         let mut m = Self { core, state, ops: Ops::default(), not_found: 0 };
         let mut out = vec![Effect::Persist];
         match &m.state {
@@ -191,6 +296,10 @@ impl Invitee {
         }
     }
 
+    fn is_link(&self) -> bool {
+        matches!(self.core.responder, Responder::NewDevice { .. })
+    }
+
     fn inbox_key(&self, secret: &SecretKey) -> RecordKey {
         RecordKey::new(self.core.record, Some(secret.clone()))
     }
@@ -215,7 +324,8 @@ impl Invitee {
                 self.maybe_final(&mut out);
             }
             State::Responding { conversation, accept, value: None, .. }
-                if (conversation.is_some() || !*accept) && !self.ops.has_pending(|p| *p == Purpose::WriteResponse) =>
+                if (conversation.is_some() || !*accept || self.is_link())
+                    && !self.ops.has_pending(|p| *p == Purpose::WriteResponse) =>
             {
                 // Crashed between deciding and sealing the response.
                 self.ops.resume(&mut out);
@@ -296,7 +406,7 @@ impl Invitee {
                 self.state = State::Fetching { secret: secret.clone() };
                 match cached {
                     // A previous attempt already fetched the request: no network needed.
-                    Some(v) => self.on_request_value(Some(v), now, out),
+                    Some(v) => self.on_request_value(Some(v), now, rng, out),
                     None => {
                         let key = self.inbox_key(&secret);
                         self.ops.start(Purpose::OpenInbox, DhtOp::Open { key, writer: None }, out);
@@ -306,6 +416,12 @@ impl Invitee {
             }
             (Command::Accept | Command::Reject, State::Deciding(r)) if r.invitation.is_expired(secs(now)) => {
                 self.end(FinishedWith::Failed(ProtocolError::Expired), out);
+            }
+            (Command::Accept, State::Deciding(r)) if self.is_link() => {
+                // A device link needs no conversation record.
+                let r = r.clone();
+                self.state = State::Responding { r, accept: true, conversation: None, value: None };
+                self.write_response(now, rng, out);
             }
             (Command::Accept, State::Deciding(r)) => {
                 let r = r.clone();
@@ -382,7 +498,7 @@ impl Invitee {
                     out.insert(0, Effect::Persist);
                 }
             }
-            (Purpose::ReadRequest, DhtOutput::Value(v)) => self.on_request_value(v.map(|v| v.data), now, out),
+            (Purpose::ReadRequest, DhtOutput::Value(v)) => self.on_request_value(v.map(|v| v.data), now, rng, out),
             (Purpose::FreshnessOpen, _) => {
                 if let Some(r) = self.received() {
                     let key = r.invitation.content().identity_record.clone();
@@ -438,7 +554,7 @@ impl Invitee {
         }
     }
 
-    fn on_request_value(&mut self, v: Option<Vec<u8>>, now: u64, out: &mut Vec<Effect>) {
+    fn on_request_value(&mut self, v: Option<Vec<u8>>, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
         let State::Fetching { secret } = &self.state else { return };
         let secret = secret.clone();
         let Some(data) = v else {
@@ -479,10 +595,17 @@ impl Invitee {
             }
             Err(e) => return self.end_err(e, out),
         };
-        if invitation.content().identity_key == self.core.identity.public_key()
-            && kind == crate::message::InvitationKind::Contact
+        if let Responder::Identity(id) = &self.core.responder
+            && invitation.content().identity_key == id.public_key()
         {
             return self.end_err(VerifyError::WrongContext("this is our own invitation").into(), out);
+        }
+        // A ticket that arrived in a request must lead to the requester's own
+        // invitation: a requester cannot make us contact someone else.
+        if let Some(expected) = &self.core.expect_identity
+            && &invitation.content().identity_key != expected
+        {
+            return self.end_err(VerifyError::WrongContext("the invitation comes from another identity").into(), out);
         }
         let view = view(&invitation);
         let fresh_key = invitation.content().identity_record.clone();
@@ -492,6 +615,9 @@ impl Invitee {
         out.push(Effect::Persist);
         out.push(Effect::Emit(Event::InvitationReceived(view)));
         out.extend(ops_out);
+        if self.core.auto_accept {
+            self.on_command(Command::Accept, now, rng, out);
+        }
     }
 
     fn wrong_password(&mut self, data: Vec<u8>, out: &mut Vec<Effect>) {
@@ -504,26 +630,42 @@ impl Invitee {
     fn write_response(&mut self, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
         let State::Responding { r, accept, conversation, value } = &self.state else { return };
         let c = r.invitation.content();
-        let id = &self.core.identity;
-        let Some(identity_record) = id.record_key().cloned() else {
-            return self.end_err(Error::ApiMisuse("identity not published"), out);
+        let (identity_key, device, identity_record, signed_identity, profile, consent, dh) = match &self.core.responder
+        {
+            Responder::Identity(id) => {
+                let Some(record) = id.record_key().cloned() else {
+                    return self.end_err(Error::ApiMisuse("identity not published"), out);
+                };
+                let profile = self.core.profile.clone().or_else(|| id.profile().cloned());
+                (id.public_key(), id.device_key(), record, id.signed(), profile, None, None)
+            }
+            // A new device answers for the inviter's identity with its consent
+            // to join it and the key the handover is sealed to.
+            Responder::NewDevice { device, dh, .. } => (
+                c.identity_key,
+                device,
+                c.identity_record.clone(),
+                r.invitation.identity(),
+                self.core.profile.clone(),
+                Some(crate::message::device_consent(&c.identity_key, device)),
+                Some(dh.public()),
+            ),
         };
-        let profile = self.core.profile.clone().or_else(|| id.profile().cloned());
         let content = ResponseContent {
             kind: c.kind,
             accept: *accept,
             inbox_key: c.inbox_key,
             invitation_hash: *r.invitation.hash(),
-            identity_key: id.public_key(),
-            device_key: id.device_public(),
+            identity_key,
+            device_key: device.public(),
             identity_record,
             profile,
             conversation: conversation.clone(),
             created_at: secs(now),
-            device_consent: None,
-            device_dh_key: None,
+            device_consent: consent,
+            device_dh_key: dh,
         };
-        let signed = match content.sign(id.device_key(), id.signed(), &r.invitation) {
+        let signed = match content.sign(device, signed_identity, &r.invitation) {
             Ok(s) => s,
             Err(e) => return self.end_err(e.into(), out),
         };
@@ -553,9 +695,10 @@ impl Invitee {
         if !accept {
             return self.end(FinishedWith::RejectedByUs, out);
         }
-        let Some(conversation) = conversation.clone() else {
+        let conversation = conversation.clone();
+        if conversation.is_none() && !self.is_link() {
             return self.end_err(Error::ApiMisuse("accept without conversation"), out);
-        };
+        }
         let key = self.inbox_key(&r.secret);
         let give_up = r.invitation.content().expires_at * 1000 + FINAL_GRACE_MS;
         self.state = State::AwaitingFinal { r, conversation, response_hash: hash, accepted_final: false };
@@ -585,6 +728,10 @@ impl Invitee {
         let Ok(fs) = FinalStatus::verify(&bytes, &c.device_key, &c.inbox_key, r.invitation.hash()) else { return };
         let ours = fs.response_hash.as_ref() == Some(response_hash);
         match fs.status {
+            FinalStatusKind::Accepted if ours && self.is_link() => {
+                let handover = fs.handover.clone();
+                self.finish_link(&handover, out);
+            }
             FinalStatusKind::Accepted if ours => {
                 if let State::AwaitingFinal { accepted_final, .. } = &mut self.state {
                     *accepted_final = true;
@@ -613,10 +760,10 @@ impl Invitee {
         }
         let inv = &r.invitation;
         let c = inv.content();
-        let Some(remote) = c.conversation.clone() else {
+        let (Some(remote), Some(conversation)) = (c.conversation.clone(), conversation.clone()) else {
             return self.end_err(Error::ApiMisuse("contact invitation without conversation"), out);
         };
-        let id = &self.core.identity;
+        let Responder::Identity(id) = &self.core.responder else { return };
         let key = match conversation_key(
             &id.dh_secret(),
             &inv.identity().record().dh_key,
@@ -646,6 +793,29 @@ impl Invitee {
         self.end(FinishedWith::Contact(peer), out);
     }
 
+    /// Device links: opens the handover (account secret + identity record now
+    /// listing this device), saves the new device's identity, and ends.
+    fn finish_link(&mut self, sealed: &[u8], out: &mut Vec<Effect>) {
+        let State::AwaitingFinal { r, response_hash, .. } = &self.state else { return };
+        let Responder::NewDevice { device, dh, .. } = &self.core.responder else { return };
+        let c = r.invitation.content();
+        let device_pub = device.public();
+        let ctx = HandoverContext {
+            inbox: &c.inbox_key,
+            invitation_hash: r.invitation.hash(),
+            response_hash,
+            device: &device_pub,
+        };
+        let (account_key, signed) = match handover::open(&ctx, dh, &c.identity_key, sealed) {
+            Ok(x) => x,
+            Err(e) => return self.end_err(e, out),
+        };
+        let identity = Identity::linked(device.clone(), account_key, c.identity_record.clone(), signed);
+        out.push(Effect::SaveIdentity(Box::new(identity)));
+        out.push(Effect::Emit(Event::DeviceLinked { identity: c.identity_key, device: device_pub }));
+        self.end(FinishedWith::DeviceLinked(device_pub), out);
+    }
+
     fn end_err(&mut self, e: Error, out: &mut Vec<Effect>) {
         match e {
             Error::Protocol(p) => self.end(FinishedWith::Failed(p), out),
@@ -666,11 +836,8 @@ impl Invitee {
         // record unless it became part of a contact.
         let conversation = match (&self.state, &f) {
             (State::Responding { conversation, .. }, _) => conversation.clone(),
-            (State::AwaitingFinal { conversation, .. }, FinishedWith::Contact(_)) => {
-                let _ = conversation;
-                None
-            }
-            (State::AwaitingFinal { conversation, .. }, _) => Some(conversation.clone()),
+            (State::AwaitingFinal { .. }, FinishedWith::Contact(_)) => None,
+            (State::AwaitingFinal { conversation, .. }, _) => conversation.clone(),
             _ => None,
         };
         let inbox = match &self.state {

@@ -9,6 +9,12 @@
 //! it) and, concurrently, re-reads the responder's identity record; the contact
 //! becomes final only when both are done. Cleaning tombstones the response
 //! subkey (retrying until confirmed) and deletes the local copies.
+//!
+//! Device links ([`Inviter::link_device`], on the device holding the identity
+//! key) differ in Finalizing: a verified accept (the new device's consent)
+//! first adds the device to the identity record by read–merge–write (re-read
+//! and merged again if another writer got there first), then writes the final
+//! status carrying the handover sealed to the new device.
 
 use rand_core::RngCore;
 use serde::{Deserialize, Serialize};
@@ -16,11 +22,15 @@ use serde::{Deserialize, Serialize};
 use super::{Command, Completion, DhtOp, DhtOutput, Effect, Event, Input, Ops, Outcome, Rng, Timer, dht_error, secs};
 use crate::contact::{Contact, Role};
 use crate::crypto::password::{self, SALT_LEN};
-use crate::crypto::{Password, PasswordLimits, PasswordParams, PublicKey, SecretKey, SigningKey, conversation_key};
+use crate::crypto::{
+    DhPublicKey, Password, PasswordLimits, PasswordParams, PublicKey, SecretKey, Signature, SigningKey,
+    conversation_key,
+};
 use crate::dht::{RecordKey, Schema, SchemaMember, ValueData};
 use crate::encoding::{LockParams, Ticket, TicketSecret};
 use crate::error::{DecodeError, Error, ProtocolError};
 use crate::identity::Identity;
+use crate::message::handover::{self, HandoverContext};
 use crate::message::inbox::{self, InboxKeys, InboxValue, OWNER_SUBKEY, WRITER_SUBKEY};
 use crate::message::{
     EncryptionKeyType, FinalStatus, FinalStatusKind, InvitationContent, InvitationContext, InvitationKind, Profile,
@@ -80,8 +90,23 @@ enum Purpose {
     WriteFinal,
     FreshnessOpen,
     FreshnessGet,
+    LinkGetIdentity,
+    LinkSetIdentity,
     Tombstone,
     Forget,
+}
+
+/// A device link being finalized: the new device, and the identity record
+/// that adds it once built.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct LinkState {
+    device: PublicKey,
+    consent: Signature,
+    dh: DhPublicKey,
+    label: String,
+    response_hash: [u8; 32],
+    updated: Option<SignedIdentity>,
+    merges: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -124,6 +149,7 @@ struct Finalizing {
     responder_device: Option<PublicKey>,
     freshness: Freshness,
     tombstone_tries: u32,
+    link: Option<Box<LinkState>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -140,6 +166,7 @@ enum State {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum FinishedWith {
     Contact(PublicKey),
+    DeviceLinked(PublicKey),
     Rejected,
     Revoked,
     Expired,
@@ -150,6 +177,7 @@ impl FinishedWith {
     fn outcome(&self) -> Outcome {
         match self {
             Self::Contact(p) => Outcome::Contact(*p),
+            Self::DeviceLinked(d) => Outcome::DeviceLinked(*d),
             Self::Rejected => Outcome::RejectedByPeer,
             Self::Revoked => Outcome::Cancelled,
             Self::Expired => Outcome::Failed(ProtocolError::Expired.into()),
@@ -180,6 +208,17 @@ impl Inviter {
     /// (so the password itself is never persisted).
     pub fn new(params: SendParams, now: u64, rng: &mut dyn Rng) -> Result<(Self, Vec<Effect>), Error> {
         Self::with_kind(params, InvitationKind::Contact, now, rng)
+    }
+
+    /// Starts a device-link invitation: the device that accepts its ticket
+    /// (with [`super::Invitee::link`]) becomes a current device of this
+    /// identity and receives the account secret. Only the device holding the
+    /// identity key can link devices.
+    pub fn link_device(params: SendParams, now: u64, rng: &mut dyn Rng) -> Result<(Self, Vec<Effect>), Error> {
+        if params.identity.identity_signing_key().is_none() {
+            return Err(Error::ApiMisuse("only the device holding the identity key can link devices"));
+        }
+        Self::with_kind(params, InvitationKind::DeviceLink, now, rng)
     }
 
     pub(crate) fn with_kind(
@@ -426,6 +465,14 @@ impl Inviter {
                 self.try_complete(now, out);
             }
             Purpose::Tombstone | Purpose::Forget => self.try_finish_cleaning(out),
+            Purpose::LinkGetIdentity | Purpose::LinkSetIdentity => {
+                // The identity record could not be updated: tell the new
+                // device the link is off rather than leave it waiting.
+                let State::Finalizing(p, _) = &self.state else { return };
+                let p = p.clone();
+                self.pending_failure = Some(err.to_string());
+                self.finalize(p, FinalStatusKind::Revoked, None, now, rng, out);
+            }
             Purpose::CreateConversation | Purpose::CreateInbox | Purpose::PublishRequest => {
                 self.pending_failure = Some(err.to_string());
                 self.fail(err, out);
@@ -543,6 +590,8 @@ impl Inviter {
                 }
             }
             (Purpose::FreshnessGet, DhtOutput::Value(v)) => self.on_freshness(v, now, out),
+            (Purpose::LinkGetIdentity, DhtOutput::Value(v)) => self.on_link_identity(v, now, rng, out),
+            (Purpose::LinkSetIdentity, DhtOutput::Set(newer)) => self.on_link_published(newer, now, rng, out),
             (Purpose::Tombstone, DhtOutput::Set(newer)) => {
                 if let (Some(_), State::Cleaning(p, _)) = (newer, &self.state) {
                     // Stale local copy: the retry writes over the newer value.
@@ -631,6 +680,9 @@ impl Inviter {
         let p = p.clone();
         match self.check_response(&p, &v.data, now) {
             Ok(None) => {}
+            Ok(Some(resp)) if resp.content().accept && self.core.kind == InvitationKind::DeviceLink => {
+                self.finalize_link(p, &resp, now, out);
+            }
             Ok(Some(resp)) => {
                 if resp.content().accept {
                     match self.pending_contact(&p, &resp, now) {
@@ -718,24 +770,10 @@ impl Inviter {
             ),
             None => (None, None, None, None),
         };
-        let fs = FinalStatus {
-            status,
-            inbox_key: *p.inbox.opaque(),
-            invitation_hash: p.invitation_hash,
-            response_hash,
-            responder_identity: responder,
-            decided_at: secs(now),
-            handover: Vec::new(),
+        let final_value = match self.final_value(&p, status, response_hash, responder, Vec::new(), now, rng) {
+            Ok(v) => v,
+            Err(e) => return self.fail(e, out),
         };
-        let signed = match fs.sign(self.core.identity.device_key()) {
-            Ok(s) => s,
-            Err(e) => return self.fail(e.into(), out),
-        };
-        let Some(secret) = p.inbox.secret() else {
-            return self.fail(Error::ApiMisuse("inbox key lost its secret"), out);
-        };
-        let keys = InboxKeys::derive(secret, p.inbox.opaque());
-        let final_value = inbox::seal_final(&keys, p.inbox.opaque(), &signed, &mut RngAdapter(rng));
         let freshness = if contact.is_some() { Freshness::Pending } else { Freshness::NotNeeded };
         let key = p.inbox.clone();
         let fin = Finalizing {
@@ -746,6 +784,7 @@ impl Inviter {
             responder_device: device,
             freshness,
             tombstone_tries: 0,
+            link: None,
         };
         let fresh_key = fin.contact.as_ref().map(|c| c.peer_identity_record.clone());
         self.state = State::Finalizing(p, Box::new(fin));
@@ -759,6 +798,195 @@ impl Inviter {
         if let Some(k) = fresh_key {
             self.ops.start(Purpose::FreshnessOpen, DhtOp::Open { key: k, writer: None }, &mut ops_out);
         }
+        out.push(Effect::Persist);
+        out.extend(ops_out);
+    }
+
+    /// The sealed, signed final status for this invitation.
+    #[allow(clippy::too_many_arguments)]
+    fn final_value(
+        &self,
+        p: &Published,
+        status: FinalStatusKind,
+        response_hash: Option<[u8; 32]>,
+        responder_identity: Option<PublicKey>,
+        handover: Vec<u8>,
+        now: u64,
+        rng: &mut dyn Rng,
+    ) -> Result<Vec<u8>, Error> {
+        let fs = FinalStatus {
+            status,
+            inbox_key: *p.inbox.opaque(),
+            invitation_hash: p.invitation_hash,
+            response_hash,
+            responder_identity,
+            decided_at: secs(now),
+            handover,
+        };
+        let signed = fs.sign(self.core.identity.device_key())?;
+        let secret = p.inbox.secret().ok_or(Error::ApiMisuse("inbox key lost its secret"))?;
+        let keys = InboxKeys::derive(secret, p.inbox.opaque());
+        Ok(inbox::seal_final(&keys, p.inbox.opaque(), &signed, &mut RngAdapter(rng)))
+    }
+
+    /// A verified device-link accept: first add the device to the identity
+    /// record (read, merge, write), then write the final status with the
+    /// handover (see `on_link_published`).
+    fn finalize_link(&mut self, p: Published, resp: &VerifiedResponse, _now: u64, out: &mut Vec<Effect>) {
+        let c = resp.content();
+        let (Some(consent), Some(dh)) = (c.device_consent, c.device_dh_key) else {
+            out.push(Effect::Emit(Event::ResponseIgnored { reason: "device link accept without consent".into() }));
+            return;
+        };
+        self.ops.cancel_timer(Timer::Poll, out);
+        self.ops.cancel_timer(Timer::Expiry, out);
+        let label = c.profile.as_ref().map(|p| p.name().to_owned()).unwrap_or_default();
+        let link = LinkState {
+            device: c.device_key,
+            consent,
+            dh,
+            label,
+            response_hash: *resp.hash(),
+            updated: None,
+            merges: 0,
+        };
+        let fin = Finalizing {
+            status: FinalStatusKind::Accepted,
+            final_value: Vec::new(),
+            written: false,
+            contact: None,
+            responder_device: Some(c.device_key),
+            freshness: Freshness::NotNeeded,
+            tombstone_tries: 0,
+            link: Some(Box::new(link)),
+        };
+        self.state = State::Finalizing(p, Box::new(fin));
+        let mut ops_out = Vec::new();
+        self.start_link_read(&mut ops_out);
+        out.push(Effect::Persist);
+        out.extend(ops_out);
+    }
+
+    fn start_link_read(&mut self, out: &mut Vec<Effect>) {
+        let Some(key) = self.core.identity.record_key().cloned() else { return };
+        self.ops.start(Purpose::LinkGetIdentity, DhtOp::Get { key, subkey: 0 }, out);
+    }
+
+    /// Merges the new device into the newest identity record we know of and
+    /// writes it.
+    fn on_link_identity(&mut self, v: Option<ValueData>, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        let own = self.core.identity.public_key();
+        let mut base = self.core.identity.signed().clone();
+        if let Some(v) = v
+            && let Ok(fetched) = SignedIdentity::verify(&v.data, Some(&own))
+            && fetched.record().seq > base.record().seq
+        {
+            base = fetched;
+        }
+        let (Some(id_key), Some(record_key)) =
+            (self.core.identity.identity_signing_key().cloned(), self.core.identity.record_key().cloned())
+        else {
+            return self.fail(Error::ApiMisuse("only the device holding the identity key can link devices"), out);
+        };
+        let State::Finalizing(p, f) = &mut self.state else { return };
+        let Some(link) = f.link.as_mut() else { return };
+        let mut record = base.record().clone();
+        let failure = match record.device_status(&link.device) {
+            Some(crate::message::DeviceStatus::Current) => None,
+            Some(_) => Some("the new device was revoked in the identity record"),
+            None if record.devices.len() >= crate::limits::MAX_DEVICES => {
+                Some("the identity already has the most devices allowed")
+            }
+            None => {
+                match crate::message::DeviceEntry::from_consent(&own, link.device, link.consent, secs(now), &link.label)
+                {
+                    Ok(entry) => {
+                        record.devices.push(entry);
+                        None
+                    }
+                    Err(_) => Some("the new device's consent does not verify"),
+                }
+            }
+        };
+        if let Some(reason) = failure {
+            let p = p.clone();
+            self.pending_failure = Some(reason.to_owned());
+            return self.finalize(p, FinalStatusKind::Revoked, None, now, rng, out);
+        }
+        record.seq = base.record().seq + 1;
+        record.updated_at = secs(now);
+        let signed = match record.sign(&id_key) {
+            Ok(s) => s,
+            Err(e) => return self.fail(e.into(), out),
+        };
+        let data = signed.to_bytes().to_vec();
+        link.updated = Some(signed);
+        let mut ops_out = Vec::new();
+        self.ops.start(
+            Purpose::LinkSetIdentity,
+            DhtOp::Set { key: record_key, subkey: 0, data, writer: id_key },
+            &mut ops_out,
+        );
+        out.push(Effect::Persist);
+        out.extend(ops_out);
+    }
+
+    /// The record listing the new device is on the DHT: adopt it, hand the
+    /// account secret over, and write the final status.
+    fn on_link_published(&mut self, newer: Option<ValueData>, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        let State::Finalizing(p, f) = &mut self.state else { return };
+        let Some(link) = f.link.as_mut() else { return };
+        let Some(updated) = link.updated.clone() else { return };
+        if let Some(v) = newer
+            && v.data != updated.to_bytes()
+        {
+            // Another writer updated the record first: merge into theirs.
+            link.merges += 1;
+            link.updated = None;
+            if link.merges >= super::MAX_ATTEMPTS {
+                let p = p.clone();
+                self.pending_failure = Some("the identity record kept changing during the link".into());
+                return self.finalize(p, FinalStatusKind::Revoked, None, now, rng, out);
+            }
+            let mut ops_out = Vec::new();
+            self.start_link_read(&mut ops_out);
+            out.push(Effect::Persist);
+            out.extend(ops_out);
+            return;
+        }
+        let (device, dh, response_hash) = (link.device, link.dh, link.response_hash);
+        let p = p.clone();
+        if let Err(e) = self.core.identity.adopt_record(updated.clone()) {
+            return self.fail(e, out);
+        }
+        let ctx = HandoverContext {
+            inbox: p.inbox.opaque(),
+            invitation_hash: &p.invitation_hash,
+            response_hash: &response_hash,
+            device: &device,
+        };
+        let account_key = self.core.identity.account_key().clone();
+        let sealed = match handover::seal(&ctx, &dh, &account_key, &updated, &mut RngAdapter(rng)) {
+            Ok(s) => s,
+            Err(e) => return self.fail(e.into(), out),
+        };
+        let own = self.core.identity.public_key();
+        let value =
+            match self.final_value(&p, FinalStatusKind::Accepted, Some(response_hash), Some(own), sealed, now, rng) {
+                Ok(v) => v,
+                Err(e) => return self.fail(e, out),
+            };
+        if let State::Finalizing(_, f) = &mut self.state {
+            f.final_value = value.clone();
+        }
+        let mut ops_out = Vec::new();
+        let writer = self.core.inbox_owner.clone();
+        self.ops.start(
+            Purpose::WriteFinal,
+            DhtOp::Set { key: p.inbox.clone(), subkey: OWNER_SUBKEY, data: value, writer },
+            &mut ops_out,
+        );
+        out.push(Effect::SaveIdentity(Box::new(self.core.identity.clone())));
         out.push(Effect::Persist);
         out.extend(ops_out);
     }
@@ -794,6 +1022,12 @@ impl Inviter {
                 out.push(Effect::Emit(Event::ContactEstablished { peer, name: c.profile.name().to_owned() }));
                 FinishedWith::Contact(peer)
             }
+            (FinalStatusKind::Accepted, None) if f.link.is_some() => {
+                let device = f.link.as_ref().map_or(self.core.identity.device_public(), |l| l.device);
+                let identity = self.core.identity.public_key();
+                out.push(Effect::Emit(Event::DeviceLinked { identity, device }));
+                FinishedWith::DeviceLinked(device)
+            }
             (FinalStatusKind::Rejected, _) => FinishedWith::Rejected,
             (FinalStatusKind::Expired, _) => FinishedWith::Expired,
             (FinalStatusKind::Revoked, _) if self.pending_failure.is_some() => {
@@ -801,7 +1035,10 @@ impl Inviter {
             }
             _ => FinishedWith::Revoked,
         };
-        let contact_made = matches!(finished, FinishedWith::Contact(_));
+        // The conversation record stays when it became part of a contact;
+        // device links have none (their placeholder is the inbox itself).
+        let keep_conversation =
+            matches!(finished, FinishedWith::Contact(_)) || self.core.kind != InvitationKind::Contact;
         self.state = State::Cleaning(p.clone(), finished);
         let mut ops_out = Vec::new();
         let writer = self.core.writer.clone();
@@ -810,7 +1047,7 @@ impl Inviter {
             DhtOp::Set { key: p.inbox.clone(), subkey: WRITER_SUBKEY, data: inbox::tombstone(secs(now)), writer },
             &mut ops_out,
         );
-        if !contact_made {
+        if !keep_conversation {
             self.ops.start(Purpose::Forget, DhtOp::Forget { key: p.conversation.clone() }, &mut ops_out);
         }
         out.push(Effect::Persist);

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
-pub use invitee::{Invitee, ReceiveParams};
+pub use invitee::{Invitee, LinkParams, ReceiveParams};
 pub use inviter::{Inviter, SendParams};
 
 use crate::contact::Contact;
@@ -217,6 +217,10 @@ pub enum Effect {
     CancelTimer(Timer),
     /// Save a final contact (idempotent upsert keyed by peer identity).
     SaveContact(Box<Contact>),
+    /// Save this device's identity (idempotent upsert keyed by identity
+    /// key): after a device link, on both devices (the old one's record
+    /// gained a device; the new one's identity is new).
+    SaveIdentity(Box<crate::identity::Identity>),
     /// Tell the app.
     Emit(Event),
     /// The flow is over; remove its persisted state. It follows the
@@ -249,6 +253,14 @@ pub enum Event {
     ResponseIgnored {
         /// Why.
         reason: String,
+    },
+    /// A device link is final: `device` is now a current device of `identity`
+    /// (on the new device, its identity was saved).
+    DeviceLinked {
+        /// The account.
+        identity: PublicKey,
+        /// The new device.
+        device: PublicKey,
     },
     /// A contact is final and saved.
     ContactEstablished {

@@ -49,6 +49,40 @@ impl DeviceEntry {
             consent: device_consent(identity, device),
         }
     }
+
+    /// A device entry from a new device's public key and its consent (device
+    /// links: the old device adds the new one). The consent is checked.
+    pub(crate) fn from_consent(
+        identity: &PublicKey,
+        device: PublicKey,
+        consent: Signature,
+        added_at: u64,
+        label: &str,
+    ) -> Result<Self, VerifyError> {
+        if !verify_device_consent(identity, &device, &consent) {
+            return Err(VerifyError::BadSignature);
+        }
+        let mut label = label.to_owned();
+        while label.len() > limits::MAX_DEVICE_LABEL {
+            label.pop();
+        }
+        Ok(Self { device_key: device, status: DeviceStatus::Current, added_at, label, consent })
+    }
+}
+
+/// A published request inbox: where anyone who knows the identity may leave
+/// a contact request (see [`crate::requests`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestInboxInfo {
+    /// The inbox record.
+    pub record: RecordKey,
+    /// Its public writer key pair. Public on purpose: every requester writes
+    /// with it, so anyone can also overwrite a slot (the documented limit).
+    pub writer: SigningKey,
+    /// Number of request slots (member subkeys 1..=slots).
+    pub slots: u32,
+    /// Proof-of-work difficulty a request must carry.
+    pub pow_bits: u32,
 }
 
 /// The new device's consent to be added to `identity` (PZP's
@@ -78,9 +112,7 @@ pub struct IdentityRecord {
     /// Last update (unix seconds).
     pub updated_at: u64,
     /// A published request inbox, if the identity accepts requests to a known address.
-    pub request_inbox: Option<RecordKey>,
-    /// Proof-of-work difficulty asked of requests to that inbox.
-    pub request_pow_bits: u32,
+    pub request_inbox: Option<RequestInboxInfo>,
 }
 
 impl IdentityRecord {
@@ -172,10 +204,40 @@ impl TryFrom<pb::IdentityRecord> for IdentityRecord {
             devices,
             profile: r.profile.map(Profile::try_from).transpose()?,
             updated_at: r.updated_at,
-            request_inbox: r.request_inbox.map(|k| record_key_from(Some(k), "request inbox")).transpose()?,
-            request_pow_bits: r.request_pow_bits,
+            request_inbox: request_inbox_from(
+                r.request_inbox,
+                &r.request_writer_secret,
+                r.request_slots,
+                r.request_pow_bits,
+            )?,
         })
     }
+}
+
+fn request_inbox_from(
+    record: Option<pb::RecordKey>,
+    writer: &[u8],
+    slots: u32,
+    pow_bits: u32,
+) -> Result<Option<RequestInboxInfo>, DecodeError> {
+    let Some(record) = record else {
+        if !writer.is_empty() || slots != 0 || pow_bits != 0 {
+            return Err(DecodeError::Invalid("request inbox parameters without a request inbox"));
+        }
+        return Ok(None);
+    };
+    if slots == 0 || slots as usize > limits::MAX_REQUEST_SLOTS {
+        return Err(DecodeError::Invalid("request inbox slot count out of range"));
+    }
+    if pow_bits > crate::crypto::pow::MAX_POW_BITS {
+        return Err(DecodeError::Invalid("request inbox asks for more proof of work than allowed"));
+    }
+    Ok(Some(RequestInboxInfo {
+        record: record_key_from(Some(record), "request inbox")?,
+        writer: SigningKey::from_seed_slice(writer)?,
+        slots,
+        pow_bits,
+    }))
 }
 
 impl From<&IdentityRecord> for pb::IdentityRecord {
@@ -201,8 +263,14 @@ impl From<&IdentityRecord> for pb::IdentityRecord {
                 .collect(),
             profile: r.profile.as_ref().map(pb::Profile::from),
             updated_at: r.updated_at,
-            request_inbox: r.request_inbox.as_ref().map(record_key_to),
-            request_pow_bits: r.request_pow_bits,
+            request_inbox: r.request_inbox.as_ref().map(|i| record_key_to(&i.record)),
+            request_pow_bits: r.request_inbox.as_ref().map_or(0, |i| i.pow_bits),
+            request_writer_secret: r
+                .request_inbox
+                .as_ref()
+                .map(|i| i.writer.expose_seed().to_vec())
+                .unwrap_or_default(),
+            request_slots: r.request_inbox.as_ref().map_or(0, |i| i.slots),
         }
     }
 }

@@ -3,7 +3,9 @@
 //! malformed input, and every signed message has an unverified form whose
 //! only exit is a `verify` that checks signature, context and time.
 
+pub(crate) mod address;
 mod final_status;
+pub(crate) mod handover;
 mod identity;
 pub(crate) mod inbox;
 mod invitation;
@@ -12,9 +14,11 @@ mod response;
 
 use serde::{Deserialize, Serialize};
 
+pub use address::{AddressRequestContent, UnverifiedAddressRequest, VerifiedAddressRequest};
 pub use final_status::{FinalStatus, FinalStatusKind};
+pub(crate) use identity::device_consent;
 pub(crate) use identity::record_key_to as record_key_to_pb;
-pub use identity::{DeviceEntry, DeviceStatus, IdentityRecord, SignedIdentity};
+pub use identity::{DeviceEntry, DeviceStatus, IdentityRecord, RequestInboxInfo, SignedIdentity};
 pub use invitation::{EncryptionKeyType, InvitationContent, UnverifiedInvitation, VerifiedInvitation};
 pub use profile::Profile;
 pub use response::{InvitationContext, ResponseContent, UnverifiedResponse, VerifiedResponse};
