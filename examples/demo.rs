@@ -88,6 +88,7 @@ async fn until(d: &mut Demo, p: &mut Party, flow: FlowId, pred: impl Fn(&Event) 
                 Event::ResponseIgnored { reason } => format!("ignored an invalid response: {reason}"),
                 Event::ContactEstablished { name, .. } => format!("contact with {name} is final and saved"),
                 Event::Finished(o) => format!("flow finished: {o:?}"),
+                other => format!("{other:?}"),
             };
             let ops = d.ops(p);
             d.say(p.name, &format!("{what} (round trips: {}){ops}", e.round_trips));

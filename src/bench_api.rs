@@ -160,6 +160,31 @@ pub fn verify_final_status(bytes: &[u8]) -> bool {
     crate::message::FinalStatus::verify(bytes, &key, &[0; 32], &[0; 32]).is_ok()
 }
 
+/// Fuzzing entry: a request-inbox slot value through the recipient's checks
+/// (id, stamp at 0 bits so every byte reaches the seal, seal with a fixed
+/// key). Returns whether it opened (nothing forged can).
+pub fn open_request_slot(bytes: &[u8]) -> bool {
+    let _ = crate::message::address::slot_id(bytes);
+    let mut seed = [0x42; 32];
+    let dh = DhSecretKey::from_account_key(&SecretKey::from_bytes(&mut seed));
+    let Ok(me) = crate::crypto::PublicKey::from_bytes(&[0x58; 32]) else { return false };
+    crate::message::address::open_slot(bytes, &dh, &me, &[0; 32], 0).is_ok()
+}
+
+/// Fuzzing entry: a device-link handover through opening (fixed keys).
+pub fn open_handover(bytes: &[u8]) -> bool {
+    let mut seed = [0x43; 32];
+    let dh = DhSecretKey::from_account_key(&SecretKey::from_bytes(&mut seed));
+    let Ok(id) = crate::crypto::PublicKey::from_bytes(&[0x58; 32]) else { return false };
+    let ctx = crate::message::handover::HandoverContext {
+        inbox: &[0; 32],
+        invitation_hash: &[0; 32],
+        response_hash: &[0; 32],
+        device: &id,
+    };
+    crate::message::handover::open(&ctx, &dh, &id, bytes).is_ok()
+}
+
 /// Scale measurements: a persisted flow record, as the driver writes it.
 pub fn encode_flow(flow: &crate::machine::Flow) -> Vec<u8> {
     crate::store::encode_record(flow).unwrap_or_default()

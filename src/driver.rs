@@ -21,12 +21,12 @@ use tracing::Instrument;
 
 use crate::contact::Contact;
 use crate::dht::{Dht, DhtError, DhtErrorKind, ValueChange};
-use crate::encoding::Ticket;
+use crate::encoding::{Address, Ticket};
 use crate::error::Error;
 use crate::identity::{Identity, identity_record_schema};
 use crate::machine::{
     Command, DhtFailure, DhtOp, DhtOutput, Effect, Event, Flow, FlowId, Input, Invitee, Inviter, LinkParams, OpId,
-    Outcome, ReceiveParams, Rng, SendParams, Timer,
+    Outcome, ReceiveParams, RequestId, RequestInbox, RequestInboxParams, RequestView, Rng, SendParams, Timer,
 };
 use crate::store::{Store, Table};
 
@@ -142,6 +142,7 @@ enum Cmd {
     Start(Starter, oneshot::Sender<Result<FlowId, Error>>),
     Command(FlowId, Command, oneshot::Sender<Result<(), Error>>),
     Ticket(FlowId, oneshot::Sender<Option<Ticket>>),
+    Requests(FlowId, oneshot::Sender<Option<Vec<RequestView>>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -196,6 +197,41 @@ impl Handle {
     pub async fn join_account(&self, params: LinkParams) -> Result<FlowId, Error> {
         self.start_flow(move |now, rng| Invitee::link(params, now, rng).map(|(m, e)| (Flow::Invitee(Box::new(m)), e)))
             .await
+    }
+    /// Opens a request inbox for the identity (on the device holding the
+    /// identity key): anyone with its [`Address`] (see
+    /// [`Event::RequestInboxOpen`]) can then send contact requests, shown as
+    /// [`Event::RequestReceived`]. [`Self::cancel`] closes it.
+    pub async fn open_request_inbox(&self, params: RequestInboxParams) -> Result<FlowId, Error> {
+        self.start_flow(move |now, rng| RequestInbox::new(params, now, rng).map(|(m, e)| (Flow::Inbox(Box::new(m)), e)))
+            .await
+    }
+    /// Sends a contact request to a known address, spending at most
+    /// `max_pow_bits` of proof of work on its stamp
+    /// ([`crate::crypto::pow::DEFAULT_MAX_MINT_BITS`] is a sensible cap).
+    /// The flow is an ordinary invitation whose ticket is delivered to the
+    /// recipient; it ends like one ([`Outcome::Contact`] once accepted).
+    pub async fn send_request(&self, params: SendParams, to: Address, max_pow_bits: u32) -> Result<FlowId, Error> {
+        self.start_flow(move |now, rng| {
+            Inviter::request(params, to, max_pow_bits, now, rng).map(|(m, e)| (Flow::Inviter(Box::new(m)), e))
+        })
+        .await
+    }
+    /// The requests a request inbox keeps (pending, ignored, parked).
+    pub async fn requests(&self, inbox: FlowId) -> Result<Vec<RequestView>, Error> {
+        self.call(|tx| Cmd::Requests(inbox, tx)).await?.ok_or(Error::ApiMisuse("no such request inbox"))
+    }
+    /// Accepts a request: the contact is made through the invitation flow.
+    pub async fn accept_request(&self, inbox: FlowId, id: RequestId) -> Result<(), Error> {
+        self.command(inbox, Command::AcceptRequest(id)).await
+    }
+    /// Ignores a request (kept, revisitable; nothing is sent).
+    pub async fn ignore_request(&self, inbox: FlowId, id: RequestId) -> Result<(), Error> {
+        self.command(inbox, Command::IgnoreRequest(id)).await
+    }
+    /// Blocks a request's sender (its requests are dropped silently).
+    pub async fn block_requester(&self, inbox: FlowId, id: RequestId) -> Result<(), Error> {
+        self.command(inbox, Command::BlockRequester(id)).await
     }
     /// Sends a command to a flow.
     pub async fn command(&self, flow: FlowId, command: Command) -> Result<(), Error> {
@@ -277,6 +313,12 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
                     return;
                 }
             }
+            // Request inboxes learn which outgoing requests are still open.
+            let open: Vec<_> =
+                actor.flows.iter().filter_map(|(id, f)| f.request_target().map(|to| (to, *id))).collect();
+            if actor.feed_inboxes(Input::OutgoingSync(open)).await.is_err() {
+                return;
+            }
             actor.run(rx, changes).await;
         }
         .instrument(tracing::info_span!("contact_invite_driver")),
@@ -345,10 +387,15 @@ impl<D: Dht, S: Store> Actor<D, S> {
                 let id = FlowId::random(self.rng.as_mut());
                 match start(now, self.rng.as_mut()) {
                     Ok((flow, effects)) => {
+                        let target = flow.request_target();
                         self.flows.insert(id, flow);
                         // Reply once the flow is persisted: a crash before
                         // that surfaces as an error, never as a lost flow.
                         self.apply(id, effects, 0).await?;
+                        if let Some(to) = target {
+                            let input = Input::Outgoing { to, flow: id, open: true, contact: false };
+                            self.feed_inboxes(input).await?;
+                        }
                         let _ = reply.send(Ok(id));
                     }
                     Err(e) => {
@@ -363,6 +410,13 @@ impl<D: Dht, S: Store> Actor<D, S> {
                 }
                 let _ = reply.send(Ok(()));
                 self.feed(id, Input::Command(c), 0).await?;
+            }
+            Cmd::Requests(id, reply) => {
+                let r = match self.flows.get(&id) {
+                    Some(Flow::Inbox(m)) => Some(m.requests()),
+                    _ => None,
+                };
+                let _ = reply.send(r);
             }
             Cmd::Ticket(id, reply) => {
                 let t = match self.flows.get(&id) {
@@ -426,7 +480,59 @@ impl<D: Dht, S: Store> Actor<D, S> {
         }
     }
 
+    /// Feeds `input` to every request inbox flow.
+    async fn feed_inboxes(&mut self, input: Input) -> Result<(), Stopped> {
+        let inboxes: Vec<FlowId> =
+            self.flows.iter().filter(|(_, f)| matches!(f, Flow::Inbox(_))).map(|(id, _)| *id).collect();
+        for id in inboxes {
+            self.feed(id, input.clone(), 0).await?;
+        }
+        Ok(())
+    }
+
+    /// Carries out a step's effects, then those of flows it spawned or
+    /// signalled (a queue, not recursion).
     async fn apply(&mut self, id: FlowId, effects: Vec<Effect>, depth: u32) -> Result<(), Stopped> {
+        let mut queue = std::collections::VecDeque::from([(id, effects, depth)]);
+        while let Some((id, effects, depth)) = queue.pop_front() {
+            self.apply_one(id, effects, depth, &mut queue).await?;
+        }
+        Ok(())
+    }
+
+    async fn persist(&mut self, id: FlowId) -> Result<(), Stopped> {
+        let Some(flow) = self.flows.get(&id) else { return Ok(()) };
+        match crate::store::encode_record(flow) {
+            Ok(bytes) => {
+                if let Err(e) = self.store.put(Table::Flows, &id.0, &bytes).await {
+                    tracing::error!(flow = %id, error = %e, "could not persist flow; stopping");
+                    return Err(Stopped);
+                }
+            }
+            Err(e) => tracing::error!(flow = %id, error = %e, "could not serialize flow"),
+        }
+        // The outstanding-invitation table follows the inviter's state:
+        // present while the ticket is live, gone once final.
+        if let Some(Flow::Inviter(m)) = self.flows.get(&id) {
+            let r = match m.invitation_record() {
+                Some(rec) => self.store.put(Table::Invitations, &id.0, &rec).await,
+                None if m.is_finished() => self.store.delete(Table::Invitations, &id.0).await,
+                None => Ok(()),
+            };
+            if let Err(e) = r {
+                tracing::warn!(flow = %id, error = %e, "could not update the invitation table");
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_one(
+        &mut self,
+        id: FlowId,
+        effects: Vec<Effect>,
+        depth: u32,
+        queue: &mut std::collections::VecDeque<(FlowId, Vec<Effect>, u32)>,
+    ) -> Result<(), Stopped> {
         // A persist stores the machine as it is at the end of this step, which
         // may already be past the state that produced a contact. So contacts
         // (idempotent upserts) are saved before anything else of the step:
@@ -436,30 +542,7 @@ impl<D: Dht, S: Store> Actor<D, S> {
         for e in contacts.into_iter().chain(rest) {
             self.spend()?;
             match e {
-                Effect::Persist => {
-                    let Some(flow) = self.flows.get(&id) else { continue };
-                    match crate::store::encode_record(flow) {
-                        Ok(bytes) => {
-                            if let Err(e) = self.store.put(Table::Flows, &id.0, &bytes).await {
-                                tracing::error!(flow = %id, error = %e, "could not persist flow; stopping");
-                                return Err(Stopped);
-                            }
-                        }
-                        Err(e) => tracing::error!(flow = %id, error = %e, "could not serialize flow"),
-                    }
-                    // The outstanding-invitation table follows the inviter's
-                    // state: present while the ticket is live, gone once final.
-                    if let Some(Flow::Inviter(m)) = self.flows.get(&id) {
-                        let r = match m.invitation_record() {
-                            Some(rec) => self.store.put(Table::Invitations, &id.0, &rec).await,
-                            None if m.is_finished() => self.store.delete(Table::Invitations, &id.0).await,
-                            None => Ok(()),
-                        };
-                        if let Err(e) = r {
-                            tracing::warn!(flow = %id, error = %e, "could not update the invitation table");
-                        }
-                    }
-                }
+                Effect::Persist => self.persist(id).await?,
                 Effect::Dht { op, request } => {
                     let d = depth + u32::from(request.is_network());
                     self.op_depth.insert((id, op), d);
@@ -490,12 +573,41 @@ impl<D: Dht, S: Store> Actor<D, S> {
                         return Err(Stopped);
                     }
                 }
+                Effect::Spawn { id: new, flow, effects } => {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = self.flows.entry(new) {
+                        // Persisted before the spawning flow's own next
+                        // persist, so a crash in between never loses it.
+                        slot.insert(*flow);
+                        self.persist(new).await?;
+                        queue.push_back((new, effects, depth));
+                    } else {
+                        tracing::debug!(flow = %new, "spawn replayed: the flow exists");
+                    }
+                }
+                Effect::Signal { flow, command } => {
+                    let now = self.clock.now_ms();
+                    if let Some(f) = self.flows.get_mut(&flow) {
+                        let effects = f.handle(Input::Command(command), now, self.rng.as_mut());
+                        queue.push_back((flow, effects, 0));
+                    }
+                }
                 Effect::Emit(event) => {
                     tracing::info!(flow = %id, round_trips = depth, event = ?event, "flow event");
                     let _ = self.events.send(DriverEvent { flow: id, event, round_trips: depth }).await;
                 }
                 Effect::Finished(outcome) => {
                     tracing::info!(flow = %id, ?outcome, "flow finished");
+                    // A request flow ended: request inboxes stop merging with it.
+                    if let Some(to) = self.flows.get(&id).and_then(Flow::request_target) {
+                        let contact = matches!(outcome, Outcome::Contact(_));
+                        let input = Input::Outgoing { to, flow: id, open: false, contact };
+                        let now = self.clock.now_ms();
+                        for (fid, f) in &mut self.flows {
+                            if matches!(f, Flow::Inbox(_)) {
+                                queue.push_back((*fid, f.handle(input.clone(), now, self.rng.as_mut()), 0));
+                            }
+                        }
+                    }
                     let _ = self.store.delete(Table::Flows, &id.0).await;
                     let _ = self.store.delete(Table::Invitations, &id.0).await;
                     self.flows.remove(&id);

@@ -212,6 +212,17 @@ pub enum ProtocolError {
     /// The inbox record has no value (never published, or wrong record).
     #[error("no invitation found at this address")]
     NotFound,
+    /// The identity publishes no request inbox.
+    #[error("this identity accepts no contact requests")]
+    NoRequestInbox,
+    /// The recipient asks for more proof of work than we agreed to spend.
+    #[error("the recipient asks for a {required}-bit stamp, above our cap of {max} bits")]
+    StampTooCostly {
+        /// Asked for.
+        required: u32,
+        /// Our cap.
+        max: u32,
+    },
     /// A freshly fetched identity record revokes the peer's device.
     #[error("the peer's device was revoked in its identity record")]
     DeviceRevoked,

@@ -51,7 +51,7 @@ impl Table {
 
 /// Version byte in front of every record this crate writes into a store, so
 /// a later release can recognise and migrate older records.
-pub const RECORD_FORMAT: u8 = 1;
+pub const RECORD_FORMAT: u8 = 2;
 
 /// Encodes a value for the store: version byte, then postcard.
 pub(crate) fn encode_record<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, crate::Error> {

@@ -174,3 +174,183 @@ async fn seeded_fault_runs_complete_or_fail_cleanly() {
     eprintln!("faulty runs completed with a contact on both sides: {completed}/24");
     assert!(completed >= 20, "most faulty runs still complete ({completed}/24)");
 }
+
+/// A device link with crashes: the old device after `crash_old` effects, the
+/// new one after `crash_new`. Returns both outcomes, the crash count and how
+/// many identities each store holds (the new device's must be exactly one,
+/// listing it; the old one's record must list it once).
+async fn link_scenario(crash_old: Option<u64>, crash_new: Option<u64>) -> (Outcome, Outcome, u32) {
+    use contact_invite::driver;
+    use contact_invite::machine::LinkParams;
+    use contact_invite::store::MemoryStore;
+    use std::sync::Arc;
+    let net = MemoryNetwork::new();
+    let mut alice = party_with(&net, "alice", crash_old).await;
+    let store = Arc::new(MemoryStore::new());
+    let (mut dh, mut de) = start(&net, "laptop", &store, alice.clock, crash_new).await;
+    let mut crashes = 0;
+    let (mut a_flow, mut d_flow, mut a_out, mut d_out, mut ticket) = (None, None, None, None, None);
+    for _ in 0..20_000 {
+        if a_out.is_some() && d_out.is_some() {
+            break;
+        }
+        if a_flow.is_none() {
+            match alice.handle.link_device(SendParams::new(alice.identity.clone())).await {
+                Ok(f) => a_flow = Some(f),
+                Err(_) => {
+                    crashes += 1;
+                    alice.restart(&net).await;
+                    continue;
+                }
+            }
+        }
+        if let (Some(t), None, None) = (&ticket, d_flow, &d_out) {
+            match dh.join_account(LinkParams::new(Clone::clone(t), "laptop")).await {
+                Ok(f) => d_flow = Some(f),
+                Err(_) => {
+                    crashes += 1;
+                    (dh, de) = start(&net, "laptop", &store, alice.clock, None).await;
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            e = alice.events.recv() => match e {
+                None => { crashes += 1; alice.restart(&net).await; }
+                Some(e) => match e.event {
+                    Event::InvitationPublished { .. } if Some(e.flow) == a_flow && ticket.is_none() => {
+                        ticket = alice.handle.ticket(e.flow).await.ok().flatten();
+                    }
+                    Event::Finished(o) if Some(e.flow) == a_flow => a_out = Some(o),
+                    _ => {}
+                },
+            },
+            e = de.recv() => match e {
+                None => { crashes += 1; (dh, de) = start(&net, "laptop", &store, alice.clock, None).await; }
+                Some(e) => match e.event {
+                    Event::InvitationReceived(_) if Some(e.flow) == d_flow && dh.accept(e.flow).await.is_err() => {
+                        crashes += 1;
+                        (dh, de) = start(&net, "laptop", &store, alice.clock, None).await;
+                    }
+                    Event::Finished(o) if Some(e.flow) == d_flow => d_out = Some(o),
+                    _ => {}
+                },
+            },
+            () = tokio::time::sleep(Duration::from_secs(600)) => {}
+        }
+    }
+    let (a_out, d_out) = (a_out.expect("old device finished"), d_out.expect("new device finished"));
+    if let Outcome::DeviceLinked(dev) = d_out {
+        let ids = driver::identities(store.as_ref()).await.unwrap();
+        assert_eq!(ids.len(), 1, "the new device saved its identity exactly once");
+        assert_eq!(ids[0].device_public(), dev);
+        let old = driver::identities(alice.store.as_ref()).await.unwrap();
+        assert_eq!(old.len(), 1);
+        let listed = old[0].signed().record().devices.iter().filter(|d| d.device_key == dev).count();
+        assert_eq!(listed, 1, "the old device's record lists the new device once");
+    }
+    (a_out, d_out, crashes)
+}
+
+#[tokio::test(start_paused = true)]
+async fn device_link_survives_a_crash_at_every_effect_boundary_on_both_devices() {
+    for side in ["old", "new"] {
+        let mut k = 0;
+        loop {
+            let (crash_old, crash_new) = if side == "old" { (Some(k), None) } else { (None, Some(k)) };
+            let (a, d, crashes) = link_scenario(crash_old, crash_new).await;
+            assert!(matches!(a, Outcome::DeviceLinked(_)), "{side} crash after {k}: old device {a:?}");
+            assert!(matches!(d, Outcome::DeviceLinked(_)), "{side} crash after {k}: new device {d:?}");
+            assert_eq!(a, d, "both sides name the same new device");
+            if crashes == 0 {
+                break;
+            }
+            k += 1;
+        }
+        eprintln!("device link, {side} device: crashed and resumed at each of {k} effect boundaries");
+        assert!(k > 8, "{side}: more than 8 effects ({k})");
+    }
+}
+
+/// A request to a known address, accepted, with the recipient (who runs the
+/// request inbox and the spawned invitee flow) or the requester crashing
+/// after `crash_*` effects. Returns the requester's outcome, the contact
+/// counts and the crash count.
+async fn request_scenario(crash_requester: Option<u64>, crash_recipient: Option<u64>) -> (Outcome, usize, usize, u32) {
+    use contact_invite::crypto::pow::DEFAULT_MAX_MINT_BITS;
+    use contact_invite::machine::RequestInboxParams;
+    let net = MemoryNetwork::new();
+    let mut alice = party_with(&net, "alice", crash_requester).await;
+    let mut bob = party_with(&net, "bob", crash_recipient).await;
+    let mut crashes = 0;
+    let (mut inbox, mut address, mut a_flow, mut a_out) = (None, None, None, None);
+    for _ in 0..20_000 {
+        if a_out.is_some() && bob.contacts().await.len() == 1 {
+            break;
+        }
+        if inbox.is_none() {
+            let mut p = RequestInboxParams::new(bob.identity.clone());
+            p.pow_bits = 8;
+            match bob.handle.open_request_inbox(p).await {
+                Ok(f) => inbox = Some(f),
+                Err(_) => {
+                    crashes += 1;
+                    bob.restart(&net).await;
+                    continue;
+                }
+            }
+        }
+        if let (Some(to), None) = (&address, a_flow) {
+            match alice
+                .handle
+                .send_request(SendParams::new(alice.identity.clone()), Clone::clone(to), DEFAULT_MAX_MINT_BITS)
+                .await
+            {
+                Ok(f) => a_flow = Some(f),
+                Err(_) => {
+                    crashes += 1;
+                    alice.restart(&net).await;
+                    continue;
+                }
+            }
+        }
+        tokio::select! {
+            e = alice.events.recv() => match e {
+                None => { crashes += 1; alice.restart(&net).await; }
+                Some(e) => if let Event::Finished(o) = e.event && Some(e.flow) == a_flow { a_out = Some(o) },
+            },
+            e = bob.events.recv() => match e {
+                None => { crashes += 1; bob.restart(&net).await; }
+                Some(e) => match e.event {
+                    Event::RequestInboxOpen { address: a } if address.is_none() => address = Some(a),
+                    Event::RequestReceived(v) if bob.handle.accept_request(e.flow, v.id).await.is_err() => {
+                        crashes += 1;
+                        bob.restart(&net).await;
+                    }
+                    _ => {}
+                },
+            },
+            () = tokio::time::sleep(Duration::from_secs(600)) => {}
+        }
+    }
+    (a_out.expect("requester finished"), alice.contacts().await.len(), bob.contacts().await.len(), crashes)
+}
+
+#[tokio::test(start_paused = true)]
+async fn request_to_an_address_survives_a_crash_at_every_effect_boundary() {
+    for side in ["requester", "recipient"] {
+        let mut k = 0;
+        loop {
+            let (cr, cb) = if side == "requester" { (Some(k), None) } else { (None, Some(k)) };
+            let (out, ac, bc, crashes) = request_scenario(cr, cb).await;
+            assert!(matches!(out, Outcome::Contact(_)), "{side} crash after {k}: {out:?}");
+            assert_eq!((ac, bc), (1, 1), "{side} crash after {k}: exactly one contact each side");
+            if crashes == 0 {
+                break;
+            }
+            k += 1;
+        }
+        eprintln!("request, {side}: crashed and resumed at each of {k} effect boundaries");
+        assert!(k > 8, "{side}: more than 8 effects ({k})");
+    }
+}

@@ -14,7 +14,7 @@ fuzz_target!(|inputs: Vec<FuzzInput>| {
     check(&effects);
     let inbox = |f: &Flow| match f {
         Flow::Inviter(m) => m.inbox().unwrap_or([0; 32]),
-        Flow::Invitee(_) => [0; 32],
+        _ => [0; 32],
     };
     drive(&mut Flow::Inviter(Box::new(m)), inputs, inbox, &mut rng);
 });

@@ -75,9 +75,9 @@ mod tests {
         let n = mint(10, &r, &i, &e).unwrap();
         assert!(check(10, &r, &i, &e, n));
         // Bound to every input: the same nonce fails elsewhere (for 10 bits a
-        // chance pass is 1/1024 per input; these fixed inputs do not pass).
+        // chance pass is 1/1024 per input; these fixed inputs happen not to).
         let others = [([9; 32], i, e), (r, [9; 32], e), (r, i, [9; 32])];
-        assert!(others.iter().any(|(r2, i2, e2)| !check(10, r2, i2, e2, n)));
+        assert!(others.iter().all(|(r2, i2, e2)| !check(10, r2, i2, e2, n)));
         assert!(mint(MAX_POW_BITS + 1, &r, &i, &e).is_none());
         assert!(check(0, &r, &i, &e, 12345));
     }

@@ -5,6 +5,7 @@
 //!
 //! Parsers are strict: every rule has its own [`EncodingError`] variant.
 
+mod address;
 mod armor;
 mod blob;
 mod find;
@@ -12,6 +13,7 @@ mod find;
 mod qr;
 mod uri;
 
+pub use address::Address;
 pub use blob::{LOCKED_LEN, LockParams, PLAIN_LEN, Ticket, TicketSecret, VERSION};
 pub use find::find_in_text;
 pub use uri::UriScheme;

@@ -96,7 +96,13 @@ impl LinkParams {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum Responder {
     Identity(Box<Identity>),
-    NewDevice { device: SigningKey, dh: DhSecretKey, label: String },
+    NewDevice(Box<NewDevice>),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct NewDevice {
+    device: SigningKey,
+    dh: DhSecretKey,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,12 +230,12 @@ impl Invitee {
             }
             .into());
         }
-        let profile = Profile::new(params.device_label.clone())?;
-        let responder = Responder::NewDevice {
+        // The label travels as the response's profile name.
+        let profile = Profile::new(params.device_label)?;
+        let responder = Responder::NewDevice(Box::new(NewDevice {
             device: SigningKey::generate(&mut RngAdapter(rng)),
             dh: DhSecretKey::generate(&mut RngAdapter(rng)),
-            label: params.device_label,
-        };
+        }));
         Self::start(responder, params.ticket, Some(profile), params.password_limits, now, rng, |_| {})
     }
 
@@ -297,7 +303,7 @@ impl Invitee {
     }
 
     fn is_link(&self) -> bool {
-        matches!(self.core.responder, Responder::NewDevice { .. })
+        matches!(self.core.responder, Responder::NewDevice(_))
     }
 
     fn inbox_key(&self, secret: &SecretKey) -> RecordKey {
@@ -344,6 +350,7 @@ impl Invitee {
         }
         match input {
             Input::Command(c) => self.on_command(c, now, rng, &mut out),
+            Input::Outgoing { .. } | Input::OutgoingSync(_) => {}
             Input::TimerFired(t) => {
                 if !self.ops.fired(t) {
                     return out;
@@ -641,14 +648,14 @@ impl Invitee {
             }
             // A new device answers for the inviter's identity with its consent
             // to join it and the key the handover is sealed to.
-            Responder::NewDevice { device, dh, .. } => (
+            Responder::NewDevice(n) => (
                 c.identity_key,
-                device,
+                &n.device,
                 c.identity_record.clone(),
                 r.invitation.identity(),
                 self.core.profile.clone(),
-                Some(crate::message::device_consent(&c.identity_key, device)),
-                Some(dh.public()),
+                Some(crate::message::device_consent(&c.identity_key, &n.device)),
+                Some(n.dh.public()),
             ),
         };
         let content = ResponseContent {
@@ -797,7 +804,8 @@ impl Invitee {
     /// listing this device), saves the new device's identity, and ends.
     fn finish_link(&mut self, sealed: &[u8], out: &mut Vec<Effect>) {
         let State::AwaitingFinal { r, response_hash, .. } = &self.state else { return };
-        let Responder::NewDevice { device, dh, .. } = &self.core.responder else { return };
+        let Responder::NewDevice(n) = &self.core.responder else { return };
+        let (device, dh) = (&n.device, &n.dh);
         let c = r.invitation.content();
         let device_pub = device.public();
         let ctx = HandoverContext {

@@ -23,13 +23,15 @@ use super::{Command, Completion, DhtOp, DhtOutput, Effect, Event, Input, Ops, Ou
 use crate::contact::{Contact, Role};
 use crate::crypto::password::{self, SALT_LEN};
 use crate::crypto::{
-    DhPublicKey, Password, PasswordLimits, PasswordParams, PublicKey, SecretKey, Signature, SigningKey,
+    DhPublicKey, DhSecretKey, Password, PasswordLimits, PasswordParams, PublicKey, SecretKey, Signature, SigningKey,
     conversation_key,
 };
 use crate::dht::{RecordKey, Schema, SchemaMember, ValueData};
+use crate::encoding::Address;
 use crate::encoding::{LockParams, Ticket, TicketSecret};
 use crate::error::{DecodeError, Error, ProtocolError};
 use crate::identity::Identity;
+use crate::message::address::{self, AddressRequestContent};
 use crate::message::handover::{self, HandoverContext};
 use crate::message::inbox::{self, InboxKeys, InboxValue, OWNER_SUBKEY, WRITER_SUBKEY};
 use crate::message::{
@@ -92,8 +94,23 @@ enum Purpose {
     FreshnessGet,
     LinkGetIdentity,
     LinkSetIdentity,
+    DeliverGetIdentity,
+    DeliverSet,
     Tombstone,
     Forget,
+}
+
+/// A request to a known address: after the invitation is published, its
+/// ticket is delivered (signed, sealed, stamped) to the recipient's inbox.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Delivery {
+    to: Address,
+    max_pow_bits: u32,
+    ephemeral: DhSecretKey,
+    delivered: bool,
+    /// The slot write, kept to write again over a newer value.
+    write: Option<DhtOp>,
+    overwrites: u32,
 }
 
 /// A device link being finalized: the new device, and the identity record
@@ -170,7 +187,32 @@ enum FinishedWith {
     Rejected,
     Revoked,
     Expired,
-    Failed(String),
+    Failed(Failure),
+}
+
+/// Why a flow failed, as persisted: protocol reasons stay typed.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum Failure {
+    Protocol(ProtocolError),
+    Other(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Protocol(p) => Self::Protocol(p),
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
+impl Failure {
+    fn error(&self) -> Error {
+        match self {
+            Self::Protocol(p) => Error::Protocol(p.clone()),
+            Self::Other(m) => Error::Store(m.clone()),
+        }
+    }
 }
 
 impl FinishedWith {
@@ -181,7 +223,7 @@ impl FinishedWith {
             Self::Rejected => Outcome::RejectedByPeer,
             Self::Revoked => Outcome::Cancelled,
             Self::Expired => Outcome::Failed(ProtocolError::Expired.into()),
-            Self::Failed(m) => Outcome::Failed(Error::Store(m.clone())),
+            Self::Failed(f) => Outcome::Failed(f.error()),
         }
     }
 }
@@ -192,7 +234,8 @@ pub struct Inviter {
     core: Core,
     state: State,
     ops: Ops<Purpose>,
-    pending_failure: Option<String>,
+    pending_failure: Option<Failure>,
+    delivery: Option<Box<Delivery>>,
 }
 
 fn inbox_schema(writer: &PublicKey) -> Schema {
@@ -219,6 +262,116 @@ impl Inviter {
             return Err(Error::ApiMisuse("only the device holding the identity key can link devices"));
         }
         Self::with_kind(params, InvitationKind::DeviceLink, now, rng)
+    }
+
+    /// Starts a contact request to a known address: an ordinary contact
+    /// invitation whose ticket, once published, is delivered to the
+    /// recipient's request inbox (signed by this device, sealed to the
+    /// recipient, with a proof-of-work stamp of the difficulty the recipient
+    /// asks, refused above `max_pow_bits`). If the recipient accepts, the
+    /// contact is made exactly as for a scanned ticket.
+    pub fn request(
+        params: SendParams,
+        to: Address,
+        max_pow_bits: u32,
+        now: u64,
+        rng: &mut dyn Rng,
+    ) -> Result<(Self, Vec<Effect>), Error> {
+        if params.password.is_some() {
+            return Err(Error::ApiMisuse("a request carries an unlocked ticket: no password"));
+        }
+        if to.identity == params.identity.public_key() {
+            return Err(Error::ApiMisuse("a request to ourselves"));
+        }
+        let (mut m, out) = Self::with_kind(params, InvitationKind::Contact, now, rng)?;
+        m.delivery = Some(Box::new(Delivery {
+            to,
+            max_pow_bits: max_pow_bits.min(crate::crypto::pow::MAX_POW_BITS),
+            ephemeral: DhSecretKey::generate(&mut RngAdapter(rng)),
+            delivered: false,
+            write: None,
+            overwrites: 0,
+        }));
+        Ok((m, out))
+    }
+
+    /// The recipient of this flow's request, if it is one.
+    pub fn request_target(&self) -> Option<PublicKey> {
+        self.delivery.as_ref().map(|d| d.to.identity)
+    }
+
+    fn start_delivery(&mut self, out: &mut Vec<Effect>) {
+        let Some(d) = &self.delivery else { return };
+        if d.delivered || self.ops.has_pending(|p| matches!(p, Purpose::DeliverGetIdentity | Purpose::DeliverSet)) {
+            return;
+        }
+        let key = d.to.record.clone();
+        self.ops.start(Purpose::DeliverGetIdentity, DhtOp::Get { key, subkey: 0 }, out);
+    }
+
+    /// The recipient's identity record is in: seal and stamp the request and
+    /// write it to a random slot of its request inbox.
+    fn on_deliver_identity(&mut self, v: Option<ValueData>, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        let (State::Waiting(p), Some(d)) = (&self.state, &self.delivery) else { return };
+        let p = p.clone();
+        let built = (|| -> Result<(RecordKey, u32, Vec<u8>, SigningKey), Error> {
+            let v = v.ok_or(ProtocolError::NotFound)?;
+            let recipient = SignedIdentity::verify(&v.data, Some(&d.to.identity))?;
+            let info = recipient.record().request_inbox.clone().ok_or(ProtocolError::NoRequestInbox)?;
+            if info.pow_bits > d.max_pow_bits {
+                return Err(ProtocolError::StampTooCostly { required: info.pow_bits, max: d.max_pow_bits }.into());
+            }
+            let inbox_key = *info.record.opaque();
+            let eph_pub = d.ephemeral.public();
+            let stamp =
+                crate::crypto::pow::mint(info.pow_bits, d.to.identity.as_bytes(), &inbox_key, eph_pub.as_bytes())
+                    .ok_or(ProtocolError::StampTooCostly { required: info.pow_bits, max: d.max_pow_bits })?;
+            let c = &self.core;
+            let content = AddressRequestContent {
+                recipient_identity: d.to.identity,
+                request_inbox: inbox_key,
+                ephemeral_key: eph_pub,
+                identity_key: c.identity.public_key(),
+                device_key: c.identity.device_public(),
+                identity_record: c.identity.record_key().cloned().ok_or(Error::ApiMisuse("identity not published"))?,
+                profile: c.profile.clone(),
+                ticket: p.ticket.clone(),
+                message: c.message.clone(),
+                created_at: c.created_at,
+                expires_at: c.expires_at,
+            };
+            let signed = content.sign(c.identity.device_key(), c.identity.signed())?;
+            let value = address::seal_slot(
+                &signed,
+                &d.ephemeral,
+                stamp,
+                &d.to.identity,
+                &recipient.record().dh_key,
+                &inbox_key,
+                &mut RngAdapter(rng),
+            )?;
+            let slot = 1 + (rng.next_u32() % info.slots);
+            let _ = now;
+            Ok((info.record, slot, value, info.writer))
+        })();
+        match built {
+            Ok((key, subkey, data, writer)) => {
+                let op = DhtOp::Set { key, subkey, data, writer };
+                if let Some(d) = &mut self.delivery {
+                    d.write = Some(op.clone());
+                }
+                self.ops.start(Purpose::DeliverSet, op, out);
+                out.insert(0, Effect::Persist);
+            }
+            Err(e) => self.delivery_failed(p, e, now, rng, out),
+        }
+    }
+
+    /// The request could not be delivered: close the invitation (nobody can
+    /// answer it) and end with the reason.
+    fn delivery_failed(&mut self, p: Published, e: Error, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        self.pending_failure = Some(Failure::from(e));
+        self.finalize(p, FinalStatusKind::Revoked, None, now, rng, out);
     }
 
     pub(crate) fn with_kind(
@@ -280,6 +433,7 @@ impl Inviter {
             state: State::Creating { conversation: None, inbox: None },
             ops: Ops::default(),
             pending_failure: None,
+            delivery: None,
         };
         let mut out = vec![Effect::Persist];
         let writer_pub = m.core.writer.public();
@@ -378,6 +532,7 @@ impl Inviter {
             let key = p.inbox.clone();
             self.ops.start(Purpose::Watch, DhtOp::Watch { key, subkeys: vec![WRITER_SUBKEY] }, &mut out);
             out.push(Effect::Emit(Event::InvitationPublished { expires_at: self.core.expires_at }));
+            self.start_delivery(&mut out);
         }
         out
     }
@@ -398,7 +553,7 @@ impl Inviter {
                     self.cleanup_unpublished(&mut out);
                 }
             }
-            Input::Command(_) => {}
+            Input::Command(_) | Input::Outgoing { .. } | Input::OutgoingSync(_) => {}
             Input::TimerFired(t) => {
                 if !self.ops.fired(t) {
                     return out;
@@ -465,16 +620,21 @@ impl Inviter {
                 self.try_complete(now, out);
             }
             Purpose::Tombstone | Purpose::Forget => self.try_finish_cleaning(out),
+            Purpose::DeliverGetIdentity | Purpose::DeliverSet => {
+                let State::Waiting(p) = &self.state else { return };
+                let p = p.clone();
+                self.delivery_failed(p, err, now, rng, out);
+            }
             Purpose::LinkGetIdentity | Purpose::LinkSetIdentity => {
                 // The identity record could not be updated: tell the new
                 // device the link is off rather than leave it waiting.
                 let State::Finalizing(p, _) = &self.state else { return };
                 let p = p.clone();
-                self.pending_failure = Some(err.to_string());
+                self.pending_failure = Some(Failure::from(err.clone()));
                 self.finalize(p, FinalStatusKind::Revoked, None, now, rng, out);
             }
             Purpose::CreateConversation | Purpose::CreateInbox | Purpose::PublishRequest => {
-                self.pending_failure = Some(err.to_string());
+                self.pending_failure = Some(Failure::from(err.clone()));
                 self.fail(err, out);
             }
             Purpose::WriteFinal => {
@@ -499,7 +659,7 @@ impl Inviter {
 
     fn fail(&mut self, err: Error, out: &mut Vec<Effect>) {
         self.ops.clear(out);
-        let f = FinishedWith::Failed(err.to_string());
+        let f = FinishedWith::Failed(Failure::from(err.clone()));
         out.push(Effect::Persist);
         out.push(Effect::Emit(Event::Finished(Outcome::Failed(err.clone()))));
         out.push(Effect::Finished(Outcome::Failed(err)));
@@ -554,6 +714,40 @@ impl Inviter {
                 self.ops.set_timer(Timer::Expiry, self.core.expires_at * 1000, out);
                 out.push(Effect::Emit(Event::InvitationPublished { expires_at: self.core.expires_at }));
                 out.push(Effect::Persist);
+                self.start_delivery(out);
+            }
+            (Purpose::DeliverGetIdentity, DhtOutput::Value(v)) => self.on_deliver_identity(v, now, rng, out),
+            (Purpose::DeliverSet, DhtOutput::Set(Some(newer))) => {
+                // Our copy of the slot was stale (another requester wrote
+                // it since): the network kept theirs. Write again over it.
+                let Some(d) = &mut self.delivery else { return };
+                let Some(op) = d.write.clone() else { return };
+                let ours = matches!(&op, DhtOp::Set { data, .. } if *data == newer.data);
+                d.overwrites += 1;
+                if !ours && d.overwrites < super::MAX_ATTEMPTS {
+                    self.ops.start(Purpose::DeliverSet, op, out);
+                    out.insert(0, Effect::Persist);
+                    return;
+                }
+                if !ours {
+                    let attempts = d.overwrites;
+                    let State::Waiting(p) = &self.state else { return };
+                    let p = p.clone();
+                    let e = ProtocolError::RetriesExhausted { what: "write the request slot".into(), attempts };
+                    return self.delivery_failed(p, e.into(), now, rng, out);
+                }
+                d.delivered = true;
+                let to = d.to.identity;
+                out.push(Effect::Persist);
+                out.push(Effect::Emit(Event::RequestDelivered { to }));
+            }
+            (Purpose::DeliverSet, _) => {
+                if let Some(d) = &mut self.delivery {
+                    d.delivered = true;
+                    let to = d.to.identity;
+                    out.push(Effect::Persist);
+                    out.push(Effect::Emit(Event::RequestDelivered { to }));
+                }
             }
             (Purpose::Watch, _) => {}
             (Purpose::ReadResponse, DhtOutput::Value(v)) => self.on_response_value(v, now, rng, out),
@@ -910,7 +1104,7 @@ impl Inviter {
         };
         if let Some(reason) = failure {
             let p = p.clone();
-            self.pending_failure = Some(reason.to_owned());
+            self.pending_failure = Some(Failure::Other(reason.to_owned()));
             return self.finalize(p, FinalStatusKind::Revoked, None, now, rng, out);
         }
         record.seq = base.record().seq + 1;
@@ -945,7 +1139,7 @@ impl Inviter {
             link.updated = None;
             if link.merges >= super::MAX_ATTEMPTS {
                 let p = p.clone();
-                self.pending_failure = Some("the identity record kept changing during the link".into());
+                self.pending_failure = Some(Failure::Other("the identity record kept changing during the link".into()));
                 return self.finalize(p, FinalStatusKind::Revoked, None, now, rng, out);
             }
             let mut ops_out = Vec::new();
@@ -1002,7 +1196,7 @@ impl Inviter {
             if fetched.record().seq >= c.peer_identity.record().seq && fetched.require_current(&dev).is_err() {
                 f.contact = None;
                 f.status = FinalStatusKind::Revoked;
-                self.pending_failure = Some(ProtocolError::DeviceRevoked.to_string());
+                self.pending_failure = Some(Failure::Protocol(ProtocolError::DeviceRevoked));
             }
         }
         out.push(Effect::Persist);
@@ -1031,7 +1225,7 @@ impl Inviter {
             (FinalStatusKind::Rejected, _) => FinishedWith::Rejected,
             (FinalStatusKind::Expired, _) => FinishedWith::Expired,
             (FinalStatusKind::Revoked, _) if self.pending_failure.is_some() => {
-                FinishedWith::Failed(self.pending_failure.clone().unwrap_or_default())
+                FinishedWith::Failed(self.pending_failure.clone().unwrap_or(Failure::Other(String::new())))
             }
             _ => FinishedWith::Revoked,
         };

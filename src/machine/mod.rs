@@ -14,6 +14,7 @@
 
 mod invitee;
 mod inviter;
+mod requests;
 
 use std::collections::BTreeMap;
 
@@ -22,6 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use invitee::{Invitee, LinkParams, ReceiveParams};
 pub use inviter::{Inviter, SendParams};
+pub use requests::{RequestId, RequestInbox, RequestInboxParams, RequestStatus, RequestView};
 
 use crate::contact::Contact;
 use crate::crypto::{Password, PublicKey, SigningKey};
@@ -154,8 +156,19 @@ pub enum Command {
     Accept,
     /// Reject the received invitation.
     Reject,
-    /// Revoke an outstanding invitation (inviter) or abandon it (invitee).
+    /// Revoke an outstanding invitation (inviter), abandon it (invitee), or
+    /// close a request inbox (unpublished from the identity record).
     Cancel,
+    /// Request inbox: accept a request (runs the invitation flow with the
+    /// requester's ticket; the contact is made through the usual finalize).
+    AcceptRequest(RequestId),
+    /// Request inbox: ignore a request (kept and revisitable; nothing is sent).
+    IgnoreRequest(RequestId),
+    /// Request inbox: block the requester (its requests are dropped silently
+    /// from now on; nothing is sent).
+    BlockRequester(RequestId),
+    /// Request inbox: unblock an identity.
+    Unblock(PublicKey),
 }
 
 /// Timers a machine can set.
@@ -192,6 +205,21 @@ pub enum Input {
     },
     /// A timer fired.
     TimerFired(Timer),
+    /// From the driver to request inboxes: this device has (`open`) or no
+    /// longer has an outgoing request to `to` in `flow`, so that
+    /// simultaneous requests between two identities merge into one contact.
+    Outgoing {
+        /// The recipient of our request.
+        to: PublicKey,
+        /// Our requesting flow.
+        flow: FlowId,
+        /// Started (true) or ended (false).
+        open: bool,
+        /// Ended with a contact.
+        contact: bool,
+    },
+    /// From the driver after a restart: every outgoing request now open.
+    OutgoingSync(Vec<(PublicKey, FlowId)>),
 }
 
 /// What a machine asks the driver to do.
@@ -221,6 +249,25 @@ pub enum Effect {
     /// key): after a device link, on both devices (the old one's record
     /// gained a device; the new one's identity is new).
     SaveIdentity(Box<crate::identity::Identity>),
+    /// Start another flow under `id` (request inboxes start an invitee flow
+    /// for an accepted request). Idempotent: nothing happens if a flow with
+    /// that id exists.
+    Spawn {
+        /// Its id (derived from the request, so a replay finds it).
+        id: FlowId,
+        /// The flow.
+        flow: Box<Flow>,
+        /// Its first effects.
+        effects: Vec<Effect>,
+    },
+    /// Send a command to another flow of this driver (a merge cancels our
+    /// own outgoing request).
+    Signal {
+        /// The flow.
+        flow: FlowId,
+        /// The command.
+        command: Command,
+    },
     /// Tell the app.
     Emit(Event),
     /// The flow is over; remove its persisted state. It follows the
@@ -231,7 +278,9 @@ pub enum Effect {
 
 /// Progress and results for the app. Events never carry secrets (the ticket
 /// is fetched with the driver's `ticket()`; contacts from the store).
+/// Non-exhaustive: new flows add events.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event {
     /// The invitation is published; the ticket can be shown.
     InvitationPublished {
@@ -261,6 +310,26 @@ pub enum Event {
         identity: PublicKey,
         /// The new device.
         device: PublicKey,
+    },
+    /// A request inbox is open: share `address` (its URI) so others can send
+    /// contact requests.
+    RequestInboxOpen {
+        /// The identity's address.
+        address: crate::encoding::Address,
+    },
+    /// A verified contact request (stamp, seal, signature, key binding and
+    /// expiry checked): accept, ignore or block it.
+    RequestReceived(RequestView),
+    /// A request from a peer we were also requesting was merged with ours:
+    /// one contact will be made.
+    RequestsMerged {
+        /// The peer.
+        peer: PublicKey,
+    },
+    /// Our request was written to the recipient's request inbox.
+    RequestDelivered {
+        /// The recipient.
+        to: PublicKey,
     },
     /// A contact is final and saved.
     ContactEstablished {
@@ -464,6 +533,8 @@ pub enum Flow {
     Inviter(Box<Inviter>),
     /// Invitee side.
     Invitee(Box<Invitee>),
+    /// A request inbox (requests to a known address).
+    Inbox(Box<RequestInbox>),
 }
 
 impl Flow {
@@ -472,6 +543,7 @@ impl Flow {
         match self {
             Self::Inviter(m) => m.handle(input, now, rng),
             Self::Invitee(m) => m.handle(input, now, rng),
+            Self::Inbox(m) => m.handle(input, now, rng),
         }
     }
     /// Re-issues pending work after a restart.
@@ -479,6 +551,7 @@ impl Flow {
         match self {
             Self::Inviter(m) => m.resume(now, rng),
             Self::Invitee(m) => m.resume(now, rng),
+            Self::Inbox(m) => m.resume(now, rng),
         }
     }
     /// Whether the flow has ended.
@@ -486,6 +559,7 @@ impl Flow {
         match self {
             Self::Inviter(m) => m.is_finished(),
             Self::Invitee(m) => m.is_finished(),
+            Self::Inbox(m) => m.is_finished(),
         }
     }
     /// Records this flow watches (opaque keys), to route notifications.
@@ -493,6 +567,14 @@ impl Flow {
         match self {
             Self::Inviter(m) => m.watched_records(),
             Self::Invitee(m) => m.watched_records(),
+            Self::Inbox(m) => m.watched_records(),
+        }
+    }
+    /// The identity an outgoing request of this flow goes to, if any.
+    pub fn request_target(&self) -> Option<PublicKey> {
+        match self {
+            Self::Inviter(m) => m.request_target(),
+            _ => None,
         }
     }
 }

@@ -142,16 +142,9 @@ pub(crate) fn seal_slot(
     Ok(wire::encode(&pb::RequestSlot { ephemeral_key: eph_pub.as_bytes().to_vec(), stamp, sealed }))
 }
 
-/// What a slot held, once its stamp was checked and its seal opened.
-pub(crate) struct OpenedSlot {
-    /// Identifies the request (hash of the ephemeral key): duplicates and
-    /// replays of the same slot value share it.
-    pub(crate) id: [u8; 32],
-    pub(crate) request: UnverifiedAddressRequest,
-}
-
-/// The id a slot value would have, from its ephemeral key (cheap dedup
-/// before the stamp check or any decryption).
+/// The id of a slot value: the hash of its ephemeral key, so duplicates and
+/// replays of one request share it (cheap dedup before the stamp check or
+/// any decryption).
 pub(crate) fn slot_id(bytes: &[u8]) -> Result<[u8; 32], DecodeError> {
     let slot: pb::RequestSlot = wire::decode(bytes, MAX_SLOT_VALUE, "request slot")?;
     Ok(message_hash(&wire::bytes32(&slot.ephemeral_key, "ephemeral key")?))
@@ -164,7 +157,7 @@ pub(crate) fn open_slot(
     recipient: &PublicKey,
     inbox: &[u8; 32],
     pow_bits: u32,
-) -> Result<OpenedSlot, crate::Error> {
+) -> Result<UnverifiedAddressRequest, crate::Error> {
     let slot: pb::RequestSlot = wire::decode(bytes, MAX_SLOT_VALUE, "request slot")?;
     let eph_bytes = wire::bytes32(&slot.ephemeral_key, "ephemeral key")?;
     // INV-AR-1: the stamp is checked first; nothing else is spent on a request without one.
@@ -179,7 +172,7 @@ pub(crate) fn open_slot(
     if request.content.ephemeral_key != eph {
         return Err(VerifyError::WrongContext("request sealed with another ephemeral key").into());
     }
-    Ok(OpenedSlot { id: message_hash(&eph_bytes), request })
+    Ok(request)
 }
 
 /// A request parsed from bytes, not yet checked. Exposes only [`Self::verify`].

@@ -353,3 +353,100 @@ proptest! {
         let _ = inbox::decode_value(&bytes);
     }
 }
+
+/// A device-link response from a brand-new device, with its consent made
+/// for `consent_for` (the inviter's identity when honest).
+fn link_response(
+    inviter: &Identity,
+    consent_for: &crate::crypto::PublicKey,
+) -> (VerifiedInvitation, Vec<u8>, SigningKey) {
+    let inbox = [1; 32];
+    let mut c = content(inviter, inbox);
+    c.kind = InvitationKind::DeviceLink;
+    c.conversation = None;
+    let bytes = c.sign(inviter.device_key(), inviter.signed()).unwrap();
+    let inv =
+        UnverifiedInvitation::from_bytes(&bytes).unwrap().verify(&inbox, InvitationKind::DeviceLink, NOW + 1).unwrap();
+    let dev = SigningKey::generate(&mut OsRng);
+    let rc = ResponseContent {
+        kind: InvitationKind::DeviceLink,
+        accept: true,
+        inbox_key: inbox,
+        invitation_hash: *inv.hash(),
+        identity_key: inviter.public_key(),
+        device_key: dev.public(),
+        identity_record: inviter.record_key().unwrap().clone(),
+        profile: None,
+        conversation: None,
+        created_at: NOW + 2,
+        device_consent: Some(identity::device_consent(consent_for, &dev)),
+        device_dh_key: Some(crate::crypto::DhSecretKey::generate(&mut OsRng).public()),
+    };
+    let bytes = rc.sign(&dev, inviter.signed(), &inv).unwrap();
+    (inv, bytes, dev)
+}
+
+#[test]
+fn device_link_consent_must_be_for_the_inviters_identity() {
+    let a = identity("alice");
+    let (inv, ok, _) = link_response(&a, &a.public_key());
+    let v = UnverifiedResponse::from_bytes(&ok).unwrap().verify(&ctx(&inv), NOW + 3).unwrap();
+    assert!(v.content().device_consent.is_some());
+    // Consent made for another account: refused, so the old device ignores
+    // the response and adds nothing.
+    let other = identity("mallory").public_key();
+    let (inv, bad, _) = link_response(&a, &other);
+    let e = UnverifiedResponse::from_bytes(&bad).unwrap().verify(&ctx(&inv), NOW + 3).unwrap_err();
+    assert_eq!(e, Error::Verify(VerifyError::BadSignature));
+    // And a device entry cannot be built from it either.
+    let dev = SigningKey::generate(&mut OsRng);
+    let consent = identity::device_consent(&other, &dev);
+    assert!(DeviceEntry::from_consent(&a.public_key(), dev.public(), consent, NOW, "x").is_err());
+}
+
+#[test]
+fn handover_opens_only_for_the_new_device_and_its_link() {
+    use super::handover::{HandoverContext, open, seal};
+    let a = identity("alice");
+    let dev = SigningKey::generate(&mut OsRng);
+    let dev_dh = crate::crypto::DhSecretKey::generate(&mut OsRng);
+    // The record must list the new device for the handover to be accepted.
+    let mut a2 = a.clone();
+    let entry = DeviceEntry::from_consent(
+        &a.public_key(),
+        dev.public(),
+        identity::device_consent(&a.public_key(), &dev),
+        NOW,
+        "laptop",
+    )
+    .unwrap();
+    a2.update_record(|r| r.devices.push(entry), NOW).unwrap();
+    let (inbox, ih, rh, device) = ([1; 32], [2; 32], [3; 32], dev.public());
+    let ctx = HandoverContext { inbox: &inbox, invitation_hash: &ih, response_hash: &rh, device: &device };
+    let account = crate::crypto::SecretKey::generate(&mut OsRng);
+    let sealed = seal(&ctx, &dev_dh.public(), &account, a2.signed(), &mut OsRng).unwrap();
+    let (k, rec) = open(&ctx, &dev_dh, &a.public_key(), &sealed).unwrap();
+    assert_eq!(k, account);
+    assert_eq!(rec.record().device_status(&device), Some(DeviceStatus::Current));
+    // Another device's key, another response, another identity, a flipped bit, a truncation.
+    let other_dh = crate::crypto::DhSecretKey::generate(&mut OsRng);
+    assert!(open(&ctx, &other_dh, &a.public_key(), &sealed).is_err());
+    let rh2 = [4; 32];
+    let ctx2 = HandoverContext { inbox: &inbox, invitation_hash: &ih, response_hash: &rh2, device: &device };
+    assert!(open(&ctx2, &dev_dh, &a.public_key(), &sealed).is_err());
+    assert!(open(&ctx, &dev_dh, &identity("eve").public_key(), &sealed).is_err());
+    for i in [0, 40, sealed.len() - 1] {
+        let mut t = sealed.clone();
+        t[i] ^= 1;
+        assert!(open(&ctx, &dev_dh, &a.public_key(), &t).is_err(), "byte {i}");
+    }
+    for n in 0..sealed.len() {
+        assert!(open(&ctx, &dev_dh, &a.public_key(), &sealed[..n]).is_err());
+    }
+    // A record that does not list the device is refused.
+    let sealed = seal(&ctx, &dev_dh.public(), &account, a.signed(), &mut OsRng).unwrap();
+    assert!(matches!(
+        open(&ctx, &dev_dh, &a.public_key(), &sealed),
+        Err(Error::Verify(VerifyError::UntrustedDevice(_)))
+    ));
+}

@@ -1,0 +1,211 @@
+//! Hostile requests against a live request inbox on MemoryDht: floods with
+//! and without valid stamps, replays, forged key bindings, tampered seals.
+//! (Crate-internal: forging needs the signing and sealing internals.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand_core::{OsRng, RngCore};
+
+use crate::crypto::pow;
+use crate::crypto::{DhSecretKey, SecretKey};
+use crate::dht::{Dht, MemoryNetwork, RecordKey};
+use crate::driver::{self, DriverConfig, Events, TokioClock};
+use crate::encoding::Ticket;
+use crate::identity::Identity;
+use crate::machine::{Event, RequestInboxParams};
+use crate::message::address::{AddressRequestContent, seal_slot};
+use crate::message::{InvitationKind, Profile, RequestInboxInfo, SignedIdentity};
+use crate::store::MemoryStore;
+
+const T0_MS: u64 = 1_795_305_600_000;
+const BITS: u32 = 10;
+
+struct Target {
+    identity: Identity,
+    info: RequestInboxInfo,
+    events: Events,
+    _driver: driver::Handle,
+}
+
+async fn bob(net: &MemoryNetwork) -> Target {
+    let id = Identity::generate(Profile::new("bob").unwrap(), "phone", T0_MS / 1000, &mut OsRng).unwrap();
+    let id = driver::publish_identity(&net.join("bob"), id).await.unwrap();
+    let cfg = DriverConfig { clock: Arc::new(TokioClock::starting_at(T0_MS)), ..DriverConfig::default() };
+    let store = Arc::new(MemoryStore::new());
+    let (h, mut events) = driver::start(net.join("bob"), store.clone(), cfg).await.unwrap();
+    let mut params = RequestInboxParams::new(id);
+    params.pow_bits = BITS;
+    h.open_request_inbox(params).await.unwrap();
+    while let Some(e) = events.recv().await {
+        if matches!(e.event, Event::RequestInboxOpen { .. }) {
+            break;
+        }
+    }
+    let identity = driver::identities(store.as_ref()).await.unwrap().remove(0);
+    let info = identity.signed().record().request_inbox.clone().unwrap();
+    Target { identity, info, events, _driver: h }
+}
+
+fn stranger(name: &str) -> Identity {
+    let id = Identity::generate(Profile::new(name).unwrap(), "d", T0_MS / 1000, &mut OsRng).unwrap();
+    let mut id = id;
+    id.set_record_key(RecordKey::new([3; 32], None));
+    id
+}
+
+fn fake_ticket() -> Vec<u8> {
+    let mut r = [0u8; 32];
+    OsRng.fill_bytes(&mut r);
+    Ticket {
+        kind: InvitationKind::Contact,
+        record: r,
+        secret: crate::encoding::TicketSecret::Plain(SecretKey::generate(&mut OsRng)),
+    }
+    .to_bytes()
+}
+
+/// A slot value from `from`, claiming `claimed` identity and embedding
+/// `embedded` as its identity record. `stamp`: a valid one or not.
+fn forge(t: &Target, from: &Identity, embedded: &SignedIdentity, valid_stamp: bool) -> Vec<u8> {
+    let eph = DhSecretKey::generate(&mut OsRng);
+    let inbox = *t.info.record.opaque();
+    let me = t.identity.public_key();
+    let nonce = if valid_stamp {
+        pow::mint(BITS, me.as_bytes(), &inbox, eph.public().as_bytes()).unwrap()
+    } else {
+        (0..).find(|n| !pow::check(BITS, me.as_bytes(), &inbox, eph.public().as_bytes(), *n)).unwrap()
+    };
+    let content = AddressRequestContent {
+        recipient_identity: me,
+        request_inbox: inbox,
+        ephemeral_key: eph.public(),
+        identity_key: embedded.record().identity_key,
+        device_key: from.device_public(),
+        identity_record: RecordKey::new([3; 32], None),
+        profile: Profile::new("someone").unwrap(),
+        ticket: fake_ticket(),
+        message: String::new(),
+        created_at: T0_MS / 1000,
+        expires_at: T0_MS / 1000 + 3600,
+    };
+    let signed = content.sign(from.device_key(), embedded).unwrap();
+    let dh = t.identity.signed().record().dh_key;
+    seal_slot(&signed, &eph, nonce, &me, &dh, &inbox, &mut OsRng).unwrap()
+}
+
+async fn write(net: &MemoryNetwork, t: &Target, slot: u32, data: Vec<u8>) {
+    let d = net.join("attacker");
+    let _ = d.open_record(&t.info.record, Some(&t.info.writer)).await;
+    d.set_value(&t.info.record, slot, data, Some(&t.info.writer)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+fn received(events: &mut Events) -> Vec<crate::machine::RequestView> {
+    let mut out = Vec::new();
+    while let Ok(e) = events.try_recv() {
+        if let Event::RequestReceived(v) = e.event {
+            out.push(v);
+        }
+    }
+    out
+}
+
+#[tokio::test(start_paused = true)]
+async fn floods_without_stamps_never_reach_the_user_with_stamps_each_costs_the_work() {
+    let net = MemoryNetwork::new();
+    let mut t = bob(&net).await;
+    // 64 well-formed, signed, sealed requests from 64 identities, no valid stamp.
+    for i in 0..64u32 {
+        let s = stranger("spammer");
+        write(&net, &t, 1 + i % t.info.slots, forge(&t, &s, s.signed(), false)).await;
+    }
+    // Garbage of every shape.
+    for (i, junk) in [vec![], vec![0xff; 10], vec![0; 20_000], b"not protobuf at all".to_vec()].into_iter().enumerate()
+    {
+        write(&net, &t, 1 + i as u32, junk).await;
+    }
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert!(received(&mut t.events).is_empty(), "nothing without a stamp reaches the user");
+
+    // With valid stamps every request is shown: a stamp prices a request, it
+    // does not filter it. 16 identities, 16 stamps of 2^BITS hashes each.
+    let mut senders = Vec::new();
+    for i in 0..16u32 {
+        let s = stranger("stamped");
+        senders.push(s.public_key());
+        write(&net, &t, 1 + i % t.info.slots, forge(&t, &s, s.signed(), true)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = received(&mut t.events);
+    assert_eq!(got.len(), 16);
+    assert!(got.iter().all(|v| senders.contains(&v.requester)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn replays_duplicates_and_forged_bindings_are_dropped() {
+    let net = MemoryNetwork::new();
+    let mut t = bob(&net).await;
+    let alice = stranger("alice");
+    let value = forge(&t, &alice, alice.signed(), true);
+    write(&net, &t, 1, value.clone()).await;
+    assert_eq!(received(&mut t.events).len(), 1);
+    // The same value again, in another slot and in the same one: one request.
+    write(&net, &t, 2, value.clone()).await;
+    write(&net, &t, 1, value.clone()).await;
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert!(received(&mut t.events).is_empty(), "duplicates and replays are dropped");
+
+    // Mallory claims to be Alice, embedding Alice's (public) identity record:
+    // Mallory's device is not in it, so the key binding fails.
+    let mallory = stranger("mallory");
+    write(&net, &t, 3, forge(&t, &mallory, alice.signed(), true)).await;
+    // Mallory's own request with one byte of the sealed body flipped: the AEAD refuses it.
+    let mut tampered = forge(&t, &mallory, mallory.signed(), true);
+    let n = tampered.len();
+    tampered[n - 5] ^= 1;
+    write(&net, &t, 4, tampered).await;
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert!(received(&mut t.events).is_empty(), "forged bindings and tampered seals are dropped");
+}
+
+#[test]
+fn verify_checks_binding_context_and_time() {
+    use crate::error::{Error, VerifyError};
+    use crate::message::address::open_slot;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+    let net = MemoryNetwork::new();
+    let t = rt.block_on(bob(&net));
+    let inbox = *t.info.record.opaque();
+    let me = t.identity.public_key();
+    let dh = t.identity.dh_secret();
+    let alice = stranger("alice");
+    let ok = forge(&t, &alice, alice.signed(), true);
+    let req = open_slot(&ok, &dh, &me, &inbox, BITS).unwrap();
+    let v = req.verify(&me, &inbox, T0_MS / 1000 + 1).unwrap();
+    assert_eq!(v.content().identity_key, alice.public_key());
+    // Expired.
+    let req = open_slot(&ok, &dh, &me, &inbox, BITS).unwrap();
+    assert!(matches!(req.verify(&me, &inbox, T0_MS / 1000 + 7200), Err(Error::Verify(VerifyError::Expired { .. }))));
+    // For another recipient or inbox.
+    let other = stranger("other").public_key();
+    let req = open_slot(&ok, &dh, &me, &inbox, BITS).unwrap();
+    assert!(matches!(req.verify(&other, &inbox, T0_MS / 1000), Err(Error::Verify(VerifyError::WrongContext(_)))));
+    // A harder stamp than the one minted: refused before decryption.
+    assert!(matches!(
+        open_slot(&ok, &dh, &me, &inbox, BITS + 12),
+        Err(Error::Verify(VerifyError::InsufficientWork { required }) ) if required == BITS + 12
+    ));
+    // Another recipient's key cannot open it.
+    let wrong = DhSecretKey::generate(&mut OsRng);
+    assert!(matches!(open_slot(&ok, &wrong, &me, &inbox, BITS), Err(Error::Verify(VerifyError::DecryptionFailed))));
+    // Forged bindings.
+    let mallory = stranger("mallory");
+    let forged = forge(&t, &mallory, alice.signed(), true);
+    let req = open_slot(&forged, &dh, &me, &inbox, BITS).unwrap();
+    assert!(matches!(req.verify(&me, &inbox, T0_MS / 1000), Err(Error::Verify(VerifyError::UntrustedDevice(_)))));
+    // Every truncation is a typed error, never a panic.
+    for n in 0..ok.len() {
+        assert!(open_slot(&ok[..n], &dh, &me, &inbox, BITS).is_err());
+    }
+}
