@@ -11,14 +11,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use contact_invite::crypto::pow::DEFAULT_MAX_MINT_BITS;
 use contact_invite::crypto::{Password, PasswordParams};
+use contact_invite::dht::Dht;
 use contact_invite::dht::veilid::VeilidDht;
 use contact_invite::dht::{OpLog, Recorded, median};
 use contact_invite::driver::{self, Clock, DriverConfig, DriverEvent, Events, Handle, OffsetClock};
 use contact_invite::error::ProtocolError;
 use contact_invite::identity::Identity;
-use contact_invite::machine::{Event, FlowId, Outcome, ReceiveParams, SendParams};
-use contact_invite::message::{EncryptionKeyType, Profile};
+use contact_invite::machine::{Event, FlowId, LinkParams, Outcome, ReceiveParams, RequestInboxParams, SendParams};
+use contact_invite::message::{DeviceStatus, EncryptionKeyType, Profile};
 use contact_invite::store::{MemoryStore, Store, Table};
 use contact_invite::veilid_net::{DEFAULT_NODES, LocalNetwork, LocalNetworkOptions};
 use contact_invite::veilid_store::VeilidTableStore;
@@ -186,6 +188,88 @@ async fn flows(net: &LocalNetwork) {
     assert_eq!(finished(&mut carol, c_flow).await, Outcome::Contact(alice.identity.public_key()));
     assert_eq!(driver::contacts(tstore.as_ref()).await.unwrap().len(), 1);
     assert!(tstore.list(Table::Flows).await.unwrap().is_empty());
+
+    // 6. A request to a known address: Bob opens a request inbox, Carol
+    //    sends a stamped request to his address, Bob accepts it.
+    let t0 = Instant::now();
+    let mut params = RequestInboxParams::new(bob.identity.clone());
+    params.pow_bits = 12;
+    let inbox = bob.handle.open_request_inbox(params).await.unwrap();
+    let address = match wait(&mut bob, "inbox open", |e| matches!(e.event, Event::RequestInboxOpen { .. })).await.event
+    {
+        Event::RequestInboxOpen { address } => address,
+        _ => unreachable!(),
+    };
+    let opened = t0.elapsed();
+    let mut s = SendParams::new(carol.identity.clone());
+    s.message = "found you by your address".into();
+    let r_flow = carol.handle.send_request(s, address, DEFAULT_MAX_MINT_BITS).await.unwrap();
+    let delivered = wait(&mut carol, "delivered", |e| {
+        e.flow == r_flow && matches!(e.event, Event::RequestDelivered { .. } | Event::Finished(_))
+    })
+    .await;
+    assert!(matches!(delivered.event, Event::RequestDelivered { .. }), "{:?}", delivered.event);
+    let req = match wait(&mut bob, "request", |e| matches!(e.event, Event::RequestReceived(_))).await.event {
+        Event::RequestReceived(v) => v,
+        _ => unreachable!(),
+    };
+    assert_eq!(req.requester, carol.identity.public_key());
+    assert_eq!(req.message, "found you by your address");
+    let shown = t0.elapsed();
+    bob.handle.accept_request(inbox, req.id).await.unwrap();
+    assert_eq!(finished(&mut carol, r_flow).await, Outcome::Contact(bob.identity.public_key()));
+    wait(&mut bob, "bob's contact", |e| matches!(e.event, Event::ContactEstablished { .. })).await;
+    eprintln!(
+        "request to an address: inbox published in {:.2} s, request shown at {:.2} s, both contacts final at {:.2} s",
+        opened.as_secs_f64(),
+        shown.as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    );
+
+    // 7. Alice links a new device (a driver on node 4 with no identity yet).
+    let t0 = Instant::now();
+    let l_flow = alice.handle.link_device(SendParams::new(alice.identity.clone())).await.unwrap();
+    wait(&mut alice, "link published", |e| e.flow == l_flow && matches!(e.event, Event::InvitationPublished { .. }))
+        .await;
+    let ticket = alice.handle.ticket(l_flow).await.unwrap().unwrap();
+    let dev_store = Arc::new(MemoryStore::new());
+    let cfg = DriverConfig { clock: Arc::new(alice.clock.clone()), ..Default::default() };
+    let (dh, mut dev_events) = driver::start(net.dht(4).unwrap(), dev_store.clone(), cfg).await.unwrap();
+    let d_flow = dh.join_account(LinkParams::new(ticket, "alice's tablet")).await.unwrap();
+    let dev_outcome = tokio::time::timeout(WAIT, async {
+        while let Some(e) = dev_events.recv().await {
+            match e.event {
+                Event::InvitationReceived(_) => dh.accept(d_flow).await.unwrap(),
+                Event::Finished(o) if e.flow == d_flow => return o,
+                _ => {}
+            }
+        }
+        panic!("new device's driver stopped")
+    })
+    .await
+    .unwrap();
+    let Outcome::DeviceLinked(tablet) = dev_outcome else { panic!("{dev_outcome:?}") };
+    assert_eq!(finished(&mut alice, l_flow).await, Outcome::DeviceLinked(tablet));
+    let ids = driver::identities(dev_store.as_ref()).await.unwrap();
+    assert_eq!(ids.len(), 1);
+    assert_eq!(ids[0].public_key(), alice.identity.public_key());
+    assert_eq!(ids[0].signed().record().device_status(&tablet), Some(DeviceStatus::Current));
+    // Bob refreshes Alice's record from the network and trusts the tablet.
+    let mut bob_contact = driver::contacts(bob.store.as_ref())
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.peer == alice.identity.public_key())
+        .unwrap();
+    let rk = alice.identity.record_key().unwrap().clone();
+    let bob_dht = net.dht(2).unwrap();
+    let _ = bob_dht.open_record(&rk, None).await;
+    let fresh = bob_dht.get_value(&rk, 0, true).await.unwrap().unwrap();
+    bob_contact.update_peer_identity(&fresh.data).unwrap();
+    let sig = ids[0].sign_message(&bob.identity.public_key(), b"from the tablet");
+    bob_contact.verify_message(&bob.identity.public_key(), b"from the tablet", &sig).unwrap();
+    eprintln!("device link: ticket to both devices final in {:.2} s", t0.elapsed().as_secs_f64());
+    dh.shutdown().await;
 
     for p in [&alice, &bob, &carol] {
         p.handle.shutdown().await;

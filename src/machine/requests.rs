@@ -2,11 +2,14 @@
 //! block (after the relay friend-request design, made strict).
 //!
 //! ```text
-//! Creating ──(record created)──▶ Publishing ──(identity record lists the inbox)──▶ Listening
+//! Creating ──(record created)──▶ Preparing ──(header written)──▶ Publishing
+//! Publishing ──(identity record lists the inbox)──▶ Listening
 //! Listening ──Cancel──▶ Closing ──(identity record no longer lists it)──▶ Done
 //! ```
-//! Publishing and closing update the identity record by read–merge–write, so
-//! a device link or another change made meanwhile is never rolled back.
+//! Preparing writes a header to the owner subkey: on Veilid a record nobody
+//! has written is not found by other nodes. Publishing and closing update
+//! the identity record by read–merge–write, so a device link or another
+//! change made meanwhile is never rolled back.
 //!
 //! While listening, every slot is watched and re-read on a slow poll. A slot
 //! value is checked in this order, each step before the next costs anything:
@@ -50,6 +53,8 @@ use crate::message::{Profile, RequestInboxInfo, SignedIdentity};
 
 /// How often every slot is re-read besides the watch (watches can be lost).
 pub(crate) const POLL_INTERVAL_MS: u64 = 60_000;
+/// What the owner subkey holds (the record must hold a value to be found).
+const HEADER: &[u8] = b"contact-invite request inbox v1";
 /// Request ids remembered to drop duplicates and replays.
 const MAX_SEEN: usize = 4096;
 /// How long a junk or refused slot value's id is remembered (seconds).
@@ -127,6 +132,7 @@ impl core::fmt::Debug for Kept {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Purpose {
     Create,
+    Header,
     IdentityGet,
     IdentitySet,
     Watch,
@@ -144,6 +150,7 @@ enum Change {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum State {
     Creating,
+    Preparing { record: RecordKey },
     Updating { change: Change, written: Option<Box<SignedIdentity>>, tries: u32 },
     Listening { record: RecordKey },
     Done(bool),
@@ -328,7 +335,9 @@ impl RequestInbox {
                 Completion::Failed(p, f, exhausted) => {
                     let err = dht_error(f, exhausted);
                     match p {
-                        Purpose::Create | Purpose::IdentityGet | Purpose::IdentitySet => self.fail(err, &mut out),
+                        Purpose::Create | Purpose::Header | Purpose::IdentityGet | Purpose::IdentitySet => {
+                            self.fail(err, &mut out)
+                        }
                         Purpose::Watch | Purpose::ReadSlot(_) | Purpose::Forget => {}
                     }
                 }
@@ -340,7 +349,15 @@ impl RequestInbox {
     fn on_done(&mut self, p: Purpose, o: DhtOutput, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
         match (p, o) {
             (Purpose::Create, DhtOutput::Created(record)) => {
-                self.state = State::Updating { change: Change::Publish(record), written: None, tries: 0 };
+                let data = HEADER.to_vec();
+                let writer = self.owner.clone();
+                self.ops.start(Purpose::Header, DhtOp::Set { key: record.clone(), subkey: 0, data, writer }, out);
+                self.state = State::Preparing { record };
+                out.insert(0, Effect::Persist);
+            }
+            (Purpose::Header, DhtOutput::Set(_)) => {
+                let State::Preparing { record } = &self.state else { return };
+                self.state = State::Updating { change: Change::Publish(record.clone()), written: None, tries: 0 };
                 self.start_identity_read(out);
                 out.insert(0, Effect::Persist);
             }
