@@ -1,17 +1,29 @@
 //! Real-network latency: K invitations between two parties on a private
 //! 6-node Veilid network, with the end-to-end latency distribution next to
-//! (critical-path DHT operations × median operation latency) from the same run.
+//! the critical path predicted from operation latencies measured in the same
+//! run.
 //!
 //! `scripts/netns.sh cargo run --example network_bench -- [K] [think_ms]`
 //! (`think_ms`: how long the invitee waits between publish and scan; 0 =
-//! at once, the worst case for Veilid's watch set-up).
+//! at once).
+//!
+//! The critical path from "send" to "both contacts final" is, in order:
+//! publish (set), the invitee's open (one inspect round trip on Veilid: the
+//! record is not held locally) and read (get), the response (set), the nudge
+//! to the inviter; then on the inviter the final status (set) concurrently
+//! with the freshness check of the responder's identity record (open + get),
+//! and the nudge to the invitee. The prediction adds the median of each of
+//! those, measured in this run: sets and gets from the drivers' own
+//! operations; the open of a record the node does not hold, and the nudge's
+//! one-way delivery, from probes between the same two nodes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use contact_invite::crypto::SigningKey;
 use contact_invite::dht::veilid::VeilidDht;
-use contact_invite::dht::{OpLog, Recorded, median};
-use contact_invite::driver::{self, DriverConfig, Events, SystemClock};
+use contact_invite::dht::{Dht, Nudge, OpLog, Recorded, Schema, median};
+use contact_invite::driver::{self, DriverConfig, Events, Handle, SystemClock};
 use contact_invite::identity::Identity;
 use contact_invite::machine::{Event, ReceiveParams, SendParams};
 use contact_invite::message::Profile;
@@ -21,25 +33,111 @@ use rand_core::OsRng;
 
 type Error = Box<dyn std::error::Error>;
 
-/// Sequential network operations on the critical path of one invitation:
-/// publish (set), fetch (get), response (set), final status (set).
-const CRITICAL_PATH_OPS: u32 = 4;
+/// Nudge probes between the two parties' nodes.
+const PROBES: usize = 20;
 
-async fn until(ev: &mut Events, pred: impl Fn(&Event) -> bool) -> Result<(), Error> {
-    let r = tokio::time::timeout(Duration::from_secs(120), async {
+/// A driver's events, each stamped with when it arrived.
+type Stamped = tokio::sync::mpsc::UnboundedReceiver<(Instant, Event)>;
+
+fn stamp(mut ev: Events) -> Stamped {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
         while let Some(e) = ev.recv().await {
-            if pred(&e.event) {
-                return true;
+            if tx.send((Instant::now(), e.event)).is_err() {
+                return;
             }
         }
-        false
+    });
+    rx
+}
+
+/// When the first event matching `pred` arrived.
+async fn until(ev: &mut Stamped, pred: impl Fn(&Event) -> bool) -> Result<Instant, Error> {
+    let r = tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some((at, e)) = ev.recv().await {
+            if pred(&e) {
+                return Some(at);
+            }
+        }
+        None
     })
     .await;
-    if r == Ok(true) { Ok(()) } else { Err("timed out or driver stopped".into()) }
+    match r {
+        Ok(Some(at)) => Ok(at),
+        _ => Err("timed out or driver stopped".into()),
+    }
 }
 
 fn pct(v: &[Duration], p: f64) -> Duration {
     v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// Waits until the driver has its reply address (a Veilid private route).
+async fn reply_address_ready(h: &Handle) -> Result<(), Error> {
+    for _ in 0..120 {
+        if h.has_reply_address().await? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Err("no private route after 30 s".into())
+}
+
+/// One-way nudge latency from node `from` to node `to`: send, and time the
+/// arrival at the receiver's route.
+async fn probe_nudges(net: &LocalNetwork, from: usize, to: usize) -> Result<Vec<Duration>, Error> {
+    let (tx, rx) = (net.dht(from)?, net.dht(to)?);
+    let mut arrivals = rx.nudges().ok_or("nudge stream")?;
+    let mut address = None;
+    for _ in 0..40 {
+        match rx.reply_address().await {
+            Ok(Some(a)) => {
+                address = Some(a);
+                break;
+            }
+            _ => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
+    let address = address.ok_or("no private route for the probe")?;
+    let mut out = Vec::new();
+    for i in 0..PROBES {
+        let nudge = Nudge { record: [i as u8; 32], subkey: 0, value: vec![0; 600] };
+        let t = Instant::now();
+        if tx.send_nudge(&address, &nudge).await.is_err() {
+            continue;
+        }
+        if let Ok(Some(n)) = tokio::time::timeout(Duration::from_secs(5), arrivals.recv()).await
+            && n.record == nudge.record
+        {
+            out.push(t.elapsed());
+        }
+    }
+    out.sort();
+    if out.is_empty() { Err("no probe nudge arrived".into()) } else { Ok(out) }
+}
+
+/// Opening a record node `to` does not hold (Veilid inspects it on the
+/// network), `n` times, each on a fresh record written by node `from`.
+async fn probe_remote_opens(net: &LocalNetwork, from: usize, to: usize, n: usize) -> Result<Vec<Duration>, Error> {
+    let (w, r) = (net.dht(from)?, net.dht(to)?);
+    let schema = Schema { owner_subkeys: 1, members: Vec::new() };
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let owner = SigningKey::generate(&mut OsRng);
+        let key = w.create_record(&schema, &owner).await?;
+        w.set_value(&key, 0, vec![1; 600], None).await?;
+        let t = Instant::now();
+        if r.open_record(&key, None).await.is_ok() {
+            out.push(t.elapsed());
+        }
+        let _ = r.close_record(&key).await;
+    }
+    out.sort();
+    if out.is_empty() { Err("no probe open succeeded".into()) } else { Ok(out) }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
@@ -62,50 +160,108 @@ async fn main() -> Result<(), Error> {
         parties.push((id, h, ev));
     }
     let (b, a) = (parties.pop().ok_or("b")?, parties.pop().ok_or("a")?);
-    let ((a_id, ha, mut ea), (b_id, hb, mut eb)) = (a, b);
+    let ((a_id, ha, ea), (b_id, hb, eb)) = (a, b);
+    let (mut ea, mut eb) = (stamp(ea), stamp(eb));
+    let t = Instant::now();
+    reply_address_ready(&ha).await?;
+    reply_address_ready(&hb).await?;
+    println!("private routes ready after {:.0} ms more", ms(t.elapsed()));
+    let mut probes = probe_nudges(&net, 2, 1).await?;
+    probes.extend(probe_nudges(&net, 1, 2).await?);
+    probes.sort();
+    let mut opens = probe_remote_opens(&net, 1, 2, 10).await?;
+    opens.extend(probe_remote_opens(&net, 2, 1, 10).await?);
+    opens.sort();
     log.drain();
-    let mut e2e = Vec::new();
+    let (mut e2e, mut finished) = (Vec::new(), Vec::new());
+    // Per step: published, shown (from the scan), response stored (from the
+    // accept), inviter contact final, invitee contact final (from the response).
+    let mut steps: [Vec<Duration>; 5] = Default::default();
     for i in 0..k {
         let t0 = Instant::now();
         let f = ha.send_invitation(SendParams::new(a_id.clone())).await?;
-        until(&mut ea, |e| matches!(e, Event::InvitationPublished { .. })).await?;
+        let published = until(&mut ea, |e| matches!(e, Event::InvitationPublished { .. })).await?;
         let ticket = ha.ticket(f).await?.ok_or("ticket")?;
         tokio::time::sleep(think).await;
+        let scan = Instant::now();
         let g = hb.receive(ReceiveParams::new(b_id.clone(), ticket)).await?;
-        until(&mut eb, |e| matches!(e, Event::InvitationReceived(_))).await?;
+        let shown = until(&mut eb, |e| matches!(e, Event::InvitationReceived(_))).await?;
+        let accept = Instant::now();
         hb.accept(g).await?;
+        let stored = until(&mut eb, |e| matches!(e, Event::ResponseSent { .. })).await?;
+        // Both contacts final (what the users see), then both flows done
+        // (the inviter also tombstones the response).
+        let a_final = until(&mut ea, |e| matches!(e, Event::ContactEstablished { .. })).await?;
+        let b_final = until(&mut eb, |e| matches!(e, Event::ContactEstablished { .. })).await?;
+        e2e.push(a_final.max(b_final).duration_since(t0).saturating_sub(think));
+        for (v, d) in steps.iter_mut().zip([
+            published - t0,
+            shown - scan,
+            stored - accept,
+            a_final.saturating_duration_since(stored),
+            b_final.saturating_duration_since(stored),
+        ]) {
+            v.push(d);
+        }
         until(&mut ea, |e| matches!(e, Event::Finished(_))).await?;
         until(&mut eb, |e| matches!(e, Event::Finished(_))).await?;
-        // End to end excluding the deliberate think time.
-        e2e.push(t0.elapsed().saturating_sub(think));
-        eprintln!("invitation {}: {:.0} ms", i + 1, e2e[i].as_secs_f64() * 1e3);
+        finished.push(t0.elapsed().saturating_sub(think));
+        eprintln!("invitation {}: contacts final {:.0} ms, flows done {:.0} ms", i + 1, ms(e2e[i]), ms(finished[i]));
     }
     let ops = log.drain();
     e2e.sort();
-    let (mg, ms) = (median(&ops, "get").unwrap_or_default(), median(&ops, "set").unwrap_or_default());
-    let op_median = (mg + ms) / 2;
-    let predicted = op_median * CRITICAL_PATH_OPS;
+    finished.sort();
+    for v in &mut steps {
+        v.sort();
+    }
+    let m = |op| median(&ops, op).unwrap_or_default();
+    let kinds = ["create", "open", "get", "set", "watch", "nudge", "close", "delete"];
+    let all: Vec<String> = kinds.iter().map(|k| format!("{k} {:.1}", ms(m(k)))).collect();
+    println!("driver operation medians (ms): {}", all.join(", "));
+    let (mg, mset) = (m("get"), m("set"));
+    let (mopen, mnudge) = (pct(&opens, 0.5), pct(&probes, 0.5));
+    let to_response = mset + mopen + mg + mset + mnudge;
+    let invitee_path = to_response + mset + mnudge;
+    let inviter_path = to_response + mset.max(mopen + mg);
+    let predicted = invitee_path.max(inviter_path);
     println!("\n{k} invitations, think time {} ms", think.as_millis());
     println!(
-        "end to end (send -> both contacts final): min {:.0} ms, median {:.0} ms, p90 {:.0} ms, max {:.0} ms",
-        e2e[0].as_secs_f64() * 1e3,
-        pct(&e2e, 0.5).as_secs_f64() * 1e3,
-        pct(&e2e, 0.9).as_secs_f64() * 1e3,
-        e2e[e2e.len() - 1].as_secs_f64() * 1e3
+        "send -> both contacts final: min {:.0} ms, median {:.0} ms, p90 {:.0} ms, max {:.0} ms",
+        ms(e2e[0]),
+        ms(pct(&e2e, 0.5)),
+        ms(pct(&e2e, 0.9)),
+        ms(e2e[e2e.len() - 1])
+    );
+    println!("send -> both flows done (with the tombstone): median {:.0} ms", ms(pct(&finished, 0.5)));
+    let med = |i: usize| ms(pct(&steps[i], 0.5));
+    println!(
+        "median steps: send -> published {:.0} ms; scan -> shown {:.0} ms; accept -> response stored {:.0} ms; \
+         response stored -> inviter final {:.0} ms, invitee final {:.0} ms",
+        med(0),
+        med(1),
+        med(2),
+        med(3),
+        med(4)
     );
     println!(
-        "median get {:.1} ms, median set {:.1} ms over {} operations",
-        mg.as_secs_f64() * 1e3,
-        ms.as_secs_f64() * 1e3,
-        ops.len()
+        "medians this run: get {:.1} ms, set {:.1} ms ({} operations); open of a record not held {:.1} ms ({} probes); \
+         nudge one-way {:.1} ms ({} probes)",
+        ms(mg),
+        ms(mset),
+        ops.len(),
+        ms(mopen),
+        opens.len(),
+        ms(mnudge),
+        probes.len()
     );
     println!(
-        "critical path: {CRITICAL_PATH_OPS} operations x {:.1} ms = {:.0} ms",
-        op_median.as_secs_f64() * 1e3,
-        predicted.as_secs_f64() * 1e3
+        "critical path: publish set + open + get + response set + nudge, then invitee: final set + nudge = {:.0} ms, \
+         inviter: max(final set, open + get) = {:.0} ms",
+        ms(invitee_path),
+        ms(inviter_path)
     );
     println!(
-        "ratio median end to end / critical path: {:.1} x   (goal <= 1.5 x)",
+        "ratio median end to end / critical path: {:.2} x   (goal <= 1.5 x)",
         pct(&e2e, 0.5).as_secs_f64() / predicted.as_secs_f64().max(1e-9)
     );
     ha.shutdown().await;

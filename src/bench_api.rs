@@ -72,6 +72,7 @@ pub mod vectors {
             expires_at: NOW + 3600,
             message: "hello".into(),
             encryption_key_type: EncryptionKeyType::None,
+            reply_to: None,
         };
         let good = content.sign(id.device_key(), id.signed()).unwrap();
         let mut other_id = Identity::generate(Profile::new("Mallory").unwrap(), "x", NOW - 60, &mut rng).unwrap();

@@ -9,6 +9,12 @@
 //! Each event carries `round_trips`: the number of sequential network round
 //! trips (DHT gets and sets) on the causal chain that led to it since the last
 //! external trigger (a command, a notification or a timer).
+//!
+//! When the backend has a direct channel ([`Dht::reply_address`]), the driver
+//! keeps this party's reply address current (made in the background at start,
+//! re-checked every minute), tells every flow about it, sends the nudges flows
+//! ask for (best effort, never awaited by a flow) and routes arriving nudges
+//! to the flow watching their record.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -20,7 +26,7 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::contact::Contact;
-use crate::dht::{Dht, DhtError, DhtErrorKind, ValueChange};
+use crate::dht::{Dht, DhtError, DhtErrorKind, Nudge, ValueChange};
 use crate::encoding::{Address, Ticket};
 use crate::error::Error;
 use crate::identity::{Identity, identity_record_schema};
@@ -143,6 +149,7 @@ enum Cmd {
     Command(FlowId, Command, oneshot::Sender<Result<(), Error>>),
     Ticket(FlowId, oneshot::Sender<Option<Ticket>>),
     Requests(FlowId, oneshot::Sender<Option<Vec<RequestView>>>),
+    HasReplyAddress(oneshot::Sender<bool>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -257,6 +264,12 @@ impl Handle {
     pub async fn ticket(&self, flow: FlowId) -> Result<Option<Ticket>, Error> {
         self.call(|tx| Cmd::Ticket(flow, tx)).await
     }
+    /// Whether this party currently has a reply address, i.e. peers can
+    /// nudge it past watch latency (the backend has a direct channel and it
+    /// is up). Flows work either way.
+    pub async fn has_reply_address(&self) -> Result<bool, Error> {
+        self.call(Cmd::HasReplyAddress).await
+    }
     /// Stops the driver (flows stay persisted and resume on the next start).
     pub async fn shutdown(&self) {
         let _ = self.call(Cmd::Shutdown).await;
@@ -266,6 +279,7 @@ impl Handle {
 /// Starts a driver over `dht` and `store`, resuming every persisted flow.
 pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig) -> Result<(Handle, Events), Error> {
     let changes = dht.changes();
+    let nudges = dht.nudges();
     let (tx, rx) = mpsc::channel(64);
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let rng: Box<dyn Rng + Send> = match config.rng_seed {
@@ -284,7 +298,15 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
         ops: JoinSet::new(),
         events: ev_tx,
         budget: config.crash_after_effects,
+        reply_address: None,
     };
+    // Invitations made right after start should already carry the reply
+    // address: wait briefly for the first answer (at once on MemoryDht; on
+    // Veilid a route takes about a second), then go on without it.
+    let mut addresses = spawn_reply_address_task(Arc::downgrade(&actor.dht));
+    if let Ok(Some(a)) = tokio::time::timeout(FIRST_REPLY_ADDRESS_WAIT, addresses.recv()).await {
+        actor.reply_address = a;
+    }
     let persisted = actor.store.list(Table::Flows).await.map_err(store_err)?;
     let now = actor.clock.now_ms();
     let mut resumed = Vec::new();
@@ -319,7 +341,7 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
             if actor.feed_inboxes(Input::OutgoingSync(open)).await.is_err() {
                 return;
             }
-            actor.run(rx, changes).await;
+            actor.run(rx, changes, nudges, addresses).await;
         }
         .instrument(tracing::info_span!("contact_invite_driver")),
     );
@@ -328,6 +350,61 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
 
 fn store_err<E: std::error::Error>(e: E) -> Error {
     Error::Store(e.to_string())
+}
+
+/// How long [`start`] waits for the first reply address before going on
+/// without (it keeps being made in the background).
+const FIRST_REPLY_ADDRESS_WAIT: Duration = Duration::from_secs(2);
+
+/// How often the reply address is re-checked once made (Veilid replaces a
+/// private route that died; invitations made after that carry the new one).
+const REPLY_ADDRESS_RECHECK: Duration = Duration::from_secs(60);
+
+/// Keeps asking the backend for this party's reply address: at once, again
+/// with backoff while it fails (a Veilid node needs a few seconds after attach
+/// to build a private route), then every [`REPLY_ADDRESS_RECHECK`]. Sends
+/// each new value; stops when the backend has no direct channel or the
+/// driver is gone.
+fn spawn_reply_address_task<D: Dht>(dht: std::sync::Weak<D>) -> mpsc::Receiver<Option<Vec<u8>>> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(
+        async move {
+            // What was last sent (`None`: nothing yet, so the first result,
+            // success or failure, is always sent).
+            let mut last: Option<Option<Vec<u8>>> = None;
+            let mut failures = 0u32;
+            loop {
+                // Held only for the call: a stopped driver's backend is freed.
+                let Some(dht) = dht.upgrade() else { return };
+                let answer = dht.reply_address().await;
+                drop(dht);
+                let (now, wait) = match answer {
+                    Ok(None) => return,
+                    Ok(Some(a)) => {
+                        failures = 0;
+                        (Some(a), REPLY_ADDRESS_RECHECK)
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "no reply address yet");
+                        failures += 1;
+                        (None, Duration::from_millis(crate::machine::backoff_ms(failures)))
+                    }
+                };
+                if last.as_ref() != Some(&now) {
+                    last = Some(now.clone());
+                    if tx.send(now).await.is_err() {
+                        return;
+                    }
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(wait).await;
+            }
+        }
+        .instrument(tracing::debug_span!("reply_address")),
+    );
+    rx
 }
 
 /// The driver stopped on purpose (shutdown) or by the crash hook.
@@ -347,10 +424,19 @@ struct Actor<D: Dht, S: Store> {
     ops: JoinSet<OpResult>,
     events: mpsc::Sender<DriverEvent>,
     budget: Option<u64>,
+    /// This party's reply address, as last made by the backend.
+    reply_address: Option<Vec<u8>>,
 }
 
 impl<D: Dht, S: Store> Actor<D, S> {
-    async fn run(mut self, mut rx: mpsc::Receiver<Cmd>, mut changes: Option<crate::dht::ChangeReceiver>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Cmd>,
+        mut changes: Option<crate::dht::ChangeReceiver>,
+        mut nudges: Option<crate::dht::NudgeReceiver>,
+        mut addresses: mpsc::Receiver<Option<Vec<u8>>>,
+    ) {
+        let mut addresses_open = true;
         loop {
             let next_timer = self.timers.keys().next().map(|(at, _, _)| *at);
             let sleep_for = next_timer.map(|at| Duration::from_millis(at.saturating_sub(self.clock.now_ms())));
@@ -370,6 +456,13 @@ impl<D: Dht, S: Store> Actor<D, S> {
                 Some(change) = async { match changes.as_mut() { Some(c) => c.recv().await, None => None } }, if changes.is_some() => {
                     self.on_change(change).await
                 }
+                Some(nudge) = async { match nudges.as_mut() { Some(n) => n.recv().await, None => None } }, if nudges.is_some() => {
+                    self.on_nudge(nudge).await
+                }
+                address = addresses.recv(), if addresses_open => match address {
+                    None => { addresses_open = false; Ok(()) }
+                    Some(a) => self.on_reply_address(a).await,
+                },
                 () = async { match sleep_for { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => {
                     self.on_timers().await
                 }
@@ -386,8 +479,13 @@ impl<D: Dht, S: Store> Actor<D, S> {
             Cmd::Start(start, reply) => {
                 let id = FlowId::random(self.rng.as_mut());
                 match start(now, self.rng.as_mut()) {
-                    Ok((flow, effects)) => {
+                    Ok((mut flow, mut effects)) => {
                         let target = flow.request_target();
+                        effects.extend(flow.handle(
+                            Input::ReplyAddress(self.reply_address.clone()),
+                            now,
+                            self.rng.as_mut(),
+                        ));
                         self.flows.insert(id, flow);
                         // Reply once the flow is persisted: a crash before
                         // that surfaces as an error, never as a lost flow.
@@ -425,6 +523,9 @@ impl<D: Dht, S: Store> Actor<D, S> {
                 };
                 let _ = reply.send(t);
             }
+            Cmd::HasReplyAddress(reply) => {
+                let _ = reply.send(self.reply_address.is_some());
+            }
             Cmd::Shutdown(reply) => {
                 let _ = reply.send(());
                 return Err(Stopped);
@@ -447,6 +548,27 @@ impl<D: Dht, S: Store> Actor<D, S> {
                 value: change.value.clone(),
             };
             self.feed(id, input, 0).await?;
+        }
+        Ok(())
+    }
+
+    /// A nudge goes to the flows watching its record (as a notification would).
+    async fn on_nudge(&mut self, nudge: Nudge) -> Result<(), Stopped> {
+        let targets: Vec<FlowId> =
+            self.flows.iter().filter(|(_, f)| f.watched_records().contains(&nudge.record)).map(|(id, _)| *id).collect();
+        tracing::debug!(?nudge, flows = targets.len(), "nudge received");
+        for id in targets {
+            self.feed(id, Input::Nudge(nudge.clone()), 0).await?;
+        }
+        Ok(())
+    }
+
+    async fn on_reply_address(&mut self, address: Option<Vec<u8>>) -> Result<(), Stopped> {
+        tracing::debug!(len = address.as_ref().map(Vec::len), "reply address");
+        self.reply_address = address;
+        let ids: Vec<FlowId> = self.flows.keys().copied().collect();
+        for id in ids {
+            self.feed(id, Input::ReplyAddress(self.reply_address.clone()), 0).await?;
         }
         Ok(())
     }
@@ -560,6 +682,19 @@ impl<D: Dht, S: Store> Actor<D, S> {
                     if let Some(old) = self.timer_index.remove(&(id, timer)) {
                         self.timers.remove(&(old, id, timer));
                     }
+                }
+                Effect::Nudge { to, nudge } => {
+                    // Best effort and never awaited: the peer also watches and polls.
+                    let dht = self.dht.clone();
+                    let span = tracing::debug_span!("nudge", flow = %id, subkey = nudge.subkey);
+                    tokio::spawn(
+                        async move {
+                            if let Err(e) = dht.send_nudge(&to, &nudge).await {
+                                tracing::debug!(error = %e, "nudge not sent");
+                            }
+                        }
+                        .instrument(span),
+                    );
                 }
                 Effect::SaveContact(c) => {
                     if let Err(e) = save_contact(self.store.as_ref(), &c).await {

@@ -34,6 +34,10 @@ pub const MAX_SIGNED_RESPONSE: usize = 8192 - 4;
 pub const RESPONSE_PADDED_LEN: usize = 8192;
 /// Encoded `SignedFinalStatus`.
 pub const MAX_SIGNED_FINAL_STATUS: usize = 4096;
+/// A reply address (Veilid: a private route blob) in an invitation or response.
+pub const MAX_REPLY_ADDRESS: usize = 2048;
+/// An encoded nudge: a subkey value plus its record and subkey.
+pub const MAX_NUDGE: usize = crate::dht::MAX_VALUE_LEN + 64;
 /// Any inbox subkey value (Veilid's limit).
 pub const MAX_INBOX_VALUE: usize = crate::dht::MAX_VALUE_LEN;
 /// Longest time an invitation may stay valid.

@@ -110,6 +110,7 @@ async fn run(s: &Schedule) -> (Outcomes, Party, Vec<Party>) {
         stale_read: s.rate,
         conflict: s.rate,
         lose_notification: s.rate,
+        lose_nudge: s.rate,
     };
     // Parties publish their identities before the faults start: setup is
     // not what is under test, and the flows then run under seeded faults.

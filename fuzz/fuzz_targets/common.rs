@@ -2,7 +2,7 @@
 // inputs mapped onto the machines' input type.
 use std::sync::OnceLock;
 
-use contact_invite::dht::{DhtErrorKind, RecordKey, ValueData};
+use contact_invite::dht::{DhtErrorKind, Nudge, RecordKey, ValueData};
 use contact_invite::identity::Identity;
 use contact_invite::machine::{Command, DhtFailure, DhtOutput, Effect, Flow, Input, Rng, Timer};
 use contact_invite::message::Profile;
@@ -30,6 +30,8 @@ pub enum FuzzInput {
     Password(String),
     Timer(u8, u64),
     Change { subkey: u8, data: Option<Vec<u8>> },
+    Nudge { subkey: u8, data: Vec<u8> },
+    ReplyAddress(Option<Vec<u8>>),
     Done { op: u8, result: FuzzResult },
     Advance(u32),
 }
@@ -63,6 +65,8 @@ pub fn to_input(i: FuzzInput, record: [u8; 32]) -> Option<Input> {
             subkeys: vec![u32::from(subkey % 3)],
             value: data.map(|d| ValueData { seq: 1, data: d, writer: identity().public_key() }),
         },
+        FuzzInput::Nudge { subkey, data } => Input::Nudge(Nudge { record, subkey: u32::from(subkey % 3), value: data }),
+        FuzzInput::ReplyAddress(a) => Input::ReplyAddress(a),
         FuzzInput::Done { op, result } => Input::DhtDone {
             op: u64::from(op % 16),
             result: match result {

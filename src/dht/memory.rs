@@ -12,7 +12,8 @@ use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 
 use super::{
-    ChangeReceiver, Dht, DhtError, DhtErrorKind, MAX_VALUE_LEN, RecordKey, Schema, Subkey, ValueChange, ValueData,
+    ChangeReceiver, Dht, DhtError, DhtErrorKind, MAX_VALUE_LEN, Nudge, NudgeReceiver, RecordKey, Schema, Subkey,
+    ValueChange, ValueData,
 };
 use crate::crypto::{PublicKey, SecretKey, Signature, SigningKey};
 
@@ -36,6 +37,8 @@ pub struct FaultConfig {
     pub conflict: f64,
     /// A watch notification is lost.
     pub lose_notification: f64,
+    /// A nudge is lost (`delay` and `duplicate` apply to nudges too).
+    pub lose_nudge: f64,
 }
 
 /// Operations a party attempted, by kind.
@@ -59,6 +62,8 @@ pub struct OpCounts {
     pub delete: u64,
     /// flush
     pub flush: u64,
+    /// nudges sent (not network round trips: one-way, best effort)
+    pub nudge: u64,
 }
 
 impl OpCounts {
@@ -73,6 +78,7 @@ impl OpCounts {
             + self.close
             + self.delete
             + self.flush
+            + self.nudge
     }
     /// Network round trips (gets and sets).
     pub fn network(&self) -> u64 {
@@ -102,6 +108,9 @@ pub enum MemoryDhtError {
     /// Record not open on this handle.
     #[error("record not open")]
     NotOpen,
+    /// No party listens at that reply address (it restarted, or never was).
+    #[error("no party at that reply address")]
+    NoSuchAddress,
 }
 
 impl DhtError for MemoryDhtError {
@@ -113,6 +122,7 @@ impl DhtError for MemoryDhtError {
             Self::SchemaViolation(_) => DhtErrorKind::SchemaViolation,
             Self::ValueTooLarge(_) => DhtErrorKind::ValueTooLarge,
             Self::NotOpen => DhtErrorKind::NotOpen,
+            Self::NoSuchAddress => DhtErrorKind::NotFound,
         }
     }
 }
@@ -154,6 +164,10 @@ struct Net {
     parties: HashMap<String, PartyState>,
     watches: Vec<Watch>,
     next_handle: u64,
+    /// Reply addresses in use, and where their nudges go.
+    mailboxes: HashMap<Vec<u8>, mpsc::Sender<Nudge>>,
+    nudges_enabled: bool,
+    tamper_nudges: Option<Vec<u8>>,
 }
 
 impl Net {
@@ -216,6 +230,9 @@ impl MemoryNetwork {
                 parties: HashMap::new(),
                 watches: Vec::new(),
                 next_handle: 0,
+                mailboxes: HashMap::new(),
+                nudges_enabled: true,
+                tamper_nudges: None,
             })),
         }
     }
@@ -226,6 +243,7 @@ impl MemoryNetwork {
     /// restart: local copies survive, open records and watches do not.
     pub fn join(&self, party: &str) -> MemoryDht {
         let (tx, rx) = mpsc::channel(1024);
+        let (nudge_tx, nudge_rx) = mpsc::channel(1024);
         let mut n = self.lock();
         n.party(party);
         let handle = n.next_handle;
@@ -237,7 +255,21 @@ impl MemoryNetwork {
             open: Arc::new(Mutex::new(HashMap::new())),
             tx,
             rx: Mutex::new(Some(rx)),
+            nudge_tx,
+            nudge_rx: Mutex::new(Some(nudge_rx)),
+            address: Mutex::new(None),
         }
+    }
+    /// Turns the direct channel on (the default) or off: off, parties have
+    /// no reply address and learn of writes only by watching and polling, as
+    /// on a backend without one.
+    pub fn set_nudges_enabled(&self, enabled: bool) {
+        self.lock().nudges_enabled = enabled;
+    }
+    /// A hostile relay: every nudge delivered from now on carries `value`
+    /// instead of what was sent (`None` stops it).
+    pub fn tamper_nudges(&self, value: Option<Vec<u8>>) {
+        self.lock().tamper_nudges = value;
     }
     /// Takes a party offline (every operation fails `Unavailable`) or back.
     pub fn set_offline(&self, party: &str, offline: bool) {
@@ -335,6 +367,10 @@ pub struct MemoryDht {
     open: Arc<Mutex<HashMap<[u8; 32], Option<SigningKey>>>>,
     tx: mpsc::Sender<ValueChange>,
     rx: Mutex<Option<ChangeReceiver>>,
+    nudge_tx: mpsc::Sender<Nudge>,
+    nudge_rx: Mutex<Option<NudgeReceiver>>,
+    /// This handle's reply address, once asked for.
+    address: Mutex<Option<Vec<u8>>>,
 }
 
 impl core::fmt::Debug for MemoryDht {
@@ -354,6 +390,7 @@ enum Op {
     Close,
     Delete,
     Flush,
+    Nudge,
 }
 
 type R<T> = Result<T, MemoryDhtError>;
@@ -381,6 +418,7 @@ impl MemoryDht {
                 Op::Close => c.close += 1,
                 Op::Delete => c.delete += 1,
                 Op::Flush => c.flush += 1,
+                Op::Nudge => c.nudge += 1,
             }
             if p.offline {
                 return Err(MemoryDhtError::Unavailable("party offline"));
@@ -596,11 +634,76 @@ impl Dht for MemoryDht {
     fn changes(&self) -> Option<ChangeReceiver> {
         self.rx.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
+
+    /// A random 16-byte address per handle (a restart gets a new one, like a
+    /// Veilid private route); `None` while nudges are disabled.
+    async fn reply_address(&self) -> R<Option<Vec<u8>>> {
+        let mut n = self.net.lock();
+        if !n.nudges_enabled {
+            return Ok(None);
+        }
+        let mut mine = self.address.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(a) = mine.as_ref() {
+            return Ok(Some(a.clone()));
+        }
+        let mut a = vec![0u8; 16];
+        n.rng.fill_bytes(&mut a);
+        n.mailboxes.insert(a.clone(), self.nudge_tx.clone());
+        *mine = Some(a.clone());
+        Ok(Some(a))
+    }
+
+    /// Delivers to the party at `to` (lost, delayed or duplicated like a
+    /// watch notification under faults); `NoSuchAddress` if nobody is there.
+    async fn send_nudge(&self, to: &[u8], nudge: &Nudge) -> R<()> {
+        self.begin(Op::Nudge).await?;
+        let mut n = self.net.lock();
+        if !n.nudges_enabled {
+            return Ok(());
+        }
+        let tx = n.mailboxes.get(to).cloned().ok_or(MemoryDhtError::NoSuchAddress)?;
+        // Through the wire form, as a real backend would carry it.
+        let Ok(nudge) = Nudge::from_bytes(&nudge.to_bytes()) else { return Ok(()) };
+        let f = n.faults.clone();
+        if n.roll(f.lose_nudge) {
+            return Ok(());
+        }
+        let nudge = match &n.tamper_nudges {
+            Some(bytes) => Nudge { value: bytes.clone(), ..nudge },
+            None => nudge,
+        };
+        let copies = if n.roll(f.duplicate) { 2 } else { 1 };
+        let delay = if n.roll(f.delay) { Some(jitter(&mut n)) } else { None };
+        for _ in 0..copies {
+            let (tx, nudge) = (tx.clone(), nudge.clone());
+            match delay {
+                Some(d) => {
+                    tokio::spawn(async move {
+                        tokio::time::sleep(d).await;
+                        let _ = tx.try_send(nudge);
+                    });
+                }
+                None => {
+                    let _ = tx.try_send(nudge);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn nudges(&self) -> Option<NudgeReceiver> {
+        self.nudge_rx.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 impl Drop for MemoryDht {
     fn drop(&mut self) {
         let handle = self.handle;
-        self.net.lock().watches.retain(|w| w.handle != handle);
+        let address = self.address.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let mut n = self.net.lock();
+        n.watches.retain(|w| w.handle != handle);
+        if let Some(a) = address {
+            n.mailboxes.remove(&a);
+        }
     }
 }

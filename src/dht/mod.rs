@@ -20,6 +20,10 @@
 //! - **Watches** deliver [`ValueChange`]s on the stream from
 //!   [`Dht::changes`]; they can lag or be lost, so callers also re-read.
 //! - Errors say whether retrying can help ([`DhtError::is_retryable`]).
+//! - **Nudges** (optional): a backend with a direct channel between parties
+//!   hands out a [`Dht::reply_address`] and delivers [`Nudge`]s sent to it on
+//!   [`Dht::nudges`]. Best effort, unauthenticated, possibly lost; see
+//!   [`nudge`](self::Nudge).
 
 use core::fmt;
 use core::future::Future;
@@ -30,8 +34,10 @@ use crate::crypto::{PublicKey, SecretKey, SigningKey};
 use crate::error::DecodeError;
 
 mod memory;
+mod nudge;
 mod recorded;
 pub use memory::{FaultConfig, MemoryDht, MemoryDhtError, MemoryNetwork, OpCounts};
+pub use nudge::{Nudge, NudgeReceiver};
 pub use recorded::{OpLog, OpRecord, Recorded, median};
 #[cfg(feature = "veilid")]
 pub mod veilid;
@@ -262,4 +268,25 @@ pub trait Dht: Send + Sync + 'static {
 
     /// Takes the watch-notification stream (once; later calls get `None`).
     fn changes(&self) -> Option<ChangeReceiver>;
+
+    /// This party's current reply address for [`Nudge`]s (Veilid: a private
+    /// route blob), made on first use. `Ok(None)`: this backend has no direct
+    /// channel (the default), and peers learn of writes by watching.
+    fn reply_address(&self) -> impl Future<Output = Result<Option<Vec<u8>>, Self::Error>> + Send {
+        async { Ok(None) }
+    }
+
+    /// Sends a nudge to a peer's reply address. Best effort: `Ok` means
+    /// handed to the network, not delivered. Backends without a direct
+    /// channel drop it (the default).
+    fn send_nudge(&self, to: &[u8], nudge: &Nudge) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = (to, nudge);
+        async { Ok(()) }
+    }
+
+    /// Takes the stream of nudges arriving at our reply address (once;
+    /// `None` without a direct channel, the default).
+    fn nudges(&self) -> Option<NudgeReceiver> {
+        None
+    }
 }

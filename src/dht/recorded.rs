@@ -4,13 +4,14 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{ChangeReceiver, Dht, RecordKey, Schema, Subkey, ValueData};
+use super::{ChangeReceiver, Dht, Nudge, NudgeReceiver, RecordKey, Schema, Subkey, ValueData};
 use crate::crypto::SigningKey;
 
 /// One timed operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OpRecord {
-    /// `create`, `open`, `get`, `set`, `watch`, `cancel_watch`, `close`, `delete`, `flush`.
+    /// `create`, `open`, `get`, `set`, `watch`, `cancel_watch`, `close`,
+    /// `delete`, `flush`, `reply_address`, `nudge` (the send: dispatch only).
     pub op: &'static str,
     /// How long it took.
     pub elapsed: Duration,
@@ -112,5 +113,14 @@ impl<D: Dht> Dht for Recorded<D> {
     }
     fn changes(&self) -> Option<ChangeReceiver> {
         self.inner.changes()
+    }
+    async fn reply_address(&self) -> Result<Option<Vec<u8>>, Self::Error> {
+        self.timed("reply_address", self.inner.reply_address()).await
+    }
+    async fn send_nudge(&self, to: &[u8], nudge: &Nudge) -> Result<(), Self::Error> {
+        self.timed("nudge", self.inner.send_nudge(to, nudge)).await
+    }
+    fn nudges(&self) -> Option<NudgeReceiver> {
+        self.inner.nudges()
     }
 }

@@ -48,6 +48,14 @@
 //! - **Error messages can carry the secret.** Some Veilid errors print the
 //!   full record key (`VLD0:<opaque>:<secret>`); [`VeilidDhtError`] keeps only
 //!   a redacted message.
+//! - **Watch notifications are sent on a one-second tick**
+//!   (`SEND_VALUE_CHANGES_INTERVAL_SECS`), and in practice arrive one to three
+//!   seconds after a write: the slowest step of a flow. So [`VeilidDht`] also
+//!   offers nudges ([`Dht::reply_address`], [`Dht::send_nudge`]): the reply
+//!   address is a private route made with `new_private_route` (kept until
+//!   Veilid reports it dead, then made anew), a nudge is an `app_message`
+//!   over the peer's imported route, and arriving `VeilidUpdate::AppMessage`s
+//!   on our route feed [`Dht::nudges`].
 //! - **Veilid's key types do not zeroize.** The owner/writer seeds handed to
 //!   Veilid are copied into its `KeyPair` (plain `Bytes`) for the duration of
 //!   the call or the open record.
@@ -62,7 +70,8 @@ use tracing::Instrument as _;
 use veilid_core as vc;
 
 use super::{
-    ChangeReceiver, Dht, DhtError, DhtErrorKind, MAX_VALUE_LEN, RecordKey, Schema, Subkey, ValueChange, ValueData,
+    ChangeReceiver, Dht, DhtError, DhtErrorKind, MAX_VALUE_LEN, Nudge, NudgeReceiver, RecordKey, Schema, Subkey,
+    ValueChange, ValueData,
 };
 use crate::crypto::{PublicKey, SecretKey, SigningKey};
 
@@ -297,8 +306,8 @@ fn subkey_range_set(subkeys: &[Subkey]) -> vc::ValueSubkeyRangeSet {
 /// first, pass [`VeilidUpdateSink::callback`] (or call
 /// [`VeilidUpdateSink::handle`] from your own callback) to `api_startup`,
 /// then build handles with [`VeilidDht::with_updates`]. Only
-/// `VeilidUpdate::ValueChange` is used; other updates are ignored. Cheap to
-/// clone; holds the handles weakly.
+/// `VeilidUpdate::ValueChange`, `AppMessage` (nudges) and `RouteChange` are
+/// used; other updates are ignored. Cheap to clone; holds the handles weakly.
 #[derive(Clone, Default)]
 pub struct VeilidUpdateSink {
     targets: Arc<Mutex<Vec<Weak<Shared>>>>,
@@ -319,7 +328,10 @@ impl VeilidUpdateSink {
     /// Delivers one update to every live handle attached to this sink.
     /// Never blocks (safe to call from Veilid's callback).
     pub fn handle(&self, update: &vc::VeilidUpdate) {
-        if !matches!(update, vc::VeilidUpdate::ValueChange(_)) {
+        if !matches!(
+            update,
+            vc::VeilidUpdate::ValueChange(_) | vc::VeilidUpdate::AppMessage(_) | vc::VeilidUpdate::RouteChange(_)
+        ) {
             return;
         }
         let targets: Vec<Arc<Shared>> = {
@@ -374,13 +386,71 @@ struct Shared {
     tx: mpsc::Sender<ValueChange>,
     rx: Mutex<Option<ChangeReceiver>>,
     secrets: OnceCell<vc::TableDB>,
+    /// Our private route (the reply address), made on first use; the async
+    /// lock makes concurrent callers share one allocation.
+    route: tokio::sync::Mutex<Option<vc::RouteBlob>>,
+    /// Its id, for the (synchronous) update callback.
+    route_id: Mutex<Option<vc::RouteId>>,
+    /// Peers' routes we imported, by blob.
+    remote: Mutex<HashMap<Vec<u8>, vc::RouteId>>,
+    nudge_tx: mpsc::Sender<Nudge>,
+    nudge_rx: Mutex<Option<NudgeReceiver>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // Free our route and the imported ones (local calls, no network).
+        let api = self.rc.api();
+        let ours = lock(&self.route_id).take();
+        let imported: Vec<vc::RouteId> = lock(&self.remote).drain().map(|(_, id)| id).collect();
+        for id in ours.into_iter().chain(imported) {
+            let _ = api.release_private_route(id);
+        }
+    }
 }
 
 impl Shared {
     fn handle_update(&self, update: &vc::VeilidUpdate) {
-        let vc::VeilidUpdate::ValueChange(change) = update else {
+        match update {
+            vc::VeilidUpdate::ValueChange(change) => self.handle_value_change(change),
+            vc::VeilidUpdate::AppMessage(msg) => self.handle_app_message(msg),
+            vc::VeilidUpdate::RouteChange(change) => self.handle_route_change(change),
+            _ => {}
+        }
+    }
+
+    /// A message on our route is a nudge (anything else there is dropped).
+    fn handle_app_message(&self, msg: &vc::VeilidAppMessage) {
+        let ours = lock(&self.route_id).clone();
+        if ours.is_none() || msg.route_id() != ours.as_ref() {
             return;
-        };
+        }
+        match Nudge::from_bytes(msg.message()) {
+            Ok(n) => {
+                if let Err(e) = self.nudge_tx.try_send(n) {
+                    tracing::warn!("dropping nudge: {e}");
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "app message on our route is not a nudge"),
+        }
+    }
+
+    /// Forgets dead routes: ours is made anew on the next `reply_address`.
+    fn handle_route_change(&self, change: &vc::VeilidRouteChange) {
+        {
+            let mut ours = lock(&self.route_id);
+            if ours.as_ref().is_some_and(|id| change.dead_routes.contains(id)) {
+                tracing::debug!("our private route died");
+                *ours = None;
+                if let Ok(mut r) = self.route.try_lock() {
+                    *r = None;
+                }
+            }
+        }
+        lock(&self.remote).retain(|_, id| !change.dead_remote_routes.contains(id));
+    }
+
+    fn handle_value_change(&self, change: &vc::VeilidValueChange) {
         let Some(record) = opaque_bytes(&change.key) else {
             return;
         };
@@ -457,6 +527,7 @@ impl VeilidDht {
     pub fn new(rc: vc::RoutingContext) -> Result<Self, VeilidDhtError> {
         let rc = rc.with_default_safety().map_err(|e| VeilidDhtError::from_api("new", &e, None))?;
         let (tx, rx) = mpsc::channel(CHANGE_CHANNEL_CAPACITY);
+        let (nudge_tx, nudge_rx) = mpsc::channel(CHANGE_CHANNEL_CAPACITY);
         Ok(Self {
             shared: Arc::new(Shared {
                 rc,
@@ -465,6 +536,11 @@ impl VeilidDht {
                 tx,
                 rx: Mutex::new(Some(rx)),
                 secrets: OnceCell::new(),
+                route: tokio::sync::Mutex::new(None),
+                route_id: Mutex::new(None),
+                remote: Mutex::new(HashMap::new()),
+                nudge_tx,
+                nudge_rx: Mutex::new(Some(nudge_rx)),
             }),
         })
     }
@@ -902,6 +978,66 @@ impl Dht for VeilidDht {
 
     fn changes(&self) -> Option<ChangeReceiver> {
         lock(&self.shared.rx).take()
+    }
+
+    /// Our private route's blob, allocated (and tested by Veilid) on first
+    /// use and after Veilid reported it dead. `Unavailable` while the node
+    /// cannot build one yet (not attached, too few nodes known).
+    async fn reply_address(&self) -> Result<Option<Vec<u8>>, Self::Error> {
+        timed("reply_address", String::new(), None, async {
+            let mut route = self.shared.route.lock().await;
+            let alive = lock(&self.shared.route_id).is_some();
+            if let (Some(r), true) = (route.as_ref(), alive) {
+                return Ok(Some(r.blob.to_vec()));
+            }
+            let blob = self
+                .rc()
+                .api()
+                .new_private_route()
+                .await
+                .map_err(|e| VeilidDhtError::from_api("reply_address", &e, None))?;
+            *lock(&self.shared.route_id) = Some(blob.route_id.clone());
+            let bytes = blob.blob.to_vec();
+            *route = Some(blob);
+            Ok(Some(bytes))
+        })
+        .await
+    }
+
+    /// An `app_message` over the peer's private route (imported once and
+    /// cached until Veilid reports it dead or a send fails).
+    async fn send_nudge(&self, to: &[u8], nudge: &Nudge) -> Result<(), Self::Error> {
+        timed("nudge", String::new(), Some(nudge.subkey), async {
+            if to.is_empty() || to.len() > crate::limits::MAX_REPLY_ADDRESS {
+                return Err(VeilidDhtError::new(DhtErrorKind::Other, "nudge", "reply address of a bad size"));
+            }
+            let cached = lock(&self.shared.remote).get(to).cloned();
+            let id = match cached {
+                Some(id) => id,
+                None => {
+                    let id = self
+                        .rc()
+                        .api()
+                        .import_remote_private_route(to.to_vec())
+                        .map_err(|e| VeilidDhtError::from_api("nudge", &e, None))?;
+                    lock(&self.shared.remote).insert(to.to_vec(), id.clone());
+                    id
+                }
+            };
+            let r = self.rc().app_message(vc::Target::RouteId(id), nudge.to_bytes()).await;
+            r.map_err(|e| {
+                // Import afresh next time: the route may have died.
+                if let Some(id) = lock(&self.shared.remote).remove(to) {
+                    let _ = self.rc().api().release_private_route(id);
+                }
+                VeilidDhtError::from_api("nudge", &e, None)
+            })
+        })
+        .await
+    }
+
+    fn nudges(&self) -> Option<NudgeReceiver> {
+        lock(&self.shared.nudge_rx).take()
     }
 }
 

@@ -25,7 +25,7 @@ use super::{
 use crate::contact::{Contact, Role};
 use crate::crypto::password;
 use crate::crypto::{DhSecretKey, PasswordLimits, PasswordParams, PublicKey, SecretKey, SigningKey, conversation_key};
-use crate::dht::{DhtErrorKind, RecordKey, Schema, ValueData};
+use crate::dht::{DhtErrorKind, Nudge, RecordKey, Schema, ValueData};
 use crate::encoding::{Ticket, TicketSecret};
 use crate::error::{Error, ProtocolError, VerifyError};
 use crate::identity::Identity;
@@ -136,6 +136,9 @@ struct Core {
     conversation_owner: SigningKey,
     locked: Option<(SecretKey, [u8; 16], PasswordParams)>,
     limits: (u8, u8, u8, u64),
+    /// Our reply address, as last told by the driver (goes into the response).
+    #[serde(default)]
+    reply_to: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -268,6 +271,7 @@ impl Invitee {
             conversation_owner: SigningKey::generate(&mut RngAdapter(rng)),
             locked,
             limits: (l.max_m_cost_log2, l.max_t_cost, l.max_p_cost, l.max_work_kib_passes),
+            reply_to: None,
         };
         adjust(&mut core);
         let mut m = Self { core, state, ops: Ops::default(), not_found: 0 };
@@ -351,6 +355,17 @@ impl Invitee {
         match input {
             Input::Command(c) => self.on_command(c, now, rng, &mut out),
             Input::Outgoing { .. } | Input::OutgoingSync(_) => {}
+            Input::ReplyAddress(a) => self.core.reply_to = a,
+            Input::Nudge(n) => {
+                // The inviter's final status, straight from it: untrusted
+                // like a watched value, and handled the same way.
+                if matches!(self.state, State::AwaitingFinal { .. })
+                    && n.record == self.core.record
+                    && n.subkey == OWNER_SUBKEY
+                {
+                    self.on_final_bytes(&n.value, &mut out);
+                }
+            }
             Input::TimerFired(t) => {
                 if !self.ops.fired(t) {
                     return out;
@@ -671,8 +686,16 @@ impl Invitee {
             created_at: secs(now),
             device_consent: consent,
             device_dh_key: dh,
+            reply_to: self.core.reply_to.clone(),
         };
         let signed = match content.sign(device, signed_identity, &r.invitation) {
+            // The reply address is optional: drop it if it does not fit.
+            Err(crate::error::DecodeError::TooLarge { .. }) if content.reply_to.is_some() => {
+                ResponseContent { reply_to: None, ..content }.sign(device, signed_identity, &r.invitation)
+            }
+            r => r,
+        };
+        let signed = match signed {
             Ok(s) => s,
             Err(e) => return self.end_err(e.into(), out),
         };
@@ -696,7 +719,12 @@ impl Invitee {
         let State::Responding { r, accept, conversation, value: Some((sealed, hash)) } = &self.state else { return };
         // Some(newer) with other bytes: another acceptor wrote first. We do not
         // overwrite it; the inviter's final status says who won.
-        let _contested = newer.is_some_and(|v| &v.data != sealed);
+        let contested = newer.is_some_and(|v| &v.data != sealed);
+        // Ours is confirmed on the DHT: tell the inviter directly.
+        if let (false, Some(to)) = (contested, r.invitation.content().reply_to.clone()) {
+            let nudge = Nudge { record: self.core.record, subkey: WRITER_SUBKEY, value: sealed.clone() };
+            out.push(Effect::Nudge { to, nudge });
+        }
         let (r, accept, hash) = (r.clone(), *accept, *hash);
         out.push(Effect::Emit(Event::ResponseSent { accepted: accept }));
         if !accept {
@@ -720,11 +748,16 @@ impl Invitee {
     }
 
     fn on_final_value(&mut self, v: Option<ValueData>, out: &mut Vec<Effect>) {
+        if let Some(v) = v {
+            self.on_final_bytes(&v.data, out);
+        }
+    }
+
+    fn on_final_bytes(&mut self, data: &[u8], out: &mut Vec<Effect>) {
         let State::AwaitingFinal { r, response_hash, .. } = &self.state else { return };
-        let Some(v) = v else { return };
         let c = r.invitation.content();
         let keys = InboxKeys::derive(&r.secret, &self.core.record);
-        let sealed = match inbox::decode_value(&v.data) {
+        let sealed = match inbox::decode_value(data) {
             Ok(InboxValue::FinalStatus { sealed }) => sealed,
             Ok(InboxValue::Request { .. }) => return, // still open
             Ok(_) => return self.end(FinishedWith::Failed(ProtocolError::InboxClosed), out),

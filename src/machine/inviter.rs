@@ -26,7 +26,7 @@ use crate::crypto::{
     DhPublicKey, DhSecretKey, Password, PasswordLimits, PasswordParams, PublicKey, SecretKey, Signature, SigningKey,
     conversation_key,
 };
-use crate::dht::{RecordKey, Schema, SchemaMember, ValueData};
+use crate::dht::{Nudge, RecordKey, Schema, SchemaMember, ValueData};
 use crate::encoding::Address;
 use crate::encoding::{LockParams, Ticket, TicketSecret};
 use crate::error::{DecodeError, Error, ProtocolError};
@@ -139,6 +139,9 @@ struct Core {
     conversation_owner: SigningKey,
     encryption_key_type: EncryptionKeyType,
     lock: Option<LockMaterial>,
+    /// Our reply address, as last told by the driver (goes into the invitation).
+    #[serde(default)]
+    reply_to: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -167,6 +170,10 @@ struct Finalizing {
     freshness: Freshness,
     tombstone_tries: u32,
     link: Option<Box<LinkState>>,
+    /// The responder's reply address: nudged with the final status once it
+    /// is confirmed.
+    #[serde(default)]
+    peer_reply_to: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -427,6 +434,7 @@ impl Inviter {
             conversation_owner: SigningKey::generate(&mut RngAdapter(rng)),
             encryption_key_type: ekt,
             lock,
+            reply_to: None,
         };
         let mut m = Self {
             core,
@@ -554,6 +562,17 @@ impl Inviter {
                 }
             }
             Input::Command(_) | Input::Outgoing { .. } | Input::OutgoingSync(_) => {}
+            Input::ReplyAddress(a) => self.core.reply_to = a,
+            Input::Nudge(n) => {
+                // The responder's value, straight from it: as untrusted as a
+                // watched one, and handled the same way.
+                if let State::Waiting(p) = &self.state
+                    && &n.record == p.inbox.opaque()
+                    && n.subkey == WRITER_SUBKEY
+                {
+                    self.on_response_bytes(&n.value, now, rng, &mut out);
+                }
+            }
             Input::TimerFired(t) => {
                 if !self.ops.fired(t) {
                     return out;
@@ -770,6 +789,12 @@ impl Inviter {
                     _ => {
                         f.written = true;
                         out.push(Effect::Persist);
+                        // Confirmed on the DHT: tell the responder directly.
+                        if let Some(to) = f.peer_reply_to.clone() {
+                            let nudge =
+                                Nudge { record: *p.inbox.opaque(), subkey: OWNER_SUBKEY, value: f.final_value.clone() };
+                            out.push(Effect::Nudge { to, nudge });
+                        }
                         self.try_complete(now, out);
                     }
                 }
@@ -851,8 +876,16 @@ impl Inviter {
             expires_at: c.expires_at,
             message: c.message.clone(),
             encryption_key_type: c.encryption_key_type,
+            reply_to: c.reply_to.clone(),
         };
-        let signed = content.sign(c.identity.device_key(), c.identity.signed())?;
+        let signed = match content.sign(c.identity.device_key(), c.identity.signed()) {
+            // A reply address is optional: a maximal profile and greeting
+            // leave no room for it, so go without.
+            Err(DecodeError::TooLarge { .. }) if content.reply_to.is_some() => {
+                InvitationContent { reply_to: None, ..content }.sign(c.identity.device_key(), c.identity.signed())?
+            }
+            r => r?,
+        };
         let invitation_hash = crate::crypto::message_hash(&signed);
         let keys = InboxKeys::derive(&secret, &opaque);
         let mut r = RngAdapter(rng);
@@ -869,10 +902,15 @@ impl Inviter {
     }
 
     fn on_response_value(&mut self, v: Option<ValueData>, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        if let Some(v) = v {
+            self.on_response_bytes(&v.data, now, rng, out);
+        }
+    }
+
+    fn on_response_bytes(&mut self, data: &[u8], now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
         let State::Waiting(p) = &self.state else { return };
-        let Some(v) = v else { return };
         let p = p.clone();
-        match self.check_response(&p, &v.data, now) {
+        match self.check_response(&p, data, now) {
             Ok(None) => {}
             Ok(Some(resp)) if resp.content().accept && self.core.kind == InvitationKind::DeviceLink => {
                 self.finalize_link(p, &resp, now, out);
@@ -955,14 +993,15 @@ impl Inviter {
     ) {
         self.ops.cancel_timer(Timer::Poll, out);
         self.ops.cancel_timer(Timer::Expiry, out);
-        let (response_hash, responder, contact, device) = match &resp {
+        let (response_hash, responder, contact, device, peer_reply_to) = match &resp {
             Some((r, c)) => (
                 Some(*r.hash()),
                 Some(r.content().identity_key),
                 (**c).clone().map(Box::new),
                 Some(r.content().device_key),
+                r.content().reply_to.clone(),
             ),
-            None => (None, None, None, None),
+            None => (None, None, None, None, None),
         };
         let final_value = match self.final_value(&p, status, response_hash, responder, Vec::new(), now, rng) {
             Ok(v) => v,
@@ -979,6 +1018,7 @@ impl Inviter {
             freshness,
             tombstone_tries: 0,
             link: None,
+            peer_reply_to,
         };
         let fresh_key = fin.contact.as_ref().map(|c| c.peer_identity_record.clone());
         self.state = State::Finalizing(p, Box::new(fin));
@@ -1053,6 +1093,7 @@ impl Inviter {
             freshness: Freshness::NotNeeded,
             tombstone_tries: 0,
             link: Some(Box::new(link)),
+            peer_reply_to: c.reply_to.clone(),
         };
         self.state = State::Finalizing(p, Box::new(fin));
         let mut ops_out = Vec::new();

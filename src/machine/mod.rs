@@ -27,7 +27,7 @@ pub use requests::{RequestId, RequestInbox, RequestInboxParams, RequestStatus, R
 
 use crate::contact::Contact;
 use crate::crypto::{Password, PublicKey, SigningKey};
-use crate::dht::{DhtErrorKind, RecordKey, Schema, Subkey, ValueData};
+use crate::dht::{DhtErrorKind, Nudge, RecordKey, Schema, Subkey, ValueData};
 use crate::error::{Error, ProtocolError};
 use crate::message::{InvitationKind, Profile};
 
@@ -203,6 +203,13 @@ pub enum Input {
         /// New value of the first subkey, if the backend delivered it.
         value: Option<ValueData>,
     },
+    /// A peer sent the value it just wrote straight to our reply address
+    /// (routed by record, like a watch notification). Untrusted.
+    Nudge(Nudge),
+    /// From the driver: this party's current reply address (`None`: the
+    /// backend has none, or it is not ready). New invitations and responses
+    /// carry it so the peer can nudge us.
+    ReplyAddress(Option<Vec<u8>>),
     /// A timer fired.
     TimerFired(Timer),
     /// From the driver to request inboxes: this device has (`open`) or no
@@ -243,6 +250,15 @@ pub enum Effect {
     },
     /// Cancel a timer.
     CancelTimer(Timer),
+    /// Send `nudge` to a peer's reply address, best effort: the driver does
+    /// not report back, and nothing depends on it arriving (emitted only
+    /// after the value it carries was confirmed on the DHT).
+    Nudge {
+        /// The peer's reply address.
+        to: Vec<u8>,
+        /// The value just written.
+        nudge: Nudge,
+    },
     /// Save a final contact (idempotent upsert keyed by peer identity).
     SaveContact(Box<Contact>),
     /// Save this device's identity (idempotent upsert keyed by identity

@@ -296,6 +296,8 @@ impl RequestInbox {
                 }
                 self.on_outgoing(to, flow, open, now, rng, &mut out);
             }
+            // Requests arrive by watch and poll; nudges are for invitation flows.
+            Input::Nudge(_) | Input::ReplyAddress(_) => {}
             Input::OutgoingSync(list) => {
                 self.outgoing = list.into_iter().collect();
                 self.release_parked(&mut out);

@@ -71,6 +71,11 @@ pub struct InvitationContent {
     pub message: String,
     /// How the ticket was protected.
     pub encryption_key_type: EncryptionKeyType,
+    /// Where to nudge the inviter once the response is stored (an opaque
+    /// address of the DHT backend; Veilid: a private route blob). Optional
+    /// and best effort: without it the inviter learns of the response by
+    /// watching the inbox.
+    pub reply_to: Option<Vec<u8>>,
 }
 
 fn signing_context(
@@ -115,6 +120,7 @@ impl InvitationContent {
             expires_at: self.expires_at,
             message: self.message.clone(),
             encryption_key_type: self.encryption_key_type.to_pb(),
+            reply_to: self.reply_to.clone().unwrap_or_default(),
         });
         let (k, ctx) =
             signing_context(self.kind, &self.inbox_key, self.expires_at, &self.identity_key, &self.device_key);
@@ -163,6 +169,7 @@ impl UnverifiedInvitation {
             });
         }
         let kind = InvitationKind::from_pb(p.kind)?;
+        let reply_to = super::reply_address_from(p.reply_to)?;
         let conversation = p.conversation.map(|c| record_key_from(Some(c), "conversation")).transpose()?;
         if kind == InvitationKind::Contact && conversation.is_none() {
             return Err(DecodeError::MissingField { what: "invitation", field: "conversation" });
@@ -182,6 +189,7 @@ impl UnverifiedInvitation {
             expires_at: p.expires_at,
             message: p.message,
             encryption_key_type: EncryptionKeyType::from_pb(p.encryption_key_type)?,
+            reply_to,
         };
         if p.signed_identity.is_empty() {
             return Err(DecodeError::MissingField { what: "invitation", field: "signed_identity" });

@@ -51,5 +51,18 @@ impl InvitationKind {
     }
 }
 
+/// A reply address from the wire: empty means none; over
+/// [`crate::limits::MAX_REPLY_ADDRESS`] is refused.
+pub(crate) fn reply_address_from(b: Vec<u8>) -> Result<Option<Vec<u8>>, DecodeError> {
+    if b.len() > crate::limits::MAX_REPLY_ADDRESS {
+        return Err(DecodeError::FieldTooLong {
+            what: "reply address",
+            max: crate::limits::MAX_REPLY_ADDRESS,
+            got: b.len(),
+        });
+    }
+    Ok((!b.is_empty()).then_some(b))
+}
+
 #[cfg(test)]
 mod tests;

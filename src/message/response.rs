@@ -40,6 +40,10 @@ pub struct ResponseContent {
     pub device_consent: Option<Signature>,
     /// Device links: the new device's X25519 key for the handover.
     pub device_dh_key: Option<DhPublicKey>,
+    /// Where to nudge the responder once the final status is stored (an
+    /// opaque backend address; Veilid: a private route blob). Optional and
+    /// best effort: without it the responder watches the inbox.
+    pub reply_to: Option<Vec<u8>>,
 }
 
 fn context(c_inbox: &[u8; 32], inv_hash: &[u8; 32], expires_at: u64, responder: &PublicKey) -> [Vec<u8>; 4] {
@@ -70,6 +74,7 @@ impl ResponseContent {
             created_at: self.created_at,
             device_consent: self.device_consent.map(|s| s.as_bytes().to_vec()).unwrap_or_default(),
             device_dh_key: self.device_dh_key.map(|k| k.as_bytes().to_vec()).unwrap_or_default(),
+            reply_to: self.reply_to.clone().unwrap_or_default(),
         });
         let ctx = context(&self.inbox_key, &self.invitation_hash, invitation.content().expires_at, &self.identity_key);
         let refs: Vec<&[u8]> = ctx.iter().map(Vec::as_slice).collect();
@@ -105,6 +110,7 @@ impl UnverifiedResponse {
         let p: pb::ContactResponse = wire::decode(&signed.contact_response, limits::MAX_SIGNED_RESPONSE, "response")?;
         wire::check_version(p.version)?;
         let kind = InvitationKind::from_pb(p.kind)?;
+        let reply_to = super::reply_address_from(p.reply_to)?;
         let conversation = p.conversation.map(|c| record_key_from(Some(c), "conversation")).transpose()?;
         if p.accept && kind == InvitationKind::Contact && conversation.is_none() {
             return Err(DecodeError::MissingField { what: "accept", field: "conversation" });
@@ -129,6 +135,7 @@ impl UnverifiedResponse {
             created_at: p.created_at,
             device_consent,
             device_dh_key,
+            reply_to,
         };
         Ok(Self {
             bytes: bytes.to_vec(),

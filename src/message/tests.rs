@@ -31,6 +31,7 @@ fn content(id: &Identity, inbox: [u8; 32]) -> InvitationContent {
         expires_at: NOW + 3600,
         message: "hello".into(),
         encryption_key_type: EncryptionKeyType::None,
+        reply_to: None,
     }
 }
 
@@ -141,6 +142,7 @@ fn response_for(inviter: &Identity, invitee: &Identity, accept: bool) -> (Verifi
         created_at: NOW + 2,
         device_consent: None,
         device_dh_key: None,
+        reply_to: None,
     };
     let bytes = rc.sign(invitee.device_key(), invitee.signed(), &inv).unwrap();
     (inv, bytes)
@@ -304,6 +306,7 @@ proptest! {
             created_at: NOW - 1000 + created,
             device_consent: None,
             device_dh_key: None,
+            reply_to: None,
         };
         let bytes = rc.sign(b.device_key(), b.signed(), &inv).unwrap();
         let v = UnverifiedResponse::from_bytes(&bytes).unwrap().verify(&ctx(&inv), NOW + 2).unwrap();
@@ -381,6 +384,7 @@ fn link_response(
         created_at: NOW + 2,
         device_consent: Some(identity::device_consent(consent_for, &dev)),
         device_dh_key: Some(crate::crypto::DhSecretKey::generate(&mut OsRng).public()),
+        reply_to: None,
     };
     let bytes = rc.sign(&dev, inviter.signed(), &inv).unwrap();
     (inv, bytes, dev)
