@@ -103,6 +103,7 @@ async fn probe_nudges(net: &LocalNetwork, from: usize, to: usize) -> Result<Vec<
         }
     }
     let address = address.ok_or("no private route for the probe")?;
+    println!("reply address (private route blob) of node {to}: {} bytes", address.len());
     let mut out = Vec::new();
     for i in 0..PROBES {
         let nudge = Nudge { record: [i as u8; 32], subkey: 0, value: vec![0; 600] };
@@ -218,6 +219,17 @@ async fn main() -> Result<(), Error> {
     let kinds = ["create", "open", "get", "set", "watch", "nudge", "close", "delete"];
     let all: Vec<String> = kinds.iter().map(|k| format!("{k} {:.1}", ms(m(k)))).collect();
     println!("driver operation medians (ms): {}", all.join(", "));
+    let sized = |big: bool| {
+        let mut v: Vec<Duration> =
+            ops.iter().filter(|r| r.ok && r.op == "set" && (r.bytes > 4096) == big).map(|r| r.elapsed).collect();
+        v.sort();
+        v.get(v.len() / 2).map_or(0.0, |d| ms(*d))
+    };
+    println!(
+        "median set of a value over 4 KiB (the padded response) {:.1} ms, of smaller ones {:.1} ms",
+        sized(true),
+        sized(false)
+    );
     let (mg, mset) = (m("get"), m("set"));
     let (mopen, mnudge) = (pct(&opens, 0.5), pct(&probes, 0.5));
     let to_response = mset + mopen + mg + mset + mnudge;

@@ -90,6 +90,16 @@ async fn flows(net: &LocalNetwork) {
     let mut bob = party(net, 2, "bob").await;
     let mut carol = party(net, 3, "carol").await;
 
+    // Each party has its private route (the reply address peers nudge).
+    for p in [&alice, &bob, &carol] {
+        let ready = tokio::time::timeout(WAIT, async {
+            while !p.handle.has_reply_address().await.unwrap() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        ready.await.expect("a private route within the wait");
+    }
+
     // 1. A full invitation with a PIN.
     let t0 = Instant::now();
     alice.log.drain();
@@ -114,8 +124,13 @@ async fn flows(net: &LocalNetwork) {
     assert_eq!((ac.len(), bc.len()), (1, 1));
     assert_eq!(ac[0].conversation_key(), bc[0].conversation_key());
     assert_eq!(ac[0].remote_conversation.opaque(), bc[0].local_conversation.opaque());
-    let mut ops = alice.log.drain();
-    ops.extend(bob.log.drain());
+    let (a_ops, b_ops) = (alice.log.drain(), bob.log.drain());
+    // One nudge each way went out over the peer's private route: the
+    // response to Alice, the final status to Bob.
+    let nudges = |ops: &[contact_invite::dht::OpRecord]| ops.iter().filter(|r| r.op == "nudge" && r.ok).count();
+    assert_eq!((nudges(&a_ops), nudges(&b_ops)), (1, 1));
+    let mut ops = a_ops;
+    ops.extend(b_ops);
     let (mg, ms) = (median(&ops, "get").unwrap_or_default(), median(&ops, "set").unwrap_or_default());
     eprintln!(
         "full invitation (PIN): send -> both contacts final in {:.2} s; ops {}; median get {:.1} ms, set {:.1} ms",

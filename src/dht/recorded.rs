@@ -17,6 +17,8 @@ pub struct OpRecord {
     pub elapsed: Duration,
     /// Whether it succeeded.
     pub ok: bool,
+    /// Bytes carried: the value written (set, nudge) or read (get); 0 otherwise.
+    pub bytes: usize,
 }
 
 /// A shared log of timed operations.
@@ -68,9 +70,17 @@ impl<D> Recorded<D> {
 
 impl<D: Dht> Recorded<D> {
     async fn timed<T, E>(&self, op: &'static str, f: impl core::future::Future<Output = Result<T, E>>) -> Result<T, E> {
+        self.sized(op, 0, f).await
+    }
+    async fn sized<T, E>(
+        &self,
+        op: &'static str,
+        bytes: usize,
+        f: impl core::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
         let t = Instant::now();
         let r = f.await;
-        self.log.push(OpRecord { op, elapsed: t.elapsed(), ok: r.is_ok() });
+        self.log.push(OpRecord { op, elapsed: t.elapsed(), ok: r.is_ok(), bytes });
         r
     }
 }
@@ -85,7 +95,11 @@ impl<D: Dht> Dht for Recorded<D> {
         self.timed("open", self.inner.open_record(key, writer)).await
     }
     async fn get_value(&self, key: &RecordKey, subkey: Subkey, force: bool) -> Result<Option<ValueData>, Self::Error> {
-        self.timed("get", self.inner.get_value(key, subkey, force)).await
+        let t = Instant::now();
+        let r = self.inner.get_value(key, subkey, force).await;
+        let bytes = r.as_ref().ok().and_then(|v| v.as_ref()).map_or(0, |v| v.data.len());
+        self.log.push(OpRecord { op: "get", elapsed: t.elapsed(), ok: r.is_ok(), bytes });
+        r
     }
     async fn set_value(
         &self,
@@ -94,7 +108,7 @@ impl<D: Dht> Dht for Recorded<D> {
         data: Vec<u8>,
         writer: Option<&SigningKey>,
     ) -> Result<Option<ValueData>, Self::Error> {
-        self.timed("set", self.inner.set_value(key, subkey, data, writer)).await
+        self.sized("set", data.len(), self.inner.set_value(key, subkey, data, writer)).await
     }
     async fn watch(&self, key: &RecordKey, subkeys: &[Subkey]) -> Result<bool, Self::Error> {
         self.timed("watch", self.inner.watch(key, subkeys)).await
@@ -118,7 +132,7 @@ impl<D: Dht> Dht for Recorded<D> {
         self.timed("reply_address", self.inner.reply_address()).await
     }
     async fn send_nudge(&self, to: &[u8], nudge: &Nudge) -> Result<(), Self::Error> {
-        self.timed("nudge", self.inner.send_nudge(to, nudge)).await
+        self.sized("nudge", nudge.value.len(), self.inner.send_nudge(to, nudge)).await
     }
     fn nudges(&self) -> Option<NudgeReceiver> {
         self.inner.nudges()

@@ -355,7 +355,13 @@ impl Invitee {
         match input {
             Input::Command(c) => self.on_command(c, now, rng, &mut out),
             Input::Outgoing { .. } | Input::OutgoingSync(_) => {}
-            Input::ReplyAddress(a) => self.core.reply_to = a,
+            // Only needed until the response is built (it then travels in it).
+            Input::ReplyAddress(a)
+                if !matches!(self.state, State::Responding { value: Some(_), .. } | State::AwaitingFinal { .. }) =>
+            {
+                self.core.reply_to = a
+            }
+            Input::ReplyAddress(_) => {}
             Input::Nudge(n) => {
                 // The inviter's final status, straight from it: untrusted
                 // like a watched value, and handled the same way.
@@ -711,6 +717,7 @@ impl Invitee {
         if let State::Responding { value, .. } = &mut self.state {
             *value = Some((sealed.clone(), hash));
         }
+        self.core.reply_to = None;
         self.ops.start(Purpose::WriteResponse, DhtOp::Set { key, subkey: WRITER_SUBKEY, data: sealed, writer }, out);
         out.insert(0, Effect::Persist);
     }

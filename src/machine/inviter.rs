@@ -562,7 +562,9 @@ impl Inviter {
                 }
             }
             Input::Command(_) | Input::Outgoing { .. } | Input::OutgoingSync(_) => {}
-            Input::ReplyAddress(a) => self.core.reply_to = a,
+            // Only needed until the invitation is built (it then travels in it).
+            Input::ReplyAddress(a) if matches!(self.state, State::Creating { .. }) => self.core.reply_to = a,
+            Input::ReplyAddress(_) => {}
             Input::Nudge(n) => {
                 // The responder's value, straight from it: as untrusted as a
                 // watched one, and handled the same way.
@@ -841,6 +843,7 @@ impl Inviter {
         let conversation = conversation.clone().unwrap_or_else(|| inbox.without_secret());
         match self.build(inbox, conversation, now, rng) {
             Ok(p) => {
+                self.core.reply_to = None;
                 let (key, data) = (p.inbox.clone(), p.request_value.clone());
                 self.state = State::Publishing(p);
                 let writer = self.core.inbox_owner.clone();
