@@ -221,3 +221,37 @@ async fn new_device_that_declines_is_not_added() {
     assert_eq!(finished(&mut alice.events, a_flow).await, Outcome::RejectedByPeer);
     assert!(driver::identities(alice.store.as_ref()).await.unwrap().is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_link_ticket_links_one_device_only() {
+    let net = MemoryNetwork::new();
+    let mut alice = party(&net, "alice").await;
+    let (a_flow, ticket) = show_link(&mut alice).await;
+    let mut first = new_device(&net, "laptop").await;
+    let mut second = new_device(&net, "tablet").await;
+    let f1 = first.handle.join_account(LinkParams::new(ticket.clone(), "laptop")).await.unwrap();
+    let f2 = second.handle.join_account(LinkParams::new(ticket, "tablet")).await.unwrap();
+    wait_for(&mut first.events, "shown", |e| matches!(e.event, Event::InvitationReceived(_))).await;
+    wait_for(&mut second.events, "shown", |e| matches!(e.event, Event::InvitationReceived(_))).await;
+    first.handle.accept(f1).await.unwrap();
+    let linked = match finished(&mut first.events, f1).await {
+        Outcome::DeviceLinked(k) => k,
+        other => panic!("first device: {other:?}"),
+    };
+    assert_eq!(finished(&mut alice.events, a_flow).await, Outcome::DeviceLinked(linked));
+    // The second device accepts the spent ticket: refused, nothing saved.
+    second.handle.accept(f2).await.unwrap();
+    match finished(&mut second.events, f2).await {
+        Outcome::Failed(Error::Protocol(ProtocolError::AlreadyUsed | ProtocolError::InboxClosed)) => {}
+        other => panic!("second device: {other:?}"),
+    }
+    assert!(driver::identities(second.store.as_ref()).await.unwrap().is_empty());
+    let record = driver::identities(alice.store.as_ref()).await.unwrap().remove(0);
+    let devices = &record.signed().record().devices;
+    assert_eq!(
+        devices.iter().filter(|d| d.status == DeviceStatus::Current).count(),
+        2,
+        "the old device and the laptop"
+    );
+    assert_eq!(record.signed().record().device_status(&linked), Some(DeviceStatus::Current));
+}
