@@ -335,6 +335,13 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
                 // resuming. It is left in the store untouched and reported.
                 Err(e) => {
                     all_read = false;
+                    let e = match crate::identity::take_missing_snapshot() {
+                        Some(sid) => Error::Store(format!(
+                            "flow {id}: its identity snapshot {} is not in the store",
+                            data_encoding::HEXLOWER.encode(&sid[..6])
+                        )),
+                        None => e,
+                    };
                     tracing::error!(flow = %id, error = %e, "cannot resume a persisted flow; left in the store");
                     let event = Event::Finished(Outcome::Failed(e));
                     let _ = actor.events.try_send(DriverEvent { flow: id, event, round_trips: 0 });

@@ -291,11 +291,23 @@ impl Serialize for SharedIdentity {
     }
 }
 
+/// What [`Snapshots::decode_with`] lends the decoder.
+struct Decoding {
+    map: HashMap<[u8; 32], SharedIdentity>,
+    /// The last id that was not found (to name it in the error).
+    missing: Option<[u8; 32]>,
+}
+
 std::thread_local! {
     /// The snapshots a flow record is decoded against, set only for the
     /// duration of [`Snapshots::decode_with`] on this thread.
-    static DECODING: core::cell::RefCell<Option<HashMap<[u8; 32], SharedIdentity>>> =
-        const { core::cell::RefCell::new(None) };
+    static DECODING: core::cell::RefCell<Option<Decoding>> = const { core::cell::RefCell::new(None) };
+}
+
+/// Inside [`Snapshots::decode_with`]: the snapshot id the last failed decode
+/// did not find, if that is why it failed (postcard drops custom messages).
+pub(crate) fn take_missing_snapshot() -> Option<[u8; 32]> {
+    DECODING.with(|c| c.borrow_mut().as_mut().and_then(|d| d.missing.take()))
 }
 
 /// Resolves the id against the snapshots of [`Snapshots::decode_with`]; an
@@ -306,7 +318,15 @@ impl<'de> Deserialize<'de> for SharedIdentity {
         let v = crate::crypto::serde_bytes_vec(d)?;
         let id: [u8; 32] = v.as_slice().try_into().map_err(|_| serde::de::Error::custom("bad identity snapshot id"))?;
         DECODING
-            .with(|c| c.borrow().as_ref().and_then(|m| m.get(&id).cloned()))
+            .with(|c| {
+                let mut c = c.borrow_mut();
+                let d = c.as_mut()?;
+                let found = d.map.get(&id).cloned();
+                if found.is_none() {
+                    d.missing = Some(id);
+                }
+                found
+            })
             .ok_or_else(|| serde::de::Error::custom("the identity snapshot this flow refers to is not in the store"))
     }
 }
@@ -358,13 +378,13 @@ impl Snapshots {
         struct Restore<'a>(&'a mut HashMap<[u8; 32], SharedIdentity>);
         impl Drop for Restore<'_> {
             fn drop(&mut self) {
-                if let Some(m) = DECODING.with(|c| c.borrow_mut().take()) {
-                    *self.0 = m;
+                if let Some(d) = DECODING.with(|c| c.borrow_mut().take()) {
+                    *self.0 = d.map;
                 }
             }
         }
         let map = core::mem::take(&mut self.map);
-        DECODING.with(|c| *c.borrow_mut() = Some(map));
+        DECODING.with(|c| *c.borrow_mut() = Some(Decoding { map, missing: None }));
         let _restore = Restore(&mut self.map);
         f()
     }
