@@ -136,7 +136,7 @@ struct Core {
     identity: SharedIdentity,
     kind: InvitationKind,
     /// `None`: the identity record's profile.
-    profile: Option<Profile>,
+    profile: Option<Box<Profile>>,
     message: String,
     created_at: u64,
     expires_at: u64,
@@ -149,7 +149,7 @@ struct Core {
 
 impl Core {
     fn profile(&self) -> Result<&Profile, Error> {
-        self.profile.as_ref().or_else(|| self.identity.profile()).ok_or(Error::ApiMisuse("no profile to send"))
+        self.profile.as_deref().or_else(|| self.identity.profile()).ok_or(Error::ApiMisuse("no profile to send"))
     }
 }
 
@@ -400,7 +400,7 @@ impl Inviter {
         let expires_in = params.expires_in_secs.clamp(60, crate::limits::MAX_EXPIRY_SECS);
         let profile = match params.profile {
             Some(p) if Some(&p) == params.identity.profile() => None,
-            Some(p) => Some(p),
+            Some(p) => Some(Box::new(p)),
             None if params.identity.profile().is_some() => None,
             None => return Err(Error::ApiMisuse("no profile to send")),
         };
@@ -551,8 +551,12 @@ impl Inviter {
         // Watches do not survive a restart: watch again, and tell the app the
         // ticket is (still) live.
         if let State::Waiting(p) = &self.state {
-            let key = p.inbox.clone();
-            self.ops.start(Purpose::Watch, DhtOp::Watch { key, subkeys: vec![WRITER_SUBKEY] }, &mut out);
+            // A watch still pending was re-issued above (or will be, by its
+            // retry timer): one is enough.
+            if !self.ops.has_pending(|x| *x == Purpose::Watch) {
+                let key = p.inbox.clone();
+                self.ops.start(Purpose::Watch, DhtOp::Watch { key, subkeys: vec![WRITER_SUBKEY] }, &mut out);
+            }
             out.push(Effect::Emit(Event::InvitationPublished { expires_at: self.core.expires_at }));
             self.start_delivery(&mut out);
         }
