@@ -188,10 +188,32 @@ pub fn open_handover(bytes: &[u8]) -> bool {
 
 /// Scale measurements: a persisted flow record, as the driver writes it.
 pub fn encode_flow(flow: &crate::machine::Flow) -> Vec<u8> {
-    crate::store::encode_record(flow).unwrap_or_default()
+    crate::store::encode_flow(flow).unwrap_or_default()
 }
 
-/// Scale measurements: decodes a persisted flow record.
-pub fn decode_flow(bytes: &[u8]) -> Option<crate::machine::Flow> {
-    crate::store::decode_record(bytes, "flow").ok()
+/// Scale measurements: decodes persisted flow records (`(key, record)`, as
+/// listed from [`crate::store::Table::Flows`]) against the identity
+/// snapshots listed from [`crate::store::Table::IdentitySnapshots`], as the
+/// driver does on start. Unreadable records are skipped.
+pub fn decode_flows(
+    snapshots: &crate::store::Entries,
+    flows: &crate::store::Entries,
+) -> Vec<(crate::machine::FlowId, crate::machine::Flow)> {
+    let mut held = crate::identity::Snapshots::default();
+    for (_, bytes) in snapshots {
+        if let Ok(s) =
+            crate::store::decode_record(bytes, "identity snapshot").and_then(crate::identity::SharedIdentity::new)
+        {
+            held.insert(s);
+        }
+    }
+    held.decode_with(|| {
+        flows
+            .iter()
+            .filter_map(|(k, v)| {
+                let id = crate::machine::FlowId(k.as_slice().try_into().ok()?);
+                Some((id, crate::store::decode_flow(v, "flow").ok()?))
+            })
+            .collect()
+    })
 }

@@ -16,7 +16,7 @@
 //! ask for (best effort, never awaited by a flow) and routes arriving nudges
 //! to the flow watching their record.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +29,7 @@ use crate::contact::Contact;
 use crate::dht::{Dht, DhtError, DhtErrorKind, Nudge, ValueChange};
 use crate::encoding::{Address, Ticket};
 use crate::error::Error;
-use crate::identity::{Identity, identity_record_schema};
+use crate::identity::{Identity, SharedIdentity, Snapshots, identity_record_schema};
 use crate::machine::{
     Command, DhtFailure, DhtOp, DhtOutput, Effect, Event, Flow, FlowId, Input, Invitee, Inviter, LinkParams, OpId,
     Outcome, ReceiveParams, RequestId, RequestInbox, RequestInboxParams, RequestView, Rng, SendParams, Timer,
@@ -113,11 +113,24 @@ pub struct DriverConfig {
     pub rng_seed: Option<u64>,
     /// Test hook: stop abruptly (as a crash would) after this many effects.
     pub crash_after_effects: Option<u64>,
+    /// Most DHT operations in flight at once (at least 1), across all flows;
+    /// the rest wait in order. After a restart, persisted flows are resumed
+    /// only as fast as their operations complete, so resuming 100,000
+    /// invitations never starts 100,000 operations at once.
+    pub max_in_flight: usize,
 }
+
+/// Default of [`DriverConfig::max_in_flight`].
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
 
 impl Default for DriverConfig {
     fn default() -> Self {
-        Self { clock: Arc::new(SystemClock), rng_seed: None, crash_after_effects: None }
+        Self {
+            clock: Arc::new(SystemClock),
+            rng_seed: None,
+            crash_after_effects: None,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+        }
     }
 }
 
@@ -126,6 +139,7 @@ impl core::fmt::Debug for DriverConfig {
         f.debug_struct("DriverConfig")
             .field("rng_seed", &self.rng_seed)
             .field("crash_after_effects", &self.crash_after_effects)
+            .field("max_in_flight", &self.max_in_flight)
             .finish_non_exhaustive()
     }
 }
@@ -292,10 +306,14 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
         clock: config.clock,
         rng,
         flows: HashMap::new(),
-        op_depth: HashMap::new(),
         timers: BTreeMap::new(),
         timer_index: HashMap::new(),
         ops: JoinSet::new(),
+        queued: VecDeque::new(),
+        max_in_flight: config.max_in_flight.max(1),
+        unresumed: HashSet::new(),
+        resume_order: VecDeque::new(),
+        snapshots: Snapshots::default(),
         events: ev_tx,
         budget: config.crash_after_effects,
         reply_address: None,
@@ -307,35 +325,62 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
     if let Ok(Some(a)) = tokio::time::timeout(FIRST_REPLY_ADDRESS_WAIT, addresses.recv()).await {
         actor.reply_address = a;
     }
-    let persisted = actor.store.list(Table::Flows).await.map_err(store_err)?;
-    let now = actor.clock.now_ms();
-    let mut resumed = Vec::new();
-    for (key, bytes) in persisted {
-        let Ok(id) = <[u8; 16]>::try_from(key.as_slice()) else { continue };
-        let id = FlowId(id);
-        match crate::store::decode_record::<Flow>(&bytes, &format!("flow {id}")) {
-            Ok(mut flow) => {
-                let effects = flow.resume(now, actor.rng.as_mut());
-                actor.flows.insert(id, flow);
-                resumed.push((id, effects));
+    // Identity snapshots first, each decoded (and its record verified) once;
+    // then every flow, against them.
+    let mut all_read = true;
+    for (key, bytes) in actor.store.list(Table::IdentitySnapshots).await.map_err(store_err)? {
+        match crate::store::decode_record::<Identity>(&bytes, "identity snapshot").and_then(SharedIdentity::new) {
+            Ok(s) if s.id().as_slice() == key.as_slice() => actor.snapshots.insert(s),
+            Ok(_) => {
+                all_read = false;
+                tracing::error!("an identity snapshot is stored under another id; left in the store");
             }
-            // One unreadable record must not stop every other flow from
-            // resuming. It is left in the store untouched and reported.
             Err(e) => {
-                tracing::error!(flow = %id, error = %e, "cannot resume a persisted flow; left in the store");
-                let event = Event::Finished(Outcome::Failed(e));
-                let _ = actor.events.try_send(DriverEvent { flow: id, event, round_trips: 0 });
+                all_read = false;
+                tracing::error!(error = %e, "cannot read an identity snapshot; left in the store");
             }
         }
     }
-    tokio::spawn(
-        async move {
-            for (id, effects) in resumed {
-                if actor.apply(id, effects, 0).await.is_err() {
-                    return;
+    let persisted = actor.store.list(Table::Flows).await.map_err(store_err)?;
+    let mut snapshots = core::mem::take(&mut actor.snapshots);
+    snapshots.decode_with(|| {
+        for (key, bytes) in persisted {
+            let Ok(id) = <[u8; 16]>::try_from(key.as_slice()) else { continue };
+            let id = FlowId(id);
+            match crate::store::decode_flow(&bytes, &format!("flow {id}")) {
+                Ok(flow) => {
+                    actor.flows.insert(id, flow);
+                    actor.unresumed.insert(id);
+                    actor.resume_order.push_back(id);
+                }
+                // One unreadable record must not stop every other flow from
+                // resuming. It is left in the store untouched and reported.
+                Err(e) => {
+                    all_read = false;
+                    let e = match crate::identity::take_missing_snapshot() {
+                        Some(sid) => Error::Store(format!(
+                            "flow {id}: its identity snapshot {} is not in the store",
+                            data_encoding::HEXLOWER.encode(&sid[..6])
+                        )),
+                        None => e,
+                    };
+                    tracing::error!(flow = %id, error = %e, "cannot resume a persisted flow; left in the store");
+                    let event = Event::Finished(Outcome::Failed(e));
+                    let _ = actor.events.try_send(DriverEvent { flow: id, event, round_trips: 0 });
                 }
             }
-            // Request inboxes learn which outgoing requests are still open.
+        }
+    });
+    actor.snapshots = snapshots;
+    // Snapshots left by a crash between writing one and the flow that uses
+    // it. Kept if anything was unreadable: it may be what refers to them.
+    if all_read {
+        actor.delete_unreferenced_snapshots().await;
+    }
+    tokio::spawn(
+        async move {
+            // Request inboxes learn which outgoing requests are still open
+            // (each flow is resumed before its first input, see `feed`).
             let open: Vec<_> =
                 actor.flows.iter().filter_map(|(id, f)| f.request_target().map(|to| (to, *id))).collect();
             if actor.feed_inboxes(Input::OutgoingSync(open)).await.is_err() {
@@ -410,7 +455,8 @@ fn spawn_reply_address_task<D: Dht>(dht: std::sync::Weak<D>) -> mpsc::Receiver<O
 /// The driver stopped on purpose (shutdown) or by the crash hook.
 struct Stopped;
 
-type OpResult = (FlowId, OpId, Result<DhtOutput, DhtFailure>);
+/// An operation's flow, id, round-trip depth and result.
+type OpResult = (FlowId, OpId, u32, Result<DhtOutput, DhtFailure>);
 
 struct Actor<D: Dht, S: Store> {
     dht: Arc<D>,
@@ -418,10 +464,19 @@ struct Actor<D: Dht, S: Store> {
     clock: Arc<dyn Clock>,
     rng: Box<dyn Rng + Send>,
     flows: HashMap<FlowId, Flow>,
-    op_depth: HashMap<(FlowId, OpId), u32>,
     timers: BTreeMap<(u64, FlowId, Timer), ()>,
     timer_index: HashMap<(FlowId, Timer), u64>,
+    /// Operations in flight (at most `max_in_flight`).
     ops: JoinSet<OpResult>,
+    /// Operations waiting for a slot, oldest first.
+    queued: VecDeque<(FlowId, OpId, u32, DhtOp)>,
+    max_in_flight: usize,
+    /// Flows loaded from the store and not resumed yet, and the order to
+    /// resume them in: resumed as slots free up, or before their first input.
+    unresumed: HashSet<FlowId>,
+    resume_order: VecDeque<FlowId>,
+    /// The identities flows share, each persisted once.
+    snapshots: Snapshots,
     events: mpsc::Sender<DriverEvent>,
     budget: Option<u64>,
     /// This party's reply address, as last made by the backend.
@@ -438,6 +493,9 @@ impl<D: Dht, S: Store> Actor<D, S> {
     ) {
         let mut addresses_open = true;
         loop {
+            if self.resume_some().await.is_err() {
+                return;
+            }
             let next_timer = self.timers.keys().next().map(|(at, _, _)| *at);
             let sleep_for = next_timer.map(|at| Duration::from_millis(at.saturating_sub(self.clock.now_ms())));
             let step = tokio::select! {
@@ -447,8 +505,8 @@ impl<D: Dht, S: Store> Actor<D, S> {
                     Some(cmd) => self.on_cmd(cmd).await,
                 },
                 Some(done) = self.ops.join_next(), if !self.ops.is_empty() => match done {
-                    Ok((flow, op, result)) => {
-                        let depth = self.op_depth.remove(&(flow, op)).unwrap_or(0);
+                    Ok((flow, op, depth, result)) => {
+                        self.issue_queued();
                         self.feed(flow, Input::DhtDone { op, result }, depth).await
                     }
                     Err(_) => Ok(()),
@@ -566,7 +624,8 @@ impl<D: Dht, S: Store> Actor<D, S> {
     async fn on_reply_address(&mut self, address: Option<Vec<u8>>) -> Result<(), Stopped> {
         tracing::debug!(len = address.as_ref().map(Vec::len), "reply address");
         self.reply_address = address;
-        let ids: Vec<FlowId> = self.flows.keys().copied().collect();
+        // Flows not resumed yet are told when they are (see `take_resume`).
+        let ids: Vec<FlowId> = self.flows.keys().filter(|id| !self.unresumed.contains(id)).copied().collect();
         for id in ids {
             self.feed(id, Input::ReplyAddress(self.reply_address.clone()), 0).await?;
         }
@@ -584,7 +643,81 @@ impl<D: Dht, S: Store> Actor<D, S> {
         Ok(())
     }
 
+    /// Resumes persisted flows while DHT slots are free (and nothing waits
+    /// for one), so a restart with many flows runs at the pace of the DHT.
+    async fn resume_some(&mut self) -> Result<(), Stopped> {
+        while self.queued.is_empty() && self.ops.len() < self.max_in_flight {
+            let Some(id) = self.resume_order.pop_front() else {
+                if !self.unresumed.is_empty() || self.unresumed.capacity() > 0 {
+                    self.unresumed = HashSet::new();
+                    self.resume_order = VecDeque::new();
+                }
+                break;
+            };
+            self.resume(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Resumes a flow loaded from the store, once.
+    async fn resume(&mut self, id: FlowId) -> Result<(), Stopped> {
+        if let Some(effects) = self.take_resume(id) {
+            self.apply(id, effects, 0).await?;
+        }
+        Ok(())
+    }
+
+    /// The resume effects of a flow not resumed yet (then it is).
+    fn take_resume(&mut self, id: FlowId) -> Option<Vec<Effect>> {
+        if !self.unresumed.remove(&id) {
+            return None;
+        }
+        let now = self.clock.now_ms();
+        let flow = self.flows.get_mut(&id)?;
+        let mut effects = flow.resume(now, self.rng.as_mut());
+        // The address persisted before the restart may be dead.
+        effects.extend(flow.handle(Input::ReplyAddress(self.reply_address.clone()), now, self.rng.as_mut()));
+        Some(effects)
+    }
+
+    /// Starts a DHT operation, or queues it while `max_in_flight` run.
+    fn issue(&mut self, id: FlowId, op: OpId, depth: u32, request: DhtOp) {
+        if self.ops.len() < self.max_in_flight {
+            self.spawn_op(id, op, depth, request);
+        } else {
+            self.queued.push_back((id, op, depth, request));
+        }
+    }
+
+    /// Starts queued operations into the free slots.
+    fn issue_queued(&mut self) {
+        while self.ops.len() < self.max_in_flight {
+            let Some((id, op, depth, request)) = self.queued.pop_front() else { break };
+            self.spawn_op(id, op, depth, request);
+        }
+        if self.queued.is_empty() && self.queued.capacity() > 4 * self.max_in_flight {
+            self.queued.shrink_to(self.max_in_flight);
+        }
+    }
+
+    fn spawn_op(&mut self, id: FlowId, op: OpId, depth: u32, request: DhtOp) {
+        let dht = self.dht.clone();
+        let span = tracing::debug_span!("dht_op", flow = %id, op, kind = request_name(&request));
+        self.ops.spawn(async move { (id, op, depth, run_op(dht.as_ref(), request).await) }.instrument(span));
+    }
+
+    /// Deletes the identity snapshots no flow refers to any more.
+    async fn delete_unreferenced_snapshots(&mut self) {
+        for sid in self.snapshots.take_unreferenced() {
+            if let Err(e) = self.store.delete(Table::IdentitySnapshots, &sid).await {
+                tracing::warn!(error = %e, "could not delete an unused identity snapshot");
+            }
+        }
+    }
+
     async fn feed(&mut self, id: FlowId, input: Input, depth: u32) -> Result<(), Stopped> {
+        // A flow loaded from the store is resumed before its first input.
+        self.resume(id).await?;
         let now = self.clock.now_ms();
         let Some(flow) = self.flows.get_mut(&id) else { return Ok(()) };
         let effects = flow.handle(input, now, self.rng.as_mut());
@@ -623,8 +756,26 @@ impl<D: Dht, S: Store> Actor<D, S> {
     }
 
     async fn persist(&mut self, id: FlowId) -> Result<(), Stopped> {
+        // The flow's identity is stored once, before the first flow record
+        // that refers to it; flows with the same identity share one copy.
+        let Some(flow) = self.flows.get_mut(&id) else { return Ok(()) };
+        if let Some(shared) = flow.shared_identity_mut()
+            && self.snapshots.intern(shared)
+        {
+            let sid = *shared.id();
+            let bytes = crate::store::encode_record::<Identity>(shared);
+            let r = match bytes {
+                Ok(b) => self.store.put(Table::IdentitySnapshots, &sid, &b).await.map_err(store_err),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                self.snapshots.remove(&sid);
+                tracing::error!(flow = %id, error = %e, "could not persist the flow's identity; stopping");
+                return Err(Stopped);
+            }
+        }
         let Some(flow) = self.flows.get(&id) else { return Ok(()) };
-        match crate::store::encode_record(flow) {
+        match crate::store::encode_flow(flow) {
             Ok(bytes) => {
                 if let Err(e) = self.store.put(Table::Flows, &id.0, &bytes).await {
                     tracing::error!(flow = %id, error = %e, "could not persist flow; stopping");
@@ -667,10 +818,7 @@ impl<D: Dht, S: Store> Actor<D, S> {
                 Effect::Persist => self.persist(id).await?,
                 Effect::Dht { op, request } => {
                     let d = depth + u32::from(request.is_network());
-                    self.op_depth.insert((id, op), d);
-                    let dht = self.dht.clone();
-                    let span = tracing::debug_span!("dht_op", flow = %id, op, kind = request_name(&request));
-                    self.ops.spawn(async move { (id, op, run_op(dht.as_ref(), request).await) }.instrument(span));
+                    self.issue(id, op, d, request);
                 }
                 Effect::SetTimer { timer, at } => {
                     if let Some(old) = self.timer_index.insert((id, timer), at) {
@@ -720,6 +868,9 @@ impl<D: Dht, S: Store> Actor<D, S> {
                     }
                 }
                 Effect::Signal { flow, command } => {
+                    if let Some(effects) = self.take_resume(flow) {
+                        queue.push_back((flow, effects, 0));
+                    }
                     let now = self.clock.now_ms();
                     if let Some(f) = self.flows.get_mut(&flow) {
                         let effects = f.handle(Input::Command(command), now, self.rng.as_mut());
@@ -736,6 +887,13 @@ impl<D: Dht, S: Store> Actor<D, S> {
                     if let Some(to) = self.flows.get(&id).and_then(Flow::request_target) {
                         let contact = matches!(outcome, Outcome::Contact(_));
                         let input = Input::Outgoing { to, flow: id, open: false, contact };
+                        let inboxes: Vec<FlowId> =
+                            self.flows.iter().filter(|(_, f)| matches!(f, Flow::Inbox(_))).map(|(i, _)| *i).collect();
+                        for fid in inboxes {
+                            if let Some(effects) = self.take_resume(fid) {
+                                queue.push_back((fid, effects, 0));
+                            }
+                        }
                         let now = self.clock.now_ms();
                         for (fid, f) in &mut self.flows {
                             if matches!(f, Flow::Inbox(_)) {
@@ -746,6 +904,8 @@ impl<D: Dht, S: Store> Actor<D, S> {
                     let _ = self.store.delete(Table::Flows, &id.0).await;
                     let _ = self.store.delete(Table::Invitations, &id.0).await;
                     self.flows.remove(&id);
+                    self.unresumed.remove(&id);
+                    self.delete_unreferenced_snapshots().await;
                     let stale: Vec<_> = self.timer_index.keys().filter(|(f, _)| *f == id).copied().collect();
                     for k in stale {
                         if let Some(at) = self.timer_index.remove(&k) {

@@ -2,6 +2,8 @@
 //! identity record.
 
 use core::fmt;
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use rand_core::CryptoRngCore;
 use serde::{Deserialize, Serialize};
@@ -196,5 +198,194 @@ impl Identity {
         record.updated_at = now_secs;
         self.signed = record.sign(key)?;
         Ok(())
+    }
+}
+
+/// An [`Identity`] held once for every flow that uses it.
+///
+/// A waiting invitation needs its sender's identity (to sign the final
+/// status, check responses and derive the conversation key), but 100,000 of
+/// them need not hold 100,000 copies, nor re-verify 100,000 copies of its
+/// signed record when a driver restarts. Flows hold this shared handle; the
+/// driver persists each distinct identity once, as a *snapshot* keyed by its
+/// [`SharedIdentity::id`] (in [`crate::store::Table::IdentitySnapshots`]),
+/// and a flow's own record carries only that id. On start the driver decodes
+/// (and so verifies) every snapshot once, and flows are decoded against them
+/// ([`Snapshots::decode_with`]).
+///
+/// Changing the identity ([`SharedIdentity::make_mut`], after a device link)
+/// gives the flow its own copy with a new id: other flows keep the snapshot
+/// they were started with, as they would with a copy of their own.
+///
+/// `Debug` shows what [`Identity`]'s does (public keys only) and the id.
+#[derive(Clone)]
+pub(crate) struct SharedIdentity(Arc<Snapshot>);
+
+struct Snapshot {
+    id: [u8; 32],
+    identity: Identity,
+}
+
+/// Label of the snapshot id hash (BLAKE3 `derive_key` over the identity's
+/// persisted encoding: equal ids mean equal identities, secrets included).
+const SNAPSHOT_ID_LABEL: &str = "contact-invite v1 2026-11 identity snapshot id";
+
+fn snapshot_id(identity: &Identity) -> Result<[u8; 32], crate::Error> {
+    let bytes = zeroize::Zeroizing::new(crate::store::encode_record(identity)?);
+    let mut h = blake3::Hasher::new_derive_key(SNAPSHOT_ID_LABEL);
+    h.update(&bytes);
+    Ok(*h.finalize().as_bytes())
+}
+
+impl SharedIdentity {
+    /// Wraps an identity (computes its snapshot id).
+    pub(crate) fn new(identity: Identity) -> Result<Self, crate::Error> {
+        let id = snapshot_id(&identity)?;
+        Ok(Self(Arc::new(Snapshot { id, identity })))
+    }
+    /// The snapshot id: a hash of the identity's whole persisted encoding.
+    pub(crate) fn id(&self) -> &[u8; 32] {
+        &self.0.id
+    }
+    /// Changes this flow's identity: copies it if other flows share it, then
+    /// recomputes the id.
+    pub(crate) fn make_mut<R>(
+        &mut self,
+        f: impl FnOnce(&mut Identity) -> Result<R, crate::Error>,
+    ) -> Result<R, crate::Error> {
+        let mut identity = self.0.identity.clone();
+        let r = f(&mut identity)?;
+        *self = Self::new(identity)?;
+        Ok(r)
+    }
+    /// Whether two handles share one allocation.
+    pub(crate) fn same(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+    /// Whether this handle is the only one left.
+    fn unshared(&self) -> bool {
+        Arc::strong_count(&self.0) == 1
+    }
+}
+
+impl core::ops::Deref for SharedIdentity {
+    type Target = Identity;
+    fn deref(&self) -> &Identity {
+        &self.0.identity
+    }
+}
+
+impl fmt::Debug for SharedIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SharedIdentity")
+            .field(&data_encoding::HEXLOWER.encode(&self.0.id[..6]))
+            .field(&self.0.identity)
+            .finish()
+    }
+}
+
+/// A flow record stores only the snapshot id.
+impl Serialize for SharedIdentity {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0.id)
+    }
+}
+
+/// What [`Snapshots::decode_with`] lends the decoder.
+struct Decoding {
+    map: HashMap<[u8; 32], SharedIdentity>,
+    /// The last id that was not found (to name it in the error).
+    missing: Option<[u8; 32]>,
+}
+
+std::thread_local! {
+    /// The snapshots a flow record is decoded against, set only for the
+    /// duration of [`Snapshots::decode_with`] on this thread.
+    static DECODING: core::cell::RefCell<Option<Decoding>> = const { core::cell::RefCell::new(None) };
+}
+
+/// Inside [`Snapshots::decode_with`]: the snapshot id the last failed decode
+/// did not find, if that is why it failed (postcard drops custom messages).
+pub(crate) fn take_missing_snapshot() -> Option<[u8; 32]> {
+    DECODING.with(|c| c.borrow_mut().as_mut().and_then(|d| d.missing.take()))
+}
+
+/// Resolves the id against the snapshots of [`Snapshots::decode_with`]; an
+/// id it does not know (or decoding outside it) is an error, so such a flow
+/// is reported as unreadable, never run with some other identity.
+impl<'de> Deserialize<'de> for SharedIdentity {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = crate::crypto::serde_bytes_vec(d)?;
+        let id: [u8; 32] = v.as_slice().try_into().map_err(|_| serde::de::Error::custom("bad identity snapshot id"))?;
+        DECODING
+            .with(|c| {
+                let mut c = c.borrow_mut();
+                let d = c.as_mut()?;
+                let found = d.map.get(&id).cloned();
+                if found.is_none() {
+                    d.missing = Some(id);
+                }
+                found
+            })
+            .ok_or_else(|| serde::de::Error::custom("the identity snapshot this flow refers to is not in the store"))
+    }
+}
+
+/// The identity snapshots a driver holds: one shared handle per distinct
+/// identity, each persisted once. Flows are interned against it so that
+/// equal identities share one allocation.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshots {
+    map: HashMap<[u8; 32], SharedIdentity>,
+}
+
+impl Snapshots {
+    /// Adds a snapshot read from the store.
+    pub(crate) fn insert(&mut self, s: SharedIdentity) {
+        self.map.insert(*s.id(), s);
+    }
+    /// Makes `s` share the held snapshot with its id. Returns `true` if the
+    /// snapshot is new (it must then be persisted before the flow is).
+    pub(crate) fn intern(&mut self, s: &mut SharedIdentity) -> bool {
+        match self.map.get(s.id()) {
+            Some(held) => {
+                if !held.same(s) {
+                    *s = held.clone();
+                }
+                false
+            }
+            None => {
+                self.map.insert(*s.id(), s.clone());
+                true
+            }
+        }
+    }
+    /// Forgets a snapshot (it was not persisted after all).
+    pub(crate) fn remove(&mut self, id: &[u8; 32]) {
+        self.map.remove(id);
+    }
+    /// Takes the snapshots no flow refers to any more.
+    pub(crate) fn take_unreferenced(&mut self) -> Vec<[u8; 32]> {
+        let ids: Vec<[u8; 32]> = self.map.iter().filter(|(_, s)| s.unshared()).map(|(id, _)| *id).collect();
+        for id in &ids {
+            self.map.remove(id);
+        }
+        ids
+    }
+    /// Runs `f` (which decodes flow records) with these snapshots available
+    /// to [`SharedIdentity`]'s `Deserialize`, on this thread only.
+    pub(crate) fn decode_with<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        struct Restore<'a>(&'a mut HashMap<[u8; 32], SharedIdentity>);
+        impl Drop for Restore<'_> {
+            fn drop(&mut self) {
+                if let Some(d) = DECODING.with(|c| c.borrow_mut().take()) {
+                    *self.0 = d.map;
+                }
+            }
+        }
+        let map = core::mem::take(&mut self.map);
+        DECODING.with(|c| *c.borrow_mut() = Some(Decoding { map, missing: None }));
+        let _restore = Restore(&mut self.map);
+        f()
     }
 }

@@ -30,12 +30,24 @@ pub enum Table {
     Requests,
     /// Blocked identities.
     Blocked,
+    /// Identities that persisted flows refer to, each stored once, by
+    /// snapshot id (a hash of the identity's encoding). A flow record holds
+    /// only the id; a snapshot is deleted once no flow refers to it.
+    IdentitySnapshots,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Self; 6] =
-        [Self::Flows, Self::Contacts, Self::Invitations, Self::Identity, Self::Requests, Self::Blocked];
+    /// New tables go last: the Veilid store numbers its columns by position.
+    pub const ALL: [Self; 7] = [
+        Self::Flows,
+        Self::Contacts,
+        Self::Invitations,
+        Self::Identity,
+        Self::Requests,
+        Self::Blocked,
+        Self::IdentitySnapshots,
+    ];
     /// Stable name.
     pub fn name(self) -> &'static str {
         match self {
@@ -45,25 +57,53 @@ impl Table {
             Self::Identity => "identity",
             Self::Requests => "requests",
             Self::Blocked => "blocked",
+            Self::IdentitySnapshots => "identity-snapshots",
         }
     }
 }
 
 /// Version byte in front of every record this crate writes into a store, so
-/// a later release can recognise and migrate older records.
+/// a later release can recognise and migrate older records. Flow records
+/// have their own, [`FLOW_RECORD_FORMAT`].
 pub const RECORD_FORMAT: u8 = 2;
+
+/// Version byte of flow records (table [`Table::Flows`]). 3: the inviter's
+/// identity is a reference to a snapshot in [`Table::IdentitySnapshots`],
+/// its record keys are seeds, pending operations and timers are lists. A
+/// flow record of another format is reported as unreadable (and left in the
+/// store), never decoded as this layout.
+pub const FLOW_RECORD_FORMAT: u8 = 3;
 
 /// Encodes a value for the store: version byte, then postcard.
 pub(crate) fn encode_record<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, crate::Error> {
-    let mut out = vec![RECORD_FORMAT];
-    postcard::to_io(v, &mut out).map_err(|e| crate::Error::Store(format!("encode: {e}")))?;
-    Ok(out)
+    encode_versioned(RECORD_FORMAT, v)
 }
 
 /// Decodes a value written by [`encode_record`].
 pub(crate) fn decode_record<T: serde::de::DeserializeOwned>(b: &[u8], what: &str) -> Result<T, crate::Error> {
+    decode_versioned(RECORD_FORMAT, b, what)
+}
+
+/// Encodes a flow record ([`FLOW_RECORD_FORMAT`]).
+pub(crate) fn encode_flow(flow: &crate::machine::Flow) -> Result<Vec<u8>, crate::Error> {
+    encode_versioned(FLOW_RECORD_FORMAT, flow)
+}
+
+/// Decodes a flow record. Its identity snapshots must be available (see
+/// [`crate::identity::Snapshots::decode_with`]); a missing one is an error.
+pub(crate) fn decode_flow(b: &[u8], what: &str) -> Result<crate::machine::Flow, crate::Error> {
+    decode_versioned(FLOW_RECORD_FORMAT, b, what)
+}
+
+fn encode_versioned<T: serde::Serialize>(format: u8, v: &T) -> Result<Vec<u8>, crate::Error> {
+    let mut out = vec![format];
+    postcard::to_io(v, &mut out).map_err(|e| crate::Error::Store(format!("encode: {e}")))?;
+    Ok(out)
+}
+
+fn decode_versioned<T: serde::de::DeserializeOwned>(format: u8, b: &[u8], what: &str) -> Result<T, crate::Error> {
     match b.split_first() {
-        Some((&RECORD_FORMAT, rest)) => {
+        Some((&f, rest)) if f == format => {
             postcard::from_bytes(rest).map_err(|e| crate::Error::Store(format!("corrupt {what}: {e}")))
         }
         Some((v, _)) => Err(crate::Error::Store(format!("{what}: unknown record format {v}"))),

@@ -198,6 +198,76 @@ impl<'de> Deserialize<'de> for SigningKey {
     }
 }
 
+/// The 32-byte seed of a [`SigningKey`], kept instead of the expanded key
+/// where many keys wait unused (a waiting invitation holds three): 32 bytes
+/// instead of ~224, expanded with [`KeySeed::expand`] only when the key is
+/// used. Serialized exactly like a [`SigningKey`] (its seed bytes).
+///
+/// Zeroized on drop; `Debug` is redacted (it cannot show the public key
+/// without expanding); no `Display`; constant-time equality.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub(crate) struct KeySeed([u8; KEY_LEN]);
+
+impl KeySeed {
+    /// A fresh random seed (the same distribution as [`SigningKey::generate`]).
+    pub(crate) fn generate(rng: &mut impl CryptoRngCore) -> Self {
+        let mut b = [0u8; KEY_LEN];
+        rng.fill_bytes(&mut b);
+        Self(b)
+    }
+    /// The signing key of this seed (one scalar multiplication).
+    pub(crate) fn expand(&self) -> SigningKey {
+        SigningKey(ed25519_dalek::SigningKey::from_bytes(&self.0))
+    }
+    /// The public key of this seed (expands it; the expanded key is zeroized).
+    pub(crate) fn public(&self) -> PublicKey {
+        self.expand().public()
+    }
+    /// The seed bytes, for handing the key to a store. Keep the borrow short.
+    pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
+impl From<&SigningKey> for KeySeed {
+    fn from(k: &SigningKey) -> Self {
+        Self(*k.expose_seed())
+    }
+}
+
+impl PartialEq for KeySeed {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+impl Eq for KeySeed {}
+
+impl fmt::Debug for KeySeed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeySeed(<redacted>)")
+    }
+}
+
+impl Serialize for KeySeed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for KeySeed {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Zeroizing::new(serde_bytes_vec(d)?);
+        let arr: [u8; KEY_LEN] = v.as_slice().try_into().map_err(|_| {
+            serde::de::Error::custom(DecodeError::WrongLength {
+                what: "signing key seed",
+                expected: KEY_LEN,
+                got: v.len(),
+            })
+        })?;
+        Ok(Self(arr))
+    }
+}
+
 /// A 32-byte symmetric secret (invitation secret, record encryption secret,
 /// derived AEAD keys, account internal key).
 ///
@@ -304,6 +374,22 @@ mod tests {
         let s = SecretKey::generate(&mut OsRng);
         let dbg = format!("{s:?}");
         assert_eq!(dbg, "SecretKey(<redacted>)");
+    }
+
+    #[test]
+    fn key_seeds_expand_to_the_same_key_serialize_like_it_and_stay_redacted() {
+        let k = SigningKey::generate(&mut OsRng);
+        let s = KeySeed::from(&k);
+        assert_eq!(s.expand(), k);
+        assert_eq!(s.public(), k.public());
+        assert_eq!(postcard::to_allocvec(&s).unwrap(), postcard::to_allocvec(&k).unwrap());
+        let back: KeySeed = postcard::from_bytes(&postcard::to_allocvec(&k).unwrap()).unwrap();
+        assert_eq!(back, s);
+        let dbg = format!("{s:?}");
+        assert_eq!(dbg, "KeySeed(<redacted>)");
+        assert!(postcard::from_bytes::<KeySeed>(&postcard::to_allocvec(&[1u8; 31].as_slice()).unwrap()).is_err());
+        let g = KeySeed::generate(&mut OsRng);
+        assert_ne!(g, s);
     }
 
     #[test]

@@ -23,14 +23,14 @@ use super::{Command, Completion, DhtOp, DhtOutput, Effect, Event, Input, Ops, Ou
 use crate::contact::{Contact, Role};
 use crate::crypto::password::{self, SALT_LEN};
 use crate::crypto::{
-    DhPublicKey, DhSecretKey, Password, PasswordLimits, PasswordParams, PublicKey, SecretKey, Signature, SigningKey,
-    conversation_key,
+    DhPublicKey, DhSecretKey, KeySeed, Password, PasswordLimits, PasswordParams, PublicKey, SecretKey, Signature,
+    SigningKey, conversation_key,
 };
 use crate::dht::{Nudge, RecordKey, Schema, SchemaMember, ValueData};
 use crate::encoding::Address;
 use crate::encoding::{LockParams, Ticket, TicketSecret};
 use crate::error::{DecodeError, Error, ProtocolError};
-use crate::identity::Identity;
+use crate::identity::{Identity, SharedIdentity};
 use crate::message::address::{self, AddressRequestContent};
 use crate::message::handover::{self, HandoverContext};
 use crate::message::inbox::{self, InboxKeys, InboxValue, OWNER_SUBKEY, WRITER_SUBKEY};
@@ -126,22 +126,35 @@ struct LinkState {
     merges: u32,
 }
 
+/// What the invitation is, fixed at creation. Kept small for the days an
+/// invitation waits: the identity is shared with the driver's other flows
+/// (and persisted once, see [`SharedIdentity`]), the profile is kept only
+/// when it differs from the identity's, and record keys are 32-byte seeds
+/// expanded when an operation needs them.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Core {
-    identity: Identity,
+    identity: SharedIdentity,
     kind: InvitationKind,
-    profile: Profile,
+    /// `None`: the identity record's profile.
+    profile: Option<Box<Profile>>,
     message: String,
     created_at: u64,
     expires_at: u64,
-    inbox_owner: SigningKey,
-    writer: SigningKey,
-    conversation_owner: SigningKey,
+    inbox_owner: KeySeed,
+    writer: KeySeed,
+    conversation_owner: KeySeed,
     encryption_key_type: EncryptionKeyType,
-    lock: Option<LockMaterial>,
-    /// Our reply address, as last told by the driver (goes into the invitation).
+    lock: Option<Box<LockMaterial>>,
+    /// Our reply address, as last told by the driver; only until the
+    /// invitation is built (it then travels in it).
     #[serde(default)]
     reply_to: Option<Vec<u8>>,
+}
+
+impl Core {
+    fn profile(&self) -> Result<&Profile, Error> {
+        self.profile.as_deref().or_else(|| self.identity.profile()).ok_or(Error::ApiMisuse("no profile to send"))
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -150,6 +163,8 @@ struct Published {
     conversation: RecordKey,
     ticket: Vec<u8>,
     invitation_hash: [u8; 32],
+    /// The sealed request, compared with what the network holds while
+    /// Publishing; emptied once it is confirmed (Waiting and later).
     request_value: Vec<u8>,
 }
 
@@ -341,7 +356,7 @@ impl Inviter {
                 identity_key: c.identity.public_key(),
                 device_key: c.identity.device_public(),
                 identity_record: c.identity.record_key().cloned().ok_or(Error::ApiMisuse("identity not published"))?,
-                profile: c.profile.clone(),
+                profile: c.profile()?.clone(),
                 ticket: p.ticket.clone(),
                 message: c.message.clone(),
                 created_at: c.created_at,
@@ -391,8 +406,10 @@ impl Inviter {
             return Err(Error::ApiMisuse("publish the identity record before sending invitations"));
         }
         let expires_in = params.expires_in_secs.clamp(60, crate::limits::MAX_EXPIRY_SECS);
-        let profile = match params.profile.or_else(|| params.identity.profile().cloned()) {
-            Some(p) => p,
+        let profile = match params.profile {
+            Some(p) if Some(&p) == params.identity.profile() => None,
+            Some(p) => Some(Box::new(p)),
+            None if params.identity.profile().is_some() => None,
             None => return Err(Error::ApiMisuse("no profile to send")),
         };
         if params.message.len() > crate::limits::MAX_MESSAGE {
@@ -411,27 +428,27 @@ impl Inviter {
                 let stretched = password::stretch(pw, &salt, &p, &PasswordLimits::default())?;
                 let ekt = if *ekt == EncryptionKeyType::None { EncryptionKeyType::Password } else { *ekt };
                 (
-                    Some(LockMaterial {
+                    Some(Box::new(LockMaterial {
                         stretched,
                         salt,
                         m_cost_log2: p.m_cost_log2,
                         t_cost: p.t_cost,
                         p_cost: p.p_cost,
-                    }),
+                    })),
                     ekt,
                 )
             }
         };
         let core = Core {
-            identity: params.identity,
+            identity: SharedIdentity::new(params.identity)?,
             kind,
             profile,
             message: params.message,
             created_at: secs(now),
             expires_at: secs(now) + expires_in,
-            inbox_owner: SigningKey::generate(&mut RngAdapter(rng)),
-            writer: SigningKey::generate(&mut RngAdapter(rng)),
-            conversation_owner: SigningKey::generate(&mut RngAdapter(rng)),
+            inbox_owner: KeySeed::generate(&mut RngAdapter(rng)),
+            writer: KeySeed::generate(&mut RngAdapter(rng)),
+            conversation_owner: KeySeed::generate(&mut RngAdapter(rng)),
             encryption_key_type: ekt,
             lock,
             reply_to: None,
@@ -448,13 +465,13 @@ impl Inviter {
         if kind == InvitationKind::Contact {
             m.ops.start(
                 Purpose::CreateConversation,
-                DhtOp::Create { schema: conversation_schema(), owner: m.core.conversation_owner.clone() },
+                DhtOp::Create { schema: conversation_schema(), owner: m.core.conversation_owner.expand() },
                 &mut out,
             );
         }
         m.ops.start(
             Purpose::CreateInbox,
-            DhtOp::Create { schema: inbox_schema(&writer_pub), owner: m.core.inbox_owner.clone() },
+            DhtOp::Create { schema: inbox_schema(&writer_pub), owner: m.core.inbox_owner.expand() },
             &mut out,
         );
         Ok((m, out))
@@ -477,10 +494,10 @@ impl Inviter {
         let c = &self.core;
         Some(crate::wire::encode(&pb::ContactInvitationRecord {
             inbox: Some(record_key_to_pb(&p.inbox)),
-            inbox_owner_secret: c.inbox_owner.expose_seed().to_vec(),
-            writer_secret: c.writer.expose_seed().to_vec(),
+            inbox_owner_secret: c.inbox_owner.expose().to_vec(),
+            writer_secret: c.writer.expose().to_vec(),
             conversation: Some(record_key_to_pb(&p.conversation)),
-            conversation_owner_secret: c.conversation_owner.expose_seed().to_vec(),
+            conversation_owner_secret: c.conversation_owner.expose().to_vec(),
             created_at: c.created_at,
             expires_at: c.expires_at,
             ticket: p.ticket.clone(),
@@ -499,6 +516,12 @@ impl Inviter {
             }
             State::Done(_) => None,
         }
+    }
+
+    /// The identity this flow shares with others (the driver persists and
+    /// interns it).
+    pub(crate) fn shared_identity_mut(&mut self) -> &mut SharedIdentity {
+        &mut self.core.identity
     }
 
     /// When the invitation expires (unix seconds).
@@ -537,8 +560,12 @@ impl Inviter {
         // Watches do not survive a restart: watch again, and tell the app the
         // ticket is (still) live.
         if let State::Waiting(p) = &self.state {
-            let key = p.inbox.clone();
-            self.ops.start(Purpose::Watch, DhtOp::Watch { key, subkeys: vec![WRITER_SUBKEY] }, &mut out);
+            // A watch still pending was re-issued above (or will be, by its
+            // retry timer): one is enough.
+            if !self.ops.has_pending(|x| *x == Purpose::Watch) {
+                let key = p.inbox.clone();
+                self.ops.start(Purpose::Watch, DhtOp::Watch { key, subkeys: vec![WRITER_SUBKEY] }, &mut out);
+            }
             out.push(Effect::Emit(Event::InvitationPublished { expires_at: self.core.expires_at }));
             self.start_delivery(&mut out);
         }
@@ -666,7 +693,7 @@ impl Inviter {
                 let give_up = self.core.expires_at * 1000 + super::invitee::FINAL_GRACE_MS;
                 if retryable && now < give_up {
                     let (key, data) = (p.inbox.clone(), f.final_value.clone());
-                    let writer = self.core.inbox_owner.clone();
+                    let writer = self.core.inbox_owner.expand();
                     let request = DhtOp::Set { key, subkey: OWNER_SUBKEY, data, writer };
                     self.ops.start_later(Purpose::WriteFinal, request, now + super::SLOW_RETRY_MS, out);
                     out.insert(0, Effect::Persist);
@@ -726,7 +753,8 @@ impl Inviter {
                     self.fail(DecodeError::Invalid("inbox already holds another request").into(), out);
                     return;
                 }
-                let p = p.clone();
+                let mut p = p.clone();
+                p.request_value = Vec::new();
                 let key = p.inbox.clone();
                 self.state = State::Waiting(p);
                 out.push(Effect::Persist);
@@ -780,7 +808,7 @@ impl Inviter {
                         // value (our own request). Write again over it.
                         let key = p.inbox.clone();
                         let data = f.final_value.clone();
-                        let writer = self.core.inbox_owner.clone();
+                        let writer = self.core.inbox_owner.expand();
                         self.ops.start(
                             Purpose::WriteFinal,
                             DhtOp::Set { key, subkey: OWNER_SUBKEY, data, writer },
@@ -817,7 +845,7 @@ impl Inviter {
                 if let (Some(_), State::Cleaning(p, _)) = (newer, &self.state) {
                     // Stale local copy: the retry writes over the newer value.
                     let key = p.inbox.clone();
-                    let writer = self.core.writer.clone();
+                    let writer = self.core.writer.expand();
                     if self.ops.has_pending(|x| *x == Purpose::Tombstone) {
                         return;
                     }
@@ -846,7 +874,7 @@ impl Inviter {
                 self.core.reply_to = None;
                 let (key, data) = (p.inbox.clone(), p.request_value.clone());
                 self.state = State::Publishing(p);
-                let writer = self.core.inbox_owner.clone();
+                let writer = self.core.inbox_owner.expand();
                 self.ops.start(Purpose::PublishRequest, DhtOp::Set { key, subkey: OWNER_SUBKEY, data, writer }, out);
                 out.insert(0, Effect::Persist);
             }
@@ -873,7 +901,7 @@ impl Inviter {
             identity_key: c.identity.public_key(),
             device_key: c.identity.device_public(),
             identity_record: record_key,
-            profile: c.profile.clone(),
+            profile: c.profile()?.clone(),
             conversation: (c.kind == InvitationKind::Contact).then(|| conversation.clone()),
             created_at: c.created_at,
             expires_at: c.expires_at,
@@ -892,7 +920,8 @@ impl Inviter {
         let invitation_hash = crate::crypto::message_hash(&signed);
         let keys = InboxKeys::derive(&secret, &opaque);
         let mut r = RngAdapter(rng);
-        let request_value = inbox::seal_request(&keys, &opaque, &c.writer, &signed, c.encryption_key_type, &mut r);
+        let writer = c.writer.expand();
+        let request_value = inbox::seal_request(&keys, &opaque, &writer, &signed, c.encryption_key_type, &mut r);
         let ticket_secret = match &c.lock {
             None => TicketSecret::Plain(secret),
             Some(l) => TicketSecret::Locked {
@@ -976,7 +1005,7 @@ impl Inviter {
             c.identity_record.clone(),
             profile,
             p.conversation.clone(),
-            self.core.conversation_owner.clone(),
+            self.core.conversation_owner.expand(),
             remote_conv,
             *p.inbox.opaque(),
             Role::Inviter,
@@ -1026,7 +1055,7 @@ impl Inviter {
         let fresh_key = fin.contact.as_ref().map(|c| c.peer_identity_record.clone());
         self.state = State::Finalizing(p, Box::new(fin));
         let mut ops_out = Vec::new();
-        let writer = self.core.inbox_owner.clone();
+        let writer = self.core.inbox_owner.expand();
         self.ops.start(
             Purpose::WriteFinal,
             DhtOp::Set { key, subkey: OWNER_SUBKEY, data: final_value, writer },
@@ -1194,7 +1223,7 @@ impl Inviter {
         }
         let (device, dh, response_hash) = (link.device, link.dh, link.response_hash);
         let p = p.clone();
-        if let Err(e) = self.core.identity.adopt_record(updated.clone()) {
+        if let Err(e) = self.core.identity.make_mut(|id| id.adopt_record(updated.clone())) {
             return self.fail(e, out);
         }
         let ctx = HandoverContext {
@@ -1218,13 +1247,13 @@ impl Inviter {
             f.final_value = value.clone();
         }
         let mut ops_out = Vec::new();
-        let writer = self.core.inbox_owner.clone();
+        let writer = self.core.inbox_owner.expand();
         self.ops.start(
             Purpose::WriteFinal,
             DhtOp::Set { key: p.inbox.clone(), subkey: OWNER_SUBKEY, data: value, writer },
             &mut ops_out,
         );
-        out.push(Effect::SaveIdentity(Box::new(self.core.identity.clone())));
+        out.push(Effect::SaveIdentity(Box::new(Identity::clone(&self.core.identity))));
         out.push(Effect::Persist);
         out.extend(ops_out);
     }
@@ -1279,7 +1308,7 @@ impl Inviter {
             matches!(finished, FinishedWith::Contact(_)) || self.core.kind != InvitationKind::Contact;
         self.state = State::Cleaning(p.clone(), finished);
         let mut ops_out = Vec::new();
-        let writer = self.core.writer.clone();
+        let writer = self.core.writer.expand();
         self.ops.start(
             Purpose::Tombstone,
             DhtOp::Set { key: p.inbox.clone(), subkey: WRITER_SUBKEY, data: inbox::tombstone(secs(now)), writer },

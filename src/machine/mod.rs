@@ -16,8 +16,6 @@ mod invitee;
 mod inviter;
 mod requests;
 
-use std::collections::BTreeMap;
-
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
@@ -26,7 +24,7 @@ pub use inviter::{Inviter, SendParams};
 pub use requests::{RequestId, RequestInbox, RequestInboxParams, RequestStatus, RequestView};
 
 use crate::contact::Contact;
-use crate::crypto::{Password, PublicKey, SigningKey};
+use crate::crypto::{KeySeed, Password, PublicKey, SigningKey};
 use crate::dht::{DhtErrorKind, Nudge, RecordKey, Schema, Subkey, ValueData};
 use crate::error::{Error, ProtocolError};
 use crate::message::{InvitationKind, Profile};
@@ -112,16 +110,6 @@ impl DhtOp {
     /// record not held locally adds one inspect round trip.
     pub fn is_network(&self) -> bool {
         matches!(self, Self::Get { .. } | Self::Set { .. })
-    }
-    fn name(&self) -> &'static str {
-        match self {
-            Self::Create { .. } => "create record",
-            Self::Open { .. } => "open record",
-            Self::Get { .. } => "get value",
-            Self::Set { .. } => "set value",
-            Self::Watch { .. } => "watch",
-            Self::Forget { .. } => "forget record",
-        }
     }
 }
 
@@ -391,18 +379,83 @@ pub enum Outcome {
 }
 
 /// Bookkeeping for in-flight operations, shared by both machines.
+///
+/// Kept small, because a waiting invitation holds it for days: pending ops
+/// and timers are short vectors sized to their contents (a flow has at most
+/// a handful of each; linear search is faster than a map at that size), and
+/// a pending request holds its keys as 32-byte seeds ([`StoredOp`]),
+/// expanded again only when the request is re-issued.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct Ops<P> {
     next: OpId,
-    pending: BTreeMap<OpId, PendingOp<P>>,
-    timers: BTreeMap<Timer, u64>,
+    pending: Vec<(OpId, PendingOp<P>)>,
+    timers: Vec<(Timer, u64)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub(crate) struct PendingOp<P> {
     pub(crate) purpose: P,
-    pub(crate) request: DhtOp,
+    request: Box<StoredOp>,
     pub(crate) attempts: u32,
+}
+
+/// A [`DhtOp`] as kept while pending: the same request with every signing
+/// key held as its seed (32 bytes instead of an expanded ~224-byte key).
+/// Seeds zeroize on drop like the keys they stand for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+enum StoredOp {
+    Create { schema: Schema, owner: KeySeed },
+    Open { key: RecordKey, writer: Option<KeySeed> },
+    Get { key: RecordKey, subkey: Subkey },
+    Set { key: RecordKey, subkey: Subkey, data: Vec<u8>, writer: KeySeed },
+    Watch { key: RecordKey, subkeys: Vec<Subkey> },
+    Forget { key: RecordKey },
+}
+
+impl StoredOp {
+    fn keep(op: &DhtOp) -> Box<Self> {
+        Box::new(match op {
+            DhtOp::Create { schema, owner } => Self::Create { schema: schema.clone(), owner: owner.into() },
+            DhtOp::Open { key, writer } => Self::Open { key: key.clone(), writer: writer.as_ref().map(KeySeed::from) },
+            DhtOp::Get { key, subkey } => Self::Get { key: key.clone(), subkey: *subkey },
+            DhtOp::Set { key, subkey, data, writer } => {
+                Self::Set { key: key.clone(), subkey: *subkey, data: data.clone(), writer: writer.into() }
+            }
+            DhtOp::Watch { key, subkeys } => Self::Watch { key: key.clone(), subkeys: subkeys.clone() },
+            DhtOp::Forget { key } => Self::Forget { key: key.clone() },
+        })
+    }
+    fn request(&self) -> DhtOp {
+        match self {
+            Self::Create { schema, owner } => DhtOp::Create { schema: schema.clone(), owner: owner.expand() },
+            Self::Open { key, writer } => {
+                DhtOp::Open { key: key.clone(), writer: writer.as_ref().map(KeySeed::expand) }
+            }
+            Self::Get { key, subkey } => DhtOp::Get { key: key.clone(), subkey: *subkey },
+            Self::Set { key, subkey, data, writer } => {
+                DhtOp::Set { key: key.clone(), subkey: *subkey, data: data.clone(), writer: writer.expand() }
+            }
+            Self::Watch { key, subkeys } => DhtOp::Watch { key: key.clone(), subkeys: subkeys.clone() },
+            Self::Forget { key } => DhtOp::Forget { key: key.clone() },
+        }
+    }
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Create { .. } => "create record",
+            Self::Open { .. } => "open record",
+            Self::Get { .. } => "get value",
+            Self::Set { .. } => "set value",
+            Self::Watch { .. } => "watch",
+            Self::Forget { .. } => "forget record",
+        }
+    }
+}
+
+/// Pushes onto a vector that grows by exactly one (these vectors hold a
+/// handful of entries for a long time: no spare capacity).
+fn push_exact<T>(v: &mut Vec<T>, x: T) {
+    v.reserve_exact(1);
+    v.push(x);
 }
 
 /// Most attempts at one operation before giving up.
@@ -420,32 +473,55 @@ pub fn backoff_ms(attempt: u32) -> u64 {
 
 impl<P> Default for Ops<P> {
     fn default() -> Self {
-        Self { next: 0, pending: BTreeMap::new(), timers: BTreeMap::new() }
+        Self { next: 0, pending: Vec::new(), timers: Vec::new() }
     }
 }
 
 impl<P: Clone> Ops<P> {
+    fn pending_mut(&mut self, op: OpId) -> Option<&mut PendingOp<P>> {
+        self.pending.iter_mut().find(|(id, _)| *id == op).map(|(_, p)| p)
+    }
+    fn remove_pending(&mut self, op: OpId) {
+        self.pending.retain(|(id, _)| *id != op);
+        self.pending.shrink_to_fit();
+    }
+    fn insert_timer(&mut self, timer: Timer, at: u64) {
+        match self.timers.iter_mut().find(|(t, _)| *t == timer) {
+            Some(slot) => slot.1 = at,
+            None => push_exact(&mut self.timers, (timer, at)),
+        }
+    }
+    fn remove_timer(&mut self, timer: Timer) -> bool {
+        let before = self.timers.len();
+        self.timers.retain(|(t, _)| *t != timer);
+        self.timers.shrink_to_fit();
+        self.timers.len() != before
+    }
+    fn has_timer(&self, timer: Timer) -> bool {
+        self.timers.iter().any(|(t, _)| *t == timer)
+    }
+
     pub(crate) fn start(&mut self, purpose: P, request: DhtOp, out: &mut Vec<Effect>) -> OpId {
         let op = self.next;
         self.next += 1;
-        out.push(Effect::Dht { op, request: request.clone() });
-        self.pending.insert(op, PendingOp { purpose, request, attempts: 1 });
+        push_exact(&mut self.pending, (op, PendingOp { purpose, request: StoredOp::keep(&request), attempts: 1 }));
+        out.push(Effect::Dht { op, request });
         op
     }
     pub(crate) fn set_timer(&mut self, timer: Timer, at: u64, out: &mut Vec<Effect>) {
-        self.timers.insert(timer, at);
+        self.insert_timer(timer, at);
         out.push(Effect::SetTimer { timer, at });
     }
     pub(crate) fn cancel_timer(&mut self, timer: Timer, out: &mut Vec<Effect>) {
-        if self.timers.remove(&timer).is_some() {
+        if self.remove_timer(timer) {
             out.push(Effect::CancelTimer(timer));
         }
     }
     pub(crate) fn fired(&mut self, timer: Timer) -> bool {
-        self.timers.remove(&timer).is_some()
+        self.remove_timer(timer)
     }
     pub(crate) fn has_pending(&self, pred: impl Fn(&P) -> bool) -> bool {
-        self.pending.values().any(|p| pred(&p.purpose))
+        self.pending.iter().any(|(_, p)| pred(&p.purpose))
     }
 
     /// Takes a completed op. Retryable failures schedule a retry and return
@@ -457,18 +533,18 @@ impl<P: Clone> Ops<P> {
         now: u64,
         out: &mut Vec<Effect>,
     ) -> Completion<P> {
-        let Some(p) = self.pending.get_mut(&op) else {
+        let Some(p) = self.pending_mut(op) else {
             return Completion::Unknown;
         };
         match result {
             Ok(o) => {
                 let purpose = p.purpose.clone();
-                self.pending.remove(&op);
+                self.remove_pending(op);
                 Completion::Done(purpose, o)
             }
             Err(f) if f.kind.is_retryable() && p.attempts < MAX_ATTEMPTS => {
                 let at = now + backoff_ms(p.attempts);
-                self.timers.insert(Timer::Retry(op), at);
+                self.insert_timer(Timer::Retry(op), at);
                 out.push(Effect::SetTimer { timer: Timer::Retry(op), at });
                 Completion::Retrying
             }
@@ -476,7 +552,7 @@ impl<P: Clone> Ops<P> {
                 let purpose = p.purpose.clone();
                 let attempts = p.attempts;
                 let what = p.request.name();
-                self.pending.remove(&op);
+                self.remove_pending(op);
                 if f.kind.is_retryable() {
                     Completion::Failed(
                         purpose,
@@ -494,24 +570,24 @@ impl<P: Clone> Ops<P> {
     pub(crate) fn start_later(&mut self, purpose: P, request: DhtOp, at: u64, out: &mut Vec<Effect>) -> OpId {
         let op = self.next;
         self.next += 1;
-        self.pending.insert(op, PendingOp { purpose, request, attempts: 0 });
+        push_exact(&mut self.pending, (op, PendingOp { purpose, request: StoredOp::keep(&request), attempts: 0 }));
         self.set_timer(Timer::Retry(op), at, out);
         op
     }
 
     /// Re-issues an op after its retry timer fired.
     pub(crate) fn retry(&mut self, op: OpId, out: &mut Vec<Effect>) {
-        if let Some(p) = self.pending.get_mut(&op) {
+        if let Some(p) = self.pending_mut(op) {
             p.attempts += 1;
-            out.push(Effect::Dht { op, request: p.request.clone() });
+            out.push(Effect::Dht { op, request: p.request.request() });
         }
     }
 
     /// After a restart: re-issue every pending op and re-arm every timer.
     pub(crate) fn resume(&self, out: &mut Vec<Effect>) {
         for (op, p) in &self.pending {
-            if !self.timers.contains_key(&Timer::Retry(*op)) {
-                out.push(Effect::Dht { op: *op, request: p.request.clone() });
+            if !self.has_timer(Timer::Retry(*op)) {
+                out.push(Effect::Dht { op: *op, request: p.request.request() });
             }
         }
         for (t, at) in &self.timers {
@@ -521,8 +597,8 @@ impl<P: Clone> Ops<P> {
 
     /// Drops all pending ops and timers (flow ending).
     pub(crate) fn clear(&mut self, out: &mut Vec<Effect>) {
-        self.pending.clear();
-        for t in core::mem::take(&mut self.timers).into_keys() {
+        self.pending = Vec::new();
+        for (t, _) in core::mem::take(&mut self.timers) {
             out.push(Effect::CancelTimer(t));
         }
     }
@@ -590,6 +666,14 @@ impl Flow {
     pub fn request_target(&self) -> Option<PublicKey> {
         match self {
             Self::Inviter(m) => m.request_target(),
+            _ => None,
+        }
+    }
+    /// The identity this flow shares with the driver's other flows, if it
+    /// holds one that way (inviters): persisted once, as a snapshot.
+    pub(crate) fn shared_identity_mut(&mut self) -> Option<&mut crate::identity::SharedIdentity> {
+        match self {
+            Self::Inviter(m) => Some(m.shared_identity_mut()),
             _ => None,
         }
     }

@@ -45,7 +45,7 @@ pub(crate) async fn start(
     clock: TokioClock,
     crash_after: Option<u64>,
 ) -> (Handle, Events) {
-    let cfg = DriverConfig { clock: Arc::new(clock), rng_seed: None, crash_after_effects: crash_after };
+    let cfg = DriverConfig { clock: Arc::new(clock), crash_after_effects: crash_after, ..DriverConfig::default() };
     driver::start(net.join(name), store.clone(), cfg).await.unwrap()
 }
 
