@@ -856,8 +856,11 @@ impl<D: Dht, S: Store> Actor<D, S> {
                         return Err(Stopped);
                     }
                 }
-                Effect::Spawn { id: new, flow, effects } => {
+                Effect::Spawn { id: new, mut flow, mut effects } => {
                     if let std::collections::hash_map::Entry::Vacant(slot) = self.flows.entry(new) {
+                        let now = self.clock.now_ms();
+                        let address = Input::ReplyAddress(self.reply_address.clone());
+                        effects.extend(flow.handle(address, now, self.rng.as_mut()));
                         // Persisted before the spawning flow's own next
                         // persist, so a crash in between never loses it.
                         slot.insert(*flow);

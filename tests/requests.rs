@@ -56,10 +56,14 @@ async fn accepted_request_makes_a_mutual_contact() {
     assert_eq!(view.status, RequestStatus::Pending);
     assert_eq!(bob.handle.requests(inbox).await.unwrap(), vec![view.clone()]);
 
+    net.reset_op_counts();
     bob.handle.accept_request(inbox, view.id).await.unwrap();
     assert_eq!(finished(&mut alice.events, a_flow).await, Outcome::Contact(bob.identity.public_key()));
     let e = wait_for(&mut bob.events, "bob contact", |e| matches!(e.event, Event::ContactEstablished { .. })).await;
     assert_ne!(e.flow, inbox, "the contact is made by the invitation flow the accept started");
+    // The flow the accept started answers with Bob's reply address too: one
+    // nudge each way (the response to Alice, the final status to Bob).
+    assert_eq!((net.op_counts("alice").nudge, net.op_counts("bob").nudge), (1, 1));
     let (ac, bc) = (alice.contacts().await, bob.contacts().await);
     assert_eq!((ac.len(), bc.len()), (1, 1));
     assert_eq!(ac[0].conversation_key(), bc[0].conversation_key());
