@@ -14,7 +14,10 @@
 //!   decoded, re-watching its inbox; the most operations seen in flight).
 //!
 //! The file store uses the first FILE_N (default 20,000) because every write
-//! is fsynced. The drivers run on a frozen clock (the creation time), so the
+//! is fsynced. With the `veilid` feature, run under `scripts/netns.sh`, the
+//! same is measured for Veilid's table store on a node of a private network
+//! (the first FILE_N too): `scripts/netns.sh cargo bench --profile netbench
+//! --bench scale` (outside the namespace that row is skipped, and says so). The drivers run on a frozen clock (the creation time), so the
 //! 5 s inbox polls and expiry timers do not fire during the measurements.
 
 #[path = "../tests/common/gauge.rs"]
@@ -291,4 +294,40 @@ fn main() {
         Err(e) => println!("  file store unavailable: {e}"),
     }
     let _ = std::fs::remove_dir_all(&dir);
+    #[cfg(feature = "veilid")]
+    rt.block_on(veilid_table_store(&net, &snapshots, &flows[..file_n], now_ms, dht_per_record));
+}
+
+/// The same measurements over `VeilidTableStore` on node 0 of a private
+/// network (Veilid's encrypted table store needs a running node).
+#[cfg(feature = "veilid")]
+async fn veilid_table_store(
+    net: &MemoryNetwork,
+    snapshots: &Entries,
+    flows: &[(Vec<u8>, Vec<u8>)],
+    now_ms: u64,
+    dht_per_record: f64,
+) {
+    use contact_invite::veilid_net::{LocalNetwork, LocalNetworkOptions, MIN_NODES};
+    use contact_invite::veilid_store::VeilidTableStore;
+    if let Err(e) = LocalNetwork::check_namespace(MIN_NODES) {
+        println!("  (Veilid table store skipped: run under scripts/netns.sh to measure it; {e})");
+        return;
+    }
+    let opts = LocalNetworkOptions { nodes: MIN_NODES, ..Default::default() };
+    let veilid = match LocalNetwork::start(opts).await {
+        Ok(n) => n,
+        Err(e) => return println!("  (Veilid table store skipped: the network did not start: {e})"),
+    };
+    match veilid.api(0) {
+        Ok(api) => match VeilidTableStore::open(api, "contact_invite_scale").await {
+            Ok(store) => {
+                println!("  (Veilid table store on a private-network node: the first {} flows)", flows.len());
+                backend("veilid", Arc::new(store), net, snapshots, flows, now_ms, dht_per_record).await;
+            }
+            Err(e) => println!("  (Veilid table store skipped: {e})"),
+        },
+        Err(e) => println!("  (Veilid table store skipped: {e})"),
+    }
+    veilid.shutdown().await;
 }

@@ -152,7 +152,6 @@ struct PartyState {
 
 struct Watch {
     handle: u64,
-    record: [u8; 32],
     subkeys: Vec<Subkey>,
     tx: mpsc::Sender<ValueChange>,
 }
@@ -162,7 +161,8 @@ struct Net {
     faults: FaultConfig,
     records: HashMap<[u8; 32], Record>,
     parties: HashMap<String, PartyState>,
-    watches: Vec<Watch>,
+    /// Watches by record (a handle has at most one per record).
+    watches: HashMap<[u8; 32], Vec<Watch>>,
     next_handle: u64,
     /// Reply addresses in use, and where their nudges go.
     mailboxes: HashMap<Vec<u8>, mpsc::Sender<Nudge>>,
@@ -228,7 +228,7 @@ impl MemoryNetwork {
                 faults,
                 records: HashMap::new(),
                 parties: HashMap::new(),
-                watches: Vec::new(),
+                watches: HashMap::new(),
                 next_handle: 0,
                 mailboxes: HashMap::new(),
                 nudges_enabled: true,
@@ -323,10 +323,10 @@ impl MemoryNetwork {
 fn notify(n: &mut Net, from_handle: u64, record: &[u8; 32], subkey: Subkey, value: ValueData) {
     let targets: Vec<mpsc::Sender<ValueChange>> = n
         .watches
-        .iter()
-        .filter(|w| {
-            w.handle != from_handle && &w.record == record && (w.subkeys.is_empty() || w.subkeys.contains(&subkey))
-        })
+        .get(record)
+        .into_iter()
+        .flatten()
+        .filter(|w| w.handle != from_handle && (w.subkeys.is_empty() || w.subkeys.contains(&subkey)))
         .map(|w| w.tx.clone())
         .collect();
     for tx in targets {
@@ -599,15 +599,22 @@ impl Dht for MemoryDht {
         let r = n.records.get(key.opaque()).ok_or(MemoryDhtError::NotFound)?;
         Self::check_secret(r, key)?;
         let handle = self.handle;
-        n.watches.retain(|w| !(w.handle == handle && &w.record == key.opaque()));
-        n.watches.push(Watch { handle, record: *key.opaque(), subkeys: subkeys.to_vec(), tx: self.tx.clone() });
+        let on_record = n.watches.entry(*key.opaque()).or_default();
+        on_record.retain(|w| w.handle != handle);
+        on_record.push(Watch { handle, subkeys: subkeys.to_vec(), tx: self.tx.clone() });
         Ok(true)
     }
 
     async fn cancel_watch(&self, key: &RecordKey) -> R<()> {
         self.begin(Op::CancelWatch).await?;
         let handle = self.handle;
-        self.net.lock().watches.retain(|w| !(w.handle == handle && &w.record == key.opaque()));
+        let mut n = self.net.lock();
+        if let Some(on_record) = n.watches.get_mut(key.opaque()) {
+            on_record.retain(|w| w.handle != handle);
+            if on_record.is_empty() {
+                n.watches.remove(key.opaque());
+            }
+        }
         Ok(())
     }
 
@@ -701,7 +708,10 @@ impl Drop for MemoryDht {
         let handle = self.handle;
         let address = self.address.lock().unwrap_or_else(|e| e.into_inner()).take();
         let mut n = self.net.lock();
-        n.watches.retain(|w| w.handle != handle);
+        n.watches.retain(|_, on_record| {
+            on_record.retain(|w| w.handle != handle);
+            !on_record.is_empty()
+        });
         if let Some(a) = address {
             n.mailboxes.remove(&a);
         }
