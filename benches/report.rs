@@ -115,6 +115,9 @@ fn main() {
     // seals/opens: request (small), response (8 KiB), final status (small)
     // conversation keys: 2; labelled derivations: 9
     // key generation: inbox owner, writer, two conversation owners (4)
+    // key expansion: a waiting invitation keeps its three keys as seeds and
+    //   expands each once when answered (final status, contact, tombstone):
+    //   3, each the cost of a key generation from a seed
     // DHT writes: MemoryDht signs each set with the writer key and verifies
     //   it, as Veilid nodes do: request, response, final status, tombstone (4)
     let protocol = t_sign * 3
@@ -125,7 +128,8 @@ fn main() {
         + t_open_b
         + t_dh * 2
         + t_derive * 9
-        + t_keygen * 4;
+        + t_keygen * 4
+        + t_keygen * 3;
     let dht_writes = (t_sign + t_verify) * 4;
     let floor = protocol + dht_writes;
     let net = MemoryNetwork::new();

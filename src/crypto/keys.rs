@@ -209,12 +209,6 @@ impl<'de> Deserialize<'de> for SigningKey {
 pub(crate) struct KeySeed([u8; KEY_LEN]);
 
 impl KeySeed {
-    /// A fresh random seed (the same distribution as [`SigningKey::generate`]).
-    pub(crate) fn generate(rng: &mut impl CryptoRngCore) -> Self {
-        let mut b = [0u8; KEY_LEN];
-        rng.fill_bytes(&mut b);
-        Self(b)
-    }
     /// The signing key of this seed (one scalar multiplication).
     pub(crate) fn expand(&self) -> SigningKey {
         SigningKey(ed25519_dalek::SigningKey::from_bytes(&self.0))
@@ -388,7 +382,7 @@ mod tests {
         let dbg = format!("{s:?}");
         assert_eq!(dbg, "KeySeed(<redacted>)");
         assert!(postcard::from_bytes::<KeySeed>(&postcard::to_allocvec(&[1u8; 31].as_slice()).unwrap()).is_err());
-        let g = KeySeed::generate(&mut OsRng);
+        let g = KeySeed::from(&SigningKey::generate(&mut OsRng));
         assert_ne!(g, s);
     }
 

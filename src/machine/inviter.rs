@@ -149,9 +149,34 @@ struct Core {
     /// invitation is built (it then travels in it).
     #[serde(default)]
     reply_to: Option<Vec<u8>>,
+    /// The three keys expanded, from their generation until the invitation
+    /// waits (never persisted): setting up uses each several times, and
+    /// expanding a seed costs a scalar multiplication. A waiting invitation
+    /// keeps only the seeds and expands each once more when it is answered.
+    #[serde(skip)]
+    expanded: Option<Box<ExpandedKeys>>,
+}
+
+#[derive(Clone, Debug)]
+struct ExpandedKeys {
+    inbox_owner: SigningKey,
+    writer: SigningKey,
+    conversation_owner: SigningKey,
 }
 
 impl Core {
+    fn inbox_owner(&self) -> SigningKey {
+        self.expanded.as_ref().map_or_else(|| self.inbox_owner.expand(), |k| k.inbox_owner.clone())
+    }
+    fn writer(&self) -> SigningKey {
+        self.expanded.as_ref().map_or_else(|| self.writer.expand(), |k| k.writer.clone())
+    }
+    fn conversation_owner(&self) -> SigningKey {
+        self.expanded.as_ref().map_or_else(|| self.conversation_owner.expand(), |k| k.conversation_owner.clone())
+    }
+    fn writer_public(&self) -> PublicKey {
+        self.expanded.as_ref().map_or_else(|| self.writer.public(), |k| k.writer.public())
+    }
     fn profile(&self) -> Result<&Profile, Error> {
         self.profile.as_deref().or_else(|| self.identity.profile()).ok_or(Error::ApiMisuse("no profile to send"))
     }
@@ -439,6 +464,11 @@ impl Inviter {
                 )
             }
         };
+        let keys = ExpandedKeys {
+            inbox_owner: SigningKey::generate(&mut RngAdapter(rng)),
+            writer: SigningKey::generate(&mut RngAdapter(rng)),
+            conversation_owner: SigningKey::generate(&mut RngAdapter(rng)),
+        };
         let core = Core {
             identity: SharedIdentity::new(params.identity)?,
             kind,
@@ -446,12 +476,13 @@ impl Inviter {
             message: params.message,
             created_at: secs(now),
             expires_at: secs(now) + expires_in,
-            inbox_owner: KeySeed::generate(&mut RngAdapter(rng)),
-            writer: KeySeed::generate(&mut RngAdapter(rng)),
-            conversation_owner: KeySeed::generate(&mut RngAdapter(rng)),
+            inbox_owner: KeySeed::from(&keys.inbox_owner),
+            writer: KeySeed::from(&keys.writer),
+            conversation_owner: KeySeed::from(&keys.conversation_owner),
             encryption_key_type: ekt,
             lock,
             reply_to: None,
+            expanded: Some(Box::new(keys)),
         };
         let mut m = Self {
             core,
@@ -461,17 +492,17 @@ impl Inviter {
             delivery: None,
         };
         let mut out = vec![Effect::Persist];
-        let writer_pub = m.core.writer.public();
+        let writer_pub = m.core.writer_public();
         if kind == InvitationKind::Contact {
             m.ops.start(
                 Purpose::CreateConversation,
-                DhtOp::Create { schema: conversation_schema(), owner: m.core.conversation_owner.expand() },
+                DhtOp::Create { schema: conversation_schema(), owner: m.core.conversation_owner() },
                 &mut out,
             );
         }
         m.ops.start(
             Purpose::CreateInbox,
-            DhtOp::Create { schema: inbox_schema(&writer_pub), owner: m.core.inbox_owner.expand() },
+            DhtOp::Create { schema: inbox_schema(&writer_pub), owner: m.core.inbox_owner() },
             &mut out,
         );
         Ok((m, out))
@@ -693,7 +724,7 @@ impl Inviter {
                 let give_up = self.core.expires_at * 1000 + super::invitee::FINAL_GRACE_MS;
                 if retryable && now < give_up {
                     let (key, data) = (p.inbox.clone(), f.final_value.clone());
-                    let writer = self.core.inbox_owner.expand();
+                    let writer = self.core.inbox_owner();
                     let request = DhtOp::Set { key, subkey: OWNER_SUBKEY, data, writer };
                     self.ops.start_later(Purpose::WriteFinal, request, now + super::SLOW_RETRY_MS, out);
                     out.insert(0, Effect::Persist);
@@ -757,6 +788,7 @@ impl Inviter {
                 p.request_value = Vec::new();
                 let key = p.inbox.clone();
                 self.state = State::Waiting(p);
+                self.core.expanded = None;
                 out.push(Effect::Persist);
                 self.ops.start(Purpose::Watch, DhtOp::Watch { key: key.clone(), subkeys: vec![WRITER_SUBKEY] }, out);
                 self.ops.set_timer(Timer::Poll, now + POLL_INTERVAL_MS, out);
@@ -808,7 +840,7 @@ impl Inviter {
                         // value (our own request). Write again over it.
                         let key = p.inbox.clone();
                         let data = f.final_value.clone();
-                        let writer = self.core.inbox_owner.expand();
+                        let writer = self.core.inbox_owner();
                         self.ops.start(
                             Purpose::WriteFinal,
                             DhtOp::Set { key, subkey: OWNER_SUBKEY, data, writer },
@@ -845,7 +877,7 @@ impl Inviter {
                 if let (Some(_), State::Cleaning(p, _)) = (newer, &self.state) {
                     // Stale local copy: the retry writes over the newer value.
                     let key = p.inbox.clone();
-                    let writer = self.core.writer.expand();
+                    let writer = self.core.writer();
                     if self.ops.has_pending(|x| *x == Purpose::Tombstone) {
                         return;
                     }
@@ -874,7 +906,7 @@ impl Inviter {
                 self.core.reply_to = None;
                 let (key, data) = (p.inbox.clone(), p.request_value.clone());
                 self.state = State::Publishing(p);
-                let writer = self.core.inbox_owner.expand();
+                let writer = self.core.inbox_owner();
                 self.ops.start(Purpose::PublishRequest, DhtOp::Set { key, subkey: OWNER_SUBKEY, data, writer }, out);
                 out.insert(0, Effect::Persist);
             }
@@ -897,7 +929,7 @@ impl Inviter {
         let content = InvitationContent {
             kind: c.kind,
             inbox_key: opaque,
-            writer_key: c.writer.public(),
+            writer_key: c.writer_public(),
             identity_key: c.identity.public_key(),
             device_key: c.identity.device_public(),
             identity_record: record_key,
@@ -920,7 +952,7 @@ impl Inviter {
         let invitation_hash = crate::crypto::message_hash(&signed);
         let keys = InboxKeys::derive(&secret, &opaque);
         let mut r = RngAdapter(rng);
-        let writer = c.writer.expand();
+        let writer = c.writer();
         let request_value = inbox::seal_request(&keys, &opaque, &writer, &signed, c.encryption_key_type, &mut r);
         let ticket_secret = match &c.lock {
             None => TicketSecret::Plain(secret),
@@ -1005,7 +1037,7 @@ impl Inviter {
             c.identity_record.clone(),
             profile,
             p.conversation.clone(),
-            self.core.conversation_owner.expand(),
+            self.core.conversation_owner(),
             remote_conv,
             *p.inbox.opaque(),
             Role::Inviter,
@@ -1055,7 +1087,7 @@ impl Inviter {
         let fresh_key = fin.contact.as_ref().map(|c| c.peer_identity_record.clone());
         self.state = State::Finalizing(p, Box::new(fin));
         let mut ops_out = Vec::new();
-        let writer = self.core.inbox_owner.expand();
+        let writer = self.core.inbox_owner();
         self.ops.start(
             Purpose::WriteFinal,
             DhtOp::Set { key, subkey: OWNER_SUBKEY, data: final_value, writer },
@@ -1247,7 +1279,7 @@ impl Inviter {
             f.final_value = value.clone();
         }
         let mut ops_out = Vec::new();
-        let writer = self.core.inbox_owner.expand();
+        let writer = self.core.inbox_owner();
         self.ops.start(
             Purpose::WriteFinal,
             DhtOp::Set { key: p.inbox.clone(), subkey: OWNER_SUBKEY, data: value, writer },
@@ -1308,7 +1340,7 @@ impl Inviter {
             matches!(finished, FinishedWith::Contact(_)) || self.core.kind != InvitationKind::Contact;
         self.state = State::Cleaning(p.clone(), finished);
         let mut ops_out = Vec::new();
-        let writer = self.core.writer.expand();
+        let writer = self.core.writer();
         self.ops.start(
             Purpose::Tombstone,
             DhtOp::Set { key: p.inbox.clone(), subkey: WRITER_SUBKEY, data: inbox::tombstone(secs(now)), writer },
