@@ -20,13 +20,7 @@ async fn publish(
     params: Option<SendParams>,
 ) -> (contact_invite::machine::FlowId, contact_invite::encoding::Ticket) {
     let params = params.unwrap_or_else(|| send_params(alice));
-    let flow = alice.handle.send_invitation(params).await.unwrap();
-    wait_for(&mut alice.events, "published", |e| {
-        e.flow == flow && matches!(e.event, Event::InvitationPublished { .. })
-    })
-    .await;
-    let ticket = alice.handle.ticket(flow).await.unwrap().expect("ticket after publish");
-    (flow, ticket)
+    publish_invitation(alice, params).await
 }
 
 #[tokio::test(start_paused = true)]

@@ -14,12 +14,8 @@ use contact_invite::machine::{Event, FlowId, Outcome, ReceiveParams, SendParams}
 const POLL: Duration = Duration::from_secs(5);
 
 async fn publish(alice: &mut Party) -> (FlowId, contact_invite::encoding::Ticket) {
-    let flow = alice.handle.send_invitation(SendParams::new(alice.identity.clone())).await.unwrap();
-    wait_for(&mut alice.events, "published", |e| {
-        e.flow == flow && matches!(e.event, Event::InvitationPublished { .. })
-    })
-    .await;
-    (flow, alice.handle.ticket(flow).await.unwrap().expect("ticket"))
+    let params = SendParams::new(alice.identity.clone());
+    publish_invitation(alice, params).await
 }
 
 /// Bob accepts Alice's invitation; returns the virtual time from the accept

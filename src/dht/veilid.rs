@@ -83,6 +83,10 @@ pub const SECRETS_TABLE: &str = "contact_invite_record_secrets";
 /// dropped (and logged): watches are best-effort, callers re-read anyway.
 pub const CHANGE_CHANNEL_CAPACITY: usize = 1024;
 
+/// Peers' private routes kept imported for nudges; past this many the cache
+/// is emptied (routes are imported again on the next nudge).
+const MAX_IMPORTED_ROUTES: usize = 256;
+
 /// Veilid's record-wide data limit (1 MiB), which caps each subkey at
 /// `MAX_RECORD_DATA_SIZE / subkey_count` when that is below 32 KiB.
 const MAX_RECORD_DATA_SIZE: usize = 1_048_576;
@@ -1015,12 +1019,18 @@ impl Dht for VeilidDht {
             let id = match cached {
                 Some(id) => id,
                 None => {
-                    let id = self
-                        .rc()
-                        .api()
+                    let api = self.rc().api();
+                    let id = api
                         .import_remote_private_route(to.to_vec())
                         .map_err(|e| VeilidDhtError::from_api("nudge", &e, None))?;
-                    lock(&self.shared.remote).insert(to.to_vec(), id.clone());
+                    let mut remote = lock(&self.shared.remote);
+                    // Bounded: one entry per peer nudged recently.
+                    if remote.len() >= MAX_IMPORTED_ROUTES {
+                        for (_, old) in remote.drain() {
+                            let _ = api.release_private_route(old);
+                        }
+                    }
+                    remote.insert(to.to_vec(), id.clone());
                     id
                 }
             };

@@ -7,8 +7,9 @@ use std::time::Duration;
 use contact_invite::crypto::SigningKey;
 use contact_invite::dht::{MemoryDht, MemoryNetwork};
 use contact_invite::driver::{self, DriverConfig, DriverEvent, Events, Handle, TokioClock};
+use contact_invite::encoding::Ticket;
 use contact_invite::identity::Identity;
-use contact_invite::machine::{Event, FlowId, Outcome};
+use contact_invite::machine::{Event, FlowId, Outcome, SendParams};
 use contact_invite::message::Profile;
 use contact_invite::store::MemoryStore;
 use rand_core::OsRng;
@@ -78,6 +79,14 @@ pub(crate) async fn wait_for(events: &mut Events, what: &str, pred: impl Fn(&Dri
         Ok(None) => panic!("event stream closed while waiting for {what}"),
         Err(_) => panic!("timed out waiting for {what}"),
     }
+}
+
+/// Sends an invitation and waits until it is published; returns its ticket.
+pub(crate) async fn publish_invitation(p: &mut Party, params: SendParams) -> (FlowId, Ticket) {
+    let flow = p.handle.send_invitation(params).await.unwrap();
+    wait_for(&mut p.events, "published", |e| e.flow == flow && matches!(e.event, Event::InvitationPublished { .. }))
+        .await;
+    (flow, p.handle.ticket(flow).await.unwrap().expect("ticket after publish"))
 }
 
 pub(crate) async fn finished(events: &mut Events, flow: FlowId) -> Outcome {
