@@ -203,15 +203,16 @@ impl<'de> Deserialize<'de> for SigningKey {
 /// instead of ~224, expanded with [`KeySeed::expand`] only when the key is
 /// used. Serialized exactly like a [`SigningKey`] (its seed bytes).
 ///
-/// Zeroized on drop; `Debug` is redacted (it cannot show the public key
-/// without expanding); no `Display`; constant-time equality.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
-pub(crate) struct KeySeed([u8; KEY_LEN]);
+/// A [`SecretKey`] underneath: zeroized on drop, constant-time equality, no
+/// `Display`; `Debug` is redacted (it cannot show the public key without
+/// expanding).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct KeySeed(SecretKey);
 
 impl KeySeed {
     /// The signing key of this seed (one scalar multiplication).
     pub(crate) fn expand(&self) -> SigningKey {
-        SigningKey(ed25519_dalek::SigningKey::from_bytes(&self.0))
+        SigningKey(ed25519_dalek::SigningKey::from_bytes(self.0.expose()))
     }
     /// The public key of this seed (expands it; the expanded key is zeroized).
     pub(crate) fn public(&self) -> PublicKey {
@@ -219,46 +220,19 @@ impl KeySeed {
     }
     /// The seed bytes, for handing the key to a store. Keep the borrow short.
     pub(crate) fn expose(&self) -> &[u8; KEY_LEN] {
-        &self.0
+        self.0.expose()
     }
 }
 
 impl From<&SigningKey> for KeySeed {
     fn from(k: &SigningKey) -> Self {
-        Self(*k.expose_seed())
+        Self(SecretKey::from_bytes(&mut k.expose_seed()))
     }
 }
-
-impl PartialEq for KeySeed {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
-    }
-}
-impl Eq for KeySeed {}
 
 impl fmt::Debug for KeySeed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("KeySeed(<redacted>)")
-    }
-}
-
-impl Serialize for KeySeed {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for KeySeed {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Zeroizing::new(serde_bytes_vec(d)?);
-        let arr: [u8; KEY_LEN] = v.as_slice().try_into().map_err(|_| {
-            serde::de::Error::custom(DecodeError::WrongLength {
-                what: "signing key seed",
-                expected: KEY_LEN,
-                got: v.len(),
-            })
-        })?;
-        Ok(Self(arr))
     }
 }
 
