@@ -7,8 +7,11 @@
 //! the slowest step of a flow. A nudge is only a hint: its value is as
 //! untrusted as any DHT value (the machines open and verify it exactly as
 //! they would a watched one), losing it costs nothing but time (watches and
-//! polls remain), and nothing is ever decided on a nudge that the DHT does
-//! not also hold, because it is sent only after the write was confirmed.
+//! polls remain). An honest peer nudges only after its write was confirmed,
+//! so a nudge carries what the DHT holds; a hostile sender can make a flow
+//! act only on a value that verifies, i.e. one it could as well have written
+//! (and a response verifies only if signed by a responder for this very
+//! invitation).
 
 use tokio::sync::mpsc;
 
