@@ -539,11 +539,7 @@ impl<D: Dht, S: Store> Actor<D, S> {
                 match start(now, self.rng.as_mut()) {
                     Ok((mut flow, mut effects)) => {
                         let target = flow.request_target();
-                        effects.extend(flow.handle(
-                            Input::ReplyAddress(self.reply_address.clone()),
-                            now,
-                            self.rng.as_mut(),
-                        ));
+                        effects.extend(tell_reply_address(&mut flow, &self.reply_address, now, self.rng.as_mut()));
                         self.flows.insert(id, flow);
                         // Reply once the flow is persisted: a crash before
                         // that surfaces as an error, never as a lost flow.
@@ -676,7 +672,7 @@ impl<D: Dht, S: Store> Actor<D, S> {
         let flow = self.flows.get_mut(&id)?;
         let mut effects = flow.resume(now, self.rng.as_mut());
         // The address persisted before the restart may be dead.
-        effects.extend(flow.handle(Input::ReplyAddress(self.reply_address.clone()), now, self.rng.as_mut()));
+        effects.extend(tell_reply_address(flow, &self.reply_address, now, self.rng.as_mut()));
         Some(effects)
     }
 
@@ -859,8 +855,7 @@ impl<D: Dht, S: Store> Actor<D, S> {
                 Effect::Spawn { id: new, mut flow, mut effects } => {
                     if let std::collections::hash_map::Entry::Vacant(slot) = self.flows.entry(new) {
                         let now = self.clock.now_ms();
-                        let address = Input::ReplyAddress(self.reply_address.clone());
-                        effects.extend(flow.handle(address, now, self.rng.as_mut()));
+                        effects.extend(tell_reply_address(&mut flow, &self.reply_address, now, self.rng.as_mut()));
                         // Persisted before the spawning flow's own next
                         // persist, so a crash in between never loses it.
                         slot.insert(*flow);
@@ -921,6 +916,12 @@ impl<D: Dht, S: Store> Actor<D, S> {
         }
         Ok(())
     }
+}
+
+/// Every flow that enters the driver (started, resumed, spawned) learns the
+/// current reply address, so what it builds next carries a live one.
+fn tell_reply_address(flow: &mut Flow, address: &Option<Vec<u8>>, now: u64, rng: &mut dyn Rng) -> Vec<Effect> {
+    flow.handle(Input::ReplyAddress(address.clone()), now, rng)
 }
 
 fn request_name(r: &DhtOp) -> &'static str {
