@@ -2,13 +2,21 @@
 # Runs every test: the full suite on the in-memory DHT, then the flow suite
 # against a real private Veilid network inside a sealed network namespace
 # (no traffic leaves the machine). Works as root or unprivileged.
+#
+# Everything is built outside the namespace first; only built test binaries
+# run inside it, where nothing can be downloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 echo "== unit, integration and doc tests (MemoryDht)"
 cargo test --locked
 
-if [ -x scripts/netns.sh ] && grep -q 'veilid-network-tests' Cargo.toml; then
-  echo "== flow tests on a private 6-node Veilid network (sealed namespace)"
-  scripts/netns.sh cargo test --locked --features veilid-network-tests --test veilid_network --test veilid_flows -- --test-threads=1
-fi
+echo "== building the real-network suites (outside the namespace)"
+mapfile -t suites < <(scripts/build-bins.sh test --no-run --features veilid-network-tests \
+  --test veilid_network --test veilid_flows)
+
+echo "== flow tests on a private 6-node Veilid network (sealed namespace)"
+for t in "${suites[@]}"; do
+  echo "-- $(basename "$t")"
+  scripts/netns.sh "$t" --test-threads=1
+done
