@@ -1,7 +1,8 @@
 //! A complete invitation between two parties on the in-memory DHT, printing
 //! each step and both new contacts.
 //!
-//! `cargo run --example quickstart`
+//! `cargo run --no-default-features --example quickstart` (no veilid-core to
+//! build; plain `cargo run --example quickstart` works too but compiles it)
 
 use std::sync::Arc;
 

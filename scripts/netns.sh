@@ -8,7 +8,7 @@
 #
 # Why: Veilid's DHT only runs in the PublicInternet routing domain, which
 # only accepts is_global() addresses; 127.0.0.1 never attaches (see
-# shared/docs/veilid-local-network.md). Inside the namespace:
+# docs/local-network.md). Inside the namespace:
 #   - lo up; a veth pair vp0/vp1 (both ends stay inside: no link to any
 #     real interface, nothing can leave the machine);
 #   - on vp0, node I (1-based) gets 11.0.0.I/32 (one /32 each: extra

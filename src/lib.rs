@@ -1,6 +1,47 @@
-#![doc = include_str!("../README.md")]
+//! Mutual, authenticated, end-to-end-encrypted **contact invitations** over a
+//! DHT (Veilid), with no server.
 //!
-//! # Example: a complete invitation on the in-memory DHT
+//! Alice shows a ticket (QR code, link or text). Bob scans it, sees Alice's
+//! signed profile and accepts or rejects; both sides end with the same
+//! [`contact::Contact`]: each other's verified identity, profile, conversation
+//! records and a shared conversation key. Invitations are one-time, expire,
+//! can be revoked, can be locked with a PIN or password, and survive either
+//! app crashing at any point. The protocol, its rules and their tests are in
+//! `docs/protocol.md`; what it protects against in `docs/threat-model.md`.
+//!
+//! # Add it to your app
+//!
+//! ```toml
+//! [dependencies]
+//! # Not on crates.io yet: depend on a checkout (or your git mirror of it).
+//! contact-invite = { path = "../contact-invite" }
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! rand_core = { version = "0.6", features = ["getrandom"] }
+//! ```
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `veilid` | yes | `dht::veilid::VeilidDht` over veilid-core 0.5.8, a store over Veilid's table store, and `veilid_net` (a private test network) |
+//! | `qr` | yes | QR rendering of tickets (terminal text, SVG, PNG) |
+//! | `veilid-network-tests` | no | the integration tests against a real private Veilid network |
+//!
+//! With `default-features = false` the crate builds without veilid-core
+//! (minutes faster to compile) and runs on [`dht::MemoryDht`], or on any
+//! backend of your own that implements [`dht::Dht`].
+//!
+//! # The parts an app uses
+//!
+//! 1. An [`identity::Identity`] per user, published once with
+//!    [`driver::publish_identity`] (a DHT record signed by the identity key).
+//! 2. A running [`driver`]: [`driver::start`] takes a [`dht::Dht`] and a
+//!    [`store::Store`] and returns a [`driver::Handle`] (commands: send,
+//!    receive, accept, reject, revoke, …) and an event stream (what the UI
+//!    renders). Every state is persisted before its effects, so restarting
+//!    the driver on the same store resumes every flow.
+//! 3. Tickets and their text forms in [`encoding`]; contacts in
+//!    [`contact`].
+//!
+//! # Quick start: a complete invitation on the in-memory DHT
 //!
 //! ```
 //! # use std::sync::Arc;
@@ -46,6 +87,12 @@
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
+
+// The repository README's Rust examples are compiled and run as doctests too,
+// so what it shows keeps working.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
 #![deny(missing_docs, rustdoc::broken_intra_doc_links)]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 

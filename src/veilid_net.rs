@@ -9,7 +9,7 @@
 //! [`LocalNetwork::start`] refuses to run anywhere else, because outside the
 //! namespace those addresses are real Internet addresses.
 //!
-//! Node configuration (see `shared/docs/veilid-local-network.md` for why
+//! Node configuration (`docs/local-network.md` in the repository says why
 //! each item is needed): per node a distinct namespace and store
 //! directories, insecure protected store, UPnP off, address-change detection
 //! off, a network key password (keeps the network private), listening on

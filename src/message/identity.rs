@@ -71,7 +71,7 @@ impl DeviceEntry {
 }
 
 /// A published request inbox: where anyone who knows the identity may leave
-/// a contact request (see [`crate::requests`]).
+/// a contact request (see [`crate::machine::RequestInbox`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestInboxInfo {
     /// The inbox record.
