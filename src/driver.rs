@@ -109,7 +109,9 @@ impl Clock for OffsetClock {
 pub struct DriverConfig {
     /// Time source.
     pub clock: Arc<dyn Clock>,
-    /// Seed for a deterministic RNG (tests, simulation); `None` uses the OS RNG.
+    /// Seed for a deterministic RNG, **for tests and simulation only**: 64
+    /// bits, so every key the driver makes is guessable. `None` (the default)
+    /// seeds ChaCha20 with 32 bytes from the OS.
     pub rng_seed: Option<u64>,
     /// Test hook: stop abruptly (as a crash would) after this many effects.
     pub crash_after_effects: Option<u64>,
@@ -840,7 +842,14 @@ impl<D: Dht, S: Store> Actor<D, S> {
                         .instrument(span),
                     );
                 }
-                Effect::SaveContact(c) => {
+                Effect::SaveContact(mut c) => {
+                    // A contact made again with the same peer keeps its
+                    // safety-number verification (same keys, same number).
+                    if let Ok(Some(old)) = self.store.get(Table::Contacts, c.peer.as_bytes()).await
+                        && let Ok(old) = crate::store::decode_record::<Contact>(&old, "contact")
+                    {
+                        c.keep_verification_from(&old);
+                    }
                     if let Err(e) = save_contact(self.store.as_ref(), &c).await {
                         tracing::error!(flow = %id, error = %e, "could not save contact; stopping");
                         return Err(Stopped);
@@ -918,10 +927,13 @@ impl<D: Dht, S: Store> Actor<D, S> {
     }
 }
 
-/// The RNG of a driver session (every key, salt and nonce it makes), seeded
-/// from `os`.
+/// The RNG of a driver session (every key, salt and nonce it makes): ChaCha20
+/// with a full 256-bit seed read from `os` (rule EDGE-RNG-1). A failing OS
+/// source fails the start; there is no fallback.
 fn session_rng(os: &mut dyn RngCore) -> Result<rand_chacha::ChaCha20Rng, Error> {
-    Ok(rand_chacha::ChaCha20Rng::seed_from_u64(os.next_u64()))
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    os.try_fill_bytes(seed.as_mut()).map_err(|_| Error::ApiMisuse("the operating system's random source failed"))?;
+    Ok(rand_chacha::ChaCha20Rng::from_seed(*seed))
 }
 
 /// Every flow that enters the driver (started, resumed, spawned) learns the

@@ -493,15 +493,77 @@ fn edge_safety_old_short_code_collides_at_the_birthday_bound() {
 
 #[tokio::test(start_paused = true)]
 async fn edge_safety_number_has_at_least_128_bits_per_party() {
+    use contact_invite::contact::{SAFETY_NUMBER_ITERATIONS, SAFETY_NUMBER_VERSION};
     let net = MemoryNetwork::new();
     let (alice, bob) = contact_pair(&net).await;
     let (ac, bc) = (alice.contacts().await.remove(0), bob.contacts().await.remove(0));
-    let a = ac.safety_code(&alice.identity.public_key());
-    let b = bc.safety_code(&bob.identity.public_key());
+    let (a_key, b_key) = (alice.identity.public_key(), bob.identity.public_key());
+    let a = ac.safety_code(&a_key);
+    let b = bc.safety_code(&b_key);
     assert_eq!(a, b, "both sides show the same number");
-    let digits = a.chars().filter(char::is_ascii_digit).count();
-    let bits = digits as f64 * 10f64.log2();
-    assert!(bits >= 256.0, "the safety code carries {bits:.1} bits ({digits} digits): need >= 128 per party");
+    let an = ac.safety_number(&a_key);
+    // Per party: 40 digits, >= 128 bits.
+    for fp in [an.local(), an.remote()] {
+        let digits: usize = fp.digit_groups().iter().map(String::len).sum();
+        let bits = digits as f64 * 10f64.log2();
+        assert!(bits >= 128.0, "a party's fingerprint carries {bits:.1} bits ({digits} digits)");
+    }
+    assert_eq!(a.chars().filter(char::is_ascii_digit).count(), 80);
+    // Labelled and iterated, recomputed independently: 5200 rounds of
+    // BLAKE3-derive-key over (previous || identity key).
+    assert!(SAFETY_NUMBER_ITERATIONS >= 5200);
+    let fingerprint = |key: &[u8; 32], rounds: u32| {
+        let mut d = vec![SAFETY_NUMBER_VERSION];
+        let mut out = [0u8; 40];
+        for i in 0..rounds {
+            let mut h = blake3::Hasher::new_derive_key("contact-invite safety number fingerprint v1");
+            h.update(&d);
+            h.update(key);
+            if i + 1 == rounds {
+                h.finalize_xof().fill(&mut out);
+            } else {
+                d = h.finalize().as_bytes().to_vec();
+            }
+        }
+        out
+    };
+    assert_eq!(an.local().as_bytes(), &fingerprint(a_key.as_bytes(), SAFETY_NUMBER_ITERATIONS));
+    assert_eq!(an.remote().as_bytes(), &fingerprint(b_key.as_bytes(), SAFETY_NUMBER_ITERATIONS));
+    assert_ne!(an.local().as_bytes(), &fingerprint(a_key.as_bytes(), 1), "one round is not the construction");
+}
+
+#[tokio::test(start_paused = true)]
+async fn edge_safety_scan_verifies_in_one_step_and_a_mismatch_is_refused() {
+    use contact_invite::contact::SafetyNumberError;
+    let net = MemoryNetwork::new();
+    let (alice, bob) = contact_pair(&net).await;
+    let (a_key, b_key) = (alice.identity.public_key(), bob.identity.public_key());
+    let ac = alice.contacts().await.remove(0);
+    let mut bc = bob.contacts().await.remove(0);
+    assert!(!bc.is_verified() && bc.verified_at().is_none(), "a new contact is unverified");
+    // A man in the middle: Mallory made a contact with Bob too; Bob scanning
+    // Mallory's screen (or any code not made from Alice's and Bob's keys)
+    // is a clear, typed refusal that leaves the contact unverified.
+    let mallory = random_key().public();
+    let mitm = contact_invite::contact::SafetyNumber::new(&mallory, &b_key);
+    assert_eq!(bc.verify_scanned_safety_number(&b_key, &mitm.qr_payload(), 1000), Err(SafetyNumberError::Mismatch));
+    let bob_to_mallory = contact_invite::contact::SafetyNumber::new(&a_key, &mallory);
+    assert_eq!(
+        bc.verify_scanned_safety_number(&b_key, &bob_to_mallory.qr_payload(), 1000),
+        Err(SafetyNumberError::Mismatch)
+    );
+    assert_eq!(bc.verify_scanned_safety_number(&b_key, b"junk", 1000), Err(SafetyNumberError::Malformed));
+    assert!(!bc.is_verified());
+    assert!(!SafetyNumberError::Mismatch.to_string().is_empty());
+    // Bob scans Alice's screen: verified in one step, and when is recorded.
+    let shown = ac.safety_number(&a_key).qr_payload();
+    bc.verify_scanned_safety_number(&b_key, &shown, 1_795_400_000).unwrap();
+    assert_eq!(bc.verified_at(), Some(1_795_400_000));
+    // The verification is persisted with the contact.
+    contact_invite::driver::save_contact(bob.store.as_ref(), &bc).await.unwrap();
+    assert_eq!(bob.contacts().await[0].verified_at(), Some(1_795_400_000));
+    #[cfg(feature = "qr")]
+    assert!(ac.safety_number(&a_key).qr_svg().unwrap().starts_with("<?xml"));
 }
 
 // ---------------------------------------------------------------------------

@@ -55,7 +55,7 @@ fn stranger(name: &str) -> Identity {
     id
 }
 
-fn fake_ticket() -> Vec<u8> {
+fn fake_ticket() -> Ticket {
     let mut r = [0u8; 32];
     OsRng.fill_bytes(&mut r);
     Ticket {
@@ -63,7 +63,6 @@ fn fake_ticket() -> Vec<u8> {
         record: r,
         secret: crate::encoding::TicketSecret::Plain(SecretKey::generate(&mut OsRng)),
     }
-    .to_bytes()
 }
 
 /// A slot value from `from`, claiming `claimed` identity and embedding
@@ -266,7 +265,7 @@ async fn edge_rq_a_full_request_list_tells_the_user_and_reads_the_request_later(
     let mut told = false;
     while let Ok(e) = t.events.try_recv() {
         assert!(!matches!(e.event, Event::RequestReceived(_)), "no room yet");
-        told |= format!("{:?}", e.event).starts_with("RequestInboxFull");
+        told |= matches!(e.event, Event::RequestInboxFull { kept } if kept == crate::limits::MAX_KEPT_REQUESTS);
     }
     assert!(told, "the user is told the request list overflowed");
     // The user clears one throwaway request: the genuine one is read again.
