@@ -511,7 +511,7 @@ async fn edge_safety_number_has_at_least_128_bits_per_party() {
     assert_eq!(a.chars().filter(char::is_ascii_digit).count(), 80);
     // Labelled and iterated, recomputed independently: 5200 rounds of
     // BLAKE3-derive-key over (previous || identity key).
-    assert!(SAFETY_NUMBER_ITERATIONS >= 5200);
+    const { assert!(SAFETY_NUMBER_ITERATIONS >= 5200) };
     let fingerprint = |key: &[u8; 32], rounds: u32| {
         let mut d = vec![SAFETY_NUMBER_VERSION];
         let mut out = [0u8; 40];
