@@ -596,3 +596,123 @@ async fn edge_argon_default_policy_refuses_tickets_a_phone_cannot_afford() {
     let d = PasswordLimits::default();
     assert!(d.check(&PasswordParams::DEFAULT).is_ok(), "what inviters make by default opens by default");
 }
+
+// ---------------------------------------------------------------------------
+// The classes, not just the instances: randomized schedules.
+// ---------------------------------------------------------------------------
+
+mod classes {
+    use super::*;
+    use contact_invite::dht::FaultConfig;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    /// EDGE-PIN-1 as an invariant: under either record encryption and
+    /// seeded faults, any number of wrong PINs never ends the flow, and the
+    /// right PIN after them always makes the contact.
+    async fn wrong_pins_then_right(seed: u64, rate: f64, unauthenticated: bool, wrong: usize) -> Result<(), String> {
+        let net = MemoryNetwork::with_faults(seed, FaultConfig::default());
+        net.set_unauthenticated_record_encryption(unauthenticated);
+        let mut alice = party(&net, "alice").await;
+        let mut bob = party(&net, "bob").await;
+        let (a_flow, ticket) = locked_invitation(&mut alice, "271828").await;
+        // Faults the flow recovers from (no lost acks: they only slow it).
+        net.set_faults(FaultConfig {
+            drop: rate,
+            delay: rate,
+            max_delay: Duration::from_secs(1),
+            duplicate: rate,
+            stale_read: rate,
+            ..FaultConfig::default()
+        });
+        let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await.unwrap();
+        wait_for(&mut bob.events, "password required", |e| e.flow == b && e.event == Event::PasswordRequired).await;
+        for i in 0..wrong {
+            bob.handle.password(b, Password::new(format!("{i}{i}9")).unwrap()).await.unwrap();
+            let v = next_password_verdict(&mut bob, b).await;
+            if v != Event::WrongPassword {
+                return Err(format!("wrong PIN {i}: {v:?}"));
+            }
+            wait_for(&mut bob.events, "asked again", |e| e.flow == b && e.event == Event::PasswordRequired).await;
+        }
+        bob.handle.password(b, Password::new("271828").unwrap()).await.unwrap();
+        let e = wait_for(&mut bob.events, "invitation", |e| {
+            e.flow == b && matches!(e.event, Event::InvitationReceived(_) | Event::Finished(_))
+        })
+        .await;
+        if !matches!(e.event, Event::InvitationReceived(_)) {
+            return Err(format!("right PIN: {e:?}"));
+        }
+        bob.handle.accept(b).await.unwrap();
+        let (ob, oa) = (finished(&mut bob.events, b).await, finished(&mut alice.events, a_flow).await);
+        if ob != Outcome::Contact(alice.identity.public_key()) || oa != Outcome::Contact(bob.identity.public_key()) {
+            return Err(format!("ended {ob:?} / {oa:?}"));
+        }
+        Ok(())
+    }
+
+    /// A path segment that looks like a secret (43 base64url characters) or
+    /// a piece of one, or a real command.
+    fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 32).prop_map(|b| BASE64URL_NOPAD.encode(&b)),
+            proptest::collection::vec(any::<u8>(), 13..24).prop_map(|b| BASE64URL_NOPAD.encode(&b)),
+            prop::sample::select(vec![
+                "v",
+                "1",
+                "dht",
+                "vld0",
+                "contact",
+                "locked",
+                "argon2id",
+                "16.3.1",
+                "promise.account-add"
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn edge_pin_no_number_of_wrong_pins_ends_a_flow(seed in any::<u64>(), rate in 0.0f64..0.2, unauth in any::<bool>(), wrong in 1usize..4) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+            let r = rt.block_on(wrong_pins_then_right(seed, rate, unauth, wrong));
+            prop_assert!(r.is_ok(), "seed {seed} rate {rate} unauthenticated {unauth} wrong {wrong}: {r:?}");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// EDGE-SECRET-2 as an invariant: whatever segments a link holds, an
+        /// error never quotes one longer than the token limit.
+        #[test]
+        fn edge_secret_no_error_quotes_a_long_segment(segs in proptest::collection::vec(segment(), 1..12), scheme_seg in any::<bool>()) {
+            let path = segs.join("/");
+            let scheme = UriScheme::new("chat").unwrap();
+            let inputs = [
+                format!("chat://invite/{path}"),
+                format!("https://example.org/#{path}"),
+                if scheme_seg { format!("{}://invite/v/1", segs[0]) } else { format!("chat://{path}") },
+            ];
+            for text in &inputs {
+                let errors: Vec<String> = [
+                    Ticket::from_uri(text, &scheme).err(),
+                    Ticket::from_https(text).err(),
+                    contact_invite::encoding::Address::from_uri(text, &scheme).err(),
+                ]
+                .into_iter()
+                .flatten()
+                .map(|e| format!("{e} {e:?}"))
+                .collect();
+                for e in &errors {
+                    for s in segs.iter().filter(|s| s.len() > contact_invite::encoding::MAX_ERROR_TOKEN) {
+                        prop_assert!(!e.contains(s.as_str()), "{e} quotes {s}");
+                    }
+                }
+            }
+        }
+    }
+}
