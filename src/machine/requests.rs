@@ -640,6 +640,14 @@ impl RequestInbox {
     }
 
     fn on_command(&mut self, c: Command, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        // EDGE-RQ-1: the user acting on the list may have made room for a
+        // request left waiting in its slot: read the slots now, not at the
+        // next poll.
+        if self.overflow_told
+            && matches!(c, Command::AcceptRequest(_) | Command::IgnoreRequest(_) | Command::BlockRequester(_))
+        {
+            self.read_all(out);
+        }
         match c {
             Command::AcceptRequest(id) => {
                 self.accept(id, now, rng, out);
