@@ -686,6 +686,31 @@ mod classes {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 2000, failure_persistence: None, ..ProptestConfig::default() })]
 
+        /// The same check as the `text` fuzz target, on arbitrary text
+        /// around real link pieces.
+        #[test]
+        fn edge_secret_no_error_quotes_arbitrary_input(pre in "[a-z:/#]{0,24}", body in "[A-Za-z0-9_./#:-]{0,200}") {
+            let text = format!("{pre}{body}");
+            let scheme = UriScheme::new("chat").unwrap();
+            let long: Vec<&str> = text
+                .split(['/', '#', ':'])
+                .filter(|s| {
+                    s.len() > contact_invite::encoding::MAX_ERROR_TOKEN
+                        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                })
+                .collect();
+            let quotes_no_long_segment = |e: &contact_invite::encoding::EncodingError| {
+                let m = e.to_string();
+                assert!(!long.iter().any(|s| m.contains(s)), "an error quotes its input: {m}");
+            };
+            if let Err(e) = Ticket::from_uri(&text, &scheme) {
+                quotes_no_long_segment(&e);
+            }
+            if let Err(e) = Ticket::from_https(&text) {
+                quotes_no_long_segment(&e);
+            }
+        }
+
         /// EDGE-SECRET-2 as an invariant: whatever segments a link holds, an
         /// error never quotes one longer than the token limit.
         #[test]
