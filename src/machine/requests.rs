@@ -13,9 +13,12 @@
 //!
 //! While listening, every slot is watched and re-read on a slow poll. A slot
 //! value is checked in this order, each step before the next costs anything:
-//! dedup by id (hash of its ephemeral key), the proof-of-work stamp, the seal
+//! dedup by the hash of the whole value, the proof-of-work stamp, the seal
 //! (to our identity DH key), the signature and the requester's key-to-identity
-//! binding, the expiry, and the block list. Only then is the user told
+//! binding, the expiry, dedup by the hash of the whole signed request (its
+//! [`RequestId`]), the block list, and room in the list (a request that finds
+//! it full stays unremembered in its slot, is read again once there is room,
+//! and the user gets [`Event::RequestInboxFull`]). Only then is the user told
 //! ([`Event::RequestReceived`]).
 //!
 //! - **Accept** starts an invitee flow ([`Effect::Spawn`]) with the
