@@ -8,6 +8,12 @@ use crate::crypto::{PublicKey, SecretKey, SigningKey};
 use crate::dht::RecordKey;
 use crate::message::{Profile, SignedIdentity};
 
+mod safety;
+pub use safety::{
+    DIGITS_PER_PARTY, FINGERPRINT_LEN, FORMAT_VERSION as SAFETY_NUMBER_VERSION, Fingerprint,
+    ITERATIONS as SAFETY_NUMBER_ITERATIONS, QR_PAYLOAD_LEN, SafetyNumber, SafetyNumberError,
+};
+
 /// Which side of the invitation this device was on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Role {
@@ -46,6 +52,8 @@ pub struct Contact {
     pub role: Role,
     /// When it became final (unix seconds).
     pub established_at: u64,
+    /// When the user verified the safety number (unix seconds), if ever.
+    verified_at: Option<u64>,
     local_conversation_owner: SigningKey,
     conversation_key: SecretKey,
 }
@@ -74,6 +82,7 @@ impl Contact {
             via_inbox,
             role,
             established_at,
+            verified_at: None,
             local_conversation_owner,
             conversation_key,
         }
@@ -127,14 +136,57 @@ impl Contact {
         Ok(changed)
     }
 
-    /// A short safety code both sides can compare out of band (same on both
-    /// sides): hash of both identity keys, sorted.
+    /// The safety number of this contact, seen from `own` (our identity
+    /// key): 40 digits per party from a labelled, iterated hash of each
+    /// identity key (see [`SafetyNumber`]). Show its digits, or its QR
+    /// payload for the peer to scan.
+    pub fn safety_number(&self, own: &PublicKey) -> SafetyNumber {
+        SafetyNumber::new(own, &self.peer)
+    }
+
+    /// The safety number's digits (16 groups of five, the same on both
+    /// sides), to compare in person or over a call.
     pub fn safety_code(&self, own: &PublicKey) -> String {
-        let mut ids = [*own.as_bytes(), *self.peer.as_bytes()];
-        ids.sort();
-        let h = crate::crypto::message_hash(&[ids[0], ids[1]].concat());
-        let n = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]) % 1_000_000_000_000;
-        format!("{:04} {:04} {:04}", n / 100_000_000, (n / 10_000) % 10_000, n % 10_000)
+        self.safety_number(own).digits()
+    }
+
+    /// Verifies the contact in one step from a QR payload scanned off the
+    /// peer's screen ([`SafetyNumber::qr_payload`] on their side) and, if it
+    /// matches, records the verification at `now` (unix seconds). A
+    /// mismatch is an error and changes nothing. Save the contact afterwards
+    /// ([`crate::driver::save_contact`]).
+    pub fn verify_scanned_safety_number(
+        &mut self,
+        own: &PublicKey,
+        scanned: &[u8],
+        now: u64,
+    ) -> Result<(), SafetyNumberError> {
+        self.safety_number(own).verify_scanned(scanned)?;
+        self.verified_at = Some(now);
+        Ok(())
+    }
+
+    /// Records that the user compared the safety number's digits with the
+    /// peer and they matched (unix seconds).
+    pub fn mark_verified(&mut self, now: u64) {
+        self.verified_at = Some(now);
+    }
+
+    /// When the safety number was verified (unix seconds), if it was.
+    pub fn verified_at(&self) -> Option<u64> {
+        self.verified_at
+    }
+
+    /// Whether the safety number was verified.
+    pub fn is_verified(&self) -> bool {
+        self.verified_at.is_some()
+    }
+
+    /// Keeps the verification of an earlier contact with the same peer key.
+    pub(crate) fn keep_verification_from(&mut self, old: &Contact) {
+        if old.peer == self.peer && self.verified_at.is_none() {
+            self.verified_at = old.verified_at;
+        }
     }
 }
 
@@ -147,6 +199,7 @@ impl fmt::Debug for Contact {
             .field("remote_conversation", &self.remote_conversation)
             .field("role", &self.role)
             .field("established_at", &self.established_at)
+            .field("verified_at", &self.verified_at)
             .finish_non_exhaustive()
     }
 }

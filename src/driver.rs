@@ -109,7 +109,9 @@ impl Clock for OffsetClock {
 pub struct DriverConfig {
     /// Time source.
     pub clock: Arc<dyn Clock>,
-    /// Seed for a deterministic RNG (tests, simulation); `None` uses the OS RNG.
+    /// Seed for a deterministic RNG, **for tests and simulation only**: 64
+    /// bits, so every key the driver makes is guessable. `None` (the default)
+    /// seeds ChaCha20 with 32 bytes from the OS.
     pub rng_seed: Option<u64>,
     /// Test hook: stop abruptly (as a crash would) after this many effects.
     pub crash_after_effects: Option<u64>,
@@ -298,7 +300,7 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
     let (ev_tx, ev_rx) = mpsc::channel(1024);
     let rng: Box<dyn Rng + Send> = match config.rng_seed {
         Some(seed) => Box::new(rand_chacha::ChaCha20Rng::seed_from_u64(seed)),
-        None => Box::new(rand_chacha::ChaCha20Rng::seed_from_u64(OsRng.next_u64())),
+        None => Box::new(session_rng(&mut OsRng)?),
     };
     let mut actor = Actor {
         dht: Arc::new(dht),
@@ -840,7 +842,14 @@ impl<D: Dht, S: Store> Actor<D, S> {
                         .instrument(span),
                     );
                 }
-                Effect::SaveContact(c) => {
+                Effect::SaveContact(mut c) => {
+                    // A contact made again with the same peer keeps its
+                    // safety-number verification (same keys, same number).
+                    if let Ok(Some(old)) = self.store.get(Table::Contacts, c.peer.as_bytes()).await
+                        && let Ok(old) = crate::store::decode_record::<Contact>(&old, "contact")
+                    {
+                        c.keep_verification_from(&old);
+                    }
                     if let Err(e) = save_contact(self.store.as_ref(), &c).await {
                         tracing::error!(flow = %id, error = %e, "could not save contact; stopping");
                         return Err(Stopped);
@@ -916,6 +925,15 @@ impl<D: Dht, S: Store> Actor<D, S> {
         }
         Ok(())
     }
+}
+
+/// The RNG of a driver session (every key, salt and nonce it makes): ChaCha20
+/// with a full 256-bit seed read from `os` (rule EDGE-RNG-1). A failing OS
+/// source fails the start; there is no fallback.
+fn session_rng(os: &mut dyn RngCore) -> Result<rand_chacha::ChaCha20Rng, Error> {
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    os.try_fill_bytes(seed.as_mut()).map_err(|_| Error::ApiMisuse("the operating system's random source failed"))?;
+    Ok(rand_chacha::ChaCha20Rng::from_seed(*seed))
 }
 
 /// Every flow that enters the driver (started, resumed, spawned) learns the
@@ -1072,4 +1090,46 @@ pub async fn publish_identity<D: Dht>(dht: &D, mut identity: Identity) -> Result
         attempts: crate::machine::MAX_ATTEMPTS,
     }
     .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_core::{RngCore, SeedableRng};
+
+    /// EDGE-RNG-1 (issue 13, item 5): the session RNG takes a full 256-bit
+    /// seed from the OS: two OS sources that differ anywhere in their first
+    /// 32 bytes give different streams, and the seed is exactly those bytes.
+    #[test]
+    fn edge_rng_session_rng_is_seeded_with_32_bytes_from_the_os() {
+        let source = |tail: u8| {
+            let mut b = [0u8; 64];
+            b[31] = tail;
+            rand_chacha::ChaCha8Rng::from_seed([0; 32]).fill_bytes(&mut b[..24]);
+            b
+        };
+        struct Fixed([u8; 64], usize);
+        impl RngCore for Fixed {
+            fn next_u32(&mut self) -> u32 {
+                rand_core::impls::next_u32_via_fill(self)
+            }
+            fn next_u64(&mut self) -> u64 {
+                rand_core::impls::next_u64_via_fill(self)
+            }
+            fn fill_bytes(&mut self, dest: &mut [u8]) {
+                for d in dest {
+                    *d = self.0[self.1 % 64];
+                    self.1 += 1;
+                }
+            }
+            fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+                self.fill_bytes(dest);
+                Ok(())
+            }
+        }
+        let (a, b) = (source(1), source(2));
+        let mut ra = super::session_rng(&mut Fixed(a, 0)).unwrap();
+        let mut rb = super::session_rng(&mut Fixed(b, 0)).unwrap();
+        assert_eq!(ra.get_seed()[..], a[..32], "the seed is the OS's 32 bytes");
+        assert_ne!(ra.next_u64(), rb.next_u64(), "entropy past the first 8 bytes reaches the stream");
+    }
 }

@@ -44,5 +44,12 @@ pub const MAX_INBOX_VALUE: usize = crate::dht::MAX_VALUE_LEN;
 pub const MAX_EXPIRY_SECS: u64 = 30 * 24 * 3600;
 /// Default validity of a new invitation.
 pub const DEFAULT_EXPIRY_SECS: u64 = 7 * 24 * 3600;
+/// Argon2 memory cap of the default (mobile) password policy, as a power of
+/// two KiB: 2^16 KiB = 64 MiB. Apps set their own policy per flow
+/// (`ReceiveParams::password_limits`, `LinkParams::password_limits`;
+/// `PasswordLimits::DESKTOP` for desktop apps).
+pub const MOBILE_MAX_ARGON2_M_COST_LOG2: u8 = 16;
+/// [`MOBILE_MAX_ARGON2_M_COST_LOG2`] in KiB.
+pub const MOBILE_MAX_ARGON2_MEMORY_KIB: u64 = 1 << MOBILE_MAX_ARGON2_M_COST_LOG2;
 /// Clock skew tolerated on creation times from peers.
 pub const MAX_CLOCK_SKEW_SECS: u64 = 300;

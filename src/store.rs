@@ -64,8 +64,9 @@ impl Table {
 
 /// Version byte in front of every record this crate writes into a store, so
 /// a later release can recognise and migrate older records. Flow records
-/// have their own, [`FLOW_RECORD_FORMAT`].
-pub const RECORD_FORMAT: u8 = 2;
+/// have their own, [`FLOW_RECORD_FORMAT`]. 3: contacts record their
+/// safety-number verification.
+pub const RECORD_FORMAT: u8 = 3;
 
 /// Version byte of flow records (table [`Table::Flows`]). 3: the inviter's
 /// identity is a reference to a snapshot in [`Table::IdentitySnapshots`],

@@ -64,14 +64,34 @@ pub struct PasswordLimits {
 }
 
 impl Default for PasswordLimits {
-    /// 256 MiB, 10 passes, 4 lanes, and at most 1 GiB·pass in total
-    /// (about 4× the default's work).
+    /// [`Self::MOBILE`]: safe in a phone app (rule EDGE-ARGON-1).
     fn default() -> Self {
-        Self { max_m_cost_log2: 18, max_t_cost: 10, max_p_cost: 4, max_work_kib_passes: 1 << 20 }
+        Self::MOBILE
     }
 }
 
 impl PasswordLimits {
+    /// The default policy, safe in a phone app and its extensions: at most
+    /// 64 MiB ([`crate::limits::MOBILE_MAX_ARGON2_MEMORY_KIB`]), 8 passes,
+    /// 4 lanes and 256 MiB·passes in total. Opens every ticket made with
+    /// [`PasswordParams::DEFAULT`] (64 MiB, 3 passes); refuses, before any
+    /// work, tickets that would allocate more than a phone app can afford
+    /// (an OS kills apps that do, iOS extensions above a few tens of MiB).
+    pub const MOBILE: Self = Self {
+        max_m_cost_log2: crate::limits::MOBILE_MAX_ARGON2_M_COST_LOG2,
+        max_t_cost: 8,
+        max_p_cost: 4,
+        max_work_kib_passes: crate::limits::MOBILE_MAX_ARGON2_MEMORY_KIB * 4,
+    };
+    /// For desktop apps that want to open tickets made with stronger
+    /// parameters: 256 MiB, 10 passes, 4 lanes, at most 1 GiB·pass.
+    pub const DESKTOP: Self = Self { max_m_cost_log2: 18, max_t_cost: 10, max_p_cost: 4, max_work_kib_passes: 1 << 20 };
+
+    /// The most memory this policy lets a ticket ask for, in KiB.
+    pub fn max_memory_kib(&self) -> u64 {
+        1u64.checked_shl(u32::from(self.max_m_cost_log2)).unwrap_or(u64::MAX)
+    }
+
     /// Refuses parameters above the caps (before any work) or invalid for Argon2id.
     pub fn check(&self, p: &PasswordParams) -> Result<(), PasswordError> {
         if p.t_cost == 0 || p.p_cost == 0 {
@@ -225,7 +245,7 @@ mod tests {
         let huge_m = PasswordParams { m_cost_log2: 40, t_cost: 1, p_cost: 1 };
         let huge_t = PasswordParams { m_cost_log2: 10, t_cost: 255, p_cost: 1 };
         let huge_p = PasswordParams { m_cost_log2: 10, t_cost: 1, p_cost: 255 };
-        let product = PasswordParams { m_cost_log2: 18, t_cost: 10, p_cost: 1 };
+        let product = PasswordParams { m_cost_log2: 16, t_cost: 8, p_cost: 1 };
         for p in [huge_m, huge_t, huge_p, product] {
             let start = std::time::Instant::now();
             let r =

@@ -2,6 +2,11 @@
 //! enforces (schema writers, sequence numbers, the 32 KiB limit, writer
 //! signatures, record encryption secrets), delivers watch notifications, counts
 //! operations per party, and injects seeded, reproducible faults.
+//!
+//! By default a wrong record secret is refused (`BadRecordSecret`), as if the
+//! record encryption were authenticated. Veilid's is not: a *wrong* secret is
+//! accepted and yields garbage. [`MemoryNetwork::set_unauthenticated_record_encryption`]
+//! switches to that behaviour, so code that must survive it can be tested here.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -154,6 +159,9 @@ struct Watch {
     handle: u64,
     subkeys: Vec<Subkey>,
     tx: mpsc::Sender<ValueChange>,
+    /// The secret the watcher opened the record with (values it is told of
+    /// are decrypted with it under unauthenticated record encryption).
+    secret: Option<SecretKey>,
 }
 
 struct Net {
@@ -168,6 +176,8 @@ struct Net {
     mailboxes: HashMap<Vec<u8>, mpsc::Sender<Nudge>>,
     nudges_enabled: bool,
     tamper_nudges: Option<Vec<u8>>,
+    /// Veilid-like record encryption: a wrong secret is not detected.
+    unauthenticated: bool,
 }
 
 impl Net {
@@ -233,6 +243,7 @@ impl MemoryNetwork {
                 mailboxes: HashMap::new(),
                 nudges_enabled: true,
                 tamper_nudges: None,
+                unauthenticated: false,
             })),
         }
     }
@@ -270,6 +281,16 @@ impl MemoryNetwork {
     /// instead of what was sent (`None` stops it).
     pub fn tamper_nudges(&self, value: Option<Vec<u8>>) {
         self.lock().tamper_nudges = value;
+    }
+    /// Mimics Veilid's *unauthenticated* record encryption (on) or refuses
+    /// wrong secrets (off, the default). On: a missing secret is still
+    /// refused, but a wrong one is not detected. Opening and watching
+    /// succeed; a value read (or notified) through a wrong secret comes back
+    /// as same-length garbage (the stored value decrypted with the wrong
+    /// key stream), and a value written through one is stored as garbage for
+    /// holders of the right secret, as Veilid's stream cipher would.
+    pub fn set_unauthenticated_record_encryption(&self, on: bool) {
+        self.lock().unauthenticated = on;
     }
     /// Takes a party offline (every operation fails `Unavailable`) or back.
     pub fn set_offline(&self, party: &str, offline: bool) {
@@ -321,16 +342,22 @@ impl MemoryNetwork {
 }
 
 fn notify(n: &mut Net, from_handle: u64, record: &[u8; 32], subkey: Subkey, value: ValueData) {
-    let targets: Vec<mpsc::Sender<ValueChange>> = n
+    let real = n.records.get(record).map(|r| r.secret.clone());
+    let unauthenticated = n.unauthenticated;
+    let targets: Vec<(mpsc::Sender<ValueChange>, Option<SecretKey>)> = n
         .watches
         .get(record)
         .into_iter()
         .flatten()
         .filter(|w| w.handle != from_handle && (w.subkeys.is_empty() || w.subkeys.contains(&subkey)))
-        .map(|w| w.tx.clone())
+        .map(|w| (w.tx.clone(), w.secret.clone()))
         .collect();
-    for tx in targets {
-        let change = ValueChange { record: *record, subkeys: vec![subkey], value: Some(value.clone()) };
+    for (tx, used) in targets {
+        let mut value = value.clone();
+        if let (true, Some(real), Some(used)) = (unauthenticated, &real, &used) {
+            value.data = garble(real, used, record, subkey, value.seq, &value.data);
+        }
+        let change = ValueChange { record: *record, subkeys: vec![subkey], value: Some(value) };
         if n.roll(n.faults.lose_notification) {
             continue;
         }
@@ -351,6 +378,27 @@ fn notify(n: &mut Net, from_handle: u64, record: &[u8; 32], subkey: Subkey, valu
             }
         }
     }
+}
+
+/// What a stream cipher keyed by `used` makes of a value encrypted under
+/// `real`: the value itself when the keys match, else garbage of the same
+/// length (value XOR keystream(real) XOR keystream(used)).
+fn garble(real: &SecretKey, used: &SecretKey, record: &[u8; 32], subkey: Subkey, seq: u32, data: &[u8]) -> Vec<u8> {
+    if bool::from(real.expose().ct_eq(used.expose())) {
+        return data.to_vec();
+    }
+    let stream = |k: &SecretKey| {
+        let mut h = blake3::Hasher::new_keyed(k.expose());
+        h.update(b"contact-invite memory-dht unauthenticated stream v1");
+        h.update(record);
+        h.update(&subkey.to_be_bytes());
+        h.update(&seq.to_be_bytes());
+        let mut ks = vec![0u8; data.len()];
+        h.finalize_xof().fill(&mut ks);
+        ks
+    };
+    let (a, b) = (stream(real), stream(used));
+    data.iter().zip(a.iter().zip(b.iter())).map(|(d, (x, y))| d ^ x ^ y).collect()
 }
 
 fn jitter(n: &mut Net) -> Duration {
@@ -438,9 +486,11 @@ impl MemoryDht {
         Ok(matches!(op, Op::Set | Op::Create) && n.roll(lost))
     }
 
-    fn check_secret(r: &Record, key: &RecordKey) -> R<()> {
+    fn check_secret(r: &Record, key: &RecordKey, unauthenticated: bool) -> R<()> {
         match key.secret() {
             Some(s) if bool::from(s.expose().ct_eq(r.secret.expose())) => Ok(()),
+            // Veilid-like: a wrong secret goes unnoticed (a missing one does not).
+            Some(_) if unauthenticated => Ok(()),
             _ => Err(MemoryDhtError::BadRecordSecret),
         }
     }
@@ -499,7 +549,7 @@ impl Dht for MemoryDht {
         {
             let n = self.net.lock();
             let r = n.records.get(key.opaque()).ok_or(MemoryDhtError::NotFound)?;
-            Self::check_secret(r, key)?;
+            Self::check_secret(r, key, n.unauthenticated)?;
         }
         self.open_map().insert(*key.opaque(), writer.cloned());
         Ok(())
@@ -511,16 +561,26 @@ impl Dht for MemoryDht {
         let mut n = self.net.lock();
         let stale = n.faults.stale_read;
         let stale = n.roll(stale);
+        let unauthenticated = n.unauthenticated;
         let r = n.records.get(key.opaque()).ok_or(MemoryDhtError::NotFound)?;
-        Self::check_secret(r, key)?;
+        Self::check_secret(r, key, unauthenticated)?;
         if subkey >= r.schema.subkey_count() {
             return Err(MemoryDhtError::SchemaViolation("subkey out of range"));
         }
+        // What this reader's key makes of the stored value.
+        let (real, opaque) = (r.secret.clone(), *key.opaque());
+        let as_read = |v: Option<ValueData>| match (v, key.secret()) {
+            (Some(mut v), Some(used)) if unauthenticated => {
+                v.data = garble(&real, used, &opaque, subkey, v.seq, &v.data);
+                Some(v)
+            }
+            (v, _) => v,
+        };
         let network = r.values.get(&subkey).map(|s| ValueData { seq: s.seq, data: s.data.clone(), writer: s.writer });
         let party = n.party(&self.party);
         let local = party.local.get(&(*key.opaque(), subkey)).cloned();
         if stale || (!force_refresh && local.is_some()) {
-            return Ok(local);
+            return Ok(as_read(local));
         }
         // Keep the newest of local and network.
         let newest = match (&local, &network) {
@@ -530,7 +590,7 @@ impl Dht for MemoryDht {
         if let Some(v) = &newest {
             party.local.insert((*key.opaque(), subkey), v.clone());
         }
-        Ok(newest)
+        Ok(as_read(newest))
     }
 
     async fn set_value(
@@ -553,8 +613,11 @@ impl Dht for MemoryDht {
         let mut n = self.net.lock();
         let conflict = n.faults.conflict;
         let conflict = n.roll(conflict);
+        let unauthenticated = n.unauthenticated;
         let r = n.records.get_mut(&opaque).ok_or(MemoryDhtError::NotFound)?;
-        Self::check_secret(r, key)?;
+        Self::check_secret(r, key, unauthenticated)?;
+        // Written through a wrong secret: holders of the right one read garbage.
+        let real = r.secret.clone();
         if r.schema.writer_of(&r.owner, subkey) != Some(writer.public()) {
             return Err(MemoryDhtError::SchemaViolation("this key may not write this subkey"));
         }
@@ -569,19 +632,27 @@ impl Dht for MemoryDht {
         {
             let v = ValueData { seq: cur.seq, data: cur.data, writer: cur.writer };
             n.party(&self.party).local.insert((opaque, subkey), v.clone());
-            return Ok(Some(v));
+            let data = match key.secret() {
+                Some(used) if unauthenticated => garble(&real, used, &opaque, subkey, v.seq, &v.data),
+                _ => v.data,
+            };
+            return Ok(Some(ValueData { data, ..v }));
         }
         // The writer signs; the network checks the signature against the schema writer.
         let sig = writer.sign_raw(&signing_digest(&opaque, subkey, seq, &data));
         if !writer.public().verify_raw(&signing_digest(&opaque, subkey, seq, &data), &sig) {
             return Err(MemoryDhtError::SchemaViolation("bad writer signature"));
         }
-        let stored = Stored { seq, data: data.clone(), writer: writer.public(), signature: sig };
+        let stored_data = match key.secret() {
+            Some(used) if unauthenticated => garble(&real, used, &opaque, subkey, seq, &data),
+            _ => data.clone(),
+        };
+        let stored = Stored { seq, data: stored_data.clone(), writer: writer.public(), signature: sig };
         let _ = &stored.signature;
         if let Some(r) = n.records.get_mut(&opaque) {
             r.values.insert(subkey, stored);
         }
-        let v = ValueData { seq, data, writer: writer.public() };
+        let v = ValueData { seq, data: stored_data, writer: writer.public() };
         if !lost {
             n.party(&self.party).local.insert((opaque, subkey), v.clone());
         }
@@ -597,11 +668,12 @@ impl Dht for MemoryDht {
         self.require_open(key)?;
         let mut n = self.net.lock();
         let r = n.records.get(key.opaque()).ok_or(MemoryDhtError::NotFound)?;
-        Self::check_secret(r, key)?;
+        Self::check_secret(r, key, n.unauthenticated)?;
         let handle = self.handle;
+        let secret = key.secret().cloned();
         let on_record = n.watches.entry(*key.opaque()).or_default();
         on_record.retain(|w| w.handle != handle);
-        on_record.push(Watch { handle, subkeys: subkeys.to_vec(), tx: self.tx.clone() });
+        on_record.push(Watch { handle, subkeys: subkeys.to_vec(), tx: self.tx.clone(), secret });
         Ok(true)
     }
 

@@ -42,7 +42,10 @@ impl Address {
             .split_once("://")
             .ok_or_else(|| EncodingError::WrongScheme { expected: scheme.as_str().to_owned(), found: String::new() })?;
         if found != scheme.as_str() {
-            return Err(EncodingError::WrongScheme { expected: scheme.as_str().to_owned(), found: found.to_owned() });
+            return Err(EncodingError::WrongScheme {
+                expected: scheme.as_str().to_owned(),
+                found: super::token(found),
+            });
         }
         if let Some(c) = rest.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_./".contains(*c))) {
             return Err(EncodingError::UnexpectedCharacter(c));
@@ -56,9 +59,9 @@ impl Address {
             ["request", "v", v, "id", id, "dht", kind, key, secret] => (v, id, kind, key, Some(secret)),
             _ => return Err(EncodingError::NotAnInvitation),
         };
-        let version: u32 = v.parse().map_err(|_| EncodingError::BadNumber((*v).to_owned()))?;
+        let version: u32 = v.parse().map_err(|_| EncodingError::BadNumber(super::token(v)))?;
         if version.to_string() != *v {
-            return Err(EncodingError::BadNumber((*v).to_owned()));
+            return Err(EncodingError::BadNumber(super::token(v)));
         }
         let supported = u32::from(VERSION);
         if version < supported {
@@ -68,7 +71,7 @@ impl Address {
             return Err(EncodingError::VersionTooNew { found: version, supported });
         }
         if *kind != "vld0" {
-            return Err(EncodingError::UnsupportedCryptoKind((*kind).to_owned()));
+            return Err(EncodingError::UnsupportedCryptoKind(super::token(kind)));
         }
         let b = |what: &'static str, s: &str| -> Result<[u8; 32], EncodingError> {
             let v = BASE64URL_NOPAD.decode(s.as_bytes()).map_err(|_| EncodingError::BadEncoding { what })?;

@@ -67,6 +67,42 @@ pub struct Ticket {
     pub secret: TicketSecret,
 }
 
+/// Serialized as its binary form (the same bytes postcard wrote for the
+/// `Vec<u8>` this replaced), so holders keep the redacting [`Ticket`]
+/// instead of raw bytes (rule EDGE-SECRET-1).
+impl serde::Serialize for Ticket {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let bytes = zeroize::Zeroizing::new(self.to_bytes());
+        s.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Ticket {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Ticket;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a binary ticket")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<Ticket, E> {
+                Ticket::from_bytes(b).map_err(|_| E::custom("invalid ticket"))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Ticket, A::Error> {
+                let mut b = zeroize::Zeroizing::new(Vec::with_capacity(LOCKED_LEN));
+                while let Some(x) = seq.next_element::<u8>()? {
+                    if b.len() >= LOCKED_LEN {
+                        return Err(serde::de::Error::custom("ticket too long"));
+                    }
+                    b.push(x);
+                }
+                Ticket::from_bytes(&b).map_err(|_| serde::de::Error::custom("invalid ticket"))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
+}
+
 impl fmt::Debug for Ticket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Ticket")

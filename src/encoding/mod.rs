@@ -23,6 +23,20 @@ pub use crate::message::InvitationKind;
 /// Largest text any parser here will look at.
 pub const MAX_TEXT_LEN: usize = 64 * 1024;
 
+/// Longest piece of input an error message may quote.
+pub const MAX_ERROR_TOKEN: usize = 16;
+
+/// What an error may say about a piece of untrusted input (rule
+/// EDGE-SECRET-2): the piece itself only if it is short (at most
+/// [`MAX_ERROR_TOKEN`] characters of ASCII letters, digits, `.` and `-`:
+/// command names, numbers, crypto kinds), else only its length. A
+/// mistyped link that shifts its segments must not copy a 43-character
+/// secret into a message that ends up in a log.
+pub(crate) fn token(s: &str) -> String {
+    let short = s.len() <= MAX_ERROR_TOKEN && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-');
+    if short { s.to_owned() } else { format!("<{} characters>", s.chars().count()) }
+}
+
 /// Why a ticket encoding was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -25,7 +25,7 @@ impl UriScheme {
             && s.len() <= 32
             && s.starts_with(|c: char| c.is_ascii_lowercase())
             && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
-        if ok { Ok(Self(s.to_owned())) } else { Err(EncodingError::InvalidScheme(s.to_owned())) }
+        if ok { Ok(Self(s.to_owned())) } else { Err(EncodingError::InvalidScheme(super::token(s))) }
     }
     /// The scheme.
     pub fn as_str(&self) -> &str {
@@ -47,13 +47,13 @@ fn number(s: &str) -> Result<u32, EncodingError> {
     let canonical =
         !s.is_empty() && s.len() <= 9 && s.chars().all(|c| c.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     if !canonical {
-        return Err(EncodingError::BadNumber(s.to_owned()));
+        return Err(EncodingError::BadNumber(super::token(s)));
     }
-    s.parse().map_err(|_| EncodingError::BadNumber(s.to_owned()))
+    s.parse().map_err(|_| EncodingError::BadNumber(super::token(s)))
 }
 
 fn small(s: &str) -> Result<u8, EncodingError> {
-    u8::try_from(number(s)?).map_err(|_| EncodingError::BadNumber(s.to_owned()))
+    u8::try_from(number(s)?).map_err(|_| EncodingError::BadNumber(super::token(s)))
 }
 
 impl Ticket {
@@ -88,7 +88,7 @@ impl Ticket {
             .split_once("://")
             .ok_or_else(|| EncodingError::WrongScheme { expected: scheme.0.clone(), found: String::new() })?;
         if found != scheme.0 {
-            return Err(EncodingError::WrongScheme { expected: scheme.0.clone(), found: found.to_owned() });
+            return Err(EncodingError::WrongScheme { expected: scheme.0.clone(), found: super::token(found) });
         }
         let path = match rest.strip_prefix("invite") {
             Some("") => return Err(EncodingError::MissingCommand("v")),
@@ -138,14 +138,14 @@ fn parse_commands(path: &str) -> Result<Ticket, EncodingError> {
             .iter()
             .find(|(n, _)| *n == name)
             .map(|(_, a)| *a)
-            .ok_or_else(|| EncodingError::UnknownCommand(name.to_owned()))?;
+            .ok_or_else(|| EncodingError::UnknownCommand(super::token(name)))?;
         let args = segs.get(i + 1..i + 1 + arity).ok_or_else(|| EncodingError::WrongArity {
-            command: name.to_owned(),
+            command: super::token(name),
             expected: arity,
             got: segs.len() - i - 1,
         })?;
         if found.iter().any(|(n, _)| *n == name) {
-            return Err(EncodingError::DuplicateCommand(name.to_owned()));
+            return Err(EncodingError::DuplicateCommand(super::token(name)));
         }
         if name == "v" && !found.is_empty() {
             return Err(EncodingError::VersionNotFirst);
@@ -171,7 +171,7 @@ fn parse_commands(path: &str) -> Result<Ticket, EncodingError> {
     }
     let dht = get("dht").ok_or(EncodingError::MissingCommand("dht"))?;
     if dht[0] != "vld0" {
-        return Err(EncodingError::UnsupportedCryptoKind(dht[0].to_owned()));
+        return Err(EncodingError::UnsupportedCryptoKind(super::token(dht[0])));
     }
     let mut record = [0u8; 32];
     record.copy_from_slice(&b64("record key", dht[1], 32)?);
@@ -187,10 +187,10 @@ fn parse_commands(path: &str) -> Result<Ticket, EncodingError> {
         None => TicketSecret::Plain(secret),
         Some(l) => {
             if l[0] != "argon2id" {
-                return Err(EncodingError::UnsupportedKdf(l[0].to_owned()));
+                return Err(EncodingError::UnsupportedKdf(super::token(l[0])));
             }
             let p: Vec<&str> = l[1].split('.').collect();
-            let [m, t, pc] = p.as_slice() else { return Err(EncodingError::BadNumber(l[1].to_owned())) };
+            let [m, t, pc] = p.as_slice() else { return Err(EncodingError::BadNumber(super::token(l[1]))) };
             let mut salt = [0u8; 16];
             salt.copy_from_slice(&b64("salt", l[2], 16)?);
             let params = LockParams { salt, m_cost_log2: small(m)?, t_cost: small(t)?, p_cost: small(pc)? };

@@ -131,7 +131,7 @@ struct Core {
     expect_identity: Option<PublicKey>,
     auto_accept: bool,
     profile: Option<Profile>,
-    ticket: Vec<u8>,
+    ticket: Ticket,
     record: [u8; 32],
     conversation_owner: SigningKey,
     locked: Option<(SecretKey, [u8; 16], PasswordParams)>,
@@ -266,8 +266,8 @@ impl Invitee {
             expect_identity: None,
             auto_accept: false,
             profile: params.profile,
-            ticket: params.ticket.to_bytes(),
             record: params.ticket.record,
+            ticket: params.ticket,
             conversation_owner: SigningKey::generate(&mut RngAdapter(rng)),
             locked,
             limits: (l.max_m_cost_log2, l.max_t_cost, l.max_p_cost, l.max_work_kib_passes),
@@ -486,10 +486,7 @@ impl Invitee {
         match purpose {
             Purpose::OpenInbox | Purpose::ReadRequest => {
                 if kind == DhtErrorKind::BadRecordSecret && self.core.locked.is_some() {
-                    self.state = State::NeedPassword { cached: None };
-                    out.push(Effect::Persist);
-                    out.push(Effect::Emit(Event::WrongPassword));
-                    out.push(Effect::Emit(Event::PasswordRequired));
+                    self.wrong_password(out);
                 } else if kind == DhtErrorKind::BadRecordSecret {
                     self.end_err(VerifyError::DecryptionFailed.into(), out);
                 } else if kind == DhtErrorKind::NotFound {
@@ -590,6 +587,11 @@ impl Invitee {
         };
         let record = self.core.record;
         let keys = InboxKeys::derive(&secret, &record);
+        // EDGE-PIN-1: Veilid's record encryption is unauthenticated, so a
+        // wrong PIN (a wrong record secret) reads garbage, not an error. For
+        // a locked ticket, whatever does not decode and open under the
+        // unlocked secret is a wrong password: ask again, never end.
+        let locked = self.core.locked.is_some();
         let sealed = match inbox::decode_value(&data) {
             Ok(InboxValue::Request { sealed }) => sealed,
             Ok(InboxValue::FinalStatus { sealed }) => {
@@ -597,25 +599,21 @@ impl Invitee {
                 // (erased) invitation, so this only ever yields an error.
                 let reason = match inbox::open_final(&keys, &record, &sealed) {
                     Ok(b) => FinalStatus::closed_reason(&b),
-                    Err(_) if self.core.locked.is_some() => return self.wrong_password(data, out),
+                    Err(_) if locked => return self.wrong_password(out),
                     Err(_) => ProtocolError::InboxClosed,
                 };
                 return self.end(FinishedWith::Failed(reason), out);
             }
+            Ok(_) | Err(_) if locked => return self.wrong_password(out),
             Ok(_) => return self.end(FinishedWith::Failed(ProtocolError::InboxClosed), out),
             Err(e) => return self.end_err(e.into(), out),
         };
         let (writer, unverified) = match inbox::open_request(&keys, &record, &sealed) {
             Ok(x) => x,
-            Err(Error::Verify(VerifyError::DecryptionFailed)) if self.core.locked.is_some() => {
-                return self.wrong_password(data, out);
-            }
+            Err(_) if locked => return self.wrong_password(out),
             Err(e) => return self.end_err(e, out),
         };
-        let kind = match Ticket::from_bytes(&self.core.ticket) {
-            Ok(t) => t.kind,
-            Err(e) => return self.end_err(e.into(), out),
-        };
+        let kind = self.core.ticket.kind;
         let invitation = match unverified.verify(&record, kind, secs(now)) {
             Ok(i) => i,
             Err(Error::Verify(VerifyError::Expired { .. })) => {
@@ -648,8 +646,11 @@ impl Invitee {
         }
     }
 
-    fn wrong_password(&mut self, data: Vec<u8>, out: &mut Vec<Effect>) {
-        self.state = State::NeedPassword { cached: Some(data) };
+    /// A wrong password: ask again. The value read is not kept: under a
+    /// wrong record secret a Veilid read is garbage, so the next attempt
+    /// reads the inbox again with the secret it unlocks.
+    fn wrong_password(&mut self, out: &mut Vec<Effect>) {
+        self.state = State::NeedPassword { cached: None };
         out.push(Effect::Persist);
         out.push(Effect::Emit(Event::WrongPassword));
         out.push(Effect::Emit(Event::PasswordRequired));

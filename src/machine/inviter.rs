@@ -186,7 +186,7 @@ impl Core {
 struct Published {
     inbox: RecordKey,
     conversation: RecordKey,
-    ticket: Vec<u8>,
+    ticket: Ticket,
     invitation_hash: [u8; 32],
     /// The sealed request, compared with what the network holds while
     /// Publishing; emptied once it is confirmed (Waiting and later).
@@ -511,7 +511,7 @@ impl Inviter {
     /// The shareable ticket, once published.
     pub fn ticket(&self) -> Option<Ticket> {
         match &self.state {
-            State::Waiting(p) | State::Finalizing(p, _) => Ticket::from_bytes(&p.ticket).ok(),
+            State::Waiting(p) | State::Finalizing(p, _) => Some(p.ticket.clone()),
             _ => None,
         }
     }
@@ -531,7 +531,7 @@ impl Inviter {
             conversation_owner_secret: c.conversation_owner.expose().to_vec(),
             created_at: c.created_at,
             expires_at: c.expires_at,
-            ticket: p.ticket.clone(),
+            ticket: p.ticket.to_bytes(),
             message: c.message.clone(),
             kind: c.kind.to_pb(),
             encryption_key_type: c.encryption_key_type.to_pb(),
@@ -961,7 +961,7 @@ impl Inviter {
                 params: LockParams { salt: l.salt, m_cost_log2: l.m_cost_log2, t_cost: l.t_cost, p_cost: l.p_cost },
             },
         };
-        let ticket = Ticket { kind: c.kind, record: opaque, secret: ticket_secret }.to_bytes();
+        let ticket = Ticket { kind: c.kind, record: opaque, secret: ticket_secret };
         Ok(Published { inbox, conversation, ticket, invitation_hash, request_value })
     }
 

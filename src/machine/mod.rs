@@ -330,6 +330,14 @@ pub enum Event {
         /// The peer.
         peer: PublicKey,
     },
+    /// The request list is full ([`crate::limits::MAX_KEPT_REQUESTS`] kept,
+    /// none ignored): a newer request waits in its slot, unseen, and is read
+    /// again on the next poll once there is room. Accept, ignore or block
+    /// requests to make room. Emitted once each time the list overflows.
+    RequestInboxFull {
+        /// Requests kept.
+        kept: usize,
+    },
     /// Our request was written to the recipient's request inbox.
     RequestDelivered {
         /// The recipient.

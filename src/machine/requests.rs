@@ -13,9 +13,12 @@
 //!
 //! While listening, every slot is watched and re-read on a slow poll. A slot
 //! value is checked in this order, each step before the next costs anything:
-//! dedup by id (hash of its ephemeral key), the proof-of-work stamp, the seal
+//! dedup by the hash of the whole value, the proof-of-work stamp, the seal
 //! (to our identity DH key), the signature and the requester's key-to-identity
-//! binding, the expiry, and the block list. Only then is the user told
+//! binding, the expiry, dedup by the hash of the whole signed request (its
+//! [`RequestId`]), the block list, and room in the list (a request that finds
+//! it full stays unremembered in its slot, is read again once there is room,
+//! and the user gets [`Event::RequestInboxFull`]). Only then is the user told
 //! ([`Event::RequestReceived`]).
 //!
 //! - **Accept** starts an invitee flow ([`Effect::Spawn`]) with the
@@ -79,7 +82,7 @@ impl RequestInboxParams {
     }
 }
 
-/// Identifies a received request (hash of its ephemeral key).
+/// Identifies a received request (hash of its whole signed content).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RequestId(pub [u8; 32]);
 
@@ -120,7 +123,7 @@ pub struct RequestView {
 #[derive(Clone, Serialize, Deserialize)]
 struct Kept {
     view: RequestView,
-    ticket: Vec<u8>,
+    ticket: Ticket,
 }
 
 impl core::fmt::Debug for Kept {
@@ -170,6 +173,10 @@ pub struct RequestInbox {
     kept: BTreeMap<RequestId, Kept>,
     blocked: BTreeSet<PublicKey>,
     outgoing: BTreeMap<PublicKey, FlowId>,
+    /// The user was told the list is full and it has not had room since
+    /// (not persisted: after a restart the user is told again).
+    #[serde(skip)]
+    overflow_told: bool,
 }
 
 fn inbox_schema(writer: &PublicKey, slots: u32) -> Schema {
@@ -210,6 +217,7 @@ impl RequestInbox {
             kept: BTreeMap::new(),
             blocked: BTreeSet::new(),
             outgoing: BTreeMap::new(),
+            overflow_told: false,
         };
         let mut out = vec![Effect::Persist];
         let schema = inbox_schema(&m.writer.public(), m.slots);
@@ -486,8 +494,10 @@ impl RequestInbox {
     /// One slot value, checked in the order of the module docs.
     fn on_slot_value(&mut self, v: Option<ValueData>, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
         let (Some(v), Some(inbox)) = (v, self.inbox().map(|r| *r.opaque())) else { return };
-        let Ok(id) = slot_id(&v.data) else { return };
-        if self.seen.contains_key(&id) || self.kept.contains_key(&RequestId(id)) {
+        // EDGE-RQ-2: dedup by the whole value, then by the whole verified
+        // request; never by a part an attacker can copy into junk.
+        let Ok(value_id) = slot_id(&v.data) else { return };
+        if self.seen.contains_key(&value_id) {
             return;
         }
         let me = self.identity.public_key();
@@ -498,19 +508,43 @@ impl RequestInbox {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(error = %e, "request slot refused");
-                self.remember(id, secs(now) + JUNK_MEMORY_SECS);
+                self.remember(value_id, secs(now) + JUNK_MEMORY_SECS);
                 out.push(Effect::Persist);
                 return;
             }
         };
         let c = req.content();
-        self.remember(id, c.expires_at);
-        let requester = c.identity_key;
-        if self.blocked.contains(&requester) {
-            // INV-RQ-2: blocked identities are dropped silently.
+        let id = req.id();
+        if self.seen.contains_key(&id) || self.kept.contains_key(&RequestId(id)) {
+            // The same request again, in another encoding.
+            self.remember(value_id, c.expires_at);
             out.push(Effect::Persist);
             return;
         }
+        let requester = c.identity_key;
+        if self.blocked.contains(&requester) {
+            // INV-RQ-2: blocked identities are dropped silently.
+            self.remember(value_id, c.expires_at);
+            self.remember(id, c.expires_at);
+            out.push(Effect::Persist);
+            return;
+        }
+        if self.kept.len() >= limits::MAX_KEPT_REQUESTS
+            && !self.kept.values().any(|k| k.view.status == RequestStatus::Ignored || k.view.requester == requester)
+        {
+            // EDGE-RQ-1: no room. Nothing is remembered, so the value is
+            // read again (next poll) once the user has made room; the user
+            // is told, once per overflow.
+            tracing::warn!("request inbox full: request left in its slot");
+            if !self.overflow_told {
+                self.overflow_told = true;
+                out.push(Effect::Emit(Event::RequestInboxFull { kept: self.kept.len() }));
+            }
+            return;
+        }
+        self.overflow_told = false;
+        self.remember(value_id, c.expires_at);
+        self.remember(id, c.expires_at);
         // One request per requester: a newer one replaces it (an ignored
         // requester stays ignored).
         let previous: Vec<RequestId> =
@@ -531,23 +565,15 @@ impl RequestInbox {
             expires_at: c.expires_at,
             status,
         };
-        if self.kept.len() >= limits::MAX_KEPT_REQUESTS {
-            let oldest_ignored = self
+        if self.kept.len() >= limits::MAX_KEPT_REQUESTS
+            && let Some(i) = self
                 .kept
                 .iter()
                 .filter(|(_, k)| k.view.status == RequestStatus::Ignored)
                 .min_by_key(|(_, k)| k.view.expires_at)
-                .map(|(i, _)| *i);
-            match oldest_ignored {
-                Some(i) => {
-                    self.kept.remove(&i);
-                }
-                None => {
-                    tracing::warn!("request inbox full: request dropped");
-                    out.push(Effect::Persist);
-                    return;
-                }
-            }
+                .map(|(i, _)| *i)
+        {
+            self.kept.remove(&i);
         }
         self.kept.insert(RequestId(id), Kept { view: view.clone(), ticket: c.ticket.clone() });
         if self.outgoing.contains_key(&requester) {
@@ -617,6 +643,14 @@ impl RequestInbox {
     }
 
     fn on_command(&mut self, c: Command, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        // EDGE-RQ-1: the user acting on the list may have made room for a
+        // request left waiting in its slot: read the slots now, not at the
+        // next poll.
+        if self.overflow_told
+            && matches!(c, Command::AcceptRequest(_) | Command::IgnoreRequest(_) | Command::BlockRequester(_))
+        {
+            self.read_all(out);
+        }
         match c {
             Command::AcceptRequest(id) => {
                 self.accept(id, now, rng, out);
@@ -657,14 +691,7 @@ impl RequestInbox {
     /// a crash before this inbox is persisted replays into the same flow).
     fn accept(&mut self, id: RequestId, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
         let Some(k) = self.kept.get(&id) else { return };
-        let ticket = match Ticket::from_bytes(&k.ticket) {
-            Ok(t) => t,
-            Err(e) => {
-                tracing::warn!(error = %e, "kept request with an unreadable ticket dropped");
-                self.kept.remove(&id);
-                return;
-            }
-        };
+        let ticket = k.ticket.clone();
         let mut params = ReceiveParams::new(self.identity.clone(), ticket);
         params.expect_identity = Some(k.view.requester);
         params.auto_accept = true;

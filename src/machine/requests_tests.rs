@@ -26,6 +26,7 @@ struct Target {
     info: RequestInboxInfo,
     events: Events,
     _driver: driver::Handle,
+    flow: crate::machine::FlowId,
 }
 
 async fn bob(net: &MemoryNetwork) -> Target {
@@ -36,7 +37,7 @@ async fn bob(net: &MemoryNetwork) -> Target {
     let (h, mut events) = driver::start(net.join("bob"), store.clone(), cfg).await.unwrap();
     let mut params = RequestInboxParams::new(id);
     params.pow_bits = BITS;
-    h.open_request_inbox(params).await.unwrap();
+    let flow = h.open_request_inbox(params).await.unwrap();
     while let Some(e) = events.recv().await {
         if matches!(e.event, Event::RequestInboxOpen { .. }) {
             break;
@@ -44,7 +45,7 @@ async fn bob(net: &MemoryNetwork) -> Target {
     }
     let identity = driver::identities(store.as_ref()).await.unwrap().remove(0);
     let info = identity.signed().record().request_inbox.clone().unwrap();
-    Target { identity, info, events, _driver: h }
+    Target { identity, info, events, _driver: h, flow }
 }
 
 fn stranger(name: &str) -> Identity {
@@ -54,7 +55,7 @@ fn stranger(name: &str) -> Identity {
     id
 }
 
-fn fake_ticket() -> Vec<u8> {
+fn fake_ticket() -> Ticket {
     let mut r = [0u8; 32];
     OsRng.fill_bytes(&mut r);
     Ticket {
@@ -62,13 +63,15 @@ fn fake_ticket() -> Vec<u8> {
         record: r,
         secret: crate::encoding::TicketSecret::Plain(SecretKey::generate(&mut OsRng)),
     }
-    .to_bytes()
 }
 
 /// A slot value from `from`, claiming `claimed` identity and embedding
 /// `embedded` as its identity record. `stamp`: a valid one or not.
 fn forge(t: &Target, from: &Identity, embedded: &SignedIdentity, valid_stamp: bool) -> Vec<u8> {
-    let eph = DhSecretKey::generate(&mut OsRng);
+    forge_with(t, from, embedded, valid_stamp, &DhSecretKey::generate(&mut OsRng))
+}
+
+fn forge_with(t: &Target, from: &Identity, embedded: &SignedIdentity, valid_stamp: bool, eph: &DhSecretKey) -> Vec<u8> {
     let inbox = *t.info.record.opaque();
     let me = t.identity.public_key();
     let nonce = if valid_stamp {
@@ -91,7 +94,7 @@ fn forge(t: &Target, from: &Identity, embedded: &SignedIdentity, valid_stamp: bo
     };
     let signed = content.sign(from.device_key(), embedded).unwrap();
     let dh = t.identity.signed().record().dh_key;
-    seal_slot(&signed, &eph, nonce, &me, &dh, &inbox, &mut OsRng).unwrap()
+    seal_slot(&signed, eph, nonce, &me, &dh, &inbox, &mut OsRng).unwrap()
 }
 
 async fn write(net: &MemoryNetwork, t: &Target, slot: u32, data: Vec<u8>) {
@@ -208,4 +211,70 @@ fn verify_checks_binding_context_and_time() {
     for n in 0..ok.len() {
         assert!(open_slot(&ok[..n], &dh, &me, &inbox, BITS).is_err());
     }
+}
+
+/// EDGE-RQ-2 (issue 13, item 8): junk that copies a genuine request's
+/// ephemeral key (and its stamp) must not suppress the genuine request.
+#[tokio::test(start_paused = true)]
+async fn edge_rq_junk_with_a_copied_ephemeral_key_does_not_suppress_the_request() {
+    use crate::wire::{self, pb};
+    let net = MemoryNetwork::new();
+    let mut t = bob(&net).await;
+    let alice = stranger("alice");
+    let genuine = forge(&t, &alice, alice.signed(), true);
+    let slot: pb::RequestSlot = wire::decode(&genuine, 1 << 16, "slot").unwrap();
+    // Same ephemeral key and (valid) stamp, garbage seal: refused, but
+    // it must not take the genuine request down with it.
+    for junk_seal in [vec![0u8; 64], vec![1u8; 200]] {
+        let junk = wire::encode(&pb::RequestSlot {
+            ephemeral_key: slot.ephemeral_key.clone(),
+            stamp: slot.stamp,
+            sealed: junk_seal,
+        });
+        write(&net, &t, 1, junk).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(received(&mut t.events).is_empty());
+    write(&net, &t, 2, genuine).await;
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let got = received(&mut t.events);
+    assert_eq!(got.len(), 1, "the genuine request is shown despite the junk that copied its ephemeral key");
+    assert_eq!(got[0].requester, alice.public_key());
+}
+
+/// EDGE-RQ-1 (issue 13, item 8): with the request list full, a later
+/// request is not lost for good: the user is told the list is full, and the
+/// request is read again once there is room.
+#[tokio::test(start_paused = true)]
+async fn edge_rq_a_full_request_list_tells_the_user_and_reads_the_request_later() {
+    let net = MemoryNetwork::new();
+    let mut t = bob(&net).await;
+    let slots = t.info.slots;
+    // 256 throwaway identities, each with a valid stamp.
+    for i in 0..crate::limits::MAX_KEPT_REQUESTS as u32 {
+        let s = stranger("throwaway");
+        write(&net, &t, 1 + i % slots, forge(&t, &s, s.signed(), true)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let flood = received(&mut t.events);
+    assert_eq!(flood.len(), crate::limits::MAX_KEPT_REQUESTS);
+    // The genuine request arrives while the list is full.
+    let alice = stranger("alice");
+    write(&net, &t, 1, forge(&t, &alice, alice.signed(), true)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut told = false;
+    while let Ok(e) = t.events.try_recv() {
+        assert!(!matches!(e.event, Event::RequestReceived(_)), "no room yet");
+        told |= matches!(e.event, Event::RequestInboxFull { kept } if kept == crate::limits::MAX_KEPT_REQUESTS);
+    }
+    assert!(told, "the user is told the request list overflowed");
+    // The user clears one throwaway request: the genuine one is read again.
+    t._driver.ignore_request(t.flow, flood[0].id).await.unwrap();
+    // Read again at once (the user made room), not only at the next poll.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = received(&mut t.events);
+    assert!(
+        got.iter().any(|v| v.requester == alice.public_key()),
+        "the request dropped for capacity is read again once there is room: got {got:?}"
+    );
 }

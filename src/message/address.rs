@@ -51,8 +51,8 @@ pub struct AddressRequestContent {
     pub identity_record: RecordKey,
     /// The requester's profile.
     pub profile: Profile,
-    /// Binary ticket of the requester's contact invitation.
-    pub ticket: Vec<u8>,
+    /// The requester's contact invitation (a bearer secret: redacted in `Debug`).
+    pub ticket: Ticket,
     /// Greeting, covered by the signature.
     pub message: String,
     /// Created (unix seconds).
@@ -97,7 +97,7 @@ impl AddressRequestContent {
             identity_record: Some(record_key_to(&self.identity_record)),
             signed_identity: identity.to_bytes().to_vec(),
             profile: Some(pb::Profile::from(&self.profile)),
-            ticket: self.ticket.clone(),
+            ticket: self.ticket.to_bytes(),
             message: self.message.clone(),
             created_at: self.created_at,
             expires_at: self.expires_at,
@@ -142,12 +142,13 @@ pub(crate) fn seal_slot(
     Ok(wire::encode(&pb::RequestSlot { ephemeral_key: eph_pub.as_bytes().to_vec(), stamp, sealed }))
 }
 
-/// The id of a slot value: the hash of its ephemeral key, so duplicates and
-/// replays of one request share it (cheap dedup before the stamp check or
-/// any decryption).
+/// The id of a slot value: the hash of the **whole** value, so an exact
+/// replay is dropped before the stamp check or any decryption, while junk
+/// that copies a genuine request's ephemeral key (and stamp) has an id of
+/// its own and cannot suppress the genuine request (rule EDGE-RQ-2).
 pub(crate) fn slot_id(bytes: &[u8]) -> Result<[u8; 32], DecodeError> {
-    let slot: pb::RequestSlot = wire::decode(bytes, MAX_SLOT_VALUE, "request slot")?;
-    Ok(message_hash(&wire::bytes32(&slot.ephemeral_key, "ephemeral key")?))
+    let _: pb::RequestSlot = wire::decode(bytes, MAX_SLOT_VALUE, "request slot")?;
+    Ok(message_hash(&[b"request slot value".as_slice(), bytes].concat()))
 }
 
 /// Checks a slot's stamp, then opens its seal with the recipient's DH secret.
@@ -210,7 +211,8 @@ impl UnverifiedAddressRequest {
             profile: Profile::try_from(
                 p.profile.ok_or(DecodeError::MissingField { what: "request", field: "profile" })?,
             )?,
-            ticket: p.ticket,
+            ticket: Ticket::from_bytes(&zeroize::Zeroizing::new(p.ticket))
+                .map_err(|_| DecodeError::Invalid("request: invalid ticket"))?,
             message: p.message,
             created_at: p.created_at,
             expires_at: p.expires_at,
@@ -245,11 +247,14 @@ impl UnverifiedAddressRequest {
         }
         check_times(c.created_at, c.expires_at, now)?;
         // INV-AR-4: it carries a contact ticket.
-        let ticket = Ticket::from_bytes(&c.ticket)?;
+        let ticket = &c.ticket;
         if ticket.kind != InvitationKind::Contact || ticket.is_locked() {
             return Err(VerifyError::WrongContext("a request must carry an unlocked contact ticket").into());
         }
-        Ok(VerifiedAddressRequest { content: self.content, identity })
+        // The id of the request itself: its whole signed content, however
+        // the slot around it was encoded.
+        let id = message_hash(&[b"address request".as_slice(), &self.payload, self.signature.as_bytes()].concat());
+        Ok(VerifiedAddressRequest { content: self.content, identity, id })
     }
 }
 
@@ -258,6 +263,7 @@ impl UnverifiedAddressRequest {
 pub struct VerifiedAddressRequest {
     content: AddressRequestContent,
     identity: SignedIdentity,
+    id: [u8; 32],
 }
 
 impl VerifiedAddressRequest {
@@ -268,5 +274,10 @@ impl VerifiedAddressRequest {
     /// The requester's verified identity record snapshot.
     pub fn identity(&self) -> &SignedIdentity {
         &self.identity
+    }
+    /// The request's id: a hash of its whole signed content (payload and
+    /// signature), the same for every encoding of the slot that carried it.
+    pub fn id(&self) -> [u8; 32] {
+        self.id
     }
 }
