@@ -176,6 +176,40 @@ async fn re_encoded_response_does_not_split_the_handshake() {
     );
 }
 
+/// INT-HASH-1, device links. Before the fix the same re-encoding made the old
+/// device add the new one and seal the handover to the re-encoded response's
+/// hash, while the new device did not recognise the final status and ended
+/// without the account key.
+#[tokio::test(start_paused = true)]
+async fn re_encoded_link_response_still_hands_over_the_account() {
+    let net = MemoryNetwork::with_faults(9, FaultConfig { lose_notification: 1.0, ..Default::default() });
+    net.set_nudges_enabled(false);
+    let mut alice = party(&net, "alice").await;
+    let a_flow = alice.handle.link_device(SendParams::new(alice.identity.clone())).await.unwrap();
+    wait_for(&mut alice.events, "link published", |e| {
+        e.flow == a_flow && matches!(e.event, Event::InvitationPublished { .. })
+    })
+    .await;
+    let ticket = alice.handle.ticket(a_flow).await.unwrap().expect("ticket");
+    let store = std::sync::Arc::new(contact_invite::store::MemoryStore::new());
+    let (dev, mut dev_events) =
+        start(&net, "laptop", &store, contact_invite::driver::TokioClock::starting_at(T0_MS), None).await;
+    let d_flow = dev.join_account(contact_invite::machine::LinkParams::new(ticket.clone(), "laptop")).await.unwrap();
+    wait_for(&mut dev_events, "link shown", |e| matches!(e.event, Event::InvitationReceived(_))).await;
+    net.set_offline("alice", true);
+    dev.accept(d_flow).await.unwrap();
+    wait_for(&mut dev_events, "response sent", |e| matches!(e.event, Event::ResponseSent { .. })).await;
+    let genuine = net.stored_value(&ticket.record, 1).expect("the new device's response").data;
+    net.tamper_value(&ticket.record, 1, re_encode_response(&genuine, &ticket));
+    net.set_offline("alice", false);
+    let a_out = finished(&mut alice.events, a_flow).await;
+    let d_out = finished(&mut dev_events, d_flow).await;
+    let Outcome::DeviceLinked(new_key) = d_out else { panic!("the new device ended {d_out:?}, the old one {a_out:?}") };
+    assert_eq!(a_out, Outcome::DeviceLinked(new_key));
+    let ids = contact_invite::driver::identities(store.as_ref()).await.unwrap();
+    assert_eq!(ids.len(), 1, "the new device saved its identity with the account key");
+}
+
 // ---- item 3: an unauthenticated nudge ends the invitee's flow -----------
 
 /// INT-NUDGE-1. Before the fix the 2-byte empty tombstone nudged to Bob's
