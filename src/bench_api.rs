@@ -188,7 +188,7 @@ pub fn open_handover(bytes: &[u8]) -> bool {
 
 /// Scale measurements: a persisted flow record, as the driver writes it.
 pub fn encode_flow(flow: &crate::machine::Flow) -> Vec<u8> {
-    crate::store::encode_flow(flow).unwrap_or_default()
+    crate::store::encode_flow(flow).map(|b| b.to_vec()).unwrap_or_default()
 }
 
 /// Scale measurements: decodes persisted flow records (`(key, record)`, as

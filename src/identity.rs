@@ -231,7 +231,7 @@ struct Snapshot {
 const SNAPSHOT_ID_LABEL: &str = "contact-invite v1 2026-11 identity snapshot id";
 
 fn snapshot_id(identity: &Identity) -> Result<[u8; 32], crate::Error> {
-    let bytes = zeroize::Zeroizing::new(crate::store::encode_record(identity)?);
+    let bytes = crate::store::encode_record(identity)?;
     let mut h = blake3::Hasher::new_derive_key(SNAPSHOT_ID_LABEL);
     h.update(&bytes);
     Ok(*h.finalize().as_bytes())

@@ -70,13 +70,14 @@ pub const RECORD_FORMAT: u8 = 3;
 
 /// Version byte of flow records (table [`Table::Flows`]). 3: the inviter's
 /// identity is a reference to a snapshot in [`Table::IdentitySnapshots`],
-/// its record keys are seeds, pending operations and timers are lists. A
+/// its record keys are seeds, pending operations and timers are lists. 4: an
+/// inviter cleaning up counts its tombstone rewrites (bounded). A
 /// flow record of another format is reported as unreadable (and left in the
 /// store), never decoded as this layout.
-pub const FLOW_RECORD_FORMAT: u8 = 3;
+pub const FLOW_RECORD_FORMAT: u8 = 4;
 
 /// Encodes a value for the store: version byte, then postcard.
-pub(crate) fn encode_record<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, crate::Error> {
+pub(crate) fn encode_record<T: serde::Serialize>(v: &T) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {
     encode_versioned(RECORD_FORMAT, v)
 }
 
@@ -86,7 +87,7 @@ pub(crate) fn decode_record<T: serde::de::DeserializeOwned>(b: &[u8], what: &str
 }
 
 /// Encodes a flow record ([`FLOW_RECORD_FORMAT`]).
-pub(crate) fn encode_flow(flow: &crate::machine::Flow) -> Result<Vec<u8>, crate::Error> {
+pub(crate) fn encode_flow(flow: &crate::machine::Flow) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {
     encode_versioned(FLOW_RECORD_FORMAT, flow)
 }
 
@@ -96,9 +97,29 @@ pub(crate) fn decode_flow(b: &[u8], what: &str) -> Result<crate::machine::Flow, 
     decode_versioned(FLOW_RECORD_FORMAT, b, what)
 }
 
-fn encode_versioned<T: serde::Serialize>(format: u8, v: &T) -> Result<Vec<u8>, crate::Error> {
-    let mut out = vec![format];
-    postcard::to_io(v, &mut out).map_err(|e| crate::Error::Store(format!("encode: {e}")))?;
+/// Counts the bytes written to it (sizes an encoding before making it).
+struct Counter(usize);
+
+impl std::io::Write for Counter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0 += b.len();
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Records hold secrets (flow keys, account keys, conversation keys): the
+/// encoding is sized first and made in one allocation, so no reallocation
+/// leaves a copy behind, and it is wiped on drop.
+fn encode_versioned<T: serde::Serialize>(format: u8, v: &T) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {
+    let err = |e: postcard::Error| crate::Error::Store(format!("encode: {e}"));
+    let mut size = Counter(0);
+    postcard::to_io(v, &mut size).map_err(err)?;
+    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(1 + size.0));
+    out.push(format);
+    postcard::to_io(v, &mut *out).map_err(err)?;
     Ok(out)
 }
 

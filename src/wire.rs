@@ -6,6 +6,8 @@ pub(crate) mod pb {
     include!(concat!(env!("OUT_DIR"), "/contact_invite.v1.rs"));
 }
 
+use zeroize::{Zeroize, Zeroizing};
+
 use crate::error::DecodeError;
 
 /// Decodes a protobuf message, refusing input above `max` bytes before any work.
@@ -23,6 +25,50 @@ pub(crate) fn decode<M: prost::Message + Default>(
 /// Encodes a message.
 pub(crate) fn encode<M: prost::Message>(m: &M) -> Vec<u8> {
     m.encode_to_vec()
+}
+
+/// Generated messages that hold secrets: what to wipe once encoded or read.
+pub(crate) trait ClearSecrets {
+    /// Zeroizes every field that holds a secret.
+    fn clear_secrets(&mut self);
+}
+
+impl ClearSecrets for pb::ContactRequestPrivate {
+    fn clear_secrets(&mut self) {
+        self.writer_secret.zeroize();
+    }
+}
+
+impl ClearSecrets for pb::DeviceHandover {
+    fn clear_secrets(&mut self) {
+        self.account_key.zeroize();
+    }
+}
+
+impl ClearSecrets for pb::ContactInvitationRecord {
+    fn clear_secrets(&mut self) {
+        self.inbox_owner_secret.zeroize();
+        self.writer_secret.zeroize();
+        self.conversation_owner_secret.zeroize();
+        // The ticket of an unlocked invitation is the invitation secret.
+        self.ticket.zeroize();
+        for k in [&mut self.inbox, &mut self.conversation].into_iter().flatten() {
+            k.secret.zeroize();
+        }
+    }
+}
+
+/// Encodes a message that holds secrets into a buffer wiped on drop (sized
+/// exactly, so no reallocation leaves a copy behind), then wipes the
+/// message's own secret fields.
+pub(crate) fn encode_secret<M: prost::Message + ClearSecrets>(mut m: M) -> Zeroizing<Vec<u8>> {
+    let mut out = Zeroizing::new(Vec::with_capacity(m.encoded_len()));
+    // Encoding into a Vec only fails for lack of room, and the Vec grows.
+    if m.encode(&mut *out).is_err() {
+        out.clear();
+    }
+    m.clear_secrets();
+    out
 }
 
 /// Reads a fixed 32-byte field.
@@ -55,5 +101,32 @@ impl core::fmt::Debug for pb::ContactRequestPrivate {
 impl core::fmt::Debug for pb::ContactInvitationRecord {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("ContactInvitationRecord(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_encodings_are_exact_and_wipe_the_message() {
+        let m = pb::ContactRequestPrivate { writer_secret: vec![7; 32], signed_invitation: vec![1, 2, 3] };
+        let plain = encode(&m);
+        let out = encode_secret(m);
+        assert_eq!(out.as_slice(), plain.as_slice());
+        assert_eq!(out.capacity(), out.len(), "no reallocation left a copy behind");
+        let mut m = pb::DeviceHandover { account_key: vec![9; 32], signed_identity: vec![] };
+        m.clear_secrets();
+        assert!(m.account_key.is_empty());
+        let mut r = pb::ContactInvitationRecord {
+            inbox: Some(pb::RecordKey { opaque: vec![1; 32], secret: vec![2; 32] }),
+            inbox_owner_secret: vec![3; 32],
+            writer_secret: vec![4; 32],
+            ticket: vec![5; 70],
+            ..Default::default()
+        };
+        r.clear_secrets();
+        assert!(r.inbox_owner_secret.is_empty() && r.writer_secret.is_empty() && r.ticket.is_empty());
+        assert!(r.inbox.is_some_and(|k| k.secret.is_empty() && k.opaque.len() == 32));
     }
 }

@@ -7,7 +7,10 @@
 //!   identity record when loaded, and name the party that answered);
 //! - never a lost accepted invitation: if an accept reached the DHT and the
 //!   inviter did not revoke, someone ends with a contact;
-//! - no secret in any event or log line.
+//! - no secret in any event or log line;
+//! - a hostile hop that replaces every nudge with a forged value (unsigned
+//!   tombstones, junk) changes nothing of the above (INT-NUDGE-1): no flow
+//!   ends, cancels or saves on a value that does not verify.
 
 mod common;
 
@@ -67,6 +70,18 @@ struct Schedule {
     b: Decision,
     c: Decision,
     revoke: bool,
+    /// Every nudge replaced by this forged value (see [`forged_nudge`]).
+    forged_nudge: Option<u8>,
+}
+
+/// Values a hostile hop puts in every nudge: version 1's unsigned empty
+/// tombstone, an empty signed-tombstone entry, junk.
+fn forged_nudge(k: u8) -> Vec<u8> {
+    match k % 3 {
+        0 => vec![0x22, 0x00],
+        1 => vec![0x2a, 0x00],
+        _ => vec![0x5a; 64],
+    }
 }
 
 fn schedule() -> impl Strategy<Value = Schedule> {
@@ -80,8 +95,9 @@ fn schedule() -> impl Strategy<Value = Schedule> {
         decision.clone(),
         decision,
         any::<bool>(),
+        proptest::option::of(0u8..3),
     )
-        .prop_map(|(seed, rate, ci, cb, cc, b, c, revoke)| Schedule {
+        .prop_map(|(seed, rate, ci, cb, cc, b, c, revoke, forged_nudge)| Schedule {
             seed,
             rate,
             crash_inviter: ci,
@@ -90,6 +106,7 @@ fn schedule() -> impl Strategy<Value = Schedule> {
             b,
             c,
             revoke: revoke && rate < 0.1,
+            forged_nudge,
         })
 }
 
@@ -109,7 +126,8 @@ async fn run(s: &Schedule) -> (Outcomes, Party, Vec<Party>) {
         duplicate: s.rate,
         stale_read: s.rate,
         conflict: s.rate,
-        lose_notification: s.rate,
+        // A hostile hop's forged nudge is worst when it beats the watch.
+        lose_notification: if s.forged_nudge.is_some() { 1.0 } else { s.rate },
         lose_nudge: s.rate,
     };
     // Parties publish their identities before the faults start: setup is
@@ -118,6 +136,7 @@ async fn run(s: &Schedule) -> (Outcomes, Party, Vec<Party>) {
     let mut alice = party_with(&net, "alice", s.crash_inviter).await;
     let mut invitees = vec![party_with(&net, "bob", s.crash_b).await, party_with(&net, "carol", s.crash_c).await];
     net.set_faults(faults);
+    net.tamper_nudges(s.forged_nudge.map(forged_nudge));
     let decisions = [s.b, s.c];
     let mut events = String::new();
     let mut a_flow: Option<FlowId> = None;
@@ -300,6 +319,7 @@ fn regression_schedules() {
             b: Decision::Accept,
             c: Decision::Accept,
             revoke: false,
+            forged_nudge: None,
         },
         // 28 % faults on every operation, two acceptors.
         Schedule {
@@ -311,6 +331,21 @@ fn regression_schedules() {
             b: Decision::Accept,
             c: Decision::Accept,
             revoke: false,
+            forged_nudge: None,
+        },
+        // Issue 13 item 3: every nudge an unsigned empty tombstone. Before
+        // signed tombstones the invitee's stored accept ended "inbox closed"
+        // while the inviter made the contact.
+        Schedule {
+            seed: 3,
+            rate: 0.0,
+            crash_inviter: None,
+            crash_b: None,
+            crash_c: None,
+            b: Decision::Accept,
+            c: Decision::Ignore,
+            revoke: false,
+            forged_nudge: Some(0),
         },
     ];
     for s in cases {

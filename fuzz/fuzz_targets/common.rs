@@ -10,6 +10,11 @@ use libfuzzer_sys::arbitrary::{self, Arbitrary};
 
 pub const NOW_MS: u64 = 1_795_305_600_000;
 
+// The sans-IO pair harness of the main crate's tests (public API only).
+#[allow(unreachable_pub)]
+#[path = "../../tests/common/machines.rs"]
+pub mod machines;
+
 pub fn identity() -> &'static Identity {
     static ID: OnceLock<Identity> = OnceLock::new();
     ID.get_or_init(|| {
@@ -113,4 +118,51 @@ pub fn drive(m: &mut Flow, inputs: Vec<FuzzInput>, record: impl Fn(&Flow) -> [u8
         check(&m.handle(input, now, rng));
     }
     let _ = m.resume(now, rng);
+}
+
+/// A genuine invitation waiting at both ends (the inviter for the response
+/// it has not read yet, the invitee for the final status), built once.
+pub fn awaiting_pair() -> machines::Pair {
+    static PAIR: OnceLock<machines::Pair> = OnceLock::new();
+    PAIR.get_or_init(|| {
+        let other = {
+            let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+            let net = contact_invite::dht::MemoryNetwork::new();
+            let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(8);
+            let id = Identity::generate(Profile::new("peer").expect("profile"), "d", NOW_MS / 1000, &mut rng)
+                .expect("identity");
+            rt.block_on(contact_invite::driver::publish_identity(&net.join("y"), id)).expect("publish")
+        };
+        machines::Pair::awaiting(identity(), &other, 3)
+    })
+    .clone()
+}
+
+/// INT-NUDGE-1 for fuzzers: the waiting pair fed the fuzzer's values by
+/// nudge, watch and as a DHT node's answer to a poll, on either side. Nothing
+/// the fuzzer makes verifies under the keys these flows trust, so neither
+/// machine may end, cancel or save anything; afterwards the genuine values
+/// must still make the contact on both sides.
+pub fn drive_awaiting(inputs: Vec<FuzzInput>, side: machines::Side) {
+    use machines::{Channel, Pair, Side};
+    let mut p = awaiting_pair();
+    for i in inputs.into_iter().take(32) {
+        let (channel, subkey, value) = match i {
+            FuzzInput::Nudge { subkey, data } => (Channel::Nudge, subkey, data),
+            FuzzInput::Change { subkey, data: Some(data) } => (Channel::Watch, subkey, data),
+            FuzzInput::Done { op, result: FuzzResult::Value(Some((_, data))) } => (Channel::Poll, op, data),
+            _ => continue,
+        };
+        p.hostile(side, channel, u32::from(subkey % 2), value);
+        let (fa, fb) = p.take_effects();
+        machines::assert_unmoved(Side::Inviter, &fa, "fuzzed value");
+        machines::assert_unmoved(Side::Invitee, &fb, "fuzzed value");
+        assert!(!p.inviter.is_finished() && !p.invitee.is_finished());
+    }
+    p.poll(Side::Inviter);
+    let (fa, _) = p.take_effects();
+    assert!(matches!(Pair::outcome(&fa), Some(contact_invite::machine::Outcome::Contact(_))), "inviter: {fa:?}");
+    p.poll(Side::Invitee);
+    let (_, fb) = p.take_effects();
+    assert!(matches!(Pair::outcome(&fb), Some(contact_invite::machine::Outcome::Contact(_))), "invitee: {fb:?}");
 }

@@ -1,5 +1,6 @@
 //! The invitee machine fed an arbitrary ticket and arbitrary inputs
-//! (hostile DHT values, timers, commands), with invariants after each step.
+//! (hostile DHT values, timers, commands), with invariants after each step;
+//! with an empty ticket, a genuinely waiting invitee fed hostile values.
 #![no_main]
 #[path = "common.rs"]
 mod common;
@@ -12,6 +13,11 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: (Vec<u8>, Vec<FuzzInput>)| {
     let (ticket, inputs) = data;
+    // An empty ticket: the invitee of a genuine invitation, waiting for the
+    // final status, fed hostile values (INT-NUDGE-1).
+    if ticket.is_empty() {
+        return drive_awaiting(inputs, machines::Side::Invitee);
+    }
     let Ok(mut ticket) = Ticket::from_bytes(&ticket) else { return };
     // Keep Argon2 cheap so the fuzzer explores the machine, not the KDF.
     if let contact_invite::encoding::TicketSecret::Locked { params, .. } = &mut ticket.secret {

@@ -1,5 +1,6 @@
 //! The inviter machine fed arbitrary inputs (DHT results with hostile values,
-//! forged responses, timers, commands), with invariants after each step.
+//! forged responses, timers, commands), with invariants after each step;
+//! or an inviter waiting for a genuine response, fed hostile values first.
 #![no_main]
 #[path = "common.rs"]
 mod common;
@@ -9,6 +10,11 @@ use contact_invite::machine::{Flow, Inviter, SendParams};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|inputs: Vec<FuzzInput>| {
+    // Half the runs: an inviter waiting for a genuine response, fed hostile
+    // values first (INT-NUDGE-1).
+    if matches!(inputs.first(), Some(FuzzInput::Advance(ms)) if ms % 2 == 0) {
+        return drive_awaiting(inputs, machines::Side::Inviter);
+    }
     let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(2);
     let Ok((m, effects)) = Inviter::new(SendParams::new(identity().clone()), NOW_MS, &mut rng) else { return };
     check(&effects);

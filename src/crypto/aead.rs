@@ -44,13 +44,17 @@ impl SealedKind {
     }
 }
 
-fn associated_data(kind: SealedKind, record: &[u8; 32]) -> Vec<u8> {
-    let mut ad = Vec::with_capacity(80);
+/// `label ‖ version ‖ len(kind) ‖ kind ‖ record ‖ bound`. `bound` is what the
+/// value carries in cleartext next to the ciphertext (for a request: its
+/// `encryption_key_type`), so that changing it makes the value not open.
+fn associated_data(kind: SealedKind, record: &[u8; 32], bound: &[u8]) -> Vec<u8> {
+    let mut ad = Vec::with_capacity(80 + bound.len());
     ad.extend_from_slice(PROTOCOL_LABEL);
     ad.extend_from_slice(&PROTOCOL_VERSION.to_be_bytes());
     ad.push(kind.label().len() as u8);
     ad.extend_from_slice(kind.label());
     ad.extend_from_slice(record);
+    ad.extend_from_slice(bound);
     ad
 }
 
@@ -62,10 +66,23 @@ pub(crate) fn seal(
     plaintext: &[u8],
     rng: &mut impl CryptoRngCore,
 ) -> Vec<u8> {
+    seal_bound(key, kind, record, &[], plaintext, rng)
+}
+
+/// Seals like [`seal`], also binding `bound` (cleartext that travels beside
+/// the ciphertext) into the associated data.
+pub(crate) fn seal_bound(
+    key: &SecretKey,
+    kind: SealedKind,
+    record: &[u8; 32],
+    bound: &[u8],
+    plaintext: &[u8],
+    rng: &mut impl CryptoRngCore,
+) -> Vec<u8> {
     let cipher = XChaCha20Poly1305::new(key.expose().into());
     let mut nonce = [0u8; NONCE_LEN];
     rng.fill_bytes(&mut nonce);
-    let ad = associated_data(kind, record);
+    let ad = associated_data(kind, record, bound);
     let mut out = Vec::with_capacity(plaintext.len() + OVERHEAD);
     out.extend_from_slice(&nonce);
     // Encryption with a valid key and in-memory buffers cannot fail.
@@ -81,12 +98,24 @@ pub(crate) fn open(
     record: &[u8; 32],
     sealed: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, VerifyError> {
+    open_bound(key, kind, record, &[], sealed)
+}
+
+/// Opens a ciphertext made by [`seal_bound`] with the same key, kind, record
+/// and bound cleartext.
+pub(crate) fn open_bound(
+    key: &SecretKey,
+    kind: SealedKind,
+    record: &[u8; 32],
+    bound: &[u8],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, VerifyError> {
     if sealed.len() < OVERHEAD {
         return Err(VerifyError::DecryptionFailed);
     }
     let (nonce, ct) = sealed.split_at(NONCE_LEN);
     let cipher = XChaCha20Poly1305::new(key.expose().into());
-    let ad = associated_data(kind, record);
+    let ad = associated_data(kind, record, bound);
     cipher
         .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad: &ad })
         .map(Zeroizing::new)
@@ -115,5 +144,16 @@ mod tests {
             assert!(open(&k, SealedKind::Request, &r, &t).is_err(), "bit {i}");
         }
         assert!(open(&k, SealedKind::Request, &r, &s[..OVERHEAD - 1]).is_err());
+    }
+
+    #[test]
+    fn bound_cleartext_is_authenticated() {
+        let k = SecretKey::generate(&mut OsRng);
+        let r = [7u8; 32];
+        let s = seal_bound(&k, SealedKind::Request, &r, &1i32.to_be_bytes(), b"hello", &mut OsRng);
+        assert!(open_bound(&k, SealedKind::Request, &r, &1i32.to_be_bytes(), &s).is_ok());
+        // INT-EKT-1: a flipped cleartext field (NONE -> PASSWORD) does not open.
+        assert!(open_bound(&k, SealedKind::Request, &r, &3i32.to_be_bytes(), &s).is_err());
+        assert!(open(&k, SealedKind::Request, &r, &s).is_err());
     }
 }

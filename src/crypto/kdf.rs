@@ -25,6 +25,9 @@ pub(crate) enum KeyPurpose {
     DeviceHandover,
     /// AEAD key sealing a request to a known address to the recipient's X25519 key.
     AddressRequestSeal,
+    /// Name of a signed message: over its canonical content (kind, payload,
+    /// signature), never over an encoding of it.
+    SignedMessageHash,
 }
 
 impl KeyPurpose {
@@ -39,6 +42,7 @@ impl KeyPurpose {
             Self::MessageHash => "contact-invite v1 2026-11 message hash",
             Self::DeviceHandover => "contact-invite v1 2026-11 device handover",
             Self::AddressRequestSeal => "contact-invite v1 2026-11 address request seal",
+            Self::SignedMessageHash => "contact-invite v2 2026-12 signed message hash",
         }
     }
 }
@@ -56,16 +60,40 @@ pub(crate) fn derive(purpose: KeyPurpose, ikm: &[u8], context: &[&[u8]]) -> Secr
     SecretKey::from_bytes(&mut out)
 }
 
-/// Content hash of a signed message's exact bytes (binds responses to invitations).
+/// Content hash of some exact bytes. Signed protocol messages are named by
+/// [`signed_message_hash`] instead (INT-HASH-1).
 pub fn message_hash(bytes: &[u8]) -> [u8; 32] {
     let mut h = blake3::Hasher::new_derive_key(KeyPurpose::MessageHash.label());
     h.update(bytes);
     *h.finalize().as_bytes()
 }
 
+/// The name of a signed message (invitation, response): a hash over its
+/// canonical content `frame(what) ‖ frame(payload) ‖ frame(signature)`, so
+/// any two encodings of the same signed message have the same name (INT-HASH-1).
+/// The payload bytes are covered by the signature and strict Ed25519 admits
+/// one signature encoding, so only the signer can make a different name.
+pub fn signed_message_hash(what: &[u8], payload: &[u8], signature: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key(KeyPurpose::SignedMessageHash.label());
+    for part in [what, payload, signature] {
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part);
+    }
+    *h.finalize().as_bytes()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signed_message_hash_is_framed_and_labelled() {
+        let h = signed_message_hash(b"response", b"payload", b"sig");
+        assert_eq!(h, signed_message_hash(b"response", b"payload", b"sig"));
+        assert_ne!(h, signed_message_hash(b"invitation", b"payload", b"sig"));
+        assert_ne!(h, signed_message_hash(b"response", b"payloa", b"dsig"));
+        assert_ne!(h, message_hash(b"payloadsig"));
+    }
 
     #[test]
     fn purposes_and_contexts_give_independent_keys() {

@@ -16,7 +16,7 @@ pub(crate) mod sign;
 
 pub use dh::{DhPublicKey, DhSecretKey};
 pub(crate) use dh::{conversation_key, seal_key};
-pub use kdf::message_hash;
+pub use kdf::{message_hash, signed_message_hash};
 pub use keys::{KEY_LEN, PublicKey, SIGNATURE_LEN, SecretKey, Signature, SigningKey};
 pub(crate) use keys::{KeySeed, serde_bytes_vec};
 pub use password::{Password, PasswordLimits, PasswordParams, SALT_LEN};

@@ -13,7 +13,10 @@ use super::{PublicKey, Signature, SigningKey};
 /// Protocol label bound into every signature, AEAD and key derivation.
 pub const PROTOCOL_LABEL: &[u8] = b"contact-invite";
 /// Wire/protocol version bound into every signature.
-pub const PROTOCOL_VERSION: u32 = 1;
+///
+/// Version 2: message hashes over canonical content, signed tombstones, the
+/// request's `encryption_key_type` bound into its associated data.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What a signature is for. Each kind is a distinct domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +37,8 @@ pub(crate) enum SignedKind {
     AddressRequest,
     /// An application message between contacts (sender's device key).
     ContactMessage,
+    /// The inviter's tombstone over the response subkey (inviter device key).
+    Tombstone,
 }
 
 impl SignedKind {
@@ -47,6 +52,7 @@ impl SignedKind {
             Self::DeviceConsent => b"account-add",
             Self::AddressRequest => b"address-request",
             Self::ContactMessage => b"contact-message",
+            Self::Tombstone => b"tombstone",
         }
     }
 }

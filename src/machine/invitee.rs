@@ -514,7 +514,12 @@ impl Invitee {
                     out.insert(0, Effect::Persist);
                 }
             }
-            (Purpose::ReadRequest, DhtOutput::Value(None)) if self.not_found < MAX_NOT_FOUND => {
+            // INT-NUDGE-1: a tombstone or a response in the owner subkey is no
+            // verified value (a legitimate inviter never writes one there):
+            // like no value, it is read again and at worst ends as not found.
+            (Purpose::ReadRequest, DhtOutput::Value(v))
+                if v.as_ref().is_none_or(|v| !owner_value_can_count(&v.data)) && self.not_found < MAX_NOT_FOUND =>
+            {
                 // A fresh record may not have reached every node yet: read again.
                 self.not_found += 1;
                 if let State::Fetching { secret } = &self.state {
@@ -592,23 +597,27 @@ impl Invitee {
         // a locked ticket, whatever does not decode and open under the
         // unlocked secret is a wrong password: ask again, never end.
         let locked = self.core.locked.is_some();
-        let sealed = match inbox::decode_value(&data) {
-            Ok(InboxValue::Request { sealed }) => sealed,
+        let (sealed, ekt) = match inbox::decode_value(&data) {
+            Ok(InboxValue::Request { sealed, ekt }) => (sealed, ekt),
             Ok(InboxValue::FinalStatus { sealed }) => {
                 // Closed already. We cannot verify who closed it without the
                 // (erased) invitation, so this only ever yields an error.
                 let reason = match inbox::open_final(&keys, &record, &sealed) {
                     Ok(b) => FinalStatus::closed_reason(&b),
                     Err(_) if locked => return self.wrong_password(out),
-                    Err(_) => ProtocolError::InboxClosed,
+                    // It does not open under the ticket's key: no evidence of anything.
+                    Err(_) => ProtocolError::NotFound,
                 };
                 return self.end(FinishedWith::Failed(reason), out);
             }
             Ok(_) | Err(_) if locked => return self.wrong_password(out),
-            Ok(_) => return self.end(FinishedWith::Failed(ProtocolError::InboxClosed), out),
+            // Unverifiable (INT-NUDGE-1): no evidence the inbox was closed.
+            Ok(InboxValue::Response { .. } | InboxValue::Tombstone(_)) => {
+                return self.end(FinishedWith::Failed(ProtocolError::NotFound), out);
+            }
             Err(e) => return self.end_err(e.into(), out),
         };
-        let (writer, unverified) = match inbox::open_request(&keys, &record, &sealed) {
+        let (writer, unverified) = match inbox::open_request(&keys, &record, ekt, &sealed) {
             Ok(x) => x,
             Err(_) if locked => return self.wrong_password(out),
             Err(e) => return self.end_err(e, out),
@@ -711,7 +720,11 @@ impl Invitee {
             Ok(s) => s,
             Err(e) => return self.end_err(e.into(), out),
         };
-        let hash = crate::crypto::message_hash(&signed);
+        // INT-HASH-1: our response's name, as the inviter will compute it.
+        let hash = match crate::message::response_hash_of_signed(&signed) {
+            Ok(h) => h,
+            Err(e) => return self.end_err(e.into(), out),
+        };
         let key = self.inbox_key(&r.secret);
         let writer = r.writer.clone();
         let _ = value;
@@ -765,10 +778,24 @@ impl Invitee {
         let State::AwaitingFinal { r, response_hash, .. } = &self.state else { return };
         let c = r.invitation.content();
         let keys = InboxKeys::derive(&r.secret, &self.core.record);
+        // INT-NUDGE-1: whatever arrives here (by nudge, watch or read) comes
+        // from someone we do not trust yet. Only a final status or a tombstone
+        // that verifies under the inviter's device key counts; anything else
+        // is ignored and the wait (bounded by the expiry timer) goes on.
         let sealed = match inbox::decode_value(data) {
             Ok(InboxValue::FinalStatus { sealed }) => sealed,
-            Ok(InboxValue::Request { .. }) => return, // still open
-            Ok(_) => return self.end(FinishedWith::Failed(ProtocolError::InboxClosed), out),
+            Ok(InboxValue::Tombstone(t)) => {
+                // A verified tombstone means the inviter has finished, so its
+                // final status is stored: read it (the status decides).
+                if t.verify(&c.device_key, &c.inbox_key, r.invitation.hash()).is_ok()
+                    && !self.ops.has_pending(|p| *p == Purpose::ReadFinal)
+                {
+                    let key = self.inbox_key(&r.secret);
+                    self.ops.start(Purpose::ReadFinal, DhtOp::Get { key, subkey: OWNER_SUBKEY }, out);
+                }
+                return;
+            }
+            Ok(InboxValue::Request { .. } | InboxValue::Response { .. }) => return,
             Err(_) => return, // unreadable: keep waiting, re-read later
         };
         let Ok(bytes) = inbox::open_final(&keys, &self.core.record, &sealed) else { return };
@@ -905,6 +932,14 @@ impl Invitee {
         out.push(Effect::Emit(Event::Finished(outcome.clone())));
         out.push(Effect::Finished(outcome));
     }
+}
+
+/// Whether an owner-subkey value read while fetching could count at all: a
+/// request or a sealed final status (which open only under the ticket's keys).
+/// Tombstones and responses never belong there, and a tombstone cannot be
+/// verified before the invitation is known (INT-NUDGE-1).
+fn owner_value_can_count(data: &[u8]) -> bool {
+    !matches!(inbox::decode_value(data), Ok(InboxValue::Response { .. } | InboxValue::Tombstone(_)))
 }
 
 fn view(inv: &VerifiedInvitation) -> InvitationView {

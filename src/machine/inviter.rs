@@ -208,7 +208,6 @@ struct Finalizing {
     contact: Option<Box<Contact>>,
     responder_device: Option<PublicKey>,
     freshness: Freshness,
-    tombstone_tries: u32,
     link: Option<Box<LinkState>>,
     /// The responder's reply address: nudged with the final status once it
     /// is confirmed.
@@ -218,11 +217,15 @@ struct Finalizing {
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum State {
-    Creating { conversation: Option<RecordKey>, inbox: Option<RecordKey> },
+    Creating {
+        conversation: Option<RecordKey>,
+        inbox: Option<RecordKey>,
+    },
     Publishing(Published),
     Waiting(Published),
     Finalizing(Published, Box<Finalizing>),
-    Cleaning(Published, FinishedWith),
+    /// The `u32` counts tombstone writes a newer value made us repeat (bounded).
+    Cleaning(Published, FinishedWith, u32),
     Done(FinishedWith),
 }
 
@@ -518,12 +521,13 @@ impl Inviter {
 
     /// The local-table record of this invitation (`ContactInvitationRecord`),
     /// once published.
-    pub(crate) fn invitation_record(&self) -> Option<Vec<u8>> {
+    /// It holds the inbox and writer secrets: the buffer is wiped on drop.
+    pub(crate) fn invitation_record(&self) -> Option<zeroize::Zeroizing<Vec<u8>>> {
         use crate::message::record_key_to_pb;
         use crate::wire::pb;
         let (State::Waiting(p) | State::Finalizing(p, _)) = &self.state else { return None };
         let c = &self.core;
-        Some(crate::wire::encode(&pb::ContactInvitationRecord {
+        Some(crate::wire::encode_secret(pb::ContactInvitationRecord {
             inbox: Some(record_key_to_pb(&p.inbox)),
             inbox_owner_secret: c.inbox_owner.expose().to_vec(),
             writer_secret: c.writer.expose().to_vec(),
@@ -542,7 +546,7 @@ impl Inviter {
     pub fn inbox(&self) -> Option<[u8; 32]> {
         match &self.state {
             State::Creating { inbox, .. } => inbox.as_ref().map(|k| *k.opaque()),
-            State::Publishing(p) | State::Waiting(p) | State::Finalizing(p, _) | State::Cleaning(p, _) => {
+            State::Publishing(p) | State::Waiting(p) | State::Finalizing(p, _) | State::Cleaning(p, ..) => {
                 Some(*p.inbox.opaque())
             }
             State::Done(_) => None,
@@ -874,18 +878,22 @@ impl Inviter {
             (Purpose::LinkGetIdentity, DhtOutput::Value(v)) => self.on_link_identity(v, now, rng, out),
             (Purpose::LinkSetIdentity, DhtOutput::Set(newer)) => self.on_link_published(newer, now, rng, out),
             (Purpose::Tombstone, DhtOutput::Set(newer)) => {
-                if let (Some(_), State::Cleaning(p, _)) = (newer, &self.state) {
-                    // Stale local copy: the retry writes over the newer value.
+                if let (Some(_), State::Cleaning(p, _, tries)) = (newer, &mut self.state)
+                    && *tries < super::MAX_ATTEMPTS
+                {
+                    // Stale local copy: the retry writes over the newer value,
+                    // a bounded number of times (a node that always claims a
+                    // newer value cannot keep us writing). Then give up: the
+                    // tombstone is a courtesy, the final status decided.
+                    *tries += 1;
+                    let device = self.core.identity.device_key();
+                    let data = inbox::tombstone(device, p.inbox.opaque(), &p.invitation_hash, secs(now));
                     let key = p.inbox.clone();
                     let writer = self.core.writer();
                     if self.ops.has_pending(|x| *x == Purpose::Tombstone) {
                         return;
                     }
-                    self.ops.start(
-                        Purpose::Tombstone,
-                        DhtOp::Set { key, subkey: WRITER_SUBKEY, data: inbox::tombstone(secs(now)), writer },
-                        out,
-                    );
+                    self.ops.start(Purpose::Tombstone, DhtOp::Set { key, subkey: WRITER_SUBKEY, data, writer }, out);
                     out.insert(0, Effect::Persist);
                     return;
                 }
@@ -949,7 +957,8 @@ impl Inviter {
             }
             r => r?,
         };
-        let invitation_hash = crate::crypto::message_hash(&signed);
+        // INT-HASH-1: the invitation's name is over its canonical content.
+        let invitation_hash = crate::message::invitation_hash_of_signed(&signed)?;
         let keys = InboxKeys::derive(&secret, &opaque);
         let mut r = RngAdapter(rng);
         let writer = c.writer();
@@ -998,7 +1007,8 @@ impl Inviter {
     fn check_response(&self, p: &Published, data: &[u8], now: u64) -> Result<Option<VerifiedResponse>, Error> {
         let sealed = match inbox::decode_value(data)? {
             InboxValue::Response { sealed } => sealed,
-            InboxValue::Tombstone => return Ok(None),
+            // Unverified and harmless: a tombstone never changes a waiting invitation.
+            InboxValue::Tombstone(_) => return Ok(None),
             _ => return Err(DecodeError::Invalid("response subkey holds something else").into()),
         };
         let secret = p.inbox.secret().ok_or(Error::ApiMisuse("inbox key lost its secret"))?;
@@ -1080,7 +1090,6 @@ impl Inviter {
             contact,
             responder_device: device,
             freshness,
-            tombstone_tries: 0,
             link: None,
             peer_reply_to,
         };
@@ -1155,7 +1164,6 @@ impl Inviter {
             contact: None,
             responder_device: Some(c.device_key),
             freshness: Freshness::NotNeeded,
-            tombstone_tries: 0,
             link: Some(Box::new(link)),
             peer_reply_to: c.reply_to.clone(),
         };
@@ -1338,12 +1346,13 @@ impl Inviter {
         // device links have none (their placeholder is the inbox itself).
         let keep_conversation =
             matches!(finished, FinishedWith::Contact(_)) || self.core.kind != InvitationKind::Contact;
-        self.state = State::Cleaning(p.clone(), finished);
+        let data = self.tombstone_value(&p, now);
+        self.state = State::Cleaning(p.clone(), finished, 0);
         let mut ops_out = Vec::new();
         let writer = self.core.writer();
         self.ops.start(
             Purpose::Tombstone,
-            DhtOp::Set { key: p.inbox.clone(), subkey: WRITER_SUBKEY, data: inbox::tombstone(secs(now)), writer },
+            DhtOp::Set { key: p.inbox.clone(), subkey: WRITER_SUBKEY, data, writer },
             &mut ops_out,
         );
         if !keep_conversation {
@@ -1353,8 +1362,14 @@ impl Inviter {
         out.extend(ops_out);
     }
 
+    /// The tombstone over the response subkey, signed by our device for this
+    /// inbox and invitation (INT-NUDGE-1).
+    fn tombstone_value(&self, p: &Published, now: u64) -> Vec<u8> {
+        inbox::tombstone(self.core.identity.device_key(), p.inbox.opaque(), &p.invitation_hash, secs(now))
+    }
+
     fn try_finish_cleaning(&mut self, out: &mut Vec<Effect>) {
-        let State::Cleaning(p, finished) = &self.state else { return };
+        let State::Cleaning(p, finished, _) = &self.state else { return };
         if self.ops.has_pending(|x| *x == Purpose::Tombstone) {
             return;
         }

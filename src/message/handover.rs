@@ -44,10 +44,11 @@ pub(crate) fn seal(
     let eph = DhSecretKey::generate(rng);
     let eph_pub = eph.public();
     let key = seal_key(&eph, device_dh, &eph_pub, device_dh, KeyPurpose::DeviceHandover, &ctx.parts())?;
-    let plain = zeroize::Zeroizing::new(wire::encode(&pb::DeviceHandover {
+    // The temporary protobuf struct holds the account key too: wiped.
+    let plain = wire::encode_secret(pb::DeviceHandover {
         account_key: account_key.expose().to_vec(),
         signed_identity: identity.to_bytes().to_vec(),
-    }));
+    });
     let mut out = eph_pub.as_bytes().to_vec();
     out.extend(aead::seal(&key, SealedKind::Handover, ctx.inbox, &plain, rng));
     Ok(out)
@@ -71,8 +72,10 @@ pub(crate) fn open(
     let own_pub = own.public();
     let key = seal_key(own, &eph, &eph, &own_pub, KeyPurpose::DeviceHandover, &ctx.parts())?;
     let plain = aead::open(&key, SealedKind::Handover, ctx.inbox, sealed)?;
-    let h: pb::DeviceHandover = wire::decode(&plain, limits::MAX_SIGNED_FINAL_STATUS, "device handover")?;
-    let account_key = SecretKey::from_slice(&h.account_key)?;
+    let mut h: pb::DeviceHandover = wire::decode(&plain, limits::MAX_SIGNED_FINAL_STATUS, "device handover")?;
+    let account_key = SecretKey::from_slice(&h.account_key);
+    wire::ClearSecrets::clear_secrets(&mut h);
+    let account_key = account_key?;
     let signed = SignedIdentity::verify(&h.signed_identity, Some(identity))?;
     signed.require_current(ctx.device)?;
     Ok((account_key, signed))

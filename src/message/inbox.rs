@@ -3,7 +3,9 @@
 //! Subkey 0 (owner): `InboxEntry{request}` while open, then
 //! `InboxEntry{final_status}` (which also erases the request).
 //! Subkey 1 (writer): `InboxEntry{response}` (padded to a fixed size so an
-//! accept and a reject are indistinguishable), then `InboxEntry{tombstone}`.
+//! accept and a reject are indistinguishable), then `InboxEntry{tombstone}`,
+//! signed by the inviter device (INT-NUDGE-1: a tombstone anyone could write
+//! must never end anyone's flow).
 //!
 //! All keys are derived from the invitation secret with distinct labels and
 //! bound to the inbox key; the secret itself is never used as a key.
@@ -15,7 +17,8 @@ use super::invitation::{EncryptionKeyType, UnverifiedInvitation};
 use super::response::UnverifiedResponse;
 use crate::crypto::aead::{self, SealedKind};
 use crate::crypto::kdf::{KeyPurpose, derive};
-use crate::crypto::{SecretKey, SigningKey};
+use crate::crypto::sign::{SignedKind, sign, verify};
+use crate::crypto::{PublicKey, SecretKey, Signature, SigningKey};
 use crate::error::{DecodeError, VerifyError};
 use crate::limits;
 use crate::wire::{self, pb};
@@ -42,13 +45,22 @@ impl InboxKeys {
     }
 }
 
-/// A decoded inbox subkey value (still sealed).
+/// A decoded inbox subkey value (still sealed, or for a tombstone still
+/// unverified: none of these is evidence of anything until it opens and
+/// verifies).
 #[derive(Debug)]
 pub(crate) enum InboxValue {
-    Request { sealed: Vec<u8> },
+    Request { sealed: Vec<u8>, ekt: EncryptionKeyType },
     FinalStatus { sealed: Vec<u8> },
     Response { sealed: Vec<u8> },
-    Tombstone,
+    Tombstone(UnverifiedTombstone),
+}
+
+/// A tombstone as read: only [`UnverifiedTombstone::verify`] makes it count.
+#[derive(Debug)]
+pub(crate) struct UnverifiedTombstone {
+    payload: Vec<u8>,
+    signature: Vec<u8>,
 }
 
 pub(crate) fn decode_value(bytes: &[u8]) -> Result<InboxValue, DecodeError> {
@@ -56,13 +68,63 @@ pub(crate) fn decode_value(bytes: &[u8]) -> Result<InboxValue, DecodeError> {
     match e.entry {
         Some(pb::inbox_entry::Entry::Request(r)) => {
             wire::check_version(r.version)?;
-            EncryptionKeyType::from_pb(r.encryption_key_type)?;
-            Ok(InboxValue::Request { sealed: r.private })
+            let ekt = EncryptionKeyType::from_pb(r.encryption_key_type)?;
+            Ok(InboxValue::Request { sealed: r.private, ekt })
         }
         Some(pb::inbox_entry::Entry::FinalStatus(s)) => Ok(InboxValue::FinalStatus { sealed: s }),
         Some(pb::inbox_entry::Entry::Response(s)) => Ok(InboxValue::Response { sealed: s }),
-        Some(pb::inbox_entry::Entry::Tombstone(_)) => Ok(InboxValue::Tombstone),
+        Some(pb::inbox_entry::Entry::Tombstone(t)) => {
+            Ok(InboxValue::Tombstone(UnverifiedTombstone { payload: t.tombstone, signature: t.signature }))
+        }
         None => Err(DecodeError::MissingField { what: "inbox value", field: "entry" }),
+    }
+}
+
+fn tombstone_context<'a>(inbox: &'a [u8; 32], invitation_hash: &'a [u8; 32]) -> [&'a [u8]; 2] {
+    [inbox, invitation_hash]
+}
+
+/// The inviter's tombstone over the response subkey, signed by its device
+/// for this inbox and invitation.
+pub(crate) fn tombstone(device: &SigningKey, inbox: &[u8; 32], invitation_hash: &[u8; 32], at: u64) -> Vec<u8> {
+    let payload = wire::encode(&pb::Tombstone {
+        version: crate::crypto::PROTOCOL_VERSION,
+        inbox_key: inbox.to_vec(),
+        invitation_hash: invitation_hash.to_vec(),
+        at,
+    });
+    let sig = sign(device, SignedKind::Tombstone, &tombstone_context(inbox, invitation_hash), &payload);
+    entry(pb::inbox_entry::Entry::Tombstone(pb::SignedTombstone {
+        tombstone: payload,
+        signature: sig.as_bytes().to_vec(),
+    }))
+}
+
+impl UnverifiedTombstone {
+    /// Checks the tombstone was signed by `inviter_device` for this inbox and
+    /// invitation; returns when it was written (unix seconds).
+    pub(crate) fn verify(
+        &self,
+        inviter_device: &PublicKey,
+        inbox: &[u8; 32],
+        invitation_hash: &[u8; 32],
+    ) -> Result<u64, crate::Error> {
+        let sig = Signature::from_bytes(&self.signature)?;
+        if !verify(
+            inviter_device,
+            SignedKind::Tombstone,
+            &tombstone_context(inbox, invitation_hash),
+            &self.payload,
+            &sig,
+        ) {
+            return Err(VerifyError::BadSignature.into());
+        }
+        let t: pb::Tombstone = wire::decode(&self.payload, limits::MAX_INBOX_VALUE, "tombstone")?;
+        wire::check_version(t.version)?;
+        if t.inbox_key.as_slice() != inbox || t.invitation_hash.as_slice() != invitation_hash {
+            return Err(VerifyError::WrongContext("tombstone for another invitation").into());
+        }
+        Ok(t.at)
     }
 }
 
@@ -78,11 +140,13 @@ pub(crate) fn seal_request(
     ekt: EncryptionKeyType,
     rng: &mut impl CryptoRngCore,
 ) -> Vec<u8> {
-    let private = Zeroizing::new(wire::encode(&pb::ContactRequestPrivate {
+    // The temporary protobuf struct holds the writer seed too: wiped.
+    let private = wire::encode_secret(pb::ContactRequestPrivate {
         writer_secret: writer.expose_seed().to_vec(),
         signed_invitation: signed_invitation.to_vec(),
-    }));
-    let sealed = aead::seal(&keys.request, SealedKind::Request, inbox, &private, rng);
+    });
+    // INT-EKT-1: the cleartext encryption_key_type is bound into the AD.
+    let sealed = aead::seal_bound(&keys.request, SealedKind::Request, inbox, &ekt_bound(ekt), &private, rng);
     entry(pb::inbox_entry::Entry::Request(pb::ContactRequest {
         version: crate::crypto::PROTOCOL_VERSION,
         encryption_key_type: ekt.to_pb(),
@@ -90,20 +154,28 @@ pub(crate) fn seal_request(
     }))
 }
 
+/// What of a request's cleartext is bound into its associated data.
+fn ekt_bound(ekt: EncryptionKeyType) -> [u8; 4] {
+    ekt.to_pb().to_be_bytes()
+}
+
+/// Opens a request; `ekt` is the `encryption_key_type` the value carried in
+/// cleartext, which must be the one it was sealed with (INT-EKT-1).
 pub(crate) fn open_request(
     keys: &InboxKeys,
     inbox: &[u8; 32],
+    ekt: EncryptionKeyType,
     sealed: &[u8],
 ) -> Result<(SigningKey, UnverifiedInvitation), crate::Error> {
-    let plain = aead::open(&keys.request, SealedKind::Request, inbox, sealed)?;
+    let plain = aead::open_bound(&keys.request, SealedKind::Request, inbox, &ekt_bound(ekt), sealed)?;
     parse_request_private(&plain)
 }
 
 /// Decodes an opened `ContactRequestPrivate`: the writer seed and the
 /// (still unverified) signed invitation.
 pub(crate) fn parse_request_private(plain: &[u8]) -> Result<(SigningKey, UnverifiedInvitation), crate::Error> {
-    let p: pb::ContactRequestPrivate = wire::decode(plain, limits::MAX_INBOX_VALUE, "request")?;
-    let writer_secret = Zeroizing::new(p.writer_secret);
+    let mut p: pb::ContactRequestPrivate = wire::decode(plain, limits::MAX_INBOX_VALUE, "request")?;
+    let writer_secret = Zeroizing::new(core::mem::take(&mut p.writer_secret));
     let writer = SigningKey::from_seed_slice(&writer_secret)?;
     let inv = UnverifiedInvitation::from_bytes(&p.signed_invitation)?;
     Ok((writer, inv))
@@ -171,8 +243,4 @@ pub(crate) fn seal_final(
 
 pub(crate) fn open_final(keys: &InboxKeys, inbox: &[u8; 32], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, VerifyError> {
     aead::open(&keys.final_status, SealedKind::FinalStatus, inbox, sealed)
-}
-
-pub(crate) fn tombstone(at: u64) -> Vec<u8> {
-    entry(pb::inbox_entry::Entry::Tombstone(pb::Tombstone { at }))
 }

@@ -9,7 +9,7 @@ use super::InvitationKind;
 use super::identity::{SignedIdentity, record_key_from, record_key_to};
 use super::profile::Profile;
 use crate::crypto::sign::{SignedKind, sign, verify};
-use crate::crypto::{PublicKey, Signature, SigningKey, message_hash};
+use crate::crypto::{PublicKey, Signature, SigningKey, signed_message_hash};
 use crate::dht::RecordKey;
 use crate::error::{DecodeError, VerifyError};
 use crate::limits;
@@ -234,9 +234,22 @@ impl UnverifiedInvitation {
         identity.require_current(&c.device_key)?;
         // INV-V-5: time checks.
         check_times(c.created_at, c.expires_at, now)?;
-        let hash = message_hash(&self.bytes);
+        // INT-HASH-1: the name responses bind to is over canonical content,
+        // not over this encoding of it.
+        let hash = signed_message_hash(HASH_LABEL, &self.payload, self.signature.as_bytes());
         Ok(VerifiedInvitation { bytes: self.bytes, content: self.content, identity, hash, verified_at: now })
     }
+}
+
+/// What an invitation's hash is labelled with ([`signed_message_hash`]).
+const HASH_LABEL: &[u8] = b"invitation";
+
+/// The hash naming a signed invitation (INT-HASH-1): over its payload and
+/// signature, whatever else its encoding carries. Used by the inviter on its
+/// own bytes; verifiers get the same value from [`VerifiedInvitation::hash`].
+pub(crate) fn hash_of_signed(bytes: &[u8]) -> Result<[u8; 32], DecodeError> {
+    let signed: pb::SignedContactInvitation = wire::decode(bytes, limits::MAX_SIGNED_INVITATION, "signed invitation")?;
+    Ok(signed_message_hash(HASH_LABEL, &signed.contact_invitation, &signed.signature))
 }
 
 pub(crate) fn check_times(created_at: u64, expires_at: u64, now: u64) -> Result<(), VerifyError> {
@@ -303,7 +316,8 @@ impl VerifiedInvitation {
     pub fn profile(&self) -> &Profile {
         &self.content.profile
     }
-    /// Hash of the exact signed bytes (responses bind to it).
+    /// The invitation's name, which responses bind to: a hash over its
+    /// payload and signature (not over one encoding of them).
     pub fn hash(&self) -> &[u8; 32] {
         &self.hash
     }

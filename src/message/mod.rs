@@ -19,8 +19,10 @@ pub use final_status::{FinalStatus, FinalStatusKind};
 pub(crate) use identity::device_consent;
 pub(crate) use identity::record_key_to as record_key_to_pb;
 pub use identity::{DeviceEntry, DeviceStatus, IdentityRecord, RequestInboxInfo, SignedIdentity};
+pub(crate) use invitation::hash_of_signed as invitation_hash_of_signed;
 pub use invitation::{EncryptionKeyType, InvitationContent, UnverifiedInvitation, VerifiedInvitation};
 pub use profile::Profile;
+pub(crate) use response::hash_of_signed as response_hash_of_signed;
 pub use response::{InvitationContext, ResponseContent, UnverifiedResponse, VerifiedResponse};
 
 use crate::error::DecodeError;
@@ -64,5 +66,7 @@ pub(crate) fn reply_address_from(b: Vec<u8>) -> Result<Option<Vec<u8>>, DecodeEr
     Ok((!b.is_empty()).then_some(b))
 }
 
+#[cfg(test)]
+mod integrity_tests;
 #[cfg(test)]
 mod tests;

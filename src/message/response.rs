@@ -7,7 +7,7 @@ use super::identity::{SignedIdentity, record_key_from, record_key_to};
 use super::invitation::VerifiedInvitation;
 use super::profile::Profile;
 use crate::crypto::sign::{SignedKind, sign, verify};
-use crate::crypto::{DhPublicKey, PublicKey, Signature, SigningKey, message_hash};
+use crate::crypto::{DhPublicKey, PublicKey, Signature, SigningKey, signed_message_hash};
 use crate::dht::RecordKey;
 use crate::error::{DecodeError, VerifyError};
 use crate::limits;
@@ -22,7 +22,7 @@ pub struct ResponseContent {
     pub accept: bool,
     /// Inbox of the invitation answered.
     pub inbox_key: [u8; 32],
-    /// Hash of the exact invitation bytes answered.
+    /// Name of the invitation answered (over its canonical content, INT-HASH-1).
     pub invitation_hash: [u8; 32],
     /// Responder identity.
     pub identity_key: PublicKey,
@@ -95,7 +95,6 @@ impl ResponseContent {
 /// A response parsed from bytes, not yet checked. Exposes only [`Self::verify`].
 #[derive(Debug)]
 pub struct UnverifiedResponse {
-    bytes: Vec<u8>,
     payload: Vec<u8>,
     signature: Signature,
     content: ResponseContent,
@@ -137,13 +136,7 @@ impl UnverifiedResponse {
             device_dh_key,
             reply_to,
         };
-        Ok(Self {
-            bytes: bytes.to_vec(),
-            payload: signed.contact_response,
-            signature,
-            content,
-            identity_bytes: p.signed_identity,
-        })
+        Ok(Self { payload: signed.contact_response, signature, content, identity_bytes: p.signed_identity })
     }
 
     /// The one way to a [`VerifiedResponse`]: the signature (bound to this
@@ -196,9 +189,23 @@ impl UnverifiedResponse {
             }
             Some(identity)
         };
-        let hash = message_hash(&self.bytes);
+        // INT-HASH-1: the final status names the response by its canonical
+        // content, so a re-encoding (e.g. an appended unknown field) names the
+        // same response and cannot split the handshake.
+        let hash = signed_message_hash(HASH_LABEL, &self.payload, self.signature.as_bytes());
         Ok(VerifiedResponse { content: self.content, identity, hash })
     }
+}
+
+/// What a response's hash is labelled with ([`signed_message_hash`]).
+const HASH_LABEL: &[u8] = b"response";
+
+/// The hash naming a signed response (INT-HASH-1): over its payload and
+/// signature. Used by the responder on its own bytes; the inviter gets the
+/// same value from [`VerifiedResponse::hash`] for any encoding of them.
+pub(crate) fn hash_of_signed(bytes: &[u8]) -> Result<[u8; 32], DecodeError> {
+    let signed: pb::SignedContactResponse = wire::decode(bytes, limits::MAX_SIGNED_RESPONSE, "signed response")?;
+    Ok(signed_message_hash(HASH_LABEL, &signed.contact_response, &signed.signature))
 }
 
 /// What a response is checked against.
@@ -234,7 +241,8 @@ impl VerifiedResponse {
     pub fn identity(&self) -> Option<&SignedIdentity> {
         self.identity.as_ref()
     }
-    /// Hash of the exact signed bytes.
+    /// The response's name, which the final status carries: a hash over its
+    /// payload and signature (not over one encoding of them).
     pub fn hash(&self) -> &[u8; 32] {
         &self.hash
     }
