@@ -264,6 +264,6 @@ pub fn handover_round_trip(
     crate::message::handover::open(&ctx, &dh, &record.record().identity_key, &sealed).map(|_| ())
 }
 
-fn handover_device_dh(_device: &crate::identity::Identity) -> DhSecretKey {
-    DhSecretKey::generate(&mut OsRng)
+fn handover_device_dh(device: &crate::identity::Identity) -> DhSecretKey {
+    DhSecretKey::from_device_key(device.device_key())
 }

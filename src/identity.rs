@@ -74,6 +74,7 @@ impl Identity {
             profile: Some(profile),
             updated_at: now_secs,
             request_inbox: None,
+            rotation: None,
         };
         let signed = record.sign(&identity_key)?;
         Ok(Self {
@@ -121,6 +122,16 @@ impl Identity {
     pub(crate) fn dh_secret(&self) -> DhSecretKey {
         DhSecretKey::from_account_key(&self.account_key)
     }
+    /// The DH public key the account secret this device holds derives. It
+    /// equals the record's `dh_key` on a device that holds the current
+    /// secret (after a rotation: once it adopted the rotated record).
+    pub fn dh_public(&self) -> crate::crypto::DhPublicKey {
+        self.dh_secret().public()
+    }
+    /// This device's own DH secret (a rotated account secret is sealed to it).
+    fn device_dh_secret(&self) -> DhSecretKey {
+        DhSecretKey::from_device_key(&self.device_key)
+    }
 
     /// The identity of a device just linked: it holds the account key and
     /// its own device key, not the identity key.
@@ -141,7 +152,14 @@ impl Identity {
     }
 
     /// Adopts a newer verified record of this same identity (after a device
-    /// link or a refresh from the DHT). Older or foreign records are refused.
+    /// link or a refresh from the DHT; [`crate::driver::refresh_identity`]
+    /// reads and adopts in one call). Older or foreign records are refused.
+    ///
+    /// If the record rotated the account secret (REV-4), this device opens
+    /// the copy sealed to its own DH key and takes the new secret; the record
+    /// is adopted only with a secret that derives its `dh_key`. A record
+    /// that revokes this device, or rotated without a copy this device can
+    /// open, is refused (typed error) and nothing changes.
     pub fn adopt_record(&mut self, signed: SignedIdentity) -> Result<(), crate::Error> {
         if signed.record().identity_key != self.identity_public {
             return Err(crate::VerifyError::WrongContext("identity record of another identity").into());
@@ -149,19 +167,51 @@ impl Identity {
         if signed.record().seq < self.signed.record().seq {
             return Err(crate::VerifyError::WrongContext("identity record older than ours").into());
         }
+        match signed.record().device_status(&self.device_public()) {
+            Some(DeviceStatus::Revoked) => {
+                return Err(crate::VerifyError::UntrustedDevice("this device is revoked in the identity record").into());
+            }
+            None => {
+                return Err(
+                    crate::VerifyError::UntrustedDevice("this device is not listed in the identity record").into()
+                );
+            }
+            Some(_) => {}
+        }
+        if signed.record().dh_key != self.dh_public() {
+            let rotation = signed.record().rotation.as_ref().ok_or(crate::VerifyError::AccountKeyMismatch)?;
+            self.account_key = rotation.open(signed.record(), &self.device_public(), &self.device_dh_secret())?;
+        }
         self.signed = signed;
         Ok(())
     }
 
-    /// Revokes one of this identity's devices (nothing it signs is accepted
-    /// any more by peers that refresh the record). Needs the identity key;
-    /// republish with [`crate::driver::publish_identity`].
-    pub fn revoke_device(&mut self, device: &PublicKey, now_secs: u64) -> Result<(), crate::Error> {
+    /// Revokes one of this identity's devices and rotates the account secret
+    /// (REV-1): the revoked device keeps the old secret, so the record's DH
+    /// key must move away from it. Nothing it signs is accepted any more by
+    /// peers that refresh the record, and nothing sealed to the new DH key
+    /// opens with what it holds. Needs the identity key (this device cannot
+    /// revoke itself); republish with [`crate::driver::publish_identity`].
+    /// The other current devices pick the new secret up from the record
+    /// ([`Self::adopt_record`], [`crate::driver::refresh_identity`]).
+    ///
+    /// What stays exposed to the revoked device: everything derived from the
+    /// old secret before this (conversation keys of existing contacts,
+    /// requests sealed to the old DH key); see docs/threat-model.md.
+    pub fn revoke_device(
+        &mut self,
+        device: &PublicKey,
+        now_secs: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), crate::Error> {
         if self.signed.record().device_status(device).is_none() {
             return Err(crate::Error::ApiMisuse("no such device in the identity record"));
         }
+        if device == &self.device_public() {
+            return Err(crate::Error::ApiMisuse("the device holding the identity key cannot revoke itself"));
+        }
         let device = *device;
-        self.update_record(
+        self.rotate(
             |r| {
                 for d in &mut r.devices {
                     if d.device_key == device {
@@ -170,7 +220,42 @@ impl Identity {
                 }
             },
             now_secs,
+            rng,
         )
+    }
+
+    /// Rotates the account secret without revoking anything (for instance
+    /// when a device may have leaked it): a new secret and DH key, sealed to
+    /// every current device, in a re-signed record. Needs the identity key;
+    /// republish with [`crate::driver::publish_identity`].
+    pub fn rotate_account_key(&mut self, now_secs: u64, rng: &mut impl CryptoRngCore) -> Result<(), crate::Error> {
+        self.rotate(|_| {}, now_secs, rng)
+    }
+
+    fn rotate(
+        &mut self,
+        f: impl FnOnce(&mut IdentityRecord),
+        now_secs: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), crate::Error> {
+        let key =
+            self.identity_key.as_ref().ok_or(crate::Error::ApiMisuse("this device does not hold the identity key"))?;
+        let mut record = self.signed.record().clone();
+        f(&mut record);
+        let account_key = SecretKey::generate(rng);
+        record.dh_key = DhSecretKey::from_account_key(&account_key).public();
+        record.rotation = Some(crate::message::AccountKeyRotation::seal(
+            &self.identity_public,
+            &record.devices,
+            &account_key,
+            &record.dh_key,
+            rng,
+        )?);
+        record.seq += 1;
+        record.updated_at = now_secs;
+        self.signed = record.sign(key)?;
+        self.account_key = account_key;
+        Ok(())
     }
 
     /// Signs an application message to the contact `to` with this device's
@@ -186,14 +271,44 @@ impl Identity {
         MessageSignature { device: self.device_key.public(), signature }
     }
 
-    /// Changes the identity record (profile, device statuses…) and re-signs
-    /// it with a higher sequence number. Needs the identity key on this
-    /// device; republish with [`crate::driver::publish_identity`].
+    /// Changes the identity record (profile, deprecating a device…) and
+    /// re-signs it with a higher sequence number. Needs the identity key on
+    /// this device; republish with [`crate::driver::publish_identity`].
+    ///
+    /// It cannot revoke a device (that is [`Self::revoke_device`], which
+    /// rotates the account secret), change the identity key, the DH key, the
+    /// rotation or a listed device's DH key: such a change is refused
+    /// (`ApiMisuse`) and nothing changes.
     pub fn update_record(&mut self, f: impl FnOnce(&mut IdentityRecord), now_secs: u64) -> Result<(), crate::Error> {
         let key =
             self.identity_key.as_ref().ok_or(crate::Error::ApiMisuse("this device does not hold the identity key"))?;
-        let mut record = self.signed.record().clone();
+        let old = self.signed.record();
+        let mut record = old.clone();
         f(&mut record);
+        if record.identity_key != old.identity_key || record.dh_key != old.dh_key || record.rotation != old.rotation {
+            return Err(crate::Error::ApiMisuse("the identity key, DH key and rotation change only by rotation"));
+        }
+        for d in &record.devices {
+            match old.devices.iter().find(|o| o.device_key == d.device_key) {
+                Some(o) if o.dh_key != d.dh_key => {
+                    return Err(crate::Error::ApiMisuse("a listed device's DH key cannot change"));
+                }
+                Some(o) if d.status == DeviceStatus::Revoked && o.status != DeviceStatus::Revoked => {
+                    return Err(crate::Error::ApiMisuse(
+                        "revoke devices with revoke_device (it rotates the account secret)",
+                    ));
+                }
+                None if d.status == DeviceStatus::Revoked => {
+                    return Err(crate::Error::ApiMisuse(
+                        "revoke devices with revoke_device (it rotates the account secret)",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if old.devices.iter().any(|o| !record.devices.iter().any(|d| d.device_key == o.device_key)) {
+            return Err(crate::Error::ApiMisuse("a device cannot be removed from the record; revoke it"));
+        }
         record.seq += 1;
         record.updated_at = now_secs;
         self.signed = record.sign(key)?;

@@ -30,6 +30,8 @@ pub(crate) enum SealedKind {
     Handover,
     /// A request to a known address (request-inbox slot).
     AddressRequest,
+    /// A rotated account secret sealed to one device (identity record).
+    AccountKeyCopy,
 }
 
 impl SealedKind {
@@ -40,6 +42,7 @@ impl SealedKind {
             Self::FinalStatus => b"final-status",
             Self::Handover => b"device-handover",
             Self::AddressRequest => b"address-request",
+            Self::AccountKeyCopy => b"account-key-copy",
         }
     }
 }

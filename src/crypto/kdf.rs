@@ -25,6 +25,10 @@ pub(crate) enum KeyPurpose {
     DeviceHandover,
     /// AEAD key sealing a request to a known address to the recipient's X25519 key.
     AddressRequestSeal,
+    /// A device's X25519 secret, derived from its signing key's seed.
+    DeviceDh,
+    /// AEAD key sealing a rotated account secret to one device's X25519 key.
+    AccountKeyCopy,
 }
 
 impl KeyPurpose {
@@ -39,6 +43,8 @@ impl KeyPurpose {
             Self::MessageHash => "contact-invite v1 2026-11 message hash",
             Self::DeviceHandover => "contact-invite v1 2026-11 device handover",
             Self::AddressRequestSeal => "contact-invite v1 2026-11 address request seal",
+            Self::DeviceDh => "contact-invite v2 2026-12 device dh",
+            Self::AccountKeyCopy => "contact-invite v2 2026-12 account key copy",
         }
     }
 }

@@ -13,7 +13,7 @@ use super::{PublicKey, Signature, SigningKey};
 /// Protocol label bound into every signature, AEAD and key derivation.
 pub const PROTOCOL_LABEL: &[u8] = b"contact-invite";
 /// Wire/protocol version bound into every signature.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What a signature is for. Each kind is a distinct domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -384,7 +384,11 @@ impl RequestInbox {
             && let Ok(fetched) = SignedIdentity::verify(&v.data, Some(&self.identity.public_key()))
             && fetched.record().seq > self.identity.signed().record().seq
         {
-            let _ = self.identity.adopt_record(fetched);
+            // A rotation is picked up here (REV-4); one this device cannot
+            // follow stops the update rather than writing over it.
+            if let Err(e) = self.identity.adopt_record(fetched) {
+                return self.fail(e, out);
+            }
         }
         let info = match &change {
             Change::Publish(record) => Some(RequestInboxInfo {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::profile::Profile;
 use crate::crypto::sign::{SignedKind, sign, verify};
-use crate::crypto::{DhPublicKey, PublicKey, Signature, SigningKey};
+use crate::crypto::{DhPublicKey, DhSecretKey, PublicKey, Signature, SigningKey};
 use crate::dht::RecordKey;
 use crate::error::{DecodeError, VerifyError};
 use crate::limits;
@@ -35,6 +35,9 @@ pub struct DeviceEntry {
     pub added_at: u64,
     /// A human label ("Alice's phone").
     pub label: String,
+    /// The device's own X25519 key ([`DhSecretKey::from_device_key`]): a
+    /// rotated account secret is sealed to it.
+    pub dh_key: DhPublicKey,
     consent: Signature,
 }
 
@@ -46,16 +49,19 @@ impl DeviceEntry {
             status: DeviceStatus::Current,
             added_at,
             label: label.to_owned(),
+            dh_key: DhSecretKey::from_device_key(device).public(),
             consent: device_consent(identity, device),
         }
     }
 
-    /// A device entry from a new device's public key and its consent (device
-    /// links: the old device adds the new one). The consent is checked.
+    /// A device entry from a new device's public key, its consent and its DH
+    /// key (device links: the old device adds the new one, both keys from
+    /// the new device's signed response). The consent is checked.
     pub(crate) fn from_consent(
         identity: &PublicKey,
         device: PublicKey,
         consent: Signature,
+        dh_key: DhPublicKey,
         added_at: u64,
         label: &str,
     ) -> Result<Self, VerifyError> {
@@ -66,7 +72,7 @@ impl DeviceEntry {
         while label.len() > limits::MAX_DEVICE_LABEL {
             label.pop();
         }
-        Ok(Self { device_key: device, status: DeviceStatus::Current, added_at, label, consent })
+        Ok(Self { device_key: device, status: DeviceStatus::Current, added_at, label, dh_key, consent })
     }
 }
 
@@ -113,6 +119,105 @@ pub struct IdentityRecord {
     pub updated_at: u64,
     /// A published request inbox, if the identity accepts requests to a known address.
     pub request_inbox: Option<RequestInboxInfo>,
+    /// The last rotation of the account secret behind `dh_key`: the new
+    /// secret sealed to each device that was current then (see
+    /// [`crate::identity::Identity::revoke_device`]). Carried unchanged by
+    /// later updates until the next rotation.
+    pub rotation: Option<AccountKeyRotation>,
+}
+
+/// A rotation of an identity's account secret, as its record carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountKeyRotation {
+    /// The X25519 public key every copy was sealed with.
+    pub ephemeral: DhPublicKey,
+    /// One sealed copy of the new secret per device current at the rotation.
+    pub copies: Vec<AccountKeyCopy>,
+}
+
+/// The rotated account secret sealed to one device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountKeyCopy {
+    /// The device it is sealed to (its `dh_key` in the record).
+    pub device: PublicKey,
+    /// `nonce ‖ XChaCha20-Poly1305(account secret)`.
+    pub sealed: Vec<u8>,
+}
+
+/// Length of one sealed copy: nonce, 32-byte secret, tag.
+const SEALED_COPY_LEN: usize = crate::crypto::aead::OVERHEAD + crate::crypto::KEY_LEN;
+
+fn copy_key(
+    own: &DhSecretKey,
+    peer: &DhPublicKey,
+    ephemeral: &DhPublicKey,
+    recipient: &DhPublicKey,
+    identity: &PublicKey,
+    device: &PublicKey,
+    new_dh: &DhPublicKey,
+) -> Result<crate::crypto::SecretKey, VerifyError> {
+    crate::crypto::seal_key(
+        own,
+        peer,
+        ephemeral,
+        recipient,
+        crate::crypto::kdf::KeyPurpose::AccountKeyCopy,
+        &[identity.as_bytes(), device.as_bytes(), new_dh.as_bytes()],
+    )
+}
+
+impl AccountKeyRotation {
+    /// Seals `account_key` (whose DH key is `new_dh`) to every current
+    /// device of `devices`.
+    pub(crate) fn seal(
+        identity: &PublicKey,
+        devices: &[DeviceEntry],
+        account_key: &crate::crypto::SecretKey,
+        new_dh: &DhPublicKey,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> Result<Self, VerifyError> {
+        let eph = DhSecretKey::generate(rng);
+        let ephemeral = eph.public();
+        let mut copies = Vec::new();
+        for d in devices.iter().filter(|d| d.status == DeviceStatus::Current) {
+            let key = copy_key(&eph, &d.dh_key, &ephemeral, &d.dh_key, identity, &d.device_key, new_dh)?;
+            let sealed = crate::crypto::aead::seal(
+                &key,
+                crate::crypto::aead::SealedKind::AccountKeyCopy,
+                identity.as_bytes(),
+                account_key.expose(),
+                rng,
+            );
+            copies.push(AccountKeyCopy { device: d.device_key, sealed });
+        }
+        Ok(Self { ephemeral, copies })
+    }
+
+    /// Opens the copy sealed to `device` with its DH secret `own`, and
+    /// checks that the secret derives `record.dh_key`.
+    pub(crate) fn open(
+        &self,
+        record: &IdentityRecord,
+        device: &PublicKey,
+        own: &DhSecretKey,
+    ) -> Result<crate::crypto::SecretKey, VerifyError> {
+        let copy = self.copies.iter().find(|c| &c.device == device).ok_or(VerifyError::AccountKeyMismatch)?;
+        let own_pub = own.public();
+        let key =
+            copy_key(own, &self.ephemeral, &self.ephemeral, &own_pub, &record.identity_key, device, &record.dh_key)?;
+        let plain = crate::crypto::aead::open(
+            &key,
+            crate::crypto::aead::SealedKind::AccountKeyCopy,
+            record.identity_key.as_bytes(),
+            &copy.sealed,
+        )
+        .map_err(|_| VerifyError::AccountKeyMismatch)?;
+        let secret = crate::crypto::SecretKey::from_slice(&plain).map_err(|_| VerifyError::AccountKeyMismatch)?;
+        if DhSecretKey::from_account_key(&secret).public() != record.dh_key {
+            return Err(VerifyError::AccountKeyMismatch);
+        }
+        Ok(secret)
+    }
 }
 
 impl IdentityRecord {
@@ -190,6 +295,7 @@ impl TryFrom<pb::IdentityRecord> for IdentityRecord {
                 status: device_status_from(d.status)?,
                 added_at: d.added_at,
                 label: d.label,
+                dh_key: DhPublicKey::from_bytes(&d.dh_key)?,
                 consent: Signature::from_bytes(&d.consent)?,
             };
             if devices.iter().any(|e: &DeviceEntry| e.device_key == entry.device_key) {
@@ -201,7 +307,6 @@ impl TryFrom<pb::IdentityRecord> for IdentityRecord {
             identity_key: PublicKey::from_bytes(&r.identity_key)?,
             seq: r.seq,
             dh_key: DhPublicKey::from_bytes(&r.dh_key)?,
-            devices,
             profile: r.profile.map(Profile::try_from).transpose()?,
             updated_at: r.updated_at,
             request_inbox: request_inbox_from(
@@ -210,8 +315,51 @@ impl TryFrom<pb::IdentityRecord> for IdentityRecord {
                 r.request_slots,
                 r.request_pow_bits,
             )?,
+            rotation: rotation_from(r.rotation_ephemeral, r.account_key_copies, &devices)?,
+            devices,
         })
     }
+}
+
+/// REV-2: a rotation names each copy's device once, every such device is
+/// listed, copies have the exact sealed length; no copies without a key.
+fn rotation_from(
+    ephemeral: Vec<u8>,
+    copies: Vec<pb::AccountKeyCopy>,
+    devices: &[DeviceEntry],
+) -> Result<Option<AccountKeyRotation>, DecodeError> {
+    if ephemeral.is_empty() {
+        if !copies.is_empty() {
+            return Err(DecodeError::Invalid("account key copies without a rotation key"));
+        }
+        return Ok(None);
+    }
+    if copies.len() > limits::MAX_DEVICES {
+        return Err(DecodeError::TooManyEntries {
+            what: "account key copies",
+            max: limits::MAX_DEVICES,
+            got: copies.len(),
+        });
+    }
+    let mut out: Vec<AccountKeyCopy> = Vec::with_capacity(copies.len());
+    for c in copies {
+        let device = PublicKey::from_bytes(&c.device_key)?;
+        if !devices.iter().any(|d| d.device_key == device) {
+            return Err(DecodeError::Invalid("account key copy for a device not in the record"));
+        }
+        if out.iter().any(|o| o.device == device) {
+            return Err(DecodeError::Invalid("two account key copies for one device"));
+        }
+        if c.sealed.len() != SEALED_COPY_LEN {
+            return Err(DecodeError::WrongLength {
+                what: "account key copy",
+                expected: SEALED_COPY_LEN,
+                got: c.sealed.len(),
+            });
+        }
+        out.push(AccountKeyCopy { device, sealed: c.sealed });
+    }
+    Ok(Some(AccountKeyRotation { ephemeral: DhPublicKey::from_bytes(&ephemeral)?, copies: out }))
 }
 
 fn request_inbox_from(
@@ -259,6 +407,7 @@ impl From<&IdentityRecord> for pb::IdentityRecord {
                     added_at: d.added_at,
                     label: d.label.clone(),
                     consent: d.consent.as_bytes().to_vec(),
+                    dh_key: d.dh_key.as_bytes().to_vec(),
                 })
                 .collect(),
             profile: r.profile.as_ref().map(pb::Profile::from),
@@ -271,6 +420,13 @@ impl From<&IdentityRecord> for pb::IdentityRecord {
                 .map(|i| i.writer.expose_seed().to_vec())
                 .unwrap_or_default(),
             request_slots: r.request_inbox.as_ref().map_or(0, |i| i.slots),
+            rotation_ephemeral: r.rotation.as_ref().map(|x| x.ephemeral.as_bytes().to_vec()).unwrap_or_default(),
+            account_key_copies: r
+                .rotation
+                .iter()
+                .flat_map(|x| &x.copies)
+                .map(|c| pb::AccountKeyCopy { device_key: c.device.as_bytes().to_vec(), sealed: c.sealed.clone() })
+                .collect(),
         }
     }
 }
