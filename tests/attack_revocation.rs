@@ -280,3 +280,41 @@ async fn a_link_shown_before_a_revocation_hands_over_the_rotated_secret() {
     assert_eq!(now.record().device_status(&laptop.device_public()), Some(DeviceStatus::Revoked));
     assert_eq!(now.record().device_status(&tablet.device_public()), Some(DeviceStatus::Current));
 }
+
+/// Item 6, remaining devices: a request inbox opened before the revocation
+/// keeps working: it re-reads the identity record on its poll, opens its
+/// copy of the rotated secret, and opens requests sealed to the new DH key
+/// (which the revoked laptop cannot).
+#[tokio::test(start_paused = true)]
+async fn a_request_inbox_opened_before_a_revocation_follows_the_rotation() {
+    let net = MemoryNetwork::new();
+    let mut alice = party(&net, "alice").await;
+    let mut bob = party(&net, "bob").await;
+    let (_laptop_dev, laptop) = link(&net, &mut alice, "alice-laptop").await;
+    let inbox = alice.handle.open_request_inbox(RequestInboxParams::new(alice.identity.clone())).await.unwrap();
+    let e = wait_for(&mut alice.events, "inbox open", |e| {
+        e.flow == inbox && matches!(e.event, Event::RequestInboxOpen { .. })
+    })
+    .await;
+    let Event::RequestInboxOpen { address } = e.event else { unreachable!() };
+    alice.identity = driver::identities(alice.store.as_ref()).await.unwrap().remove(0);
+    revoke(&net, &mut alice, &laptop).await;
+    assert_ne!(published(&net, &alice.identity).await.record().dh_key, laptop.dh_public());
+
+    let sent = tokio::time::Instant::now();
+    let b_flow = bob.handle.send_request(SendParams::new(bob.identity.clone()), address, DEFAULT_MAX_MINT_BITS).await;
+    let b_flow = b_flow.unwrap();
+    wait_for(&mut bob.events, "delivered", |e| e.flow == b_flow && matches!(e.event, Event::RequestDelivered { .. }))
+        .await;
+    let got = wait_for(&mut alice.events, "request", |e| matches!(e.event, Event::RequestReceived(_))).await;
+    assert!(
+        sent.elapsed() <= std::time::Duration::from_secs(3 * 60),
+        "the request was picked up within a few polls, not a day later: {:?}",
+        sent.elapsed()
+    );
+    let Event::RequestReceived(view) = got.event else { unreachable!() };
+    assert_eq!(view.requester, bob.identity.public_key());
+    // The contact completes, keyed with the rotated secret.
+    alice.handle.accept_request(inbox, view.id).await.unwrap();
+    assert_eq!(finished(&mut bob.events, b_flow).await, Outcome::Contact(alice.identity.public_key()));
+}
