@@ -504,3 +504,138 @@ impl Snapshots {
         f()
     }
 }
+
+#[cfg(test)]
+mod rotation_tests {
+    use rand_core::OsRng;
+
+    use super::*;
+    use crate::error::{Error, VerifyError};
+
+    const NOW: u64 = 1_795_305_600;
+
+    /// An identity with `n` more devices linked by hand; returns the
+    /// identity-key device and the linked devices' identities.
+    fn account(n: usize, label: &str) -> (Identity, Vec<Identity>) {
+        let mut phone = Identity::generate(Profile::new("alice").unwrap(), label, NOW, &mut OsRng).unwrap();
+        phone.set_record_key(RecordKey::new([9; 32], None));
+        let keys: Vec<SigningKey> = (0..n).map(|_| SigningKey::generate(&mut OsRng)).collect();
+        let id = phone.public_key();
+        phone
+            .update_record(|r| r.devices.extend(keys.iter().map(|k| DeviceEntry::new(&id, k, NOW, label))), NOW)
+            .unwrap();
+        let linked = keys
+            .into_iter()
+            .map(|k| {
+                Identity::linked(k, phone.account_key().clone(), RecordKey::new([9; 32], None), phone.signed().clone())
+            })
+            .collect();
+        (phone, linked)
+    }
+
+    #[test]
+    fn rotation_reaches_every_current_device_and_no_other() {
+        let (mut phone, devs) = account(3, "device");
+        let (laptop, tablet, watch) = (devs[0].clone(), devs[1].clone(), devs[2].clone());
+        let w = watch.device_public();
+        phone
+            .update_record(
+                |r| {
+                    r.devices.iter_mut().filter(|d| d.device_key == w).for_each(|d| d.status = DeviceStatus::Deprecated)
+                },
+                NOW,
+            )
+            .unwrap();
+        let old_dh = phone.dh_public();
+        phone.revoke_device(&laptop.device_public(), NOW + 1, &mut OsRng).unwrap();
+        let rec = phone.signed().clone();
+        assert_ne!(rec.record().dh_key, old_dh);
+        assert_eq!(phone.dh_public(), rec.record().dh_key);
+        // Copies for the current devices only (phone, tablet).
+        let rot = rec.record().rotation.as_ref().unwrap();
+        assert_eq!(rot.copies.len(), 2);
+        for d in [&phone, &tablet] {
+            assert_eq!(rot.open(rec.record(), &d.device_public(), &d.device_dh_secret()).unwrap(), phone.account_key);
+        }
+        // The tablet follows; the laptop (revoked) and watch (deprecated) cannot, and keep what they had.
+        let mut t = tablet.clone();
+        t.adopt_record(rec.clone()).unwrap();
+        assert_eq!(t.dh_public(), rec.record().dh_key);
+        let mut l = laptop.clone();
+        assert!(matches!(l.adopt_record(rec.clone()), Err(Error::Verify(VerifyError::UntrustedDevice(_)))));
+        assert_eq!((l.dh_public(), l.signed()), (old_dh, laptop.signed()));
+        let mut wt = watch.clone();
+        assert_eq!(wt.adopt_record(rec.clone()).unwrap_err(), Error::Verify(VerifyError::AccountKeyMismatch));
+        assert_eq!(wt.signed().record().seq, watch.signed().record().seq);
+        // A device that missed a rotation catches up from the newest record,
+        // also after later updates that carry the rotation along.
+        phone.rotate_account_key(NOW + 2, &mut OsRng).unwrap();
+        phone.update_record(|r| r.profile = Some(Profile::new("Alice").unwrap()), NOW + 3).unwrap();
+        let mut stale = tablet.clone();
+        stale.adopt_record(phone.signed().clone()).unwrap();
+        assert_eq!(stale.dh_public(), phone.dh_public());
+        // The identity-key device cannot revoke itself.
+        let me = phone.device_public();
+        assert!(matches!(phone.revoke_device(&me, NOW + 4, &mut OsRng), Err(Error::ApiMisuse(_))));
+    }
+
+    #[test]
+    fn forged_or_tampered_copies_are_refused_and_nothing_changes() {
+        let (mut phone, devs) = account(2, "device");
+        phone.revoke_device(&devs[0].device_public(), NOW + 1, &mut OsRng).unwrap();
+        let ik = phone.identity_signing_key().unwrap().clone();
+        let tablet = devs[1].clone();
+        // A bit flipped in the tablet's copy (record re-signed by the identity key).
+        let mut rec = phone.signed().record().clone();
+        for c in &mut rec.rotation.as_mut().unwrap().copies {
+            c[30] ^= 1;
+        }
+        let mut t = tablet.clone();
+        assert_eq!(t.adopt_record(rec.sign(&ik).unwrap()).unwrap_err(), Error::Verify(VerifyError::AccountKeyMismatch));
+        // A copy that opens but holds a secret other than the one behind dh_key.
+        let mut rec = phone.signed().record().clone();
+        let wrong = SecretKey::generate(&mut OsRng);
+        rec.rotation = Some(
+            crate::message::AccountKeyRotation::seal(
+                &phone.public_key(),
+                &rec.devices,
+                &wrong,
+                &rec.dh_key,
+                &mut OsRng,
+            )
+            .unwrap(),
+        );
+        assert_eq!(t.adopt_record(rec.sign(&ik).unwrap()).unwrap_err(), Error::Verify(VerifyError::AccountKeyMismatch));
+        // A new DH key with no rotation at all.
+        let mut rec = phone.signed().record().clone();
+        rec.rotation = None;
+        assert_eq!(t.adopt_record(rec.sign(&ik).unwrap()).unwrap_err(), Error::Verify(VerifyError::AccountKeyMismatch));
+        assert_eq!(t.signed(), tablet.signed());
+        assert_eq!(t.dh_public(), tablet.dh_public());
+        // The genuine record is taken.
+        t.adopt_record(phone.signed().clone()).unwrap();
+        assert_eq!(t.dh_public(), phone.dh_public());
+    }
+
+    #[test]
+    fn revocation_fits_the_record_cap_for_the_devices_allowed() {
+        // Labels of 16 bytes ("Alice's laptop 2") and a short profile: every
+        // device allowed can be listed and one revoked.
+        let (mut phone, devs) = account(crate::limits::MAX_DEVICES - 1, "Alice's laptop 2");
+        for d in &devs[..crate::limits::MAX_DEVICES - 2] {
+            phone.revoke_device(&d.device_public(), NOW + 1, &mut OsRng).unwrap();
+        }
+        // REV-6: a record with no room left for a rotation over its current
+        // devices is refused when signed, so revoking never runs out of room.
+        // (12 devices with the longest labels: a long profile would fit the
+        // cap, but not with the rotation's room.)
+        let (mut full, _) = account(11, &"x".repeat(crate::limits::MAX_DEVICE_LABEL));
+        let e = full
+            .update_record(
+                |r| r.profile = Some(Profile::new("alice").unwrap().with_about("a".repeat(1000)).unwrap()),
+                NOW,
+            )
+            .unwrap_err();
+        assert!(matches!(e, Error::Decode(crate::error::DecodeError::TooLarge { .. })), "{e:?}");
+    }
+}

@@ -131,21 +131,22 @@ pub struct IdentityRecord {
 pub struct AccountKeyRotation {
     /// The X25519 public key every copy was sealed with.
     pub ephemeral: DhPublicKey,
-    /// One sealed copy of the new secret per device current at the rotation.
-    pub copies: Vec<AccountKeyCopy>,
+    /// One sealed copy of the new secret per device current at the
+    /// rotation (`XChaCha20-Poly1305(account secret)`, 48 bytes; each device
+    /// finds its own by trying its key).
+    pub copies: Vec<Vec<u8>>,
 }
 
-/// The rotated account secret sealed to one device.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccountKeyCopy {
-    /// The device it is sealed to (its `dh_key` in the record).
-    pub device: PublicKey,
-    /// `nonce ‖ XChaCha20-Poly1305(account secret)`.
-    pub sealed: Vec<u8>,
-}
+/// Length of one sealed copy: 32-byte secret and tag (the nonce is zero:
+/// every copy key seals once).
+const SEALED_COPY_LEN: usize = crate::crypto::aead::TAG_LEN + crate::crypto::KEY_LEN;
 
-/// Length of one sealed copy: nonce, 32-byte secret, tag.
-const SEALED_COPY_LEN: usize = crate::crypto::aead::OVERHEAD + crate::crypto::KEY_LEN;
+/// Encoded bytes a rotation over `devices` current devices takes in the
+/// record: the ephemeral key field (field 20: 2-byte tag, length, key), then
+/// one copy each (field 21: 2-byte tag, length, copy).
+fn rotation_len(devices: usize) -> usize {
+    (2 + 1 + 32) + devices * (2 + 1 + SEALED_COPY_LEN)
+}
 
 fn copy_key(
     own: &DhSecretKey,
@@ -181,14 +182,12 @@ impl AccountKeyRotation {
         let mut copies = Vec::new();
         for d in devices.iter().filter(|d| d.status == DeviceStatus::Current) {
             let key = copy_key(&eph, &d.dh_key, &ephemeral, &d.dh_key, identity, &d.device_key, new_dh)?;
-            let sealed = crate::crypto::aead::seal(
+            copies.push(crate::crypto::aead::seal_once(
                 &key,
                 crate::crypto::aead::SealedKind::AccountKeyCopy,
                 identity.as_bytes(),
                 account_key.expose(),
-                rng,
-            );
-            copies.push(AccountKeyCopy { device: d.device_key, sealed });
+            ));
         }
         Ok(Self { ephemeral, copies })
     }
@@ -201,17 +200,22 @@ impl AccountKeyRotation {
         device: &PublicKey,
         own: &DhSecretKey,
     ) -> Result<crate::crypto::SecretKey, VerifyError> {
-        let copy = self.copies.iter().find(|c| &c.device == device).ok_or(VerifyError::AccountKeyMismatch)?;
         let own_pub = own.public();
         let key =
             copy_key(own, &self.ephemeral, &self.ephemeral, &own_pub, &record.identity_key, device, &record.dh_key)?;
-        let plain = crate::crypto::aead::open(
-            &key,
-            crate::crypto::aead::SealedKind::AccountKeyCopy,
-            record.identity_key.as_bytes(),
-            &copy.sealed,
-        )
-        .map_err(|_| VerifyError::AccountKeyMismatch)?;
+        let plain = self
+            .copies
+            .iter()
+            .find_map(|c| {
+                crate::crypto::aead::open_once(
+                    &key,
+                    crate::crypto::aead::SealedKind::AccountKeyCopy,
+                    record.identity_key.as_bytes(),
+                    c,
+                )
+                .ok()
+            })
+            .ok_or(VerifyError::AccountKeyMismatch)?;
         let secret = crate::crypto::SecretKey::from_slice(&plain).map_err(|_| VerifyError::AccountKeyMismatch)?;
         if DhSecretKey::from_account_key(&secret).public() != record.dh_key {
             return Err(VerifyError::AccountKeyMismatch);
@@ -240,11 +244,16 @@ impl IdentityRecord {
         );
         let bytes =
             wire::encode(&pb::SignedIdentityRecord { identity_record: payload, signature: sig.as_bytes().to_vec() });
-        if bytes.len() > limits::MAX_SIGNED_IDENTITY {
+        // REV-6: room is kept for a rotation over every current device, so a
+        // revocation (which only shrinks that set) always fits.
+        let current = self.devices.iter().filter(|d| d.status == DeviceStatus::Current).count();
+        let held = self.rotation.as_ref().map_or(0, |r| rotation_len(r.copies.len()));
+        let reserve = rotation_len(current).saturating_sub(held);
+        if bytes.len() + reserve > limits::MAX_SIGNED_IDENTITY {
             return Err(DecodeError::TooLarge {
-                what: "signed identity record",
+                what: "signed identity record (with room for a key rotation)",
                 max: limits::MAX_SIGNED_IDENTITY,
-                got: bytes.len(),
+                got: bytes.len() + reserve,
             });
         }
         Ok(SignedIdentity { bytes, record: self.clone() })
@@ -321,11 +330,11 @@ impl TryFrom<pb::IdentityRecord> for IdentityRecord {
     }
 }
 
-/// REV-2: a rotation names each copy's device once, every such device is
-/// listed, copies have the exact sealed length; no copies without a key.
+/// REV-2: a rotation has at most one copy per listed device, each of the
+/// exact sealed length, and no copies without an ephemeral key.
 fn rotation_from(
     ephemeral: Vec<u8>,
-    copies: Vec<pb::AccountKeyCopy>,
+    copies: Vec<Vec<u8>>,
     devices: &[DeviceEntry],
 ) -> Result<Option<AccountKeyRotation>, DecodeError> {
     if ephemeral.is_empty() {
@@ -334,32 +343,13 @@ fn rotation_from(
         }
         return Ok(None);
     }
-    if copies.len() > limits::MAX_DEVICES {
-        return Err(DecodeError::TooManyEntries {
-            what: "account key copies",
-            max: limits::MAX_DEVICES,
-            got: copies.len(),
-        });
+    if copies.len() > devices.len() {
+        return Err(DecodeError::TooManyEntries { what: "account key copies", max: devices.len(), got: copies.len() });
     }
-    let mut out: Vec<AccountKeyCopy> = Vec::with_capacity(copies.len());
-    for c in copies {
-        let device = PublicKey::from_bytes(&c.device_key)?;
-        if !devices.iter().any(|d| d.device_key == device) {
-            return Err(DecodeError::Invalid("account key copy for a device not in the record"));
-        }
-        if out.iter().any(|o| o.device == device) {
-            return Err(DecodeError::Invalid("two account key copies for one device"));
-        }
-        if c.sealed.len() != SEALED_COPY_LEN {
-            return Err(DecodeError::WrongLength {
-                what: "account key copy",
-                expected: SEALED_COPY_LEN,
-                got: c.sealed.len(),
-            });
-        }
-        out.push(AccountKeyCopy { device, sealed: c.sealed });
+    if let Some(c) = copies.iter().find(|c| c.len() != SEALED_COPY_LEN) {
+        return Err(DecodeError::WrongLength { what: "account key copy", expected: SEALED_COPY_LEN, got: c.len() });
     }
-    Ok(Some(AccountKeyRotation { ephemeral: DhPublicKey::from_bytes(&ephemeral)?, copies: out }))
+    Ok(Some(AccountKeyRotation { ephemeral: DhPublicKey::from_bytes(&ephemeral)?, copies }))
 }
 
 fn request_inbox_from(
@@ -421,12 +411,7 @@ impl From<&IdentityRecord> for pb::IdentityRecord {
                 .unwrap_or_default(),
             request_slots: r.request_inbox.as_ref().map_or(0, |i| i.slots),
             rotation_ephemeral: r.rotation.as_ref().map(|x| x.ephemeral.as_bytes().to_vec()).unwrap_or_default(),
-            account_key_copies: r
-                .rotation
-                .iter()
-                .flat_map(|x| &x.copies)
-                .map(|c| pb::AccountKeyCopy { device_key: c.device.as_bytes().to_vec(), sealed: c.sealed.clone() })
-                .collect(),
+            account_key_copies: r.rotation.iter().flat_map(|x| x.copies.iter().cloned()).collect(),
         }
     }
 }

@@ -18,9 +18,7 @@ pub use address::{AddressRequestContent, UnverifiedAddressRequest, VerifiedAddre
 pub use final_status::{FinalStatus, FinalStatusKind};
 pub(crate) use identity::device_consent;
 pub(crate) use identity::record_key_to as record_key_to_pb;
-pub use identity::{
-    AccountKeyCopy, AccountKeyRotation, DeviceEntry, DeviceStatus, IdentityRecord, RequestInboxInfo, SignedIdentity,
-};
+pub use identity::{AccountKeyRotation, DeviceEntry, DeviceStatus, IdentityRecord, RequestInboxInfo, SignedIdentity};
 pub use invitation::{EncryptionKeyType, InvitationContent, UnverifiedInvitation, VerifiedInvitation};
 pub use profile::Profile;
 pub use response::{InvitationContext, ResponseContent, UnverifiedResponse, VerifiedResponse};
