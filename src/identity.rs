@@ -617,6 +617,47 @@ mod rotation_tests {
         assert_eq!(t.dh_public(), phone.dh_public());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// The class, not the instance: after any sequence of revocations,
+        /// rotations, plain updates and refreshes, every current device that
+        /// adopts the newest record holds the secret behind its DH key, and
+        /// no revoked device holds it or can adopt the record.
+        #[test]
+        fn secrets_stay_with_current_devices(ops in proptest::collection::vec((0u8..4, 0usize..6), 1..14)) {
+            let (mut phone, mut current) = account(5, "d");
+            let mut revoked: Vec<Identity> = Vec::new();
+            for (i, (op, pick)) in ops.into_iter().enumerate() {
+                let now = NOW + 1 + i as u64;
+                match op {
+                    0 if !current.is_empty() => {
+                        let d = current.remove(pick % current.len());
+                        phone.revoke_device(&d.device_public(), now, &mut OsRng).unwrap();
+                        revoked.push(d);
+                    }
+                    1 => phone.rotate_account_key(now, &mut OsRng).unwrap(),
+                    2 => phone.update_record(|r| r.updated_at = now, now).unwrap(),
+                    _ if !current.is_empty() => {
+                        let n = current.len();
+                        current[pick % n].adopt_record(phone.signed().clone()).unwrap();
+                    }
+                    _ => {}
+                }
+            }
+            let rec = phone.signed().clone();
+            proptest::prop_assert_eq!(phone.dh_public(), rec.record().dh_key);
+            for d in &mut current {
+                d.adopt_record(rec.clone()).unwrap();
+                proptest::prop_assert_eq!(d.dh_public(), rec.record().dh_key);
+            }
+            for d in &mut revoked {
+                proptest::prop_assert!(d.dh_public() != rec.record().dh_key);
+                proptest::prop_assert!(d.adopt_record(rec.clone()).is_err());
+                proptest::prop_assert!(d.dh_public() != rec.record().dh_key);
+            }
+        }
+    }
+
     #[test]
     fn revocation_fits_the_record_cap_for_the_devices_allowed() {
         // Labels of 16 bytes ("Alice's laptop 2") and a short profile: every

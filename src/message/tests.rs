@@ -349,6 +349,11 @@ proptest! {
                 d
             })
             .collect();
+        if seq % 2 == 1 {
+            let k = crate::crypto::SecretKey::generate(&mut OsRng);
+            rec.rotation =
+                Some(AccountKeyRotation::seal(&a.public_key(), &rec.devices, &k, &rec.dh_key, &mut OsRng).unwrap());
+        }
         let signed = rec.sign(ik).unwrap();
         let back = SignedIdentity::verify(signed.to_bytes(), Some(&a.public_key())).unwrap();
         prop_assert_eq!(back.record(), &rec);
@@ -476,4 +481,39 @@ fn handover_opens_only_for_the_new_device_and_its_link() {
         open(&ctx, &dev_dh, &a.public_key(), &sealed),
         Err(Error::Verify(VerifyError::UntrustedDevice(_)))
     ));
+}
+
+#[test]
+fn rotation_fields_are_strictly_decoded() {
+    // REV-2: copies without an ephemeral key, a copy of the wrong length, more
+    // copies than devices, and a device without its DH key are refused.
+    use crate::error::DecodeError;
+    use crate::wire::{self, pb};
+    let a = identity("alice");
+    let tamper = |f: &dyn Fn(&mut pb::IdentityRecord)| {
+        let mut s: pb::SignedIdentityRecord = wire::decode(a.signed().to_bytes(), 1 << 20, "x").unwrap();
+        let mut r: pb::IdentityRecord = wire::decode(&s.identity_record, 1 << 20, "x").unwrap();
+        f(&mut r);
+        s.identity_record = wire::encode(&r);
+        SignedIdentity::verify(&wire::encode(&s), None).unwrap_err()
+    };
+    assert!(matches!(tamper(&|r| r.account_key_copies = vec![vec![0; 48]]), Error::Decode(DecodeError::Invalid(_))));
+    let e = tamper(&|r| {
+        r.rotation_ephemeral = vec![9; 32];
+        r.account_key_copies = vec![vec![0; 47]];
+    });
+    assert!(matches!(e, Error::Decode(DecodeError::WrongLength { .. })), "{e:?}");
+    let e = tamper(&|r| {
+        r.rotation_ephemeral = vec![9; 32];
+        r.account_key_copies = vec![vec![0; 48]; 2];
+    });
+    assert!(matches!(e, Error::Decode(DecodeError::TooManyEntries { .. })), "{e:?}");
+    let e = tamper(&|r| r.devices[0].dh_key.clear());
+    assert!(matches!(e, Error::Decode(DecodeError::WrongLength { .. })), "{e:?}");
+    // Well-formed but unsigned changes still fail on the signature.
+    let e = tamper(&|r| {
+        r.rotation_ephemeral = vec![9; 32];
+        r.account_key_copies = vec![vec![0; 48]];
+    });
+    assert_eq!(e, Error::Verify(VerifyError::BadSignature));
 }
