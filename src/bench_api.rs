@@ -217,3 +217,53 @@ pub fn decode_flows(
             .collect()
     })
 }
+
+/// Attack tests (`tests/attack_revocation.rs`): whether the account secret
+/// `identity` holds on its device opens a request-inbox slot value sealed to
+/// that identity for `inbox` (any stamp accepted: the seal is what counts).
+pub fn account_secret_opens_request(identity: &crate::identity::Identity, inbox: &[u8; 32], slot: &[u8]) -> bool {
+    crate::message::address::open_slot(slot, &identity.dh_secret(), &identity.public_key(), inbox, 0).is_ok()
+}
+
+/// Attack tests: the conversation key the account secret `identity` holds
+/// derives with `peer` (its DH key), over the given conversation records
+/// and inbox, as both sides of a contact derive it.
+pub fn conversation_key_from_account_secret(
+    identity: &crate::identity::Identity,
+    peer: &crate::message::SignedIdentity,
+    conversations: [&[u8; 32]; 2],
+    inbox: &[u8; 32],
+) -> Option<SecretKey> {
+    crate::crypto::conversation_key(
+        &identity.dh_secret(),
+        &peer.record().dh_key,
+        [identity.public_key().as_bytes(), peer.record().identity_key.as_bytes()],
+        conversations,
+        inbox,
+    )
+    .ok()
+}
+
+/// Attack tests: seals a device-link handover of `from`'s account secret and
+/// `record` to `new_device` (as the old device does), then opens it as the
+/// new device does; returns what opening it gives.
+pub fn handover_round_trip(
+    from: &crate::identity::Identity,
+    record: &crate::message::SignedIdentity,
+    new_device: &crate::identity::Identity,
+) -> Result<(), crate::Error> {
+    let device = new_device.device_public();
+    let dh = handover_device_dh(new_device);
+    let ctx = crate::message::handover::HandoverContext {
+        inbox: &[1; 32],
+        invitation_hash: &[2; 32],
+        response_hash: &[3; 32],
+        device: &device,
+    };
+    let sealed = crate::message::handover::seal(&ctx, &dh.public(), from.account_key(), record, &mut OsRng)?;
+    crate::message::handover::open(&ctx, &dh, &record.record().identity_key, &sealed).map(|_| ())
+}
+
+fn handover_device_dh(device: &crate::identity::Identity) -> DhSecretKey {
+    DhSecretKey::from_device_key(device.device_key())
+}

@@ -1040,6 +1040,39 @@ pub fn is_success(outcome: &Outcome) -> bool {
     matches!(outcome, Outcome::Contact(_) | Outcome::DeviceLinked(_))
 }
 
+/// Reads this identity's record from the DHT and adopts it if it is newer
+/// ([`Identity::adopt_record`]): how a device learns of new and revoked
+/// devices and picks up a rotated account secret after another device
+/// revoked one (REV-4). Call it on start and now and then; a device that was
+/// revoked gets a typed error (`VerifyError::UntrustedDevice`) and keeps what
+/// it had. Returns the (possibly unchanged) identity.
+pub async fn refresh_identity<D: Dht>(dht: &D, mut identity: Identity) -> Result<Identity, Error> {
+    let key = identity.record_key().cloned().ok_or(Error::ApiMisuse("identity not published"))?;
+    let dht_err = |e: D::Error| Error::Dht { kind: e.kind(), message: e.to_string() };
+    let mut attempt = 0;
+    let value = loop {
+        let r = match dht.open_record(&key, None).await {
+            Ok(()) => dht.get_value(&key, 0, true).await,
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(v) => break v,
+            Err(e) if e.is_retryable() && attempt + 1 < crate::machine::MAX_ATTEMPTS => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(crate::machine::backoff_ms(attempt))).await;
+            }
+            Err(e) => return Err(dht_err(e)),
+        }
+    };
+    let value = value.ok_or(crate::error::ProtocolError::NotFound)?;
+    let fetched = crate::message::SignedIdentity::verify(&value.data, Some(&identity.public_key()))?;
+    // An older record (a stale node) teaches nothing: keep ours.
+    if fetched.record().seq >= identity.signed().record().seq {
+        identity.adopt_record(fetched)?;
+    }
+    Ok(identity)
+}
+
 /// Publishes (or republishes) an identity record and returns the identity
 /// with its record key set. Needs the identity key on this device.
 pub async fn publish_identity<D: Dht>(dht: &D, mut identity: Identity) -> Result<Identity, Error> {

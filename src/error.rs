@@ -129,6 +129,12 @@ pub enum VerifyError {
         /// Bits the recipient asks for.
         required: u32,
     },
+    /// An account secret (handed over at a device link, or opened from a
+    /// rotation's sealed copy) does not derive the DH key the identity
+    /// record publishes; or the record rotated the secret and holds no copy
+    /// this device can open.
+    #[error("the account secret does not match the identity record's DH key")]
+    AccountKeyMismatch,
 }
 
 /// Password/PIN key-stretching errors.

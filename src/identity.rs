@@ -74,6 +74,7 @@ impl Identity {
             profile: Some(profile),
             updated_at: now_secs,
             request_inbox: None,
+            rotation: None,
         };
         let signed = record.sign(&identity_key)?;
         Ok(Self {
@@ -121,6 +122,16 @@ impl Identity {
     pub(crate) fn dh_secret(&self) -> DhSecretKey {
         DhSecretKey::from_account_key(&self.account_key)
     }
+    /// The DH public key the account secret this device holds derives. It
+    /// equals the record's `dh_key` on a device that holds the current
+    /// secret (after a rotation: once it adopted the rotated record).
+    pub fn dh_public(&self) -> crate::crypto::DhPublicKey {
+        self.dh_secret().public()
+    }
+    /// This device's own DH secret (a rotated account secret is sealed to it).
+    fn device_dh_secret(&self) -> DhSecretKey {
+        DhSecretKey::from_device_key(&self.device_key)
+    }
 
     /// The identity of a device just linked: it holds the account key and
     /// its own device key, not the identity key.
@@ -141,7 +152,14 @@ impl Identity {
     }
 
     /// Adopts a newer verified record of this same identity (after a device
-    /// link or a refresh from the DHT). Older or foreign records are refused.
+    /// link or a refresh from the DHT; [`crate::driver::refresh_identity`]
+    /// reads and adopts in one call). Older or foreign records are refused.
+    ///
+    /// If the record rotated the account secret (REV-4), this device opens
+    /// the copy sealed to its own DH key and takes the new secret; the record
+    /// is adopted only with a secret that derives its `dh_key`. A record
+    /// that revokes this device, or rotated without a copy this device can
+    /// open, is refused (typed error) and nothing changes.
     pub fn adopt_record(&mut self, signed: SignedIdentity) -> Result<(), crate::Error> {
         if signed.record().identity_key != self.identity_public {
             return Err(crate::VerifyError::WrongContext("identity record of another identity").into());
@@ -149,19 +167,51 @@ impl Identity {
         if signed.record().seq < self.signed.record().seq {
             return Err(crate::VerifyError::WrongContext("identity record older than ours").into());
         }
+        match signed.record().device_status(&self.device_public()) {
+            Some(DeviceStatus::Revoked) => {
+                return Err(crate::VerifyError::UntrustedDevice("this device is revoked in the identity record").into());
+            }
+            None => {
+                return Err(
+                    crate::VerifyError::UntrustedDevice("this device is not listed in the identity record").into()
+                );
+            }
+            Some(_) => {}
+        }
+        if signed.record().dh_key != self.dh_public() {
+            let rotation = signed.record().rotation.as_ref().ok_or(crate::VerifyError::AccountKeyMismatch)?;
+            self.account_key = rotation.open(signed.record(), &self.device_public(), &self.device_dh_secret())?;
+        }
         self.signed = signed;
         Ok(())
     }
 
-    /// Revokes one of this identity's devices (nothing it signs is accepted
-    /// any more by peers that refresh the record). Needs the identity key;
-    /// republish with [`crate::driver::publish_identity`].
-    pub fn revoke_device(&mut self, device: &PublicKey, now_secs: u64) -> Result<(), crate::Error> {
+    /// Revokes one of this identity's devices and rotates the account secret
+    /// (REV-1): the revoked device keeps the old secret, so the record's DH
+    /// key must move away from it. Nothing it signs is accepted any more by
+    /// peers that refresh the record, and nothing sealed to the new DH key
+    /// opens with what it holds. Needs the identity key (this device cannot
+    /// revoke itself); republish with [`crate::driver::publish_identity`].
+    /// The other current devices pick the new secret up from the record
+    /// ([`Self::adopt_record`], [`crate::driver::refresh_identity`]).
+    ///
+    /// What stays exposed to the revoked device: everything derived from the
+    /// old secret before this (conversation keys of existing contacts,
+    /// requests sealed to the old DH key); see docs/threat-model.md.
+    pub fn revoke_device(
+        &mut self,
+        device: &PublicKey,
+        now_secs: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), crate::Error> {
         if self.signed.record().device_status(device).is_none() {
             return Err(crate::Error::ApiMisuse("no such device in the identity record"));
         }
+        if device == &self.device_public() {
+            return Err(crate::Error::ApiMisuse("the device holding the identity key cannot revoke itself"));
+        }
         let device = *device;
-        self.update_record(
+        self.rotate(
             |r| {
                 for d in &mut r.devices {
                     if d.device_key == device {
@@ -170,7 +220,42 @@ impl Identity {
                 }
             },
             now_secs,
+            rng,
         )
+    }
+
+    /// Rotates the account secret without revoking anything (for instance
+    /// when a device may have leaked it): a new secret and DH key, sealed to
+    /// every current device, in a re-signed record. Needs the identity key;
+    /// republish with [`crate::driver::publish_identity`].
+    pub fn rotate_account_key(&mut self, now_secs: u64, rng: &mut impl CryptoRngCore) -> Result<(), crate::Error> {
+        self.rotate(|_| {}, now_secs, rng)
+    }
+
+    fn rotate(
+        &mut self,
+        f: impl FnOnce(&mut IdentityRecord),
+        now_secs: u64,
+        rng: &mut impl CryptoRngCore,
+    ) -> Result<(), crate::Error> {
+        let key =
+            self.identity_key.as_ref().ok_or(crate::Error::ApiMisuse("this device does not hold the identity key"))?;
+        let mut record = self.signed.record().clone();
+        f(&mut record);
+        let account_key = SecretKey::generate(rng);
+        record.dh_key = DhSecretKey::from_account_key(&account_key).public();
+        record.rotation = Some(crate::message::AccountKeyRotation::seal(
+            &self.identity_public,
+            &record.devices,
+            &account_key,
+            &record.dh_key,
+            rng,
+        )?);
+        record.seq += 1;
+        record.updated_at = now_secs;
+        self.signed = record.sign(key)?;
+        self.account_key = account_key;
+        Ok(())
     }
 
     /// Signs an application message to the contact `to` with this device's
@@ -186,14 +271,44 @@ impl Identity {
         MessageSignature { device: self.device_key.public(), signature }
     }
 
-    /// Changes the identity record (profile, device statuses…) and re-signs
-    /// it with a higher sequence number. Needs the identity key on this
-    /// device; republish with [`crate::driver::publish_identity`].
+    /// Changes the identity record (profile, deprecating a device…) and
+    /// re-signs it with a higher sequence number. Needs the identity key on
+    /// this device; republish with [`crate::driver::publish_identity`].
+    ///
+    /// It cannot revoke a device (that is [`Self::revoke_device`], which
+    /// rotates the account secret), change the identity key, the DH key, the
+    /// rotation or a listed device's DH key: such a change is refused
+    /// (`ApiMisuse`) and nothing changes.
     pub fn update_record(&mut self, f: impl FnOnce(&mut IdentityRecord), now_secs: u64) -> Result<(), crate::Error> {
         let key =
             self.identity_key.as_ref().ok_or(crate::Error::ApiMisuse("this device does not hold the identity key"))?;
-        let mut record = self.signed.record().clone();
+        let old = self.signed.record();
+        let mut record = old.clone();
         f(&mut record);
+        if record.identity_key != old.identity_key || record.dh_key != old.dh_key || record.rotation != old.rotation {
+            return Err(crate::Error::ApiMisuse("the identity key, DH key and rotation change only by rotation"));
+        }
+        for d in &record.devices {
+            match old.devices.iter().find(|o| o.device_key == d.device_key) {
+                Some(o) if o.dh_key != d.dh_key => {
+                    return Err(crate::Error::ApiMisuse("a listed device's DH key cannot change"));
+                }
+                Some(o) if d.status == DeviceStatus::Revoked && o.status != DeviceStatus::Revoked => {
+                    return Err(crate::Error::ApiMisuse(
+                        "revoke devices with revoke_device (it rotates the account secret)",
+                    ));
+                }
+                None if d.status == DeviceStatus::Revoked => {
+                    return Err(crate::Error::ApiMisuse(
+                        "revoke devices with revoke_device (it rotates the account secret)",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if old.devices.iter().any(|o| !record.devices.iter().any(|d| d.device_key == o.device_key)) {
+            return Err(crate::Error::ApiMisuse("a device cannot be removed from the record; revoke it"));
+        }
         record.seq += 1;
         record.updated_at = now_secs;
         self.signed = record.sign(key)?;
@@ -387,5 +502,181 @@ impl Snapshots {
         DECODING.with(|c| *c.borrow_mut() = Some(Decoding { map, missing: None }));
         let _restore = Restore(&mut self.map);
         f()
+    }
+}
+
+#[cfg(test)]
+mod rotation_tests {
+    use rand_core::OsRng;
+
+    use super::*;
+    use crate::error::{Error, VerifyError};
+
+    const NOW: u64 = 1_795_305_600;
+
+    /// An identity with `n` more devices linked by hand; returns the
+    /// identity-key device and the linked devices' identities.
+    fn account(n: usize, label: &str) -> (Identity, Vec<Identity>) {
+        let mut phone = Identity::generate(Profile::new("alice").unwrap(), label, NOW, &mut OsRng).unwrap();
+        phone.set_record_key(RecordKey::new([9; 32], None));
+        let keys: Vec<SigningKey> = (0..n).map(|_| SigningKey::generate(&mut OsRng)).collect();
+        let id = phone.public_key();
+        phone
+            .update_record(|r| r.devices.extend(keys.iter().map(|k| DeviceEntry::new(&id, k, NOW, label))), NOW)
+            .unwrap();
+        let linked = keys
+            .into_iter()
+            .map(|k| {
+                Identity::linked(k, phone.account_key().clone(), RecordKey::new([9; 32], None), phone.signed().clone())
+            })
+            .collect();
+        (phone, linked)
+    }
+
+    #[test]
+    fn rotation_reaches_every_current_device_and_no_other() {
+        let (mut phone, devs) = account(3, "device");
+        let (laptop, tablet, watch) = (devs[0].clone(), devs[1].clone(), devs[2].clone());
+        let w = watch.device_public();
+        phone
+            .update_record(
+                |r| {
+                    r.devices.iter_mut().filter(|d| d.device_key == w).for_each(|d| d.status = DeviceStatus::Deprecated)
+                },
+                NOW,
+            )
+            .unwrap();
+        let old_dh = phone.dh_public();
+        phone.revoke_device(&laptop.device_public(), NOW + 1, &mut OsRng).unwrap();
+        let rec = phone.signed().clone();
+        assert_ne!(rec.record().dh_key, old_dh);
+        assert_eq!(phone.dh_public(), rec.record().dh_key);
+        // Copies for the current devices only (phone, tablet).
+        let rot = rec.record().rotation.as_ref().unwrap();
+        assert_eq!(rot.copies.len(), 2);
+        for d in [&phone, &tablet] {
+            assert_eq!(rot.open(rec.record(), &d.device_public(), &d.device_dh_secret()).unwrap(), phone.account_key);
+        }
+        // The tablet follows; the laptop (revoked) and watch (deprecated) cannot, and keep what they had.
+        let mut t = tablet.clone();
+        t.adopt_record(rec.clone()).unwrap();
+        assert_eq!(t.dh_public(), rec.record().dh_key);
+        let mut l = laptop.clone();
+        assert!(matches!(l.adopt_record(rec.clone()), Err(Error::Verify(VerifyError::UntrustedDevice(_)))));
+        assert_eq!((l.dh_public(), l.signed()), (old_dh, laptop.signed()));
+        let mut wt = watch.clone();
+        assert_eq!(wt.adopt_record(rec.clone()).unwrap_err(), Error::Verify(VerifyError::AccountKeyMismatch));
+        assert_eq!(wt.signed().record().seq, watch.signed().record().seq);
+        // A device that missed a rotation catches up from the newest record,
+        // also after later updates that carry the rotation along.
+        phone.rotate_account_key(NOW + 2, &mut OsRng).unwrap();
+        phone.update_record(|r| r.profile = Some(Profile::new("Alice").unwrap()), NOW + 3).unwrap();
+        let mut stale = tablet.clone();
+        stale.adopt_record(phone.signed().clone()).unwrap();
+        assert_eq!(stale.dh_public(), phone.dh_public());
+        // The identity-key device cannot revoke itself.
+        let me = phone.device_public();
+        assert!(matches!(phone.revoke_device(&me, NOW + 4, &mut OsRng), Err(Error::ApiMisuse(_))));
+    }
+
+    #[test]
+    fn forged_or_tampered_copies_are_refused_and_nothing_changes() {
+        let (mut phone, devs) = account(2, "device");
+        phone.revoke_device(&devs[0].device_public(), NOW + 1, &mut OsRng).unwrap();
+        let ik = phone.identity_signing_key().unwrap().clone();
+        let tablet = devs[1].clone();
+        // A bit flipped in the tablet's copy (record re-signed by the identity key).
+        let mut rec = phone.signed().record().clone();
+        for c in &mut rec.rotation.as_mut().unwrap().copies {
+            c[30] ^= 1;
+        }
+        let mut t = tablet.clone();
+        assert_eq!(t.adopt_record(rec.sign(&ik).unwrap()).unwrap_err(), Error::Verify(VerifyError::AccountKeyMismatch));
+        // A copy that opens but holds a secret other than the one behind dh_key.
+        let mut rec = phone.signed().record().clone();
+        let wrong = SecretKey::generate(&mut OsRng);
+        rec.rotation = Some(
+            crate::message::AccountKeyRotation::seal(
+                &phone.public_key(),
+                &rec.devices,
+                &wrong,
+                &rec.dh_key,
+                &mut OsRng,
+            )
+            .unwrap(),
+        );
+        assert_eq!(t.adopt_record(rec.sign(&ik).unwrap()).unwrap_err(), Error::Verify(VerifyError::AccountKeyMismatch));
+        // A new DH key with no rotation at all.
+        let mut rec = phone.signed().record().clone();
+        rec.rotation = None;
+        assert_eq!(t.adopt_record(rec.sign(&ik).unwrap()).unwrap_err(), Error::Verify(VerifyError::AccountKeyMismatch));
+        assert_eq!(t.signed(), tablet.signed());
+        assert_eq!(t.dh_public(), tablet.dh_public());
+        // The genuine record is taken.
+        t.adopt_record(phone.signed().clone()).unwrap();
+        assert_eq!(t.dh_public(), phone.dh_public());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+        /// The class, not the instance: after any sequence of revocations,
+        /// rotations, plain updates and refreshes, every current device that
+        /// adopts the newest record holds the secret behind its DH key, and
+        /// no revoked device holds it or can adopt the record.
+        #[test]
+        fn secrets_stay_with_current_devices(ops in proptest::collection::vec((0u8..4, 0usize..6), 1..14)) {
+            let (mut phone, mut current) = account(5, "d");
+            let mut revoked: Vec<Identity> = Vec::new();
+            for (i, (op, pick)) in ops.into_iter().enumerate() {
+                let now = NOW + 1 + i as u64;
+                match op {
+                    0 if !current.is_empty() => {
+                        let d = current.remove(pick % current.len());
+                        phone.revoke_device(&d.device_public(), now, &mut OsRng).unwrap();
+                        revoked.push(d);
+                    }
+                    1 => phone.rotate_account_key(now, &mut OsRng).unwrap(),
+                    2 => phone.update_record(|r| r.updated_at = now, now).unwrap(),
+                    _ if !current.is_empty() => {
+                        let n = current.len();
+                        current[pick % n].adopt_record(phone.signed().clone()).unwrap();
+                    }
+                    _ => {}
+                }
+            }
+            let rec = phone.signed().clone();
+            proptest::prop_assert_eq!(phone.dh_public(), rec.record().dh_key);
+            for d in &mut current {
+                d.adopt_record(rec.clone()).unwrap();
+                proptest::prop_assert_eq!(d.dh_public(), rec.record().dh_key);
+            }
+            for d in &mut revoked {
+                proptest::prop_assert!(d.dh_public() != rec.record().dh_key);
+                proptest::prop_assert!(d.adopt_record(rec.clone()).is_err());
+                proptest::prop_assert!(d.dh_public() != rec.record().dh_key);
+            }
+        }
+    }
+
+    #[test]
+    fn revocation_fits_the_record_cap_for_the_devices_allowed() {
+        // Labels of 16 bytes ("Alice's laptop 2") and a short profile: every
+        // device allowed can be listed and one revoked.
+        let (mut phone, devs) = account(crate::limits::MAX_DEVICES - 1, "Alice's laptop 2");
+        for d in &devs[..crate::limits::MAX_DEVICES - 2] {
+            phone.revoke_device(&d.device_public(), NOW + 1, &mut OsRng).unwrap();
+        }
+        // REV-6: a record with no room left for a rotation over its current
+        // devices is refused when signed, so revoking never runs out of room.
+        // (12 devices with the longest labels: a long profile would fit the
+        // cap, but not with the rotation's room.)
+        let (mut full, _) = account(11, &"x".repeat(crate::limits::MAX_DEVICE_LABEL));
+        let e = full
+            .update_record(
+                |r| r.profile = Some(Profile::new("alice").unwrap().with_about("a".repeat(1000)).unwrap()),
+                NOW,
+            )
+            .unwrap_err();
+        assert!(matches!(e, Error::Decode(crate::error::DecodeError::TooLarge { .. })), "{e:?}");
     }
 }

@@ -65,13 +65,16 @@ impl Table {
 /// Version byte in front of every record this crate writes into a store, so
 /// a later release can recognise and migrate older records. Flow records
 /// have their own, [`FLOW_RECORD_FORMAT`]. 3: contacts record their
-/// safety-number verification.
+/// safety-number verification; identity records carry device DH keys and
+/// account-secret rotations.
 pub const RECORD_FORMAT: u8 = 3;
 
 /// Version byte of flow records (table [`Table::Flows`]). 3: the inviter's
 /// identity is a reference to a snapshot in [`Table::IdentitySnapshots`],
 /// its record keys are seeds, pending operations and timers are lists. 4: an
-/// inviter cleaning up counts its tombstone rewrites (bounded). A
+/// inviter cleaning up counts its tombstone rewrites (bounded); identity
+/// records carry device DH keys and account-secret rotations (protocol
+/// version 2). A
 /// flow record of another format is reported as unreadable (and left in the
 /// store), never decoded as this layout.
 pub const FLOW_RECORD_FORMAT: u8 = 4;

@@ -128,7 +128,7 @@ async fn new_device_joins_gets_account_secret_and_is_trusted_by_contacts() {
     assert_eq!(finished(&mut laptop_party.events, l_flow).await, Outcome::Contact(carol.identity.public_key()));
 
     // Revoking the laptop: after a refresh Bob refuses what it signs.
-    alice.identity.revoke_device(&laptop.device_public(), T0_MS / 1000 + 60).unwrap();
+    alice.identity.revoke_device(&laptop.device_public(), T0_MS / 1000 + 60, &mut rand_core::OsRng).unwrap();
     let alice_id = driver::publish_identity(&dht(&net, "alice"), alice.identity.clone()).await.unwrap();
     reader.open_record(&rk, None).await.unwrap();
     let fresh = reader.get_value(&rk, 0, true).await.unwrap().unwrap();

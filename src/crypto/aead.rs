@@ -30,6 +30,8 @@ pub(crate) enum SealedKind {
     Handover,
     /// A request to a known address (request-inbox slot).
     AddressRequest,
+    /// A rotated account secret sealed to one device (identity record).
+    AccountKeyCopy,
 }
 
 impl SealedKind {
@@ -40,6 +42,7 @@ impl SealedKind {
             Self::FinalStatus => b"final-status",
             Self::Handover => b"device-handover",
             Self::AddressRequest => b"address-request",
+            Self::AccountKeyCopy => b"account-key-copy",
         }
     }
 }
@@ -89,6 +92,31 @@ pub(crate) fn seal_bound(
     let ct = cipher.encrypt(XNonce::from_slice(&nonce), Payload { msg: plaintext, aad: &ad }).unwrap_or_default();
     out.extend_from_slice(&ct);
     out
+}
+
+/// Seals under a key that seals exactly one message (derived from a fresh
+/// ephemeral X25519 key for one recipient): the nonce is all zeros and not
+/// stored, so the output is `ciphertext ‖ tag`. Never use a key twice here.
+pub(crate) fn seal_once(key: &SecretKey, kind: SealedKind, record: &[u8; 32], plaintext: &[u8]) -> Vec<u8> {
+    let cipher = XChaCha20Poly1305::new(key.expose().into());
+    let ad = associated_data(kind, record, &[]);
+    // Encryption with a valid key and in-memory buffers cannot fail.
+    cipher.encrypt(XNonce::from_slice(&[0; NONCE_LEN]), Payload { msg: plaintext, aad: &ad }).unwrap_or_default()
+}
+
+/// Opens a ciphertext made by [`seal_once`].
+pub(crate) fn open_once(
+    key: &SecretKey,
+    kind: SealedKind,
+    record: &[u8; 32],
+    sealed: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, VerifyError> {
+    let cipher = XChaCha20Poly1305::new(key.expose().into());
+    let ad = associated_data(kind, record, &[]);
+    cipher
+        .decrypt(XNonce::from_slice(&[0; NONCE_LEN]), Payload { msg: sealed, aad: &ad })
+        .map(Zeroizing::new)
+        .map_err(|_| VerifyError::DecryptionFailed)
 }
 
 /// Opens a ciphertext made by [`seal`] with the same key, kind and record.

@@ -49,6 +49,13 @@ impl DhSecretKey {
     pub fn from_account_key(account_key: &SecretKey) -> Self {
         Self(derive(KeyPurpose::IdentityDh, account_key.expose(), &[]))
     }
+    /// Derives a device's own DH secret from its signing key's seed (its own
+    /// label), so every device has one without a second secret to store. The
+    /// identity record publishes its public half; a rotated account secret
+    /// is sealed to it.
+    pub fn from_device_key(device: &super::SigningKey) -> Self {
+        Self(derive(KeyPurpose::DeviceDh, device.expose_seed().as_ref(), &[]))
+    }
     fn x(&self) -> x25519_dalek::StaticSecret {
         x25519_dalek::StaticSecret::from(*self.0.expose())
     }

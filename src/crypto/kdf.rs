@@ -28,6 +28,10 @@ pub(crate) enum KeyPurpose {
     /// Name of a signed message: over its canonical content (kind, payload,
     /// signature), never over an encoding of it.
     SignedMessageHash,
+    /// A device's X25519 secret, derived from its signing key's seed.
+    DeviceDh,
+    /// AEAD key sealing a rotated account secret to one device's X25519 key.
+    AccountKeyCopy,
 }
 
 impl KeyPurpose {
@@ -43,6 +47,8 @@ impl KeyPurpose {
             Self::DeviceHandover => "contact-invite v1 2026-11 device handover",
             Self::AddressRequestSeal => "contact-invite v1 2026-11 address request seal",
             Self::SignedMessageHash => "contact-invite v2 2026-12 signed message hash",
+            Self::DeviceDh => "contact-invite v2 2026-12 device dh",
+            Self::AccountKeyCopy => "contact-invite v2 2026-12 account key copy",
         }
     }
 }

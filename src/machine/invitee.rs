@@ -235,10 +235,11 @@ impl Invitee {
         }
         // The label travels as the response's profile name.
         let profile = Profile::new(params.device_label)?;
-        let responder = Responder::NewDevice(Box::new(NewDevice {
-            device: SigningKey::generate(&mut RngAdapter(rng)),
-            dh: DhSecretKey::generate(&mut RngAdapter(rng)),
-        }));
+        // The device's DH key is derived from its signing key: the same key
+        // receives the handover and, listed in the record, later rotations.
+        let device = SigningKey::generate(&mut RngAdapter(rng));
+        let dh = DhSecretKey::from_device_key(&device);
+        let responder = Responder::NewDevice(Box::new(NewDevice { device, dh }));
         Self::start(responder, params.ticket, Some(profile), params.password_limits, now, rng, |_| {})
     }
 

@@ -1205,8 +1205,14 @@ impl Inviter {
                 Some("the identity already has the most devices allowed")
             }
             None => {
-                match crate::message::DeviceEntry::from_consent(&own, link.device, link.consent, secs(now), &link.label)
-                {
+                match crate::message::DeviceEntry::from_consent(
+                    &own,
+                    link.device,
+                    link.consent,
+                    link.dh,
+                    secs(now),
+                    &link.label,
+                ) {
                     Ok(entry) => {
                         record.devices.push(entry);
                         None

@@ -62,6 +62,10 @@ const HEADER: &[u8] = b"contact-invite request inbox v1";
 const MAX_SEEN: usize = 4096;
 /// How long a junk or refused slot value's id is remembered (seconds).
 const JUNK_MEMORY_SECS: u64 = 24 * 3600;
+/// How long a slot value whose seal did not open is remembered (seconds): it
+/// may be sealed to a rotated DH key this inbox learns at its next identity
+/// refresh (REV-5), so it is read again from the next poll on.
+const SEAL_FAILURE_MEMORY_SECS: u64 = 1;
 
 /// How to open a request inbox.
 #[derive(Clone, Debug)]
@@ -141,6 +145,9 @@ enum Purpose {
     Watch,
     ReadSlot(Subkey),
     Forget,
+    /// While listening: re-reads the identity record to pick up an
+    /// account-secret rotation (REV-5).
+    IdentityRefresh,
 }
 
 /// A change to the identity record, applied by read–merge–write.
@@ -319,6 +326,7 @@ impl RequestInbox {
                     Timer::Retry(op) => self.ops.retry(op, &mut out),
                     Timer::Poll => {
                         self.prune(now, &mut out);
+                        self.refresh_identity(&mut out);
                         self.read_all(&mut out);
                         self.ops.set_timer(Timer::Poll, now + POLL_INTERVAL_MS, &mut out);
                     }
@@ -348,7 +356,7 @@ impl RequestInbox {
                         Purpose::Create | Purpose::Header | Purpose::IdentityGet | Purpose::IdentitySet => {
                             self.fail(err, &mut out)
                         }
-                        Purpose::Watch | Purpose::ReadSlot(_) | Purpose::Forget => {}
+                        Purpose::Watch | Purpose::ReadSlot(_) | Purpose::Forget | Purpose::IdentityRefresh => {}
                     }
                 }
             },
@@ -374,6 +382,7 @@ impl RequestInbox {
             (Purpose::IdentityGet, DhtOutput::Value(v)) => self.on_identity(v, now, out),
             (Purpose::IdentitySet, DhtOutput::Set(newer)) => self.on_identity_written(newer, now, out),
             (Purpose::ReadSlot(_), DhtOutput::Value(v)) => self.on_slot_value(v, now, rng, out),
+            (Purpose::IdentityRefresh, DhtOutput::Value(v)) => self.on_identity_refresh(v, now, out),
             _ => {}
         }
     }
@@ -392,7 +401,11 @@ impl RequestInbox {
             && let Ok(fetched) = SignedIdentity::verify(&v.data, Some(&self.identity.public_key()))
             && fetched.record().seq > self.identity.signed().record().seq
         {
-            let _ = self.identity.adopt_record(fetched);
+            // A rotation is picked up here (REV-4); one this device cannot
+            // follow stops the update rather than writing over it.
+            if let Err(e) = self.identity.adopt_record(fetched) {
+                return self.fail(e, out);
+            }
         }
         let info = match &change {
             Change::Publish(record) => Some(RequestInboxInfo {
@@ -469,6 +482,40 @@ impl RequestInbox {
         self.ops.set_timer(Timer::Poll, now + POLL_INTERVAL_MS, out);
     }
 
+    /// REV-5: while listening, the identity record is re-read on every poll:
+    /// after another copy of this identity revoked a device (and rotated the
+    /// account secret), requests come sealed to the new DH key, which this
+    /// inbox learns here (opening its sealed copy).
+    fn refresh_identity(&mut self, out: &mut Vec<Effect>) {
+        let (State::Listening { .. }, Some(key)) = (&self.state, self.identity.record_key().cloned()) else { return };
+        if !self.ops.has_pending(|p| *p == Purpose::IdentityRefresh) {
+            self.ops.start(Purpose::IdentityRefresh, DhtOp::Get { key, subkey: 0 }, out);
+        }
+    }
+
+    fn on_identity_refresh(&mut self, v: Option<ValueData>, now: u64, out: &mut Vec<Effect>) {
+        let State::Listening { .. } = &self.state else { return };
+        let Some(v) = v else { return };
+        let Ok(fetched) = SignedIdentity::verify(&v.data, Some(&self.identity.public_key())) else { return };
+        if fetched.record().seq <= self.identity.signed().record().seq {
+            return;
+        }
+        let rotated = fetched.record().dh_key != self.identity.signed().record().dh_key;
+        match self.identity.adopt_record(fetched) {
+            Ok(()) => {
+                out.push(Effect::Persist);
+                if rotated {
+                    // Slots that did not open under the old key (remembered
+                    // for a moment only) are read again now.
+                    let t = secs(now) + SEAL_FAILURE_MEMORY_SECS;
+                    self.seen.retain(|_, until| *until > t);
+                    self.read_all(out);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "request inbox cannot follow its identity record"),
+        }
+    }
+
     fn read_slot(&mut self, s: Subkey, out: &mut Vec<Effect>) {
         let Some(key) = self.inbox().cloned() else { return };
         if !self.ops.has_pending(|p| *p == Purpose::ReadSlot(s)) {
@@ -508,7 +555,15 @@ impl RequestInbox {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(error = %e, "request slot refused");
-                self.remember(value_id, secs(now) + JUNK_MEMORY_SECS);
+                // A seal that does not open may be sealed to a rotated DH key
+                // this inbox has not read yet (REV-5): retried from the next
+                // poll on, after the identity refresh, instead of a day later.
+                let memory = if matches!(e, Error::Verify(crate::error::VerifyError::DecryptionFailed)) {
+                    SEAL_FAILURE_MEMORY_SECS
+                } else {
+                    JUNK_MEMORY_SECS
+                };
+                self.remember(value_id, secs(now) + memory);
                 out.push(Effect::Persist);
                 return;
             }

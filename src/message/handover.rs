@@ -55,7 +55,9 @@ pub(crate) fn seal(
 }
 
 /// Opens a handover with the new device's DH secret and verifies the identity
-/// record it carries: signed by `identity`, listing `ctx.device` as current.
+/// record it carries: signed by `identity`, listing `ctx.device` as current
+/// with `own`'s public key as its DH key (so later rotations reach it), and
+/// the account secret derives the record's DH key (REV-3).
 pub(crate) fn open(
     ctx: &HandoverContext<'_>,
     own: &DhSecretKey,
@@ -78,5 +80,12 @@ pub(crate) fn open(
     let account_key = account_key?;
     let signed = SignedIdentity::verify(&h.signed_identity, Some(identity))?;
     signed.require_current(ctx.device)?;
+    // REV-3: the handed-over secret must be the one behind the published DH key.
+    if DhSecretKey::from_account_key(&account_key).public() != signed.record().dh_key {
+        return Err(VerifyError::AccountKeyMismatch.into());
+    }
+    if signed.record().devices.iter().find(|d| &d.device_key == ctx.device).map(|d| d.dh_key) != Some(own_pub) {
+        return Err(VerifyError::WrongContext("the handed-over record lists this device with another DH key").into());
+    }
     Ok((account_key, signed))
 }

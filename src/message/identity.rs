@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::profile::Profile;
 use crate::crypto::sign::{SignedKind, sign, verify};
-use crate::crypto::{DhPublicKey, PublicKey, Signature, SigningKey};
+use crate::crypto::{DhPublicKey, DhSecretKey, PublicKey, Signature, SigningKey};
 use crate::dht::RecordKey;
 use crate::error::{DecodeError, VerifyError};
 use crate::limits;
@@ -35,6 +35,9 @@ pub struct DeviceEntry {
     pub added_at: u64,
     /// A human label ("Alice's phone").
     pub label: String,
+    /// The device's own X25519 key ([`DhSecretKey::from_device_key`]): a
+    /// rotated account secret is sealed to it.
+    pub dh_key: DhPublicKey,
     consent: Signature,
 }
 
@@ -46,16 +49,19 @@ impl DeviceEntry {
             status: DeviceStatus::Current,
             added_at,
             label: label.to_owned(),
+            dh_key: DhSecretKey::from_device_key(device).public(),
             consent: device_consent(identity, device),
         }
     }
 
-    /// A device entry from a new device's public key and its consent (device
-    /// links: the old device adds the new one). The consent is checked.
+    /// A device entry from a new device's public key, its consent and its DH
+    /// key (device links: the old device adds the new one, both keys from
+    /// the new device's signed response). The consent is checked.
     pub(crate) fn from_consent(
         identity: &PublicKey,
         device: PublicKey,
         consent: Signature,
+        dh_key: DhPublicKey,
         added_at: u64,
         label: &str,
     ) -> Result<Self, VerifyError> {
@@ -66,7 +72,7 @@ impl DeviceEntry {
         while label.len() > limits::MAX_DEVICE_LABEL {
             label.pop();
         }
-        Ok(Self { device_key: device, status: DeviceStatus::Current, added_at, label, consent })
+        Ok(Self { device_key: device, status: DeviceStatus::Current, added_at, label, dh_key, consent })
     }
 }
 
@@ -113,6 +119,109 @@ pub struct IdentityRecord {
     pub updated_at: u64,
     /// A published request inbox, if the identity accepts requests to a known address.
     pub request_inbox: Option<RequestInboxInfo>,
+    /// The last rotation of the account secret behind `dh_key`: the new
+    /// secret sealed to each device that was current then (see
+    /// [`crate::identity::Identity::revoke_device`]). Carried unchanged by
+    /// later updates until the next rotation.
+    pub rotation: Option<AccountKeyRotation>,
+}
+
+/// A rotation of an identity's account secret, as its record carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountKeyRotation {
+    /// The X25519 public key every copy was sealed with.
+    pub ephemeral: DhPublicKey,
+    /// One sealed copy of the new secret per device current at the
+    /// rotation (`XChaCha20-Poly1305(account secret)`, 48 bytes; each device
+    /// finds its own by trying its key).
+    pub copies: Vec<Vec<u8>>,
+}
+
+/// Length of one sealed copy: 32-byte secret and tag (the nonce is zero:
+/// every copy key seals once).
+const SEALED_COPY_LEN: usize = crate::crypto::aead::TAG_LEN + crate::crypto::KEY_LEN;
+
+/// Encoded bytes a rotation over `devices` current devices takes in the
+/// record: the ephemeral key field (field 20: 2-byte tag, length, key), then
+/// one copy each (field 21: 2-byte tag, length, copy).
+fn rotation_len(devices: usize) -> usize {
+    (2 + 1 + 32) + devices * (2 + 1 + SEALED_COPY_LEN)
+}
+
+fn copy_key(
+    own: &DhSecretKey,
+    peer: &DhPublicKey,
+    ephemeral: &DhPublicKey,
+    recipient: &DhPublicKey,
+    identity: &PublicKey,
+    device: &PublicKey,
+    new_dh: &DhPublicKey,
+) -> Result<crate::crypto::SecretKey, VerifyError> {
+    crate::crypto::seal_key(
+        own,
+        peer,
+        ephemeral,
+        recipient,
+        crate::crypto::kdf::KeyPurpose::AccountKeyCopy,
+        &[identity.as_bytes(), device.as_bytes(), new_dh.as_bytes()],
+    )
+}
+
+impl AccountKeyRotation {
+    /// Seals `account_key` (whose DH key is `new_dh`) to every current
+    /// device of `devices`.
+    pub(crate) fn seal(
+        identity: &PublicKey,
+        devices: &[DeviceEntry],
+        account_key: &crate::crypto::SecretKey,
+        new_dh: &DhPublicKey,
+        rng: &mut impl rand_core::CryptoRngCore,
+    ) -> Result<Self, VerifyError> {
+        let eph = DhSecretKey::generate(rng);
+        let ephemeral = eph.public();
+        let mut copies = Vec::new();
+        for d in devices.iter().filter(|d| d.status == DeviceStatus::Current) {
+            let key = copy_key(&eph, &d.dh_key, &ephemeral, &d.dh_key, identity, &d.device_key, new_dh)?;
+            copies.push(crate::crypto::aead::seal_once(
+                &key,
+                crate::crypto::aead::SealedKind::AccountKeyCopy,
+                identity.as_bytes(),
+                account_key.expose(),
+            ));
+        }
+        Ok(Self { ephemeral, copies })
+    }
+
+    /// Opens the copy sealed to `device` with its DH secret `own`, and
+    /// checks that the secret derives `record.dh_key`.
+    pub(crate) fn open(
+        &self,
+        record: &IdentityRecord,
+        device: &PublicKey,
+        own: &DhSecretKey,
+    ) -> Result<crate::crypto::SecretKey, VerifyError> {
+        let own_pub = own.public();
+        let key =
+            copy_key(own, &self.ephemeral, &self.ephemeral, &own_pub, &record.identity_key, device, &record.dh_key)?;
+        let plain = self
+            .copies
+            .iter()
+            .find_map(|c| {
+                crate::crypto::aead::open_once(
+                    &key,
+                    crate::crypto::aead::SealedKind::AccountKeyCopy,
+                    record.identity_key.as_bytes(),
+                    c,
+                )
+                .ok()
+            })
+            .ok_or(VerifyError::AccountKeyMismatch)?;
+        let secret = crate::crypto::SecretKey::from_slice(&plain).map_err(|_| VerifyError::AccountKeyMismatch)?;
+        if DhSecretKey::from_account_key(&secret).public() != record.dh_key {
+            return Err(VerifyError::AccountKeyMismatch);
+        }
+        Ok(secret)
+    }
 }
 
 impl IdentityRecord {
@@ -135,11 +244,16 @@ impl IdentityRecord {
         );
         let bytes =
             wire::encode(&pb::SignedIdentityRecord { identity_record: payload, signature: sig.as_bytes().to_vec() });
-        if bytes.len() > limits::MAX_SIGNED_IDENTITY {
+        // REV-6: room is kept for a rotation over every current device, so a
+        // revocation (which only shrinks that set) always fits.
+        let current = self.devices.iter().filter(|d| d.status == DeviceStatus::Current).count();
+        let held = self.rotation.as_ref().map_or(0, |r| rotation_len(r.copies.len()));
+        let reserve = rotation_len(current).saturating_sub(held);
+        if bytes.len() + reserve > limits::MAX_SIGNED_IDENTITY {
             return Err(DecodeError::TooLarge {
-                what: "signed identity record",
+                what: "signed identity record (with room for a key rotation)",
                 max: limits::MAX_SIGNED_IDENTITY,
-                got: bytes.len(),
+                got: bytes.len() + reserve,
             });
         }
         Ok(SignedIdentity { bytes, record: self.clone() })
@@ -190,6 +304,7 @@ impl TryFrom<pb::IdentityRecord> for IdentityRecord {
                 status: device_status_from(d.status)?,
                 added_at: d.added_at,
                 label: d.label,
+                dh_key: DhPublicKey::from_bytes(&d.dh_key)?,
                 consent: Signature::from_bytes(&d.consent)?,
             };
             if devices.iter().any(|e: &DeviceEntry| e.device_key == entry.device_key) {
@@ -201,7 +316,6 @@ impl TryFrom<pb::IdentityRecord> for IdentityRecord {
             identity_key: PublicKey::from_bytes(&r.identity_key)?,
             seq: r.seq,
             dh_key: DhPublicKey::from_bytes(&r.dh_key)?,
-            devices,
             profile: r.profile.map(Profile::try_from).transpose()?,
             updated_at: r.updated_at,
             request_inbox: request_inbox_from(
@@ -210,8 +324,32 @@ impl TryFrom<pb::IdentityRecord> for IdentityRecord {
                 r.request_slots,
                 r.request_pow_bits,
             )?,
+            rotation: rotation_from(r.rotation_ephemeral, r.account_key_copies, &devices)?,
+            devices,
         })
     }
+}
+
+/// REV-2: a rotation has at most one copy per listed device, each of the
+/// exact sealed length, and no copies without an ephemeral key.
+fn rotation_from(
+    ephemeral: Vec<u8>,
+    copies: Vec<Vec<u8>>,
+    devices: &[DeviceEntry],
+) -> Result<Option<AccountKeyRotation>, DecodeError> {
+    if ephemeral.is_empty() {
+        if !copies.is_empty() {
+            return Err(DecodeError::Invalid("account key copies without a rotation key"));
+        }
+        return Ok(None);
+    }
+    if copies.len() > devices.len() {
+        return Err(DecodeError::TooManyEntries { what: "account key copies", max: devices.len(), got: copies.len() });
+    }
+    if let Some(c) = copies.iter().find(|c| c.len() != SEALED_COPY_LEN) {
+        return Err(DecodeError::WrongLength { what: "account key copy", expected: SEALED_COPY_LEN, got: c.len() });
+    }
+    Ok(Some(AccountKeyRotation { ephemeral: DhPublicKey::from_bytes(&ephemeral)?, copies }))
 }
 
 fn request_inbox_from(
@@ -259,6 +397,7 @@ impl From<&IdentityRecord> for pb::IdentityRecord {
                     added_at: d.added_at,
                     label: d.label.clone(),
                     consent: d.consent.as_bytes().to_vec(),
+                    dh_key: d.dh_key.as_bytes().to_vec(),
                 })
                 .collect(),
             profile: r.profile.as_ref().map(pb::Profile::from),
@@ -271,6 +410,8 @@ impl From<&IdentityRecord> for pb::IdentityRecord {
                 .map(|i| i.writer.expose_seed().to_vec())
                 .unwrap_or_default(),
             request_slots: r.request_inbox.as_ref().map_or(0, |i| i.slots),
+            rotation_ephemeral: r.rotation.as_ref().map(|x| x.ephemeral.as_bytes().to_vec()).unwrap_or_default(),
+            account_key_copies: r.rotation.iter().flat_map(|x| x.copies.iter().cloned()).collect(),
         }
     }
 }

@@ -18,7 +18,7 @@ pub use address::{AddressRequestContent, UnverifiedAddressRequest, VerifiedAddre
 pub use final_status::{FinalStatus, FinalStatusKind};
 pub(crate) use identity::device_consent;
 pub(crate) use identity::record_key_to as record_key_to_pb;
-pub use identity::{DeviceEntry, DeviceStatus, IdentityRecord, RequestInboxInfo, SignedIdentity};
+pub use identity::{AccountKeyRotation, DeviceEntry, DeviceStatus, IdentityRecord, RequestInboxInfo, SignedIdentity};
 pub(crate) use invitation::hash_of_signed as invitation_hash_of_signed;
 pub use invitation::{EncryptionKeyType, InvitationContent, UnverifiedInvitation, VerifiedInvitation};
 pub use profile::Profile;

@@ -104,14 +104,19 @@ fn invitation_signed_by_a_device_not_in_the_identity_is_refused() {
 
 #[test]
 fn revoked_device_is_refused() {
-    let mut a = identity("alice");
+    let a = identity("alice");
     let dev = a.device_public();
-    a.update_record(|r| r.devices[0].status = DeviceStatus::Revoked, NOW).unwrap();
+    // A record revoking the signing device (built by hand: `update_record`
+    // refuses revocations, `revoke_device` refuses the identity-key device).
+    let mut rec = a.signed().record().clone();
+    rec.devices[0].status = DeviceStatus::Revoked;
+    rec.seq += 1;
+    let revoked = rec.sign(a.identity_signing_key().unwrap()).unwrap();
     let inbox = [1; 32];
-    let b = signed_invitation(&a, inbox);
+    let b = content(&a, inbox).sign(a.device_key(), &revoked).unwrap();
     let e = verify_inv(&b, &inbox, NOW + 1).unwrap_err();
     assert_eq!(e, Error::Verify(VerifyError::UntrustedDevice("device is revoked")));
-    assert_eq!(a.signed().record().device_status(&dev), Some(DeviceStatus::Revoked));
+    assert_eq!(revoked.record().device_status(&dev), Some(DeviceStatus::Revoked));
 }
 
 #[test]
@@ -255,13 +260,14 @@ fn oversized_and_malformed_inputs_are_typed_errors() {
         Err(DecodeError::UnknownEnumValue { value: 7, .. })
     ));
     c.kind = 1;
-    c.version = crate::crypto::PROTOCOL_VERSION + 1;
+    let v = crate::crypto::PROTOCOL_VERSION;
+    c.version = v + 1;
     s.contact_invitation = wire::encode(&c);
     assert!(matches!(
         UnverifiedInvitation::from_bytes(&wire::encode(&s)),
-        Err(DecodeError::VersionTooNew { found, .. }) if found == crate::crypto::PROTOCOL_VERSION + 1
+        Err(DecodeError::VersionTooNew { found, .. }) if found == v + 1
     ));
-    c.version = crate::crypto::PROTOCOL_VERSION;
+    c.version = v;
     c.writer_key = vec![1; 31];
     s.contact_invitation = wire::encode(&c);
     assert!(matches!(
@@ -343,6 +349,11 @@ proptest! {
                 d
             })
             .collect();
+        if seq % 2 == 1 {
+            let k = crate::crypto::SecretKey::generate(&mut OsRng);
+            rec.rotation =
+                Some(AccountKeyRotation::seal(&a.public_key(), &rec.devices, &k, &rec.dh_key, &mut OsRng).unwrap());
+        }
         let signed = rec.sign(ik).unwrap();
         let back = SignedIdentity::verify(signed.to_bytes(), Some(&a.public_key())).unwrap();
         prop_assert_eq!(back.record(), &rec);
@@ -405,7 +416,8 @@ fn device_link_consent_must_be_for_the_inviters_identity() {
     // And a device entry cannot be built from it either.
     let dev = SigningKey::generate(&mut OsRng);
     let consent = identity::device_consent(&other, &dev);
-    assert!(DeviceEntry::from_consent(&a.public_key(), dev.public(), consent, NOW, "x").is_err());
+    let dh = crate::crypto::DhSecretKey::from_device_key(&dev).public();
+    assert!(DeviceEntry::from_consent(&a.public_key(), dev.public(), consent, dh, NOW, "x").is_err());
 }
 
 #[test]
@@ -413,21 +425,37 @@ fn handover_opens_only_for_the_new_device_and_its_link() {
     use super::handover::{HandoverContext, open, seal};
     let a = identity("alice");
     let dev = SigningKey::generate(&mut OsRng);
-    let dev_dh = crate::crypto::DhSecretKey::generate(&mut OsRng);
+    let dev_dh = crate::crypto::DhSecretKey::from_device_key(&dev);
     // The record must list the new device for the handover to be accepted.
     let mut a2 = a.clone();
     let entry = DeviceEntry::from_consent(
         &a.public_key(),
         dev.public(),
         identity::device_consent(&a.public_key(), &dev),
+        dev_dh.public(),
         NOW,
         "laptop",
     )
     .unwrap();
-    a2.update_record(|r| r.devices.push(entry), NOW).unwrap();
+    a2.update_record(|r| r.devices.push(entry.clone()), NOW).unwrap();
     let (inbox, ih, rh, device) = ([1; 32], [2; 32], [3; 32], dev.public());
     let ctx = HandoverContext { inbox: &inbox, invitation_hash: &ih, response_hash: &rh, device: &device };
-    let account = crate::crypto::SecretKey::generate(&mut OsRng);
+    let account = a2.account_key().clone();
+    // REV-3: an account secret that does not derive the record's DH key is refused.
+    let foreign = crate::crypto::SecretKey::generate(&mut OsRng);
+    let sealed = seal(&ctx, &dev_dh.public(), &foreign, a2.signed(), &mut OsRng).unwrap();
+    assert_eq!(
+        open(&ctx, &dev_dh, &a.public_key(), &sealed).unwrap_err(),
+        Error::Verify(VerifyError::AccountKeyMismatch)
+    );
+    // A record listing the device with another DH key is refused (later
+    // rotations would be sealed to a key it does not hold).
+    let mut a3 = a.clone();
+    let mut wrong = entry;
+    wrong.dh_key = crate::crypto::DhSecretKey::generate(&mut OsRng).public();
+    a3.update_record(|r| r.devices.push(wrong), NOW).unwrap();
+    let sealed = seal(&ctx, &dev_dh.public(), &account, a3.signed(), &mut OsRng).unwrap();
+    assert!(matches!(open(&ctx, &dev_dh, &a.public_key(), &sealed), Err(Error::Verify(VerifyError::WrongContext(_)))));
     let sealed = seal(&ctx, &dev_dh.public(), &account, a2.signed(), &mut OsRng).unwrap();
     let (k, rec) = open(&ctx, &dev_dh, &a.public_key(), &sealed).unwrap();
     assert_eq!(k, account);
@@ -453,4 +481,39 @@ fn handover_opens_only_for_the_new_device_and_its_link() {
         open(&ctx, &dev_dh, &a.public_key(), &sealed),
         Err(Error::Verify(VerifyError::UntrustedDevice(_)))
     ));
+}
+
+#[test]
+fn rotation_fields_are_strictly_decoded() {
+    // REV-2: copies without an ephemeral key, a copy of the wrong length, more
+    // copies than devices, and a device without its DH key are refused.
+    use crate::error::DecodeError;
+    use crate::wire::{self, pb};
+    let a = identity("alice");
+    let tamper = |f: &dyn Fn(&mut pb::IdentityRecord)| {
+        let mut s: pb::SignedIdentityRecord = wire::decode(a.signed().to_bytes(), 1 << 20, "x").unwrap();
+        let mut r: pb::IdentityRecord = wire::decode(&s.identity_record, 1 << 20, "x").unwrap();
+        f(&mut r);
+        s.identity_record = wire::encode(&r);
+        SignedIdentity::verify(&wire::encode(&s), None).unwrap_err()
+    };
+    assert!(matches!(tamper(&|r| r.account_key_copies = vec![vec![0; 48]]), Error::Decode(DecodeError::Invalid(_))));
+    let e = tamper(&|r| {
+        r.rotation_ephemeral = vec![9; 32];
+        r.account_key_copies = vec![vec![0; 47]];
+    });
+    assert!(matches!(e, Error::Decode(DecodeError::WrongLength { .. })), "{e:?}");
+    let e = tamper(&|r| {
+        r.rotation_ephemeral = vec![9; 32];
+        r.account_key_copies = vec![vec![0; 48]; 2];
+    });
+    assert!(matches!(e, Error::Decode(DecodeError::TooManyEntries { .. })), "{e:?}");
+    let e = tamper(&|r| r.devices[0].dh_key.clear());
+    assert!(matches!(e, Error::Decode(DecodeError::WrongLength { .. })), "{e:?}");
+    // Well-formed but unsigned changes still fail on the signature.
+    let e = tamper(&|r| {
+        r.rotation_ephemeral = vec![9; 32];
+        r.account_key_copies = vec![vec![0; 48]];
+    });
+    assert_eq!(e, Error::Verify(VerifyError::BadSignature));
 }
