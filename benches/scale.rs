@@ -16,7 +16,7 @@
 //! The file store uses the first FILE_N (default 20,000) because every write
 //! is fsynced. With the `veilid` feature, run under `scripts/netns.sh`, the
 //! same is measured for Veilid's table store on a node of a private network
-//! (the first FILE_N too): `scripts/netns.sh cargo bench --profile netbench
+//! (the first FILE_N too): `scripts/netns-cargo.sh bench --profile netbench
 //! --bench scale` (outside the namespace that row is skipped, and says so). The drivers run on a frozen clock (the creation time), so the
 //! 5 s inbox polls and expiry timers do not fire during the measurements.
 

@@ -172,15 +172,26 @@ async fn main() -> Result<(), Error> {
     println!();
     for (who, own, c) in ac.iter().map(|c| ("Alice", &alice, c)).chain(bc.iter().map(|c| ("Bob", &bob, c))) {
         println!(
-            "  {who}'s new contact: {:<6} identity {}  conversation record {}  safety code {}",
+            "  {who}'s new contact: {:<6} identity {}  conversation record {}",
             c.profile.name(),
             c.peer.fmt_short(),
             c.remote_conversation.fmt_short(),
-            c.safety_code(&own.identity.public_key())
         );
+        println!("    safety number: {}", c.safety_code(&own.identity.public_key()));
     }
     if let (Some(x), Some(y)) = (ac.first(), bc.first()) {
         println!("  Same conversation key on both sides: {}", x.conversation_key() == y.conversation_key());
+        // Bob scans the safety-number QR code on Alice's screen: one step.
+        let shown = x.safety_number(&alice.identity.public_key()).qr_payload();
+        let mut y = y.clone();
+        let now = driver::SystemClock.now_secs();
+        y.verify_scanned_safety_number(&bob.identity.public_key(), &shown, now)?;
+        driver::save_contact(bob.store.as_ref(), &y).await?;
+        println!(
+            "  Bob scanned Alice's safety-number QR code ({} bytes): verified = {}",
+            shown.len(),
+            y.is_verified()
+        );
     }
     println!("  End to end (send -> both contacts final, incl. Argon2id twice): {:.2} s", end_to_end.as_secs_f64());
 

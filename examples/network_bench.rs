@@ -3,7 +3,7 @@
 //! the critical path predicted from operation latencies measured in the same
 //! run.
 //!
-//! `scripts/netns.sh cargo run --example network_bench -- [K] [think_ms]`
+//! `scripts/netns-cargo.sh build --example network_bench -- [K] [think_ms]`
 //! (`think_ms`: how long the invitee waits between publish and scan; 0 =
 //! at once).
 //!

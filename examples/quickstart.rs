@@ -76,12 +76,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let bc = driver::contacts(bob_store.as_ref()).await?;
     for (who, own, c) in ac.iter().map(|c| ("Alice", &alice, c)).chain(bc.iter().map(|c| ("Bob", &bob, c))) {
         println!(
-            "{who}'s new contact: {} (identity {}), safety code {}, conversation record {}",
+            "{who}'s new contact: {} (identity {}), conversation record {}",
             c.profile.name(),
             c.peer.fmt_short(),
-            c.safety_code(&own.public_key()),
             c.remote_conversation.fmt_short()
         );
+        println!("  safety number: {}", c.safety_code(&own.public_key()));
     }
     if let (Some(x), Some(y)) = (ac.first(), bc.first()) {
         println!("Same conversation key on both sides: {}", x.conversation_key() == y.conversation_key());

@@ -3,8 +3,12 @@
 # *global* addresses, so a private Veilid network of N nodes can attach
 # without any traffic leaving the machine.
 #
-#   scripts/netns.sh CMD [ARGS...]
-#   VEILID_NODES=8 scripts/netns.sh cargo test --test veilid_network
+#   scripts/netns.sh BINARY [ARGS...]
+#   VEILID_NODES=8 scripts/netns-cargo.sh test --features veilid-network-tests --test veilid_network
+#
+# Only already-built programs run inside: the namespace has no network, so
+# cargo (which may need to fetch crates) is refused here; build outside with
+# scripts/build-bins.sh or let scripts/netns-cargo.sh do both.
 #
 # Why: Veilid's DHT only runs in the PublicInternet routing domain, which
 # only accepts is_global() addresses; 127.0.0.1 never attaches (see
@@ -77,6 +81,10 @@ if [ "${1:-}" = "--inside" ]; then
 fi
 
 [ "$#" -ge 1 ] || die "usage: scripts/netns.sh CMD [ARGS...]  (env VEILID_NODES, default 6)"
+case "$(basename "$1")" in
+cargo | rustup | cargo-*)
+    die "'$1' must not run inside the namespace (it has no network to fetch crates): build outside and run the binary, e.g. scripts/netns-cargo.sh ${2:-build} ..." ;;
+esac
 
 command -v unshare >/dev/null 2>&1 ||
     die "'unshare' not found: install util-linux (apt-get install util-linux)"

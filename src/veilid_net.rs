@@ -90,7 +90,7 @@ pub enum LocalNetworkError {
     /// Not inside the sealed namespace (or it has too few addresses).
     #[error(
         "not inside the sealed Veilid test namespace ({detail}); run under scripts/netns.sh \
-         (e.g. `VEILID_NODES={nodes} scripts/netns.sh cargo run --example veilid_smoke`)"
+         (e.g. `VEILID_NODES={nodes} scripts/netns-cargo.sh build --example veilid_smoke`)"
     )]
     NamespaceNotReady {
         /// Nodes asked for.

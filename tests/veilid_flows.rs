@@ -2,7 +2,7 @@
 //! process, inside the sealed namespace of `scripts/netns.sh`):
 //!
 //! ```text
-//! scripts/netns.sh cargo test --features veilid-network-tests --test veilid_flows
+//! scripts/netns-cargo.sh test --features veilid-network-tests --test veilid_flows
 //! ```
 //!
 //! One network serves every flow; each wait is bounded.

@@ -2,7 +2,7 @@
 //! process). Needs the sealed namespace of `scripts/netns.sh`:
 //!
 //! ```text
-//! scripts/netns.sh cargo test --features veilid-network-tests --test veilid_network
+//! scripts/netns-cargo.sh test --features veilid-network-tests --test veilid_network
 //! ```
 //!
 //! The network is started once; every check is a step of one test so the
