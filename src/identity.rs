@@ -74,6 +74,7 @@ impl Identity {
             profile: Some(profile),
             updated_at: now_secs,
             request_inbox: None,
+            location: None,
         };
         let signed = record.sign(&identity_key)?;
         Ok(Self {
@@ -100,6 +101,28 @@ impl Identity {
     }
     pub(crate) fn set_record_key(&mut self, key: RecordKey) {
         self.record_key = Some(key);
+    }
+    /// Makes the signed record name `key` as where it is published
+    /// (FRESH-1), then remembers `key`. A record that names no location yet
+    /// (never published) is re-signed at the same sequence number; one that
+    /// names another location is re-signed with a higher one. Needs the
+    /// identity key unless the record already names `key`.
+    pub(crate) fn bind_location(&mut self, key: RecordKey) -> Result<(), crate::Error> {
+        let current = self.signed.record().location.clone();
+        if current.as_ref() != Some(&key) {
+            let signer = self
+                .identity_key
+                .as_ref()
+                .ok_or(crate::Error::ApiMisuse("this device does not hold the identity key"))?;
+            let mut record = self.signed.record().clone();
+            if current.is_some() {
+                record.seq += 1;
+            }
+            record.location = Some(key.clone());
+            self.signed = record.sign(signer)?;
+        }
+        self.record_key = Some(key);
+        Ok(())
     }
     /// The current signed identity record.
     pub fn signed(&self) -> &SignedIdentity {
@@ -148,6 +171,10 @@ impl Identity {
         }
         if signed.record().seq < self.signed.record().seq {
             return Err(crate::VerifyError::WrongContext("identity record older than ours").into());
+        }
+        // FRESH-1: a record published elsewhere is not ours to adopt.
+        if let Some(key) = &self.record_key {
+            signed.require_location(key)?;
         }
         self.signed = signed;
         Ok(())

@@ -64,15 +64,18 @@ impl Table {
 
 /// Version byte in front of every record this crate writes into a store, so
 /// a later release can recognise and migrate older records. Flow records
-/// have their own, [`FLOW_RECORD_FORMAT`].
-pub const RECORD_FORMAT: u8 = 2;
+/// have their own, [`FLOW_RECORD_FORMAT`]. 3: stored identities and contacts
+/// hold identity records of protocol version 2 (with their signed location).
+pub const RECORD_FORMAT: u8 = 3;
 
 /// Version byte of flow records (table [`Table::Flows`]). 3: the inviter's
 /// identity is a reference to a snapshot in [`Table::IdentitySnapshots`],
 /// its record keys are seeds, pending operations and timers are lists. A
 /// flow record of another format is reported as unreadable (and left in the
-/// store), never decoded as this layout.
-pub const FLOW_RECORD_FORMAT: u8 = 3;
+/// store), never decoded as this layout. 4: freshness state (re-read
+/// counters, the response awaiting its freshness check, a reject awaiting
+/// its final status).
+pub const FLOW_RECORD_FORMAT: u8 = 4;
 
 /// Encodes a value for the store: version byte, then postcard.
 pub(crate) fn encode_record<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, crate::Error> {

@@ -12,8 +12,9 @@ use super::{PublicKey, Signature, SigningKey};
 
 /// Protocol label bound into every signature, AEAD and key derivation.
 pub const PROTOCOL_LABEL: &[u8] = b"contact-invite";
-/// Wire/protocol version bound into every signature.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Wire/protocol version bound into every signature. 2: identity records
+/// carry their signed location (FRESH-1).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What a signature is for. Each kind is a distinct domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

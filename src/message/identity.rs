@@ -113,6 +113,11 @@ pub struct IdentityRecord {
     pub updated_at: u64,
     /// A published request inbox, if the identity accepts requests to a known address.
     pub request_inbox: Option<RequestInboxInfo>,
+    /// Where this record is published (its DHT record key), signed with the
+    /// rest: a record is only ever taken as news of this identity from the
+    /// location it names (FRESH-1). `None` only before the first publish
+    /// ([`crate::driver::publish_identity`] sets it).
+    pub location: Option<RecordKey>,
 }
 
 impl IdentityRecord {
@@ -210,6 +215,7 @@ impl TryFrom<pb::IdentityRecord> for IdentityRecord {
                 r.request_slots,
                 r.request_pow_bits,
             )?,
+            location: r.location.map(|l| record_key_from(Some(l), "identity record location")).transpose()?,
         })
     }
 }
@@ -271,6 +277,7 @@ impl From<&IdentityRecord> for pb::IdentityRecord {
                 .map(|i| i.writer.expose_seed().to_vec())
                 .unwrap_or_default(),
             request_slots: r.request_inbox.as_ref().map_or(0, |i| i.slots),
+            location: r.location.as_ref().map(record_key_to),
         }
     }
 }
@@ -319,9 +326,34 @@ impl SignedIdentity {
         }
         Ok(Self { bytes: bytes.to_vec(), record })
     }
+    /// Parses and verifies an identity record **read from the DHT at
+    /// `location`**: it must be signed by `identity` (every check of
+    /// [`Self::verify`]) and name `location` as where it is published
+    /// (FRESH-1). This is the only way a record read from the network is
+    /// taken as news of an identity.
+    pub fn verify_at(bytes: &[u8], identity: &PublicKey, location: &RecordKey) -> Result<Self, crate::Error> {
+        let signed = Self::verify(bytes, Some(identity))?;
+        signed.require_location(location)?;
+        Ok(signed)
+    }
     /// The verified record.
     pub fn record(&self) -> &IdentityRecord {
         &self.record
+    }
+    /// Where the record says it is published (signed by the identity key).
+    pub fn location(&self) -> Option<&RecordKey> {
+        self.record.location.as_ref()
+    }
+    /// FRESH-1: the record names `location` as where it is published. A
+    /// message or contact that names an identity record location must name
+    /// the one its snapshot was signed for; a record without a location
+    /// (never published) is never taken as a peer's.
+    pub fn require_location(&self, location: &RecordKey) -> Result<(), VerifyError> {
+        match &self.record.location {
+            Some(l) if l == location => Ok(()),
+            Some(_) => Err(VerifyError::WrongContext("identity record is published at another location than named")),
+            None => Err(VerifyError::WrongContext("identity record names no location (never published)")),
+        }
     }
     /// The exact signed bytes (to publish or embed).
     pub fn to_bytes(&self) -> &[u8] {
