@@ -12,6 +12,8 @@
 //! timers; a step that keeps failing ends the flow with
 //! [`crate::ProtocolError::RetriesExhausted`].
 
+#[cfg(test)]
+mod freshness_tests;
 mod invitee;
 mod inviter;
 mod requests;
