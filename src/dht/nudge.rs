@@ -78,7 +78,12 @@ mod tests {
         assert_eq!(Nudge::from_bytes(&n.to_bytes()).unwrap(), n);
         assert!(format!("{n:?}").contains("3 bytes"));
         // Wrong record length, missing version, oversized input, garbage.
-        let short = wire::encode(&pb::Nudge { version: 1, record: vec![1; 31], subkey: 0, value: vec![] });
+        let short = wire::encode(&pb::Nudge {
+            version: crate::crypto::PROTOCOL_VERSION,
+            record: vec![1; 31],
+            subkey: 0,
+            value: vec![],
+        });
         assert!(matches!(Nudge::from_bytes(&short), Err(DecodeError::WrongLength { .. })));
         let unversioned = wire::encode(&pb::Nudge { version: 0, record: vec![1; 32], subkey: 0, value: vec![] });
         assert!(matches!(Nudge::from_bytes(&unversioned), Err(DecodeError::MissingField { .. })));

@@ -504,7 +504,14 @@ impl Invitee {
                 self.state = State::Responding { r, accept: false, conversation: None, value: None };
                 self.respond(now, rng, out);
             }
-            (Command::Cancel, State::Deciding(_) | State::NeedPassword { .. } | State::Fetching { .. }) => {
+            // Also while a decision waits for the freshness check: nothing was sent yet.
+            (
+                Command::Cancel,
+                State::Deciding(_)
+                | State::NeedPassword { .. }
+                | State::Fetching { .. }
+                | State::Responding { value: None, .. },
+            ) => {
                 self.end(FinishedWith::Cancelled, out);
             }
             _ => {}
