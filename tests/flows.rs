@@ -40,10 +40,16 @@ async fn full_invitation_both_sides_with_round_trip_counts() {
     assert_eq!(view.message, "hi, it's me");
     assert_eq!(view.identity, alice.identity.public_key());
 
+    // The user reads the profile (virtual time advances only once every
+    // pending operation, including the freshness read of Alice's identity
+    // record, has completed).
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     bob.handle.accept(b_flow).await.unwrap();
     let sent =
         wait_for(&mut bob.events, "response sent", |e| matches!(e.event, Event::ResponseSent { accepted: true })).await;
-    // Goal: accept -> response stored in 1.
+    // Goal: accept -> response stored in 1 (an accept given before the
+    // freshness read returned waits for it, FRESH-4: then the chain counts
+    // from the scan, 3).
     assert_eq!(sent.round_trips, 1);
 
     let est =
