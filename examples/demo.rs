@@ -187,11 +187,7 @@ async fn main() -> Result<(), Error> {
         let now = driver::SystemClock.now_secs();
         y.verify_scanned_safety_number(&bob.identity.public_key(), &shown, now)?;
         driver::save_contact(bob.store.as_ref(), &y).await?;
-        println!(
-            "  Bob scanned Alice's safety-number QR code ({} bytes): verified = {}",
-            shown.len(),
-            y.is_verified()
-        );
+        println!("  Bob scanned Alice's safety-number QR code ({} bytes): verified = {}", shown.len(), y.is_verified());
     }
     println!("  End to end (send -> both contacts final, incl. Argon2id twice): {:.2} s", end_to_end.as_secs_f64());
 

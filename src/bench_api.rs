@@ -57,7 +57,7 @@ pub mod vectors {
     pub fn generate() -> Vec<Vector> {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(20_261_122);
         let mut id = Identity::generate(Profile::new("Alice").unwrap(), "phone", NOW - 60, &mut rng).unwrap();
-        id.set_record_key(RecordKey::new([0x11; 32], Some(crate::crypto::SecretKey::generate(&mut rng))));
+        id.bind_location(RecordKey::new([0x11; 32], Some(crate::crypto::SecretKey::generate(&mut rng)))).unwrap();
         let inbox = [0x22; 32];
         let content = InvitationContent {
             kind: InvitationKind::Contact,
@@ -76,10 +76,15 @@ pub mod vectors {
         };
         let good = content.sign(id.device_key(), id.signed()).unwrap();
         let mut other_id = Identity::generate(Profile::new("Mallory").unwrap(), "x", NOW - 60, &mut rng).unwrap();
-        other_id.set_record_key(RecordKey::new([0x44; 32], None));
+        other_id.bind_location(RecordKey::new([0x44; 32], None)).unwrap();
         let mut forged = content.clone();
         forged.device_key = other_id.device_public();
         let foreign_device = forged.sign(other_id.device_key(), id.signed()).unwrap();
+        // FRESH-1: signed by a current device, but naming an identity record
+        // location other than the one the identity key signed.
+        let mut elsewhere = content.clone();
+        elsewhere.identity_record = RecordKey::new([0x66; 32], None);
+        let other_location = elsewhere.sign(id.device_key(), id.signed()).unwrap();
         let plain = Ticket {
             kind: InvitationKind::Contact,
             record: inbox,
@@ -100,6 +105,7 @@ pub mod vectors {
             ("invitation_valid", "success", "invitation", Some(NOW + 1), Some(inbox), good.clone()),
             ("invitation_expired", "expired", "invitation", Some(NOW + 3600), Some(inbox), good.clone()),
             ("invitation_from_the_future", "expired", "invitation", Some(NOW - 3600), Some(inbox), good.clone()),
+            ("invitation_other_location", "wrong context", "invitation", Some(NOW + 1), Some(inbox), other_location),
             (
                 "invitation_other_inbox",
                 "signature failure",
@@ -266,4 +272,28 @@ pub fn handover_round_trip(
 
 fn handover_device_dh(device: &crate::identity::Identity) -> DhSecretKey {
     DhSecretKey::from_device_key(device.device_key())
+}
+
+/// Simulator (`tests/simulation.rs`): revokes the very device that holds the
+/// identity key and rotates the account secret, as an owner elsewhere would
+/// revoke a lost phone. The public [`crate::identity::Identity::revoke_device`]
+/// refuses this on purpose; the simulator needs it to model a single-device
+/// party that keeps running on its stale identity after the revocation.
+pub fn revoke_own_device(
+    identity: &mut crate::identity::Identity,
+    now_secs: u64,
+    rng: &mut impl rand_core::CryptoRngCore,
+) -> Result<(), crate::Error> {
+    let me = identity.device_public();
+    identity.rotate(
+        |r| {
+            for d in &mut r.devices {
+                if d.device_key == me {
+                    d.status = crate::message::DeviceStatus::Revoked;
+                }
+            }
+        },
+        now_secs,
+        rng,
+    )
 }

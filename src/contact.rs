@@ -121,10 +121,12 @@ impl Contact {
     }
 
     /// Replaces the peer's identity record with a newer one read from the DHT
-    /// (encoded `SignedIdentityRecord`). It must verify, belong to the peer
-    /// and not be older than the one held. Returns whether it changed.
+    /// at [`Self::peer_identity_record`] (encoded `SignedIdentityRecord`). It
+    /// must verify, belong to the peer, name that location as where it is
+    /// published (FRESH-1) and not be older than the one held. Returns
+    /// whether it changed.
     pub fn update_peer_identity(&mut self, bytes: &[u8]) -> Result<bool, crate::Error> {
-        let fetched = SignedIdentity::verify(bytes, Some(&self.peer))?;
+        let fetched = SignedIdentity::verify_at(bytes, &self.peer, &self.peer_identity_record)?;
         if fetched.record().seq < self.peer_identity.record().seq {
             return Err(crate::VerifyError::WrongContext("identity record older than the one held").into());
         }

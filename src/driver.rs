@@ -1074,7 +1074,9 @@ pub async fn refresh_identity<D: Dht>(dht: &D, mut identity: Identity) -> Result
 }
 
 /// Publishes (or republishes) an identity record and returns the identity
-/// with its record key set. Needs the identity key on this device.
+/// with its record key set. The record is first made to name that record key
+/// as its location, signed by the identity key (FRESH-1). Needs the identity
+/// key on this device.
 pub async fn publish_identity<D: Dht>(dht: &D, mut identity: Identity) -> Result<Identity, Error> {
     let owner = identity
         .identity_signing_key()
@@ -1098,6 +1100,8 @@ pub async fn publish_identity<D: Dht>(dht: &D, mut identity: Identity) -> Result
             }
         }
     };
+    // FRESH-1: the record names where it is published, signed by the identity key.
+    identity.bind_location(key.clone())?;
     let data = identity.signed().to_bytes().to_vec();
     for _ in 0..crate::machine::MAX_ATTEMPTS {
         match dht.set_value(&key, 0, data.clone(), Some(&owner)).await {

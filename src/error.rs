@@ -232,6 +232,17 @@ pub enum ProtocolError {
     /// A freshly fetched identity record revokes the peer's device.
     #[error("the peer's device was revoked in its identity record")]
     DeviceRevoked,
+    /// The peer's identity record could not be confirmed: no read returned a
+    /// record signed by the peer's identity key, naming the location it was
+    /// read from and at least as new as the one the peer presented, within
+    /// the bounded re-reads. The check fails closed: no contact is made.
+    #[error("the peer's identity record could not be read to confirm its device is still current")]
+    FreshnessUnavailable,
+    /// The inviter closed the invitation naming our response because it
+    /// could not confirm our device is current in our identity record (it is
+    /// revoked there, or the inviter could not read the record).
+    #[error("the inviter could not confirm this device is current in our identity record")]
+    DeviceNotConfirmed,
     /// A step failed more times than the retry budget allows.
     #[error("gave up after {attempts} attempts: {what}")]
     RetriesExhausted {

@@ -75,6 +75,7 @@ impl Identity {
             updated_at: now_secs,
             request_inbox: None,
             rotation: None,
+            location: None,
         };
         let signed = record.sign(&identity_key)?;
         Ok(Self {
@@ -101,6 +102,28 @@ impl Identity {
     }
     pub(crate) fn set_record_key(&mut self, key: RecordKey) {
         self.record_key = Some(key);
+    }
+    /// Makes the signed record name `key` as where it is published
+    /// (FRESH-1), then remembers `key`. A record that names no location yet
+    /// (never published) is re-signed at the same sequence number; one that
+    /// names another location is re-signed with a higher one. Needs the
+    /// identity key unless the record already names `key`.
+    pub(crate) fn bind_location(&mut self, key: RecordKey) -> Result<(), crate::Error> {
+        let current = self.signed.record().location.clone();
+        if current.as_ref() != Some(&key) {
+            let signer = self
+                .identity_key
+                .as_ref()
+                .ok_or(crate::Error::ApiMisuse("this device does not hold the identity key"))?;
+            let mut record = self.signed.record().clone();
+            if current.is_some() {
+                record.seq += 1;
+            }
+            record.location = Some(key.clone());
+            self.signed = record.sign(signer)?;
+        }
+        self.record_key = Some(key);
+        Ok(())
     }
     /// The current signed identity record.
     pub fn signed(&self) -> &SignedIdentity {
@@ -167,6 +190,10 @@ impl Identity {
         if signed.record().seq < self.signed.record().seq {
             return Err(crate::VerifyError::WrongContext("identity record older than ours").into());
         }
+        // FRESH-1: a record published elsewhere is not ours to adopt.
+        if let Some(key) = &self.record_key {
+            signed.require_location(key)?;
+        }
         match signed.record().device_status(&self.device_public()) {
             Some(DeviceStatus::Revoked) => {
                 return Err(crate::VerifyError::UntrustedDevice("this device is revoked in the identity record").into());
@@ -232,7 +259,7 @@ impl Identity {
         self.rotate(|_| {}, now_secs, rng)
     }
 
-    fn rotate(
+    pub(crate) fn rotate(
         &mut self,
         f: impl FnOnce(&mut IdentityRecord),
         now_secs: u64,
@@ -518,7 +545,7 @@ mod rotation_tests {
     /// identity-key device and the linked devices' identities.
     fn account(n: usize, label: &str) -> (Identity, Vec<Identity>) {
         let mut phone = Identity::generate(Profile::new("alice").unwrap(), label, NOW, &mut OsRng).unwrap();
-        phone.set_record_key(RecordKey::new([9; 32], None));
+        phone.bind_location(RecordKey::new([9; 32], None)).unwrap();
         let keys: Vec<SigningKey> = (0..n).map(|_| SigningKey::generate(&mut OsRng)).collect();
         let id = phone.public_key();
         phone

@@ -65,8 +65,9 @@ impl Table {
 /// Version byte in front of every record this crate writes into a store, so
 /// a later release can recognise and migrate older records. Flow records
 /// have their own, [`FLOW_RECORD_FORMAT`]. 3: contacts record their
-/// safety-number verification; identity records carry device DH keys and
-/// account-secret rotations.
+/// safety-number verification; stored identities and contacts hold identity
+/// records of protocol version 2 (device DH keys, account-secret rotations,
+/// their signed location).
 pub const RECORD_FORMAT: u8 = 3;
 
 /// Version byte of flow records (table [`Table::Flows`]). 3: the inviter's
@@ -76,7 +77,9 @@ pub const RECORD_FORMAT: u8 = 3;
 /// records carry device DH keys and account-secret rotations (protocol
 /// version 2). A
 /// flow record of another format is reported as unreadable (and left in the
-/// store), never decoded as this layout.
+/// store), never decoded as this layout. 4 also: freshness state (re-read
+/// counters, the response awaiting its freshness check, a reject awaiting
+/// its final status).
 pub const FLOW_RECORD_FORMAT: u8 = 4;
 
 /// Encodes a value for the store: version byte, then postcard.

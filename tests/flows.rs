@@ -40,16 +40,25 @@ async fn full_invitation_both_sides_with_round_trip_counts() {
     assert_eq!(view.message, "hi, it's me");
     assert_eq!(view.identity, alice.identity.public_key());
 
+    // The user reads the profile (virtual time advances only once every
+    // pending operation, including the freshness read of Alice's identity
+    // record, has completed).
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     bob.handle.accept(b_flow).await.unwrap();
     let sent =
         wait_for(&mut bob.events, "response sent", |e| matches!(e.event, Event::ResponseSent { accepted: true })).await;
-    // Goal: accept -> response stored in 1.
+    // Goal: accept -> response stored in 1 (an accept given before the
+    // freshness read returned waits for it, FRESH-4: then the chain counts
+    // from the scan, 3).
     assert_eq!(sent.round_trips, 1);
 
     let est =
         wait_for(&mut alice.events, "alice contact", |e| matches!(e.event, Event::ContactEstablished { .. })).await;
-    // Goal: response seen (delivered with the watch notification) -> contact final in 1.
-    assert_eq!(est.round_trips, 1);
+    // Response seen (delivered with the watch notification) -> contact final
+    // in 2: the responder's identity record is read, then the final status
+    // written (FRESH-4: it used to be read beside the write, in 1, which let
+    // one side end with a contact and the other without).
+    assert_eq!(est.round_trips, 2);
     assert_eq!(finished(&mut alice.events, a_flow).await, Outcome::Contact(bob.identity.public_key()));
     assert_eq!(finished(&mut bob.events, b_flow).await, Outcome::Contact(alice.identity.public_key()));
 
@@ -116,13 +125,15 @@ async fn reject_is_signed_same_size_and_makes_no_contact() {
     let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket.clone())).await.unwrap();
     wait_for(&mut bob.events, "invitation", |e| matches!(e.event, Event::InvitationReceived(_))).await;
     bob.handle.reject(b).await.unwrap();
-    assert_eq!(finished(&mut bob.events, b).await, Outcome::RejectedByUs);
+    wait_for(&mut bob.events, "reject sent", |e| matches!(e.event, Event::ResponseSent { accepted: false })).await;
     let reject_len = net.stored_value(&ticket.record, 1).unwrap().data.len();
 
     // An accept on another invitation, for size comparison.
     let mut carol = party(&net, "carol").await;
     net.set_offline("alice", false);
     assert_eq!(finished(&mut alice.events, a_flow).await, Outcome::RejectedByPeer);
+    // After a reject the invitee waits for the final status too (FRESH-6).
+    assert_eq!(finished(&mut bob.events, b).await, Outcome::RejectedByUs);
     let (_f2, t2) = publish(&mut alice, None).await;
     net.set_offline("alice", true);
     let c = carol.handle.receive(ReceiveParams::new(carol.identity.clone(), t2.clone())).await.unwrap();

@@ -6,7 +6,12 @@
 //! - never a contact without a verified peer (contacts re-verify the peer's
 //!   identity record when loaded, and name the party that answered);
 //! - never a lost accepted invitation: if an accept reached the DHT and the
-//!   inviter did not revoke, someone ends with a contact;
+//!   inviter did not revoke, someone ends with a contact (unless the
+//!   acceptor's identity record could not be confirmed: then neither side
+//!   has one, FRESH-3);
+//! - never a contact with, or made by, a device revoked in the latest
+//!   published identity record (a party may run on with its stale identity
+//!   after its device was revoked, like a lost phone: FRESH-2..5);
 //! - no secret in any event or log line;
 //! - a hostile hop that replaces every nudge with a forged value (unsigned
 //!   tombstones, junk) changes nothing of the above (INT-NUDGE-1): no flow
@@ -60,6 +65,15 @@ enum Decision {
     Ignore,
 }
 
+/// A device revoked in its identity record right after setup, which keeps
+/// running with the identity it had (it is not told).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RevokedDevice {
+    None,
+    Inviter,
+    Bob,
+}
+
 #[derive(Clone, Debug)]
 struct Schedule {
     seed: u64,
@@ -70,6 +84,7 @@ struct Schedule {
     b: Decision,
     c: Decision,
     revoke: bool,
+    revoked_device: RevokedDevice,
     /// Every nudge replaced by this forged value (see [`forged_nudge`]).
     forged_nudge: Option<u8>,
 }
@@ -96,8 +111,13 @@ fn schedule() -> impl Strategy<Value = Schedule> {
         decision,
         any::<bool>(),
         proptest::option::of(0u8..3),
+        prop_oneof![
+            4 => Just(RevokedDevice::None),
+            1 => Just(RevokedDevice::Inviter),
+            1 => Just(RevokedDevice::Bob)
+        ],
     )
-        .prop_map(|(seed, rate, ci, cb, cc, b, c, revoke, forged_nudge)| Schedule {
+        .prop_map(|(seed, rate, ci, cb, cc, b, c, revoke, forged_nudge, revoked_device)| Schedule {
             seed,
             rate,
             crash_inviter: ci,
@@ -107,7 +127,16 @@ fn schedule() -> impl Strategy<Value = Schedule> {
             c,
             revoke: revoke && rate < 0.1,
             forged_nudge,
+            revoked_device,
         })
+}
+
+/// The identity's owner revokes this party's device and republishes; the
+/// party keeps running with its stale identity.
+async fn revoke_device_of(net: &MemoryNetwork, p: &Party) {
+    let mut id = p.identity.clone();
+    contact_invite::__bench::revoke_own_device(&mut id, T0_MS / 1000 + 1, &mut rand_core::OsRng).unwrap();
+    contact_invite::driver::publish_identity(&net.join(&p.name), id).await.unwrap();
 }
 
 struct Outcomes {
@@ -135,6 +164,11 @@ async fn run(s: &Schedule) -> (Outcomes, Party, Vec<Party>) {
     let net = MemoryNetwork::with_faults(s.seed, FaultConfig::default());
     let mut alice = party_with(&net, "alice", s.crash_inviter).await;
     let mut invitees = vec![party_with(&net, "bob", s.crash_b).await, party_with(&net, "carol", s.crash_c).await];
+    match s.revoked_device {
+        RevokedDevice::None => {}
+        RevokedDevice::Inviter => revoke_device_of(&net, &alice).await,
+        RevokedDevice::Bob => revoke_device_of(&net, &invitees[0]).await,
+    }
     net.set_faults(faults);
     net.tamper_nudges(s.forged_nudge.map(forged_nudge));
     let decisions = [s.b, s.c];
@@ -272,24 +306,41 @@ proptest! {
             let _ = stored;
         }
         prop_assert!(winners <= 1, "{s:?}: two invitees won one invitation");
+        // No contact with, or made by, a revoked device.
+        match s.revoked_device {
+            RevokedDevice::Inviter => prop_assert!(winners == 0 && a_contacts.is_empty(), "{s:?}: a revoked inviter device made a contact"),
+            RevokedDevice::Bob => {
+                prop_assert!(rt.block_on(invitees[0].contacts()).is_empty(), "{s:?}: bob's revoked device made a contact");
+                prop_assert!(a_contacts.iter().all(|c| c.peer != invitees[0].identity.public_key()), "{s:?}: the inviter saved bob's revoked device");
+            }
+            RevokedDevice::None => {}
+        }
         prop_assert_eq!(winners, a_contacts.len(), "{:?}: inviter contacts {} vs winners {}", s, a_contacts.len(), winners);
         // Never a lost accepted invitation: every stored accept ends in the
         // contact or a clear refusal, and when no reject or revoke competed,
-        // a stored accept always yields the contact.
+        // a stored accept always yields the contact — unless the inviter
+        // could not confirm the acceptor's device (revoked, or its record
+        // unconfirmed under faults: fails closed, FRESH-3/4), and then
+        // neither side has a contact (checked above).
         use contact_invite::error::{Error, ProtocolError};
         for (name, out, stored) in &o.invitees {
             if *stored {
                 let ok = matches!(
                     out,
                     Some(Outcome::Contact(_))
-                        | Some(Outcome::Failed(Error::Protocol(ProtocolError::AlreadyUsed | ProtocolError::Revoked | ProtocolError::Expired)))
+                        | Some(Outcome::Failed(Error::Protocol(ProtocolError::AlreadyUsed | ProtocolError::Revoked | ProtocolError::Expired | ProtocolError::DeviceNotConfirmed)))
                 );
                 prop_assert!(ok, "{s:?}: {name}'s stored accept ended {out:?}");
             }
         }
         let any_accept_stored = o.invitees.iter().any(|(_, _, st)| *st);
         let reject_competed = matches!(s.b, Decision::Reject) || matches!(s.c, Decision::Reject);
-        if any_accept_stored && !s.revoke && !reject_competed {
+        let not_confirmed = matches!(
+            o.inviter,
+            Outcome::Failed(Error::Protocol(ProtocolError::DeviceRevoked | ProtocolError::FreshnessUnavailable))
+        );
+        prop_assert!(!not_confirmed || a_contacts.is_empty());
+        if any_accept_stored && !s.revoke && !reject_competed && !not_confirmed {
             prop_assert!(matches!(o.inviter, Outcome::Contact(_)), "{s:?}: an accept was stored but the inviter ended {:?}", o.inviter);
         }
         // No secret in any event or log line.
@@ -320,6 +371,7 @@ fn regression_schedules() {
             c: Decision::Accept,
             revoke: false,
             forged_nudge: None,
+            revoked_device: RevokedDevice::None,
         },
         // 28 % faults on every operation, two acceptors.
         Schedule {
@@ -332,6 +384,7 @@ fn regression_schedules() {
             c: Decision::Accept,
             revoke: false,
             forged_nudge: None,
+            revoked_device: RevokedDevice::None,
         },
         // Issue 13 item 3: every nudge an unsigned empty tombstone. Before
         // signed tombstones the invitee's stored accept ended "inbox closed"
@@ -346,6 +399,7 @@ fn regression_schedules() {
             c: Decision::Ignore,
             revoke: false,
             forged_nudge: Some(0),
+            revoked_device: RevokedDevice::None,
         },
     ];
     for s in cases {

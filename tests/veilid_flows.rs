@@ -115,7 +115,10 @@ async fn flows(net: &LocalNetwork) {
     assert_eq!(shown.round_trips, 1);
     bob.handle.accept(b_flow).await.unwrap();
     let sent = wait(&mut bob, "sent", |e| matches!(e.event, Event::ResponseSent { accepted: true })).await;
-    assert_eq!(sent.round_trips, 1);
+    // 1 once the freshness check of the inviter's record (run while the user
+    // decides) is done; accepting at once, the response waits for it and the
+    // chain counts from the scan: inbox get, record get, response set (FRESH-4).
+    assert!(matches!(sent.round_trips, 1 | 3), "accept -> response stored in {}", sent.round_trips);
     assert_eq!(finished(&mut alice, a_flow).await, Outcome::Contact(bob.identity.public_key()));
     assert_eq!(finished(&mut bob, b_flow).await, Outcome::Contact(alice.identity.public_key()));
     let end_to_end = t0.elapsed();

@@ -11,9 +11,20 @@
 //! secret and the updated identity record sealed to that key.
 //!
 //! The profile is shown after one round trip (the inbox read). The inviter's
-//! identity record is re-read concurrently with the user's decision; the
-//! contact becomes final only when that check and the inviter's final status
-//! (naming our response) are both in.
+//! identity record is re-read concurrently with the user's decision, and the
+//! response (accept or reject) is written only once that check confirmed the
+//! inviter's device is current (FRESH-2..4): a revoked device, or a record
+//! that cannot be confirmed within [`super::FRESHNESS_READS`] reads, ends the
+//! flow before anything is sent, so the inviter never holds a response it
+//! could make a contact from. After a reject the invitee waits for the final
+//! status exactly as after an accept (FRESH-6), so the two cost DHT nodes
+//! the same operations to serve.
+//!
+//! ```text
+//! Deciding ──(inviter's record not confirmed | device revoked)──▶ Done(failed)
+//! Responding ──(waits for the freshness check before writing)
+//! Reject: Responding ──(response confirmed)──▶ AwaitingFinal ──(final status)──▶ Done(rejected by us)
+//! ```
 
 use serde::{Deserialize, Serialize};
 
@@ -31,9 +42,7 @@ use crate::error::{Error, ProtocolError, VerifyError};
 use crate::identity::Identity;
 use crate::message::handover::{self, HandoverContext};
 use crate::message::inbox::{self, InboxKeys, InboxValue, OWNER_SUBKEY, WRITER_SUBKEY};
-use crate::message::{
-    FinalStatus, FinalStatusKind, InvitationKind, Profile, ResponseContent, SignedIdentity, VerifiedInvitation,
-};
+use crate::message::{FinalStatus, FinalStatusKind, InvitationKind, Profile, ResponseContent, VerifiedInvitation};
 
 /// How often the invitee re-reads the owner subkey for the final status.
 pub(crate) const POLL_INTERVAL_MS: u64 = 5_000;
@@ -123,6 +132,8 @@ enum Freshness {
     Pending,
     Ok,
     Revoked,
+    /// Not confirmed within the bounded re-reads: fails closed.
+    Unavailable,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -147,15 +158,36 @@ struct Received {
     invitation: VerifiedInvitation,
     writer: SigningKey,
     freshness: Freshness,
+    /// Reads of the inviter's identity record that did not confirm it.
+    #[serde(default)]
+    fresh_reads: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum State {
-    NeedPassword { cached: Option<Vec<u8>> },
-    Fetching { secret: SecretKey },
+    NeedPassword {
+        cached: Option<Vec<u8>>,
+    },
+    Fetching {
+        secret: SecretKey,
+    },
     Deciding(Box<Received>),
-    Responding { r: Box<Received>, accept: bool, conversation: Option<RecordKey>, value: Option<(Vec<u8>, [u8; 32])> },
-    AwaitingFinal { r: Box<Received>, conversation: Option<RecordKey>, response_hash: [u8; 32], accepted_final: bool },
+    Responding {
+        r: Box<Received>,
+        accept: bool,
+        conversation: Option<RecordKey>,
+        value: Option<(Vec<u8>, [u8; 32])>,
+    },
+    AwaitingFinal {
+        r: Box<Received>,
+        conversation: Option<RecordKey>,
+        response_hash: [u8; 32],
+        accepted_final: bool,
+        /// We rejected: any verified final status (or the deadline) ends
+        /// the flow as rejected by us (FRESH-6).
+        #[serde(default)]
+        rejected: bool,
+    },
     Done(FinishedWith),
 }
 
@@ -390,8 +422,13 @@ impl Invitee {
                     }
                     Timer::Expiry => {
                         // The inviter never answered within the grace period.
-                        if let State::AwaitingFinal { .. } = &self.state {
-                            self.end(FinishedWith::Failed(ProtocolError::Expired), &mut out);
+                        if let State::AwaitingFinal { rejected, .. } = &self.state {
+                            let f = if *rejected {
+                                FinishedWith::RejectedByUs
+                            } else {
+                                FinishedWith::Failed(ProtocolError::Expired)
+                            };
+                            self.end(f, &mut out);
                         }
                     }
                 }
@@ -450,7 +487,7 @@ impl Invitee {
                 // A device link needs no conversation record.
                 let r = r.clone();
                 self.state = State::Responding { r, accept: true, conversation: None, value: None };
-                self.write_response(now, rng, out);
+                self.respond(now, rng, out);
             }
             (Command::Accept, State::Deciding(r)) => {
                 let r = r.clone();
@@ -466,9 +503,16 @@ impl Invitee {
             (Command::Reject, State::Deciding(r)) => {
                 let r = r.clone();
                 self.state = State::Responding { r, accept: false, conversation: None, value: None };
-                self.write_response(now, rng, out);
+                self.respond(now, rng, out);
             }
-            (Command::Cancel, State::Deciding(_) | State::NeedPassword { .. } | State::Fetching { .. }) => {
+            // Also while a decision waits for the freshness check: nothing was sent yet.
+            (
+                Command::Cancel,
+                State::Deciding(_)
+                | State::NeedPassword { .. }
+                | State::Fetching { .. }
+                | State::Responding { value: None, .. },
+            ) => {
                 self.end(FinishedWith::Cancelled, out);
             }
             _ => {}
@@ -496,10 +540,10 @@ impl Invitee {
                     self.end_err(err, out);
                 }
             }
+            // FRESH-3: a failed read is not fresh: read again, then fail closed.
             Purpose::FreshnessOpen | Purpose::FreshnessGet => {
-                // Could not re-read the inviter's identity: the verified snapshot stands.
-                self.set_freshness(Freshness::Ok);
-                self.maybe_final(out);
+                let unreachable = matches!(err, Error::Protocol(ProtocolError::RetriesExhausted { .. }));
+                self.on_freshness_read(None, unreachable, _now, _rng, out)
             }
             Purpose::CreateConversation | Purpose::WriteResponse => self.end_err(err, out),
             Purpose::Watch | Purpose::ReadFinal | Purpose::Forget => {}
@@ -537,17 +581,12 @@ impl Invitee {
                     out.insert(0, Effect::Persist);
                 }
             }
-            (Purpose::FreshnessGet, DhtOutput::Value(v)) => {
-                let f = self.check_freshness(v);
-                self.set_freshness(f);
-                out.push(Effect::Persist);
-                self.maybe_final(out);
-            }
+            (Purpose::FreshnessGet, DhtOutput::Value(v)) => self.on_freshness_read(v.as_ref(), false, now, rng, out),
             (Purpose::CreateConversation, DhtOutput::Created(k)) => {
                 if let State::Responding { conversation, .. } = &mut self.state {
                     *conversation = Some(k);
                 }
-                self.write_response(now, rng, out);
+                self.respond(now, rng, out);
             }
             (Purpose::WriteResponse, DhtOutput::Set(newer)) => self.on_response_written(newer, now, out),
             (Purpose::ReadFinal, DhtOutput::Value(v)) => self.on_final_value(v, out),
@@ -562,26 +601,90 @@ impl Invitee {
         }
     }
 
-    fn set_freshness(&mut self, f: Freshness) {
+    fn received_mut(&mut self) -> Option<&mut Received> {
         match &mut self.state {
-            State::Deciding(r) | State::Responding { r, .. } | State::AwaitingFinal { r, .. } => r.freshness = f,
-            _ => {}
+            State::Deciding(r) | State::Responding { r, .. } | State::AwaitingFinal { r, .. } => Some(r),
+            _ => None,
         }
     }
 
-    fn check_freshness(&self, v: Option<ValueData>) -> Freshness {
-        let Some(r) = self.received() else { return Freshness::Ok };
+    fn set_freshness(&mut self, f: Freshness) {
+        if let Some(r) = self.received_mut() {
+            r.freshness = f;
+        }
+    }
+
+    /// One read of the inviter's identity record (`None`: the read failed;
+    /// `unreachable`: because the network could not be reached at all).
+    /// FRESH-2: only a record signed by the inviter's identity key, naming
+    /// the location it was read from, at least as new as the snapshot in the
+    /// invitation, counts; FRESH-3: anything else is read again after a
+    /// delay, at most [`super::FRESHNESS_READS`] times, then fails closed. An
+    /// unreachable network is no evidence either way: the read is tried
+    /// again every [`super::SLOW_RETRY_MS`] until the invitation expires (no
+    /// response could be taken after that), then fails closed.
+    fn on_freshness_read(
+        &mut self,
+        v: Option<&ValueData>,
+        unreachable: bool,
+        now: u64,
+        rng: &mut dyn Rng,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(r) = self.received() else { return };
+        if r.freshness != Freshness::Pending {
+            return;
+        }
         let c = r.invitation.content();
-        let Some(v) = v else { return Freshness::Ok };
-        match SignedIdentity::verify(&v.data, Some(&c.identity_key)) {
-            // INV-FRESH-1: a newer record that no longer lists the signing device as current voids the invitation.
-            Ok(fetched)
-                if fetched.record().seq >= r.invitation.identity().record().seq
-                    && fetched.require_current(&c.device_key).is_err() =>
-            {
-                Freshness::Revoked
+        let location = c.identity_record.clone();
+        let verdict = if unreachable {
+            None
+        } else {
+            Some(super::judge_freshness(v, r.invitation.identity(), &location, &c.device_key))
+        };
+        let deadline = c.expires_at.saturating_mul(1000);
+        let f = match verdict {
+            None if now.saturating_add(super::SLOW_RETRY_MS) < deadline => {
+                let read = DhtOp::Open { key: location, writer: None };
+                self.ops.start_later(Purpose::FreshnessOpen, read, now + super::SLOW_RETRY_MS, out);
+                out.insert(0, Effect::Persist);
+                return;
             }
-            _ => Freshness::Ok,
+            None => Freshness::Unavailable,
+            Some(super::FreshRead::Current) => Freshness::Ok,
+            Some(super::FreshRead::Revoked) => Freshness::Revoked,
+            Some(super::FreshRead::Unconfirmed) if r.fresh_reads + 1 < super::FRESHNESS_READS => {
+                let n = r.fresh_reads + 1;
+                if let Some(r) = self.received_mut() {
+                    r.fresh_reads = n;
+                }
+                let read = DhtOp::Open { key: location, writer: None };
+                self.ops.start_later(Purpose::FreshnessOpen, read, now + super::freshness_retry_ms(n), out);
+                out.insert(0, Effect::Persist);
+                return;
+            }
+            Some(super::FreshRead::Unconfirmed) => Freshness::Unavailable,
+        };
+        self.set_freshness(f);
+        out.push(Effect::Persist);
+        self.on_freshness_known(now, rng, out);
+    }
+
+    /// FRESH-4: nothing is sent before the inviter's device is confirmed
+    /// current; a revoked or unconfirmed one ends the flow with nothing sent.
+    fn on_freshness_known(&mut self, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        let Some(r) = self.received() else { return };
+        let sent = matches!(self.state, State::Responding { value: Some(_), .. } | State::AwaitingFinal { .. });
+        match (&r.freshness, sent) {
+            (Freshness::Pending, _) => {}
+            (Freshness::Ok, false) => {
+                if !self.ops.has_pending(|p| *p == Purpose::WriteResponse) {
+                    self.write_response(now, rng, out);
+                }
+            }
+            (Freshness::Revoked, false) => self.end(FinishedWith::Failed(ProtocolError::DeviceRevoked), out),
+            (Freshness::Unavailable, false) => self.end(FinishedWith::Failed(ProtocolError::FreshnessUnavailable), out),
+            (_, true) => self.maybe_final(out),
         }
     }
 
@@ -645,7 +748,13 @@ impl Invitee {
         }
         let view = view(&invitation);
         let fresh_key = invitation.content().identity_record.clone();
-        self.state = State::Deciding(Box::new(Received { secret, invitation, writer, freshness: Freshness::Pending }));
+        self.state = State::Deciding(Box::new(Received {
+            secret,
+            invitation,
+            writer,
+            freshness: Freshness::Pending,
+            fresh_reads: 0,
+        }));
         let mut ops_out = Vec::new();
         self.ops.start(Purpose::FreshnessOpen, DhtOp::Open { key: fresh_key, writer: None }, &mut ops_out);
         out.push(Effect::Persist);
@@ -666,8 +775,22 @@ impl Invitee {
         out.push(Effect::Emit(Event::PasswordRequired));
     }
 
+    /// Writes the response if it may be written now (see `write_response`);
+    /// otherwise persists the decision, and the freshness result writes it.
+    fn respond(&mut self, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        self.write_response(now, rng, out);
+        if !self.ops.has_pending(|p| *p == Purpose::WriteResponse) && !self.is_finished() {
+            out.insert(0, Effect::Persist);
+        }
+    }
+
     fn write_response(&mut self, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
         let State::Responding { r, accept, conversation, value } = &self.state else { return };
+        // FRESH-4: written once, and only once the inviter's device is
+        // confirmed current and (accepting a contact) our conversation exists.
+        if value.is_some() || r.freshness != Freshness::Ok || (*accept && conversation.is_none() && !self.is_link()) {
+            return;
+        }
         let c = r.invitation.content();
         let (identity_key, device, identity_record, signed_identity, profile, consent, dh) = match &self.core.responder
         {
@@ -749,16 +872,16 @@ impl Invitee {
         }
         let (r, accept, hash) = (r.clone(), *accept, *hash);
         out.push(Effect::Emit(Event::ResponseSent { accepted: accept }));
-        if !accept {
-            return self.end(FinishedWith::RejectedByUs, out);
-        }
         let conversation = conversation.clone();
-        if conversation.is_none() && !self.is_link() {
+        if accept && conversation.is_none() && !self.is_link() {
             return self.end_err(Error::ApiMisuse("accept without conversation"), out);
         }
+        // FRESH-6: after a reject too, wait for the final status (watch and
+        // poll) as after an accept, so DHT nodes see the same operations.
         let key = self.inbox_key(&r.secret);
         let give_up = r.invitation.content().expires_at * 1000 + FINAL_GRACE_MS;
-        self.state = State::AwaitingFinal { r, conversation, response_hash: hash, accepted_final: false };
+        self.state =
+            State::AwaitingFinal { r, conversation, response_hash: hash, accepted_final: false, rejected: !accept };
         let mut ops_out = Vec::new();
         self.ops.start(Purpose::Watch, DhtOp::Watch { key, subkeys: vec![OWNER_SUBKEY] }, &mut ops_out);
         self.ops.set_timer(Timer::Poll, now + POLL_INTERVAL_MS, &mut ops_out);
@@ -776,7 +899,8 @@ impl Invitee {
     }
 
     fn on_final_bytes(&mut self, data: &[u8], out: &mut Vec<Effect>) {
-        let State::AwaitingFinal { r, response_hash, .. } = &self.state else { return };
+        let State::AwaitingFinal { r, response_hash, rejected, .. } = &self.state else { return };
+        let rejected = *rejected;
         let c = r.invitation.content();
         let keys = InboxKeys::derive(&r.secret, &self.core.record);
         // INT-NUDGE-1: whatever arrives here (by nudge, watch or read) comes
@@ -803,6 +927,10 @@ impl Invitee {
         // INV-F-1/2: only a final status signed by the inviter device for this invitation counts.
         let Ok(fs) = FinalStatus::verify(&bytes, &c.device_key, &c.inbox_key, r.invitation.hash()) else { return };
         let ours = fs.response_hash.as_ref() == Some(response_hash);
+        if rejected {
+            // We rejected: the inviter has closed the invitation, whatever it says.
+            return self.end(FinishedWith::RejectedByUs, out);
+        }
         match fs.status {
             FinalStatusKind::Accepted if ours && self.is_link() => {
                 let handover = fs.handover.clone();
@@ -819,8 +947,8 @@ impl Invitee {
                 self.end(FinishedWith::Failed(ProtocolError::AlreadyUsed), out)
             }
             FinalStatusKind::Revoked if fs.response_hash.is_some() && ours => {
-                // The inviter found our device revoked.
-                self.end(FinishedWith::Failed(ProtocolError::DeviceRevoked), out)
+                // The inviter could not confirm our device is current (FRESH-4).
+                self.end(FinishedWith::Failed(ProtocolError::DeviceNotConfirmed), out)
             }
             FinalStatusKind::Revoked => self.end(FinishedWith::Failed(ProtocolError::Revoked), out),
             FinalStatusKind::Expired => self.end(FinishedWith::Failed(ProtocolError::Expired), out),
@@ -832,6 +960,9 @@ impl Invitee {
         match r.freshness {
             Freshness::Pending => return,
             Freshness::Revoked => return self.end(FinishedWith::Failed(ProtocolError::DeviceRevoked), out),
+            Freshness::Unavailable => {
+                return self.end(FinishedWith::Failed(ProtocolError::FreshnessUnavailable), out);
+            }
             Freshness::Ok => {}
         }
         let inv = &r.invitation;
@@ -887,6 +1018,10 @@ impl Invitee {
             Ok(x) => x,
             Err(e) => return self.end_err(e, out),
         };
+        // FRESH-1: the handed-over record is published where the invitation said.
+        if let Err(e) = signed.require_location(&c.identity_record) {
+            return self.end_err(e.into(), out);
+        }
         let identity = Identity::linked(device.clone(), account_key, c.identity_record.clone(), signed);
         out.push(Effect::SaveIdentity(Box::new(identity)));
         out.push(Effect::Emit(Event::DeviceLinked { identity: c.identity_key, device: device_pub }));

@@ -3,12 +3,17 @@
 //! ```text
 //! Creating ──(conversation + inbox created)──▶ Publishing ──(request confirmed)──▶ Waiting
 //! Waiting ──(valid accept | valid reject | expiry timer | Cancel)──▶ Finalizing
-//! Finalizing ──(final status confirmed ∧ responder identity fresh)──▶ Cleaning ──▶ Done
+//! Finalizing ──(final status confirmed)──▶ Cleaning ──▶ Done
 //! ```
-//! Finalizing writes the signed final status over the request (which erases
-//! it) and, concurrently, re-reads the responder's identity record; the contact
-//! becomes final only when both are done. Cleaning tombstones the response
-//! subkey (retrying until confirmed) and deletes the local copies.
+//! Finalizing a response (accept or reject alike, FRESH-6) first re-reads the
+//! responder's identity record at the location its identity key signed
+//! (FRESH-2, re-read at most [`super::FRESHNESS_READS`] times, FRESH-3), and
+//! only then writes the signed final status over the request (which erases
+//! it): `accepted`/`rejected` if the responder's device is confirmed current,
+//! otherwise `revoked` naming the response, so the invitee never holds an
+//! "accepted" this side then voids (FRESH-4). The contact becomes final when
+//! the final status is confirmed. Cleaning tombstones the response subkey
+//! (retrying until confirmed) and deletes the local copies.
 //!
 //! Device links ([`Inviter::link_device`], on the device holding the identity
 //! key) differ in Finalizing: a verified accept (the new device's consent)
@@ -200,6 +205,20 @@ enum Freshness {
     Done,
 }
 
+/// The response being finalized (contact invitations): what the final status
+/// will name, and the responder's identity record to confirm first.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Answered {
+    response_hash: [u8; 32],
+    /// The responder's verified snapshot (from its response).
+    snapshot: SignedIdentity,
+    /// Where that snapshot says it is published (checked equal to what the
+    /// response names, FRESH-1).
+    location: RecordKey,
+    /// Reads that did not confirm the record.
+    reads: u32,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Finalizing {
     status: FinalStatusKind,
@@ -213,6 +232,10 @@ struct Finalizing {
     /// is confirmed.
     #[serde(default)]
     peer_reply_to: Option<Vec<u8>>,
+    /// Contact invitations: the response answered, until the responder's
+    /// identity record is confirmed and the final status written.
+    #[serde(default)]
+    answered: Option<Box<Answered>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -366,7 +389,8 @@ impl Inviter {
         let p = p.clone();
         let built = (|| -> Result<(RecordKey, u32, Vec<u8>, SigningKey), Error> {
             let v = v.ok_or(ProtocolError::NotFound)?;
-            let recipient = SignedIdentity::verify(&v.data, Some(&d.to.identity))?;
+            // FRESH-1: the record at the address must name the address's location.
+            let recipient = SignedIdentity::verify_at(&v.data, &d.to.identity, &d.to.record)?;
             let info = recipient.record().request_inbox.clone().ok_or(ProtocolError::NoRequestInbox)?;
             if info.pow_bits > d.max_pow_bits {
                 return Err(ProtocolError::StampTooCostly { required: info.pow_bits, max: d.max_pow_bits }.into());
@@ -694,13 +718,10 @@ impl Inviter {
         match purpose {
             // Reading a response, watching, freshness and cleanup failures are not fatal.
             Purpose::ReadResponse | Purpose::Watch => {}
+            // FRESH-3: a failed read is not fresh: read again, then fail closed.
             Purpose::FreshnessOpen | Purpose::FreshnessGet => {
-                // Could not confirm the responder's identity is still current:
-                // the snapshot in the signed response stands (documented).
-                if let State::Finalizing(_, f) = &mut self.state {
-                    f.freshness = Freshness::Done;
-                }
-                self.try_complete(now, out);
+                let unreachable = matches!(err, Error::Protocol(ProtocolError::RetriesExhausted { .. }));
+                self.on_freshness(None, unreachable, now, rng, out)
             }
             Purpose::Tombstone | Purpose::Forget => self.try_finish_cleaning(out),
             Purpose::DeliverGetIdentity | Purpose::DeliverSet => {
@@ -867,14 +888,14 @@ impl Inviter {
             }
             (Purpose::FreshnessOpen, _) => {
                 if let State::Finalizing(_, f) = &self.state
-                    && let Some(c) = &f.contact
+                    && let Some(a) = &f.answered
                 {
-                    let key = c.peer_identity_record.clone();
+                    let key = a.location.clone();
                     self.ops.start(Purpose::FreshnessGet, DhtOp::Get { key, subkey: 0 }, out);
                     out.insert(0, Effect::Persist);
                 }
             }
-            (Purpose::FreshnessGet, DhtOutput::Value(v)) => self.on_freshness(v, now, out),
+            (Purpose::FreshnessGet, DhtOutput::Value(v)) => self.on_freshness(v.as_ref(), false, now, rng, out),
             (Purpose::LinkGetIdentity, DhtOutput::Value(v)) => self.on_link_identity(v, now, rng, out),
             (Purpose::LinkSetIdentity, DhtOutput::Set(newer)) => self.on_link_published(newer, now, rng, out),
             (Purpose::Tombstone, DhtOutput::Set(newer)) => {
@@ -1077,12 +1098,31 @@ impl Inviter {
             ),
             None => (None, None, None, None, None),
         };
-        let final_value = match self.final_value(&p, status, response_hash, responder, Vec::new(), now, rng) {
-            Ok(v) => v,
-            Err(e) => return self.fail(e, out),
+        // FRESH-4/6: a response from an identity (accept or reject) is
+        // answered only after its identity record is re-read; the final
+        // status is built then. Device links (no record yet) and closings
+        // without a response are written at once.
+        let answered = resp.as_ref().and_then(|(r, _)| {
+            r.identity().map(|id| {
+                Box::new(Answered {
+                    response_hash: *r.hash(),
+                    snapshot: id.clone(),
+                    location: r.content().identity_record.clone(),
+                    reads: 0,
+                })
+            })
+        });
+        let final_value = if answered.is_some() {
+            Vec::new()
+        } else {
+            match self.final_value(&p, status, response_hash, responder, Vec::new(), now, rng) {
+                Ok(v) => v,
+                Err(e) => return self.fail(e, out),
+            }
         };
-        let freshness = if contact.is_some() { Freshness::Pending } else { Freshness::NotNeeded };
+        let freshness = if answered.is_some() { Freshness::Pending } else { Freshness::NotNeeded };
         let key = p.inbox.clone();
+        let fresh_key = answered.as_ref().map(|a| a.location.clone());
         let fin = Finalizing {
             status,
             final_value: final_value.clone(),
@@ -1092,18 +1132,22 @@ impl Inviter {
             freshness,
             link: None,
             peer_reply_to,
+            answered,
         };
-        let fresh_key = fin.contact.as_ref().map(|c| c.peer_identity_record.clone());
         self.state = State::Finalizing(p, Box::new(fin));
         let mut ops_out = Vec::new();
-        let writer = self.core.inbox_owner();
-        self.ops.start(
-            Purpose::WriteFinal,
-            DhtOp::Set { key, subkey: OWNER_SUBKEY, data: final_value, writer },
-            &mut ops_out,
-        );
-        if let Some(k) = fresh_key {
-            self.ops.start(Purpose::FreshnessOpen, DhtOp::Open { key: k, writer: None }, &mut ops_out);
+        match fresh_key {
+            Some(k) => {
+                self.ops.start(Purpose::FreshnessOpen, DhtOp::Open { key: k, writer: None }, &mut ops_out);
+            }
+            None => {
+                let writer = self.core.inbox_owner();
+                self.ops.start(
+                    Purpose::WriteFinal,
+                    DhtOp::Set { key, subkey: OWNER_SUBKEY, data: final_value, writer },
+                    &mut ops_out,
+                );
+            }
         }
         out.push(Effect::Persist);
         out.extend(ops_out);
@@ -1166,6 +1210,7 @@ impl Inviter {
             freshness: Freshness::NotNeeded,
             link: Some(Box::new(link)),
             peer_reply_to: c.reply_to.clone(),
+            answered: None,
         };
         self.state = State::Finalizing(p, Box::new(fin));
         let mut ops_out = Vec::new();
@@ -1185,7 +1230,8 @@ impl Inviter {
         let own = self.core.identity.public_key();
         let mut base = self.core.identity.signed().clone();
         if let Some(v) = v
-            && let Ok(fetched) = SignedIdentity::verify(&v.data, Some(&own))
+            && let Some(at) = self.core.identity.record_key()
+            && let Ok(fetched) = SignedIdentity::verify_at(&v.data, &own, at)
             && fetched.record().seq > base.record().seq
         {
             base = fetched;
@@ -1304,22 +1350,77 @@ impl Inviter {
         out.extend(ops_out);
     }
 
-    fn on_freshness(&mut self, v: Option<ValueData>, now: u64, out: &mut Vec<Effect>) {
-        let State::Finalizing(_, f) = &mut self.state else { return };
-        f.freshness = Freshness::Done;
-        if let (Some(v), Some(c), Some(dev)) = (v, &f.contact, f.responder_device)
-            && let Ok(fetched) = SignedIdentity::verify(&v.data, Some(&c.peer))
-        {
-            // INV-FRESH-1: a newer identity record that no longer lists the
-            // signing device as current voids the accept.
-            if fetched.record().seq >= c.peer_identity.record().seq && fetched.require_current(&dev).is_err() {
-                f.contact = None;
-                f.status = FinalStatusKind::Revoked;
-                self.pending_failure = Some(Failure::Protocol(ProtocolError::DeviceRevoked));
-            }
+    /// One read of the responder's identity record (`None`: the read
+    /// failed). FRESH-2: only a record signed by the responder's identity
+    /// key, naming the location it was read from, at least as new as the
+    /// snapshot in the response, counts. FRESH-3: anything else is read again
+    /// after a delay, at most [`super::FRESHNESS_READS`] times, then fails
+    /// closed. An unreachable network (`unreachable`: the read's quick
+    /// retries were exhausted) is no evidence either way: the read is tried
+    /// again every [`super::SLOW_RETRY_MS`], as the final status would be,
+    /// until the invitee stops waiting, then fails closed. FRESH-4: only then
+    /// is the final status written — `revoked` naming the response unless
+    /// the device was confirmed current.
+    fn on_freshness(
+        &mut self,
+        v: Option<&ValueData>,
+        unreachable: bool,
+        now: u64,
+        rng: &mut dyn Rng,
+        out: &mut Vec<Effect>,
+    ) {
+        let give_up = self.core.expires_at.saturating_mul(1000) + super::invitee::FINAL_GRACE_MS;
+        let State::Finalizing(p, f) = &mut self.state else { return };
+        if !matches!(f.freshness, Freshness::Pending) {
+            return;
         }
+        let (Some(a), Some(device)) = (f.answered.as_mut(), f.responder_device) else { return };
+        let verdict =
+            if unreachable { None } else { Some(super::judge_freshness(v, &a.snapshot, &a.location, &device)) };
+        let void = match verdict {
+            None if now.saturating_add(super::SLOW_RETRY_MS) < give_up => {
+                let read = DhtOp::Open { key: a.location.clone(), writer: None };
+                self.ops.start_later(Purpose::FreshnessOpen, read, now + super::SLOW_RETRY_MS, out);
+                out.insert(0, Effect::Persist);
+                return;
+            }
+            None => Some(ProtocolError::FreshnessUnavailable),
+            Some(super::FreshRead::Current) => None,
+            Some(super::FreshRead::Revoked) => Some(ProtocolError::DeviceRevoked),
+            Some(super::FreshRead::Unconfirmed) if a.reads + 1 < super::FRESHNESS_READS => {
+                a.reads += 1;
+                let read = DhtOp::Open { key: a.location.clone(), writer: None };
+                let at = now + super::freshness_retry_ms(a.reads);
+                self.ops.start_later(Purpose::FreshnessOpen, read, at, out);
+                out.insert(0, Effect::Persist);
+                return;
+            }
+            Some(super::FreshRead::Unconfirmed) => Some(ProtocolError::FreshnessUnavailable),
+        };
+        f.freshness = Freshness::Done;
+        if let Some(reason) = void {
+            f.contact = None;
+            f.status = FinalStatusKind::Revoked;
+            self.pending_failure = Some(Failure::Protocol(reason));
+        }
+        let (p, status) = (p.clone(), f.status);
+        let (hash, responder) = (a.response_hash, a.snapshot.record().identity_key);
+        let value = match self.final_value(&p, status, Some(hash), Some(responder), Vec::new(), now, rng) {
+            Ok(v) => v,
+            Err(e) => return self.fail(e, out),
+        };
+        if let State::Finalizing(_, f) = &mut self.state {
+            f.final_value = value.clone();
+        }
+        let mut ops_out = Vec::new();
+        let writer = self.core.inbox_owner();
+        self.ops.start(
+            Purpose::WriteFinal,
+            DhtOp::Set { key: p.inbox.clone(), subkey: OWNER_SUBKEY, data: value, writer },
+            &mut ops_out,
+        );
         out.push(Effect::Persist);
-        self.try_complete(now, out);
+        out.extend(ops_out);
     }
 
     fn try_complete(&mut self, now: u64, out: &mut Vec<Effect>) {

@@ -12,6 +12,8 @@
 //! timers; a step that keeps failing ends the flow with
 //! [`crate::ProtocolError::RetriesExhausted`].
 
+#[cfg(test)]
+mod freshness_tests;
 mod invitee;
 mod inviter;
 mod requests;
@@ -472,6 +474,55 @@ pub const MAX_ATTEMPTS: u32 = 8;
 /// After a step has exhausted its quick retries, how long until it is tried
 /// again (for steps that must eventually happen, like the final status).
 pub const SLOW_RETRY_MS: u64 = 30_000;
+
+/// How many times a peer's identity record is read, at most, before the
+/// freshness check fails closed with
+/// [`crate::ProtocolError::FreshnessUnavailable`] (FRESH-3). A read that does
+/// not confirm (no value, a value that does not verify, another identity,
+/// another location, an older record, or a failed read) is repeated after
+/// [`freshness_retry_ms`].
+pub const FRESHNESS_READS: u32 = 4;
+
+/// Delay before re-read number `n` of a peer's identity record (ms): 1 s
+/// doubling, capped at 8 s (a record just written may not have reached every
+/// node yet).
+#[must_use]
+pub fn freshness_retry_ms(n: u32) -> u64 {
+    (1_000u64 << n.min(3)).min(8_000)
+}
+
+/// What one read of a peer's identity record says (FRESH-2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum FreshRead {
+    /// A record of this identity, at this location, at least as new as the
+    /// snapshot, lists the device as current.
+    Current,
+    /// Such a record no longer lists the device as current.
+    Revoked,
+    /// Nothing that counts: read again, then fail closed.
+    Unconfirmed,
+}
+
+/// Judges one read of the identity record at `location` against the
+/// `snapshot` the peer presented and the `device` that signed for it. Only a
+/// record that verifies under the snapshot's identity key, names `location`
+/// and is at least as new as the snapshot counts; anything else (no value,
+/// garbage, another identity, another location, an older copy) is
+/// [`FreshRead::Unconfirmed`], never fresh.
+pub(crate) fn judge_freshness(
+    value: Option<&ValueData>,
+    snapshot: &crate::message::SignedIdentity,
+    location: &RecordKey,
+    device: &PublicKey,
+) -> FreshRead {
+    let Some(v) = value else { return FreshRead::Unconfirmed };
+    match crate::message::SignedIdentity::verify_at(&v.data, &snapshot.record().identity_key, location) {
+        Ok(f) if f.record().seq < snapshot.record().seq => FreshRead::Unconfirmed,
+        Ok(f) if f.require_current(device).is_ok() => FreshRead::Current,
+        Ok(_) => FreshRead::Revoked,
+        Err(_) => FreshRead::Unconfirmed,
+    }
+}
 
 /// Backoff before retry number `attempt` (ms): 250 ms doubling, capped at 8 s.
 #[must_use]

@@ -398,7 +398,8 @@ impl RequestInbox {
         let State::Updating { change, .. } = &self.state else { return };
         let change = change.clone();
         if let Some(v) = v
-            && let Ok(fetched) = SignedIdentity::verify(&v.data, Some(&self.identity.public_key()))
+            && let Some(at) = self.identity.record_key()
+            && let Ok(fetched) = SignedIdentity::verify_at(&v.data, &self.identity.public_key(), at)
             && fetched.record().seq > self.identity.signed().record().seq
         {
             // A rotation is picked up here (REV-4); one this device cannot

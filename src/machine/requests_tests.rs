@@ -51,7 +51,7 @@ async fn bob(net: &MemoryNetwork) -> Target {
 fn stranger(name: &str) -> Identity {
     let id = Identity::generate(Profile::new(name).unwrap(), "d", T0_MS / 1000, &mut OsRng).unwrap();
     let mut id = id;
-    id.set_record_key(RecordKey::new([3; 32], None));
+    id.bind_location(RecordKey::new([3; 32], None)).unwrap();
     id
 }
 

@@ -242,6 +242,8 @@ impl UnverifiedAddressRequest {
         // INV-AR-3: the signing device chains to the claimed identity (key-to-ID binding).
         let identity = SignedIdentity::verify(&self.identity_bytes, Some(&c.identity_key))?;
         identity.require_current(&c.device_key)?;
+        // FRESH-1: the requester's location is the one its identity key signed.
+        identity.require_location(&c.identity_record)?;
         if &c.identity_key == recipient {
             return Err(VerifyError::WrongContext("a request from ourselves").into());
         }

@@ -119,6 +119,11 @@ pub struct IdentityRecord {
     pub updated_at: u64,
     /// A published request inbox, if the identity accepts requests to a known address.
     pub request_inbox: Option<RequestInboxInfo>,
+    /// Where this record is published (its DHT record key), signed with the
+    /// rest: a record is only ever taken as news of this identity from the
+    /// location it names (FRESH-1). `None` only before the first publish
+    /// ([`crate::driver::publish_identity`] sets it).
+    pub location: Option<RecordKey>,
     /// The last rotation of the account secret behind `dh_key`: the new
     /// secret sealed to each device that was current then (see
     /// [`crate::identity::Identity::revoke_device`]). Carried unchanged by
@@ -326,6 +331,7 @@ impl TryFrom<pb::IdentityRecord> for IdentityRecord {
             )?,
             rotation: rotation_from(r.rotation_ephemeral, r.account_key_copies, &devices)?,
             devices,
+            location: r.location.map(|l| record_key_from(Some(l), "identity record location")).transpose()?,
         })
     }
 }
@@ -412,6 +418,7 @@ impl From<&IdentityRecord> for pb::IdentityRecord {
             request_slots: r.request_inbox.as_ref().map_or(0, |i| i.slots),
             rotation_ephemeral: r.rotation.as_ref().map(|x| x.ephemeral.as_bytes().to_vec()).unwrap_or_default(),
             account_key_copies: r.rotation.iter().flat_map(|x| x.copies.iter().cloned()).collect(),
+            location: r.location.as_ref().map(record_key_to),
         }
     }
 }
@@ -460,9 +467,34 @@ impl SignedIdentity {
         }
         Ok(Self { bytes: bytes.to_vec(), record })
     }
+    /// Parses and verifies an identity record **read from the DHT at
+    /// `location`**: it must be signed by `identity` (every check of
+    /// [`Self::verify`]) and name `location` as where it is published
+    /// (FRESH-1). This is the only way a record read from the network is
+    /// taken as news of an identity.
+    pub fn verify_at(bytes: &[u8], identity: &PublicKey, location: &RecordKey) -> Result<Self, crate::Error> {
+        let signed = Self::verify(bytes, Some(identity))?;
+        signed.require_location(location)?;
+        Ok(signed)
+    }
     /// The verified record.
     pub fn record(&self) -> &IdentityRecord {
         &self.record
+    }
+    /// Where the record says it is published (signed by the identity key).
+    pub fn location(&self) -> Option<&RecordKey> {
+        self.record.location.as_ref()
+    }
+    /// FRESH-1: the record names `location` as where it is published. A
+    /// message or contact that names an identity record location must name
+    /// the one its snapshot was signed for; a record without a location
+    /// (never published) is never taken as a peer's.
+    pub fn require_location(&self, location: &RecordKey) -> Result<(), VerifyError> {
+        match &self.record.location {
+            Some(l) if l == location => Ok(()),
+            Some(_) => Err(VerifyError::WrongContext("identity record is published at another location than named")),
+            None => Err(VerifyError::WrongContext("identity record names no location (never published)")),
+        }
     }
     /// The exact signed bytes (to publish or embed).
     pub fn to_bytes(&self) -> &[u8] {

@@ -14,7 +14,7 @@ const NOW: u64 = 1_795_305_600;
 
 fn identity(name: &str) -> Identity {
     let mut id = Identity::generate(Profile::new(name).unwrap(), "phone", NOW - 10, &mut OsRng).unwrap();
-    id.set_record_key(RecordKey::new([9; 32], Some(crate::crypto::SecretKey::generate(&mut OsRng))));
+    id.bind_location(RecordKey::new([9; 32], Some(crate::crypto::SecretKey::generate(&mut OsRng)))).unwrap();
     id
 }
 

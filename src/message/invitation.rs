@@ -232,6 +232,9 @@ impl UnverifiedInvitation {
         // INV-V-4: the signing device chains to the identity key.
         let identity = SignedIdentity::verify(&self.identity_bytes, Some(&c.identity_key))?;
         identity.require_current(&c.device_key)?;
+        // FRESH-1: the location named for freshness checks is the one the
+        // identity key signed into the snapshot, not one the device chose.
+        identity.require_location(&c.identity_record)?;
         // INV-V-5: time checks.
         check_times(c.created_at, c.expires_at, now)?;
         // INT-HASH-1: the name responses bind to is over canonical content,

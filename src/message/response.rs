@@ -184,6 +184,8 @@ impl UnverifiedResponse {
             // INV-R-4: the responder device chains to the responder identity.
             let identity = SignedIdentity::verify(&self.identity_bytes, Some(&c.identity_key))?;
             identity.require_current(&c.device_key)?;
+            // FRESH-1: the location the inviter re-reads is the signed one.
+            identity.require_location(&c.identity_record)?;
             if &c.identity_key == invitation.identity_key {
                 return Err(VerifyError::WrongContext("an identity cannot accept its own invitation").into());
             }
