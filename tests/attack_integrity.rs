@@ -490,3 +490,31 @@ fn tombstone_rewrites_over_a_newer_value_are_bounded() {
     assert!(p.inviter.is_finished());
     assert!((2..=9).contains(&writes), "one write and at most 8 rewrites, got {writes}");
 }
+
+/// The same class for the final status (INT-TOMB-2 extended): a node that
+/// answers every write of subkey 0 with "a newer value exists" must not
+/// keep the inviter rewriting forever. At most 8 immediate rewrites, then
+/// the slow retry schedule (bounded by the invitation's lifetime).
+#[test]
+fn final_status_rewrites_over_a_newer_value_are_bounded() {
+    let (a, b) = parties();
+    let mut p = Pair::awaiting(a, b, 12);
+    p.newer_on_set = Some((Side::Inviter, 0));
+    p.poll(Side::Inviter);
+    let (fa, _) = p.take_effects();
+    let writes = fa
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                contact_invite::machine::Effect::Dht {
+                    request: contact_invite::machine::DhtOp::Set { subkey: 0, .. },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!((2..=9).contains(&writes), "one write and at most 8 immediate rewrites, got {writes}");
+    assert!(!p.inviter.is_finished(), "the decision stands and is retried later, not dropped");
+    assert_eq!(Pair::outcome(&fa), None);
+}

@@ -236,6 +236,10 @@ struct Finalizing {
     /// identity record is confirmed and the final status written.
     #[serde(default)]
     answered: Option<Box<Answered>>,
+    /// Immediate rewrites of the final status over a "newer" value the DHT
+    /// reported (INT-TOMB-2): bounded, then the slow retry schedule.
+    #[serde(default)]
+    rewrites: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -862,15 +866,24 @@ impl Inviter {
                 match newer {
                     Some(v) if v.data != f.final_value => {
                         // Our local copy was stale; the network told us the newer
-                        // value (our own request). Write again over it.
+                        // value (our own request). Write again over it, at once a
+                        // bounded number of times (a node may keep saying so),
+                        // then on the slow schedule until the invitation's grace
+                        // period ends (INT-TOMB-2).
+                        f.rewrites += 1;
                         let key = p.inbox.clone();
                         let data = f.final_value.clone();
                         let writer = self.core.inbox_owner();
-                        self.ops.start(
-                            Purpose::WriteFinal,
-                            DhtOp::Set { key, subkey: OWNER_SUBKEY, data, writer },
-                            out,
-                        );
+                        let request = DhtOp::Set { key, subkey: OWNER_SUBKEY, data, writer };
+                        if f.rewrites <= super::MAX_ATTEMPTS {
+                            self.ops.start(Purpose::WriteFinal, request, out);
+                        } else if now < self.core.expires_at * 1000 + super::invitee::FINAL_GRACE_MS {
+                            self.ops.start_later(Purpose::WriteFinal, request, now + super::SLOW_RETRY_MS, out);
+                        } else {
+                            let what = "final status keeps being overwritten".to_owned();
+                            let attempts = f.rewrites;
+                            return self.fail(ProtocolError::RetriesExhausted { what, attempts }.into(), out);
+                        }
                         out.insert(0, Effect::Persist);
                     }
                     _ => {
@@ -1133,6 +1146,7 @@ impl Inviter {
             link: None,
             peer_reply_to,
             answered,
+            rewrites: 0,
         };
         self.state = State::Finalizing(p, Box::new(fin));
         let mut ops_out = Vec::new();
@@ -1211,6 +1225,7 @@ impl Inviter {
             link: Some(Box::new(link)),
             peer_reply_to: c.reply_to.clone(),
             answered: None,
+            rewrites: 0,
         };
         self.state = State::Finalizing(p, Box::new(fin));
         let mut ops_out = Vec::new();
