@@ -238,6 +238,11 @@ pub enum ProtocolError {
     /// the bounded re-reads. The check fails closed: no contact is made.
     #[error("the peer's identity record could not be read to confirm its device is still current")]
     FreshnessUnavailable,
+    /// The peer's identity changed after the invitation (or response) was
+    /// made: its account secret was rotated or a device it listed was
+    /// revoked (FRESH-7). Nothing was saved; ask for a new invitation.
+    #[error("the peer's identity changed since this invitation was made (a device was revoked): ask for a new one")]
+    IdentityChanged,
     /// The inviter closed the invitation naming our response because it
     /// could not confirm our device is current in our identity record (it is
     /// revoked there, or the inviter could not read the record).

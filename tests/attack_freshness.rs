@@ -269,3 +269,35 @@ async fn accept_and_reject_cost_the_same_dht_operations() {
     assert_eq!(visible(&a_acc), visible(&a_rej), "the inviter's operations tell accept from reject");
     assert_eq!(visible(&b_acc), visible(&b_rej), "the invitee's operations tell accept from reject");
 }
+
+/// Found by the review after the fixes (FRESH-7): an invitation shown
+/// *before* Alice revoked her stolen laptop and accepted *after* it. The
+/// freshness read finds Alice's phone current, but the record it read has
+/// a rotated account secret and the laptop revoked, while the invitation
+/// still carries the old snapshot. Building the contact from that snapshot
+/// would trust the laptop's signatures and key the conversation with the
+/// secret the laptop holds. The flow must end without a contact on either
+/// side, with a reason the app can show ("ask for a new invitation").
+#[tokio::test(start_paused = true)]
+async fn invitation_from_before_a_revocation_makes_no_contact_after_it() {
+    let net = MemoryNetwork::new();
+    let mut alice = party(&net, "alice").await;
+    let mut carol = party(&net, "carol").await;
+    let laptop = linked_device(&net, &mut alice, "alice-laptop").await;
+
+    let params = short_invitation(&alice.identity);
+    let (inv_flow, ticket) = publish_invitation(&mut alice, params).await;
+    revoke(&net, &mut alice, &laptop).await;
+    assert_ne!(laptop.identity.dh_public(), alice.identity.dh_public(), "the revocation rotated the account secret");
+
+    let (_, c_out) = receive_and_accept(&mut carol, ticket).await;
+    assert!(
+        matches!(c_out, Outcome::Failed(Error::Protocol(ProtocolError::IdentityChanged))),
+        "carol must not make a contact from the pre-revocation snapshot: {c_out:?}"
+    );
+    assert!(carol.contacts().await.is_empty(), "carol saved a contact keyed with the revoked laptop's secret");
+    // Nothing was sent: Alice's invitation simply expires without a contact.
+    let a_out = finished(&mut alice.events, inv_flow).await;
+    assert!(!matches!(a_out, Outcome::Contact(_)), "{a_out:?}");
+    assert!(alice.contacts().await.is_empty());
+}

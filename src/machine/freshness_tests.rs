@@ -316,3 +316,41 @@ proptest::proptest! {
         }
     }
 }
+
+/// FRESH-7: a newer record that still lists the signing device as current
+/// but changed what a contact built from the snapshot would trust is
+/// `Changed`, never `Current`: a rotated DH key, or another device current
+/// in the snapshot that is revoked (even by software that did not rotate)
+/// or gone. A device only deprecated, or a device added, changes nothing.
+#[test]
+fn freshness_sees_an_identity_that_moved_on_from_the_snapshot() {
+    use crate::message::DeviceEntry;
+    let here = location(0x11);
+    let mut alice = published("alice", &here);
+    let laptop = SigningKey::generate(&mut OsRng);
+    let id = alice.public_key();
+    alice.update_record(|r| r.devices.push(DeviceEntry::new(&id, &laptop, NOW, "laptop")), NOW).unwrap();
+    let snapshot = alice.signed().clone();
+    let device = alice.device_public();
+    let judge =
+        |s: &crate::message::SignedIdentity| judge_freshness(Some(&value(s.to_bytes())), &snapshot, &here, &device);
+    let signer = alice.identity_signing_key().unwrap().clone();
+    let resign = |f: &dyn Fn(&mut crate::message::IdentityRecord)| {
+        let mut r = snapshot.record().clone();
+        r.seq += 1;
+        f(&mut r);
+        r.sign(&signer).unwrap()
+    };
+
+    // Rotated account secret (what `revoke_device` and `rotate_account_key` do).
+    let mut rotated = alice.clone();
+    rotated.rotate_account_key(NOW, &mut OsRng).unwrap();
+    assert_eq!(judge(rotated.signed()), FreshRead::Changed);
+    // Another device revoked or removed without a rotation (other software).
+    assert_eq!(judge(&resign(&|r| r.devices[1].status = DeviceStatus::Revoked)), FreshRead::Changed);
+    assert_eq!(judge(&resign(&|r| r.devices.truncate(1))), FreshRead::Changed);
+    // Harmless changes: another device deprecated, a device added.
+    assert_eq!(judge(&resign(&|r| r.devices[1].status = DeviceStatus::Deprecated)), FreshRead::Current);
+    let tablet = SigningKey::generate(&mut OsRng);
+    assert_eq!(judge(&resign(&|r| r.devices.push(DeviceEntry::new(&id, &tablet, NOW, "tablet")))), FreshRead::Current);
+}

@@ -132,6 +132,8 @@ enum Freshness {
     Pending,
     Ok,
     Revoked,
+    /// The inviter's identity moved on from the invitation's snapshot (FRESH-7).
+    Changed,
     /// Not confirmed within the bounded re-reads: fails closed.
     Unavailable,
 }
@@ -653,6 +655,11 @@ impl Invitee {
             None => Freshness::Unavailable,
             Some(super::FreshRead::Current) => Freshness::Ok,
             Some(super::FreshRead::Revoked) => Freshness::Revoked,
+            // A device link takes the identity from the handover (the old
+            // device adopts the rotated record first, and the handed-over
+            // secret must derive its DH key), never from the snapshot.
+            Some(super::FreshRead::Changed) if self.is_link() => Freshness::Ok,
+            Some(super::FreshRead::Changed) => Freshness::Changed,
             Some(super::FreshRead::Unconfirmed) if r.fresh_reads + 1 < super::FRESHNESS_READS => {
                 let n = r.fresh_reads + 1;
                 if let Some(r) = self.received_mut() {
@@ -683,6 +690,7 @@ impl Invitee {
                 }
             }
             (Freshness::Revoked, false) => self.end(FinishedWith::Failed(ProtocolError::DeviceRevoked), out),
+            (Freshness::Changed, false) => self.end(FinishedWith::Failed(ProtocolError::IdentityChanged), out),
             (Freshness::Unavailable, false) => self.end(FinishedWith::Failed(ProtocolError::FreshnessUnavailable), out),
             (_, true) => self.maybe_final(out),
         }
@@ -960,6 +968,7 @@ impl Invitee {
         match r.freshness {
             Freshness::Pending => return,
             Freshness::Revoked => return self.end(FinishedWith::Failed(ProtocolError::DeviceRevoked), out),
+            Freshness::Changed => return self.end(FinishedWith::Failed(ProtocolError::IdentityChanged), out),
             Freshness::Unavailable => {
                 return self.end(FinishedWith::Failed(ProtocolError::FreshnessUnavailable), out);
             }

@@ -1402,6 +1402,7 @@ impl Inviter {
             None => Some(ProtocolError::FreshnessUnavailable),
             Some(super::FreshRead::Current) => None,
             Some(super::FreshRead::Revoked) => Some(ProtocolError::DeviceRevoked),
+            Some(super::FreshRead::Changed) => Some(ProtocolError::IdentityChanged),
             Some(super::FreshRead::Unconfirmed) if a.reads + 1 < super::FRESHNESS_READS => {
                 a.reads += 1;
                 let read = DhtOp::Open { key: a.location.clone(), writer: None };

@@ -499,6 +499,11 @@ pub(crate) enum FreshRead {
     Current,
     /// Such a record no longer lists the device as current.
     Revoked,
+    /// Such a record lists the device as current, but the identity moved on
+    /// from the snapshot: another DH key (the account secret was rotated) or
+    /// a device current in the snapshot is revoked or gone (FRESH-7). A
+    /// contact built from the snapshot would trust what the owner revoked.
+    Changed,
     /// Nothing that counts: read again, then fail closed.
     Unconfirmed,
 }
@@ -518,10 +523,23 @@ pub(crate) fn judge_freshness(
     let Some(v) = value else { return FreshRead::Unconfirmed };
     match crate::message::SignedIdentity::verify_at(&v.data, &snapshot.record().identity_key, location) {
         Ok(f) if f.record().seq < snapshot.record().seq => FreshRead::Unconfirmed,
-        Ok(f) if f.require_current(device).is_ok() => FreshRead::Current,
-        Ok(_) => FreshRead::Revoked,
+        Ok(f) if f.require_current(device).is_err() => FreshRead::Revoked,
+        Ok(f) if moved_on(snapshot.record(), f.record()) => FreshRead::Changed,
+        Ok(_) => FreshRead::Current,
         Err(_) => FreshRead::Unconfirmed,
     }
+}
+
+/// Whether `fresh` (a newer record of the same identity) changed what a
+/// contact built from `snapshot` would trust: the DH key, or a device that
+/// is current in the snapshot and revoked or missing now.
+fn moved_on(snapshot: &crate::message::IdentityRecord, fresh: &crate::message::IdentityRecord) -> bool {
+    use crate::message::DeviceStatus;
+    snapshot.dh_key != fresh.dh_key
+        || snapshot.devices.iter().any(|d| {
+            d.status == DeviceStatus::Current
+                && !matches!(fresh.device_status(&d.device_key), Some(DeviceStatus::Current | DeviceStatus::Deprecated))
+        })
 }
 
 /// Backoff before retry number `attempt` (ms): 250 ms doubling, capped at 8 s.
