@@ -402,7 +402,8 @@ impl Inviter {
     fn on_deliver_identity(&mut self, v: Option<ValueData>, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
         let (State::Waiting(p), Some(d)) = (&self.state, &self.delivery) else { return };
         let p = p.clone();
-        let job = v.ok_or_else(|| Error::from(ProtocolError::NotFound)).and_then(|v| Ok((mint_job(d, &v.data)?, v.data)));
+        let job =
+            v.ok_or_else(|| Error::from(ProtocolError::NotFound)).and_then(|v| Ok((mint_job(d, &v.data)?, v.data)));
         match job {
             Ok((job, data)) => {
                 if let Some(d) = &mut self.delivery {
