@@ -301,8 +301,10 @@ async fn app_log_events_are_debug_and_carry_no_personal_data() {
         .with_ansi(false)
         .with_writer(move || writer.clone())
         .finish();
-    // The current-thread runtime runs every driver task on this thread.
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // Global (the only test here that sets one): a thread-local default
+    // can miss events whose callsites other tests' threads registered first.
+    // Other tests' lines land in the capture too; they must pass as well.
+    tracing::subscriber::set_global_default(subscriber).unwrap();
 
     let (alice_name, bob_name, greeting) = ("Zebulon Quaxworth", "Philippa Oddington", "meet me at the old mill 4242");
     let net = MemoryNetwork::new();
