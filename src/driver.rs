@@ -31,8 +31,9 @@ use crate::encoding::{Address, Ticket};
 use crate::error::Error;
 use crate::identity::{Identity, SharedIdentity, Snapshots, identity_record_schema};
 use crate::machine::{
-    Command, DhtFailure, DhtOp, DhtOutput, Effect, Event, Flow, FlowId, Input, Invitee, Inviter, LinkParams, OpId,
-    Outcome, ReceiveParams, RequestId, RequestInbox, RequestInboxParams, RequestView, Rng, SendParams, Timer,
+    Command, DhtFailure, DhtOp, DhtOutput, Effect, Event, Flow, FlowId, Input, Invitee, Inviter, Job, JobOutput,
+    LinkParams, OpId, Outcome, ReceiveParams, Refusal, RequestId, RequestInbox, RequestInboxParams, RequestView, Rng,
+    SendParams, Timer,
 };
 use crate::store::{Store, Table};
 
@@ -120,6 +121,12 @@ pub struct DriverConfig {
     /// only as fast as their operations complete, so resuming 100,000
     /// invitations never starts 100,000 operations at once.
     pub max_in_flight: usize,
+    /// **For benchmarks only**: run CPU-heavy work (Argon2id, stamp
+    /// minting) inside the driver task, blocking the async runtime, as
+    /// releases before 0.1 did; to measure the stall it causes. `false`
+    /// (the default) runs it on tokio's blocking pool.
+    #[doc(hidden)]
+    pub compute_on_runtime: bool,
 }
 
 /// Default of [`DriverConfig::max_in_flight`].
@@ -132,6 +139,7 @@ impl Default for DriverConfig {
             rng_seed: None,
             crash_after_effects: None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            compute_on_runtime: false,
         }
     }
 }
@@ -155,6 +163,13 @@ pub struct DriverEvent {
     pub event: Event,
     /// Sequential network round trips on the chain that led here.
     pub round_trips: u32,
+}
+
+/// Most CPU-heavy jobs (Argon2id, stamps) running at once, across all flows
+/// (the rest wait in order): bounded so many PIN attempts at once cannot
+/// take every core or many times Argon2's memory.
+fn max_computations() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).clamp(1, 4)
 }
 
 /// Builds a new flow from the time and the RNG.
@@ -195,7 +210,9 @@ impl Handle {
         self.call(|tx| Cmd::Start(Box::new(f), tx)).await?
     }
     /// Starts sending an invitation; the ticket is ready after
-    /// [`Event::InvitationPublished`] (see [`Self::ticket`]).
+    /// [`Event::InvitationPublished`] (see [`Self::ticket`]). Answers once
+    /// the flow is persisted: with a password, after Argon2id ran (off the
+    /// async runtime).
     pub async fn send_invitation(&self, params: SendParams) -> Result<FlowId, Error> {
         self.start_flow(move |now, rng| Inviter::new(params, now, rng).map(|(m, e)| (Flow::Inviter(Box::new(m)), e)))
             .await
@@ -256,7 +273,12 @@ impl Handle {
     pub async fn block_requester(&self, inbox: FlowId, id: RequestId) -> Result<(), Error> {
         self.command(inbox, Command::BlockRequester(id)).await
     }
-    /// Sends a command to a flow.
+    /// Sends a command to a flow. Answers once the flow applied it (and
+    /// persisted what it changed); a command that does not apply in the
+    /// flow's state is refused with [`Error::InvalidState`] and changes
+    /// nothing, one for a flow that is not running (never started or already
+    /// finished) with [`Error::UnknownFlow`], one naming a request the inbox
+    /// does not keep with [`Error::UnknownRequest`].
     pub async fn command(&self, flow: FlowId, command: Command) -> Result<(), Error> {
         self.call(|tx| Cmd::Command(flow, command, tx)).await?
     }
@@ -272,7 +294,11 @@ impl Handle {
     pub async fn cancel(&self, flow: FlowId) -> Result<(), Error> {
         self.command(flow, Command::Cancel).await
     }
-    /// Supplies the password of a locked ticket.
+    /// Supplies the password of a locked ticket (only while one is asked
+    /// for, after [`Event::PasswordRequired`]). Answers once the attempt has
+    /// started; Argon2id runs off the async runtime and the verdict comes as
+    /// an event ([`Event::WrongPassword`] or [`Event::InvitationReceived`]).
+    /// Another password while one is being checked is refused.
     pub async fn password(&self, flow: FlowId, password: crate::crypto::Password) -> Result<(), Error> {
         self.command(flow, Command::Password(password)).await
     }
@@ -319,6 +345,11 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
         events: ev_tx,
         budget: config.crash_after_effects,
         reply_address: None,
+        computes: JoinSet::new(),
+        compute_queue: VecDeque::new(),
+        max_computations: max_computations(),
+        compute_on_runtime: config.compute_on_runtime,
+        starting: HashMap::new(),
     };
     // Invitations made right after start should already carry the reply
     // address: wait briefly for the first answer (at once on MemoryDht; on
@@ -483,6 +514,15 @@ struct Actor<D: Dht, S: Store> {
     budget: Option<u64>,
     /// This party's reply address, as last made by the backend.
     reply_address: Option<Vec<u8>>,
+    /// CPU-heavy jobs running off the runtime (at most `max_computations`),
+    /// and those waiting for a slot, oldest first.
+    computes: JoinSet<(FlowId, u32, JobOutput)>,
+    compute_queue: VecDeque<(FlowId, u32, Job)>,
+    max_computations: usize,
+    compute_on_runtime: bool,
+    /// Starts answered only once the flow is persisted, after a job it needs
+    /// first (a password lock).
+    starting: HashMap<FlowId, oneshot::Sender<Result<FlowId, Error>>>,
 }
 
 impl<D: Dht, S: Store> Actor<D, S> {
@@ -510,6 +550,13 @@ impl<D: Dht, S: Store> Actor<D, S> {
                     Ok((flow, op, depth, result)) => {
                         self.issue_queued();
                         self.feed(flow, Input::DhtDone { op, result }, depth).await
+                    }
+                    Err(_) => Ok(()),
+                },
+                Some(done) = self.computes.join_next(), if !self.computes.is_empty() => match done {
+                    Ok((flow, depth, output)) => {
+                        self.issue_queued_computes();
+                        self.on_computed(flow, depth, output).await
                     }
                     Err(_) => Ok(()),
                 },
@@ -550,7 +597,12 @@ impl<D: Dht, S: Store> Actor<D, S> {
                             let input = Input::Outgoing { to, flow: id, open: true, contact: false };
                             self.feed_inboxes(input).await?;
                         }
-                        let _ = reply.send(Ok(id));
+                        if self.flows.get(&id).is_some_and(Flow::awaits_first_persist) {
+                            // Answered once the job is back and the flow persisted.
+                            self.starting.insert(id, reply);
+                        } else {
+                            let _ = reply.send(Ok(id));
+                        }
                     }
                     Err(e) => {
                         let _ = reply.send(Err(e));
@@ -558,12 +610,31 @@ impl<D: Dht, S: Store> Actor<D, S> {
                 }
             }
             Cmd::Command(id, c, reply) => {
-                if !self.flows.contains_key(&id) {
-                    let _ = reply.send(Err(Error::ApiMisuse("no such flow")));
+                // A flow loaded from the store is resumed before its first input.
+                self.resume(id).await?;
+                let command = c.name();
+                let now = self.clock.now_ms();
+                let Some(flow) = self.flows.get_mut(&id) else {
+                    let _ = reply.send(Err(Error::UnknownFlow { flow: id }));
                     return Ok(());
+                };
+                match flow.command(c, now, self.rng.as_mut()) {
+                    Ok(effects) => {
+                        tracing::debug!(flow = %id, command, "command applied");
+                        // Answered once applied: a crash before that
+                        // surfaces as an error.
+                        self.apply(id, effects, 0).await?;
+                        let _ = reply.send(Ok(()));
+                    }
+                    Err(refusal) => {
+                        let e = match refusal {
+                            Refusal::UnknownRequest => Error::UnknownRequest { flow: id },
+                            Refusal::State(state) => Error::InvalidState { flow: id, state, command },
+                        };
+                        tracing::debug!(flow = %id, error = %e, "command refused");
+                        let _ = reply.send(Err(e));
+                    }
                 }
-                let _ = reply.send(Ok(()));
-                self.feed(id, Input::Command(c), 0).await?;
             }
             Cmd::Requests(id, reply) => {
                 let r = match self.flows.get(&id) {
@@ -639,6 +710,47 @@ impl<D: Dht, S: Store> Actor<D, S> {
             self.feed(id, Input::TimerFired(t), 0).await?;
         }
         Ok(())
+    }
+
+    /// A job is back: feed it to its flow, and answer a start that waited
+    /// for it.
+    async fn on_computed(&mut self, id: FlowId, depth: u32, output: JobOutput) -> Result<(), Stopped> {
+        self.feed(id, Input::Computed(output), depth).await?;
+        if let Some(reply) = self.starting.remove(&id) {
+            if self.flows.get(&id).is_some_and(Flow::awaits_first_persist) {
+                self.starting.insert(id, reply);
+            } else {
+                let _ = reply.send(Ok(id));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs a job off the runtime, or queues it while `max_computations` run.
+    fn compute(&mut self, id: FlowId, depth: u32, job: Job) {
+        if self.computes.len() < self.max_computations {
+            self.spawn_compute(id, depth, job);
+        } else {
+            self.compute_queue.push_back((id, depth, job));
+        }
+    }
+
+    fn issue_queued_computes(&mut self) {
+        while self.computes.len() < self.max_computations {
+            let Some((id, depth, job)) = self.compute_queue.pop_front() else { break };
+            self.spawn_compute(id, depth, job);
+        }
+    }
+
+    fn spawn_compute(&mut self, id: FlowId, depth: u32, job: Job) {
+        let span = tracing::debug_span!("compute", flow = %id, job = job.name());
+        self.computes.spawn_blocking(move || {
+            let _entered = span.enter();
+            let start = std::time::Instant::now();
+            let out = job.run();
+            tracing::debug!(elapsed_ms = start.elapsed().as_millis() as u64, "computed");
+            (id, depth, out)
+        });
     }
 
     /// Resumes persisted flows while DHT slots are free (and nothing waits
@@ -884,12 +996,32 @@ impl<D: Dht, S: Store> Actor<D, S> {
                         queue.push_back((flow, effects, 0));
                     }
                 }
+                Effect::Compute(job) if self.compute_on_runtime => {
+                    // Benchmarks only: the old behaviour, blocking the runtime.
+                    let output = job.run();
+                    let now = self.clock.now_ms();
+                    if let Some(f) = self.flows.get_mut(&id) {
+                        let effects = f.handle(Input::Computed(output), now, self.rng.as_mut());
+                        queue.push_back((id, effects, depth));
+                    }
+                }
+                Effect::Compute(job) => self.compute(id, depth, job),
                 Effect::Emit(event) => {
-                    tracing::info!(flow = %id, round_trips = depth, event = ?event, "flow event");
+                    // Events carry names, greetings and profiles: only their
+                    // kind is logged above TRACE.
+                    tracing::debug!(flow = %id, round_trips = depth, event = event_name(&event), "flow event");
+                    tracing::trace!(flow = %id, event = ?event, "flow event data");
                     let _ = self.events.send(DriverEvent { flow: id, event, round_trips: depth }).await;
                 }
                 Effect::Finished(outcome) => {
-                    tracing::info!(flow = %id, ?outcome, "flow finished");
+                    tracing::debug!(flow = %id, outcome = outcome_name(&outcome), "flow finished");
+                    if let Some(reply) = self.starting.remove(&id) {
+                        let e = match &outcome {
+                            Outcome::Failed(e) => e.clone(),
+                            _ => Error::ApiMisuse("the flow ended before it was persisted"),
+                        };
+                        let _ = reply.send(Err(e));
+                    }
                     // A request flow ended: request inboxes stop merging with it.
                     if let Some(to) = self.flows.get(&id).and_then(Flow::request_target) {
                         let contact = matches!(outcome, Outcome::Contact(_));
@@ -940,6 +1072,38 @@ fn session_rng(os: &mut dyn RngCore) -> Result<rand_chacha::ChaCha20Rng, Error> 
 /// current reply address, so what it builds next carries a live one.
 fn tell_reply_address(flow: &mut Flow, address: &Option<Vec<u8>>, now: u64, rng: &mut dyn Rng) -> Vec<Effect> {
     flow.handle(Input::ReplyAddress(address.clone()), now, rng)
+}
+
+/// An event's kind, for logs (never its data).
+fn event_name(e: &Event) -> &'static str {
+    match e {
+        Event::InvitationPublished { .. } => "invitation_published",
+        Event::PasswordRequired => "password_required",
+        Event::WrongPassword => "wrong_password",
+        Event::InvitationReceived(_) => "invitation_received",
+        Event::ResponseSent { .. } => "response_sent",
+        Event::ResponseIgnored { .. } => "response_ignored",
+        Event::DeviceLinked { .. } => "device_linked",
+        Event::RequestInboxOpen { .. } => "request_inbox_open",
+        Event::RequestReceived(_) => "request_received",
+        Event::RequestsMerged { .. } => "requests_merged",
+        Event::RequestInboxFull { .. } => "request_inbox_full",
+        Event::RequestDelivered { .. } => "request_delivered",
+        Event::ContactEstablished { .. } => "contact_established",
+        Event::Finished(o) => outcome_name(o),
+    }
+}
+
+/// An outcome's kind, for logs.
+fn outcome_name(o: &Outcome) -> &'static str {
+    match o {
+        Outcome::Contact(_) => "finished: contact",
+        Outcome::DeviceLinked(_) => "finished: device linked",
+        Outcome::RejectedByPeer => "finished: rejected by peer",
+        Outcome::RejectedByUs => "finished: rejected by us",
+        Outcome::Cancelled => "finished: cancelled",
+        Outcome::Failed(_) => "finished: failed",
+    }
 }
 
 fn request_name(r: &DhtOp) -> &'static str {

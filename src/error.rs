@@ -194,6 +194,31 @@ pub enum Error {
     /// The caller used the API out of order.
     #[error("API misuse: {0}")]
     ApiMisuse(&'static str),
+    /// A command that does not apply to the flow in its current state (a
+    /// second accept, cancel after accept, a password nobody asked for…):
+    /// nothing was changed.
+    #[error("flow {flow}: `{command}` does not apply while {state}")]
+    InvalidState {
+        /// The flow.
+        flow: crate::machine::FlowId,
+        /// Its state (a short static name).
+        state: &'static str,
+        /// The command (a short static name, see `Command::name`).
+        command: &'static str,
+    },
+    /// No running flow has this id (never started, or already finished).
+    #[error("no flow {flow} is running")]
+    UnknownFlow {
+        /// The id asked for.
+        flow: crate::machine::FlowId,
+    },
+    /// The request inbox keeps no request with that id (answered, expired
+    /// or never received).
+    #[error("request inbox {flow} keeps no such request")]
+    UnknownRequest {
+        /// The request inbox.
+        flow: crate::machine::FlowId,
+    },
 }
 
 /// Protocol-level reasons a flow ends without a contact.

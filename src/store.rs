@@ -75,12 +75,14 @@ pub const RECORD_FORMAT: u8 = 3;
 /// its record keys are seeds, pending operations and timers are lists. 4: an
 /// inviter cleaning up counts its tombstone rewrites (bounded); identity
 /// records carry device DH keys and account-secret rotations (protocol
-/// version 2). A
+/// version 2). 5: a request being delivered keeps the recipient's identity
+/// record while its stamp is minted off the runtime. A
 /// flow record of another format is reported as unreadable (and left in the
 /// store), never decoded as this layout. 4 also: freshness state (re-read
 /// counters, the response awaiting its freshness check, a reject awaiting
-/// its final status).
-pub const FLOW_RECORD_FORMAT: u8 = 4;
+/// its final status). 5: the stamp being minted is kept (CPU work runs off
+/// the runtime and is asked for again on resume).
+pub const FLOW_RECORD_FORMAT: u8 = 5;
 
 /// Encodes a value for the store: version byte, then postcard.
 pub(crate) fn encode_record<T: serde::Serialize>(v: &T) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {

@@ -213,6 +213,11 @@ impl Runner {
                     self.contacts.push(*c)
                 }
                 Effect::Finished(o) => self.outcome = Some(o),
+                // CPU work the driver would run off the runtime: inline here.
+                Effect::Compute(job) => {
+                    let effects = self.flow.handle(Input::Computed(job.run()), 0, &mut OsRng);
+                    self.apply(effects, n);
+                }
                 _ => {}
             }
         }

@@ -203,6 +203,7 @@ pub(crate) fn new_salt(rng: &mut (impl CryptoRngCore + ?Sized)) -> [u8; SALT_LEN
 
 /// Unmasks a ticket secret. A wrong password gives a wrong secret (detected
 /// later, when the inbox fails to open); hostile parameters are refused first.
+#[cfg(test)]
 pub(crate) fn unlock(
     masked: &SecretKey,
     password: &Password,

@@ -30,8 +30,8 @@ use serde::{Deserialize, Serialize};
 
 use super::inviter::RngAdapter;
 use super::{
-    Command, Completion, DhtOp, DhtOutput, Effect, Event, Input, InvitationView, Ops, Outcome, Rng, Timer, dht_error,
-    secs,
+    Command, Completion, DhtOp, DhtOutput, Effect, Event, Input, InvitationView, Job, JobOutput, Ops, Outcome, Refusal,
+    Rng, Timer, dht_error, secs,
 };
 use crate::contact::{Contact, Role};
 use crate::crypto::password;
@@ -223,6 +223,10 @@ pub struct Invitee {
     state: State,
     ops: Ops<Purpose>,
     not_found: u32,
+    /// An unlock attempt is running ([`Job::Stretch`]). Never persisted:
+    /// the password is not kept, so after a crash the flow asks for it again.
+    #[serde(skip)]
+    unlocking: bool,
 }
 
 struct StartParams {
@@ -309,7 +313,7 @@ impl Invitee {
             reply_to: None,
         };
         adjust(&mut core);
-        let mut m = Self { core, state, ops: Ops::default(), not_found: 0 };
+        let mut m = Self { core, state, ops: Ops::default(), not_found: 0, unlocking: false };
         let mut out = vec![Effect::Persist];
         match &m.state {
             State::Fetching { secret } => {
@@ -388,7 +392,10 @@ impl Invitee {
             return out;
         }
         match input {
-            Input::Command(c) => self.on_command(c, now, rng, &mut out),
+            Input::Command(c) => {
+                let _ = self.on_command(c, now, rng, &mut out);
+            }
+            Input::Computed(o) => self.on_computed(o, now, rng, &mut out),
             Input::Outgoing { .. } | Input::OutgoingSync(_) => {}
             // Only needed until the response is built (it then travels in it).
             Input::ReplyAddress(a)
@@ -459,28 +466,37 @@ impl Invitee {
         out
     }
 
-    fn on_command(&mut self, c: Command, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+    /// Applies a user command, or says why it does not apply now.
+    pub fn command(&mut self, c: Command, now: u64, rng: &mut dyn Rng) -> Result<Vec<Effect>, Refusal> {
+        let mut out = Vec::new();
+        self.on_command(c, now, rng, &mut out)?;
+        Ok(out)
+    }
+
+    /// The state's short name (for [`Refusal::State`]).
+    fn state_name(&self) -> &'static str {
+        match &self.state {
+            State::NeedPassword { .. } if self.unlocking => "unlocking",
+            State::NeedPassword { .. } => "password_required",
+            State::Fetching { .. } => "fetching",
+            State::Deciding(_) => "deciding",
+            State::Responding { .. } => "responding",
+            State::AwaitingFinal { .. } => "awaiting_final",
+            State::Done(_) => "done",
+        }
+    }
+
+    fn on_command(&mut self, c: Command, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) -> Result<(), Refusal> {
         match (c, &self.state) {
-            (Command::Password(pw), State::NeedPassword { cached }) => {
-                let Some((masked, salt, params)) = &self.core.locked else { return };
+            (Command::Password(pw), State::NeedPassword { .. }) if !self.unlocking => {
+                let Some((_, salt, params)) = &self.core.locked else { return Err(Refusal::State(self.state_name())) };
                 let (m, t, p, w) = self.core.limits;
                 let limits =
                     PasswordLimits { max_m_cost_log2: m, max_t_cost: t, max_p_cost: p, max_work_kib_passes: w };
-                let secret = match password::unlock(masked, &pw, salt, params, &self.core.record, &limits) {
-                    Ok(s) => s,
-                    Err(e) => return self.end(FinishedWith::Error(e.to_string()), out),
-                };
-                let cached = cached.clone();
-                self.state = State::Fetching { secret: secret.clone() };
-                match cached {
-                    // A previous attempt already fetched the request: no network needed.
-                    Some(v) => self.on_request_value(Some(v), now, rng, out),
-                    None => {
-                        let key = self.inbox_key(&secret);
-                        self.ops.start(Purpose::OpenInbox, DhtOp::Open { key, writer: None }, out);
-                        out.insert(0, Effect::Persist);
-                    }
-                }
+                // Argon2id runs off the runtime; nothing is persisted until
+                // it is back (the password never is).
+                self.unlocking = true;
+                out.push(Effect::Compute(Job::Stretch { password: pw, salt: *salt, params: *params, limits }));
             }
             (Command::Accept | Command::Reject, State::Deciding(r)) if r.invitation.is_expired(secs(now)) => {
                 self.end(FinishedWith::Failed(ProtocolError::Expired), out);
@@ -515,9 +531,37 @@ impl Invitee {
                 | State::Fetching { .. }
                 | State::Responding { value: None, .. },
             ) => {
+                self.unlocking = false;
                 self.end(FinishedWith::Cancelled, out);
             }
-            _ => {}
+            _ => return Err(Refusal::State(self.state_name())),
+        }
+        Ok(())
+    }
+
+    /// An unlock attempt is back: unmask the ticket secret and open the inbox
+    /// (a wrong password shows when the inbox does not open).
+    fn on_computed(&mut self, o: JobOutput, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        let JobOutput::Stretched(stretched) = o else { return };
+        let State::NeedPassword { cached } = &self.state else { return };
+        if !core::mem::take(&mut self.unlocking) {
+            return;
+        }
+        let Some((masked, salt, _)) = &self.core.locked else { return };
+        let secret = match stretched {
+            Ok(st) => password::apply_mask(masked, &st, salt, &self.core.record),
+            Err(e) => return self.end(FinishedWith::Error(e.to_string()), out),
+        };
+        let cached = cached.clone();
+        self.state = State::Fetching { secret: secret.clone() };
+        match cached {
+            // A previous attempt already fetched the request: no network needed.
+            Some(v) => self.on_request_value(Some(v), now, rng, out),
+            None => {
+                let key = self.inbox_key(&secret);
+                self.ops.start(Purpose::OpenInbox, DhtOp::Open { key, writer: None }, out);
+                out.insert(0, Effect::Persist);
+            }
         }
     }
 
@@ -769,7 +813,7 @@ impl Invitee {
         out.push(Effect::Emit(Event::InvitationReceived(view)));
         out.extend(ops_out);
         if self.core.auto_accept {
-            self.on_command(Command::Accept, now, rng, out);
+            let _ = self.on_command(Command::Accept, now, rng, out);
         }
     }
 

@@ -24,7 +24,10 @@
 use rand_core::RngCore;
 use serde::{Deserialize, Serialize};
 
-use super::{Command, Completion, DhtOp, DhtOutput, Effect, Event, Input, Ops, Outcome, Rng, Timer, dht_error, secs};
+use super::{
+    Command, Completion, DhtOp, DhtOutput, Effect, Event, Input, Job, JobOutput, Ops, Outcome, Refusal, Rng, Timer,
+    dht_error, secs,
+};
 use crate::contact::{Contact, Role};
 use crate::crypto::password::{self, SALT_LEN};
 use crate::crypto::{
@@ -116,6 +119,18 @@ struct Delivery {
     /// The slot write, kept to write again over a newer value.
     write: Option<DhtOp>,
     overwrites: u32,
+    /// The recipient's identity record while its stamp is minted
+    /// ([`Job::Mint`], off the runtime): persisted, so a crash while minting
+    /// resumes by minting again.
+    minting: Option<Vec<u8>>,
+}
+
+/// A password lock waiting for its Argon2id run ([`Job::Stretch`]). Never
+/// persisted: the flow is persisted only once the lock is made.
+#[derive(Clone, Debug)]
+struct PendingLock {
+    salt: [u8; SALT_LEN],
+    params: PasswordParams,
 }
 
 /// A device link being finalized: the new device, and the identity record
@@ -313,6 +328,25 @@ pub struct Inviter {
     ops: Ops<Purpose>,
     pending_failure: Option<Failure>,
     delivery: Option<Box<Delivery>>,
+    #[serde(skip)]
+    locking: Option<Box<PendingLock>>,
+}
+
+/// The stamp job for a request, from the recipient's identity record
+/// (verified, and refused above our cap before any work).
+fn mint_job(d: &Delivery, recipient_record: &[u8]) -> Result<Job, Error> {
+    // FRESH-1: the record at the address must name the address's location.
+    let recipient = SignedIdentity::verify_at(recipient_record, &d.to.identity, &d.to.record)?;
+    let info = recipient.record().request_inbox.clone().ok_or(ProtocolError::NoRequestInbox)?;
+    if info.pow_bits > d.max_pow_bits {
+        return Err(ProtocolError::StampTooCostly { required: info.pow_bits, max: d.max_pow_bits }.into());
+    }
+    Ok(Job::Mint {
+        bits: info.pow_bits,
+        recipient: *d.to.identity.as_bytes(),
+        inbox: *info.record.opaque(),
+        ephemeral: *d.ephemeral.public().as_bytes(),
+    })
 }
 
 fn inbox_schema(writer: &PublicKey) -> Schema {
@@ -324,8 +358,9 @@ fn conversation_schema() -> Schema {
 }
 
 impl Inviter {
-    /// Starts sending an invitation. Runs Argon2id now if a password is set
-    /// (so the password itself is never persisted).
+    /// Starts sending an invitation. With a password, the first effect asks
+    /// for Argon2id ([`Effect::Compute`]) and the flow is persisted only
+    /// once the result is back (the password itself is never persisted).
     pub fn new(params: SendParams, now: u64, rng: &mut dyn Rng) -> Result<(Self, Vec<Effect>), Error> {
         Self::with_kind(params, InvitationKind::Contact, now, rng)
     }
@@ -368,6 +403,7 @@ impl Inviter {
             delivered: false,
             write: None,
             overwrites: 0,
+            minting: None,
         }));
         Ok((m, out))
     }
@@ -379,31 +415,69 @@ impl Inviter {
 
     fn start_delivery(&mut self, out: &mut Vec<Effect>) {
         let Some(d) = &self.delivery else { return };
-        if d.delivered || self.ops.has_pending(|p| matches!(p, Purpose::DeliverGetIdentity | Purpose::DeliverSet)) {
+        if d.delivered
+            || d.minting.is_some()
+            || self.ops.has_pending(|p| matches!(p, Purpose::DeliverGetIdentity | Purpose::DeliverSet))
+        {
             return;
         }
         let key = d.to.record.clone();
         self.ops.start(Purpose::DeliverGetIdentity, DhtOp::Get { key, subkey: 0 }, out);
     }
 
-    /// The recipient's identity record is in: seal and stamp the request and
-    /// write it to a random slot of its request inbox.
+    /// The recipient's identity record is in: ask for its stamp (minted off
+    /// the runtime, see [`Self::on_minted`]).
     fn on_deliver_identity(&mut self, v: Option<ValueData>, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
         let (State::Waiting(p), Some(d)) = (&self.state, &self.delivery) else { return };
         let p = p.clone();
-        let built = (|| -> Result<(RecordKey, u32, Vec<u8>, SigningKey), Error> {
-            let v = v.ok_or(ProtocolError::NotFound)?;
-            // FRESH-1: the record at the address must name the address's location.
-            let recipient = SignedIdentity::verify_at(&v.data, &d.to.identity, &d.to.record)?;
-            let info = recipient.record().request_inbox.clone().ok_or(ProtocolError::NoRequestInbox)?;
-            if info.pow_bits > d.max_pow_bits {
-                return Err(ProtocolError::StampTooCostly { required: info.pow_bits, max: d.max_pow_bits }.into());
+        let job =
+            v.ok_or_else(|| Error::from(ProtocolError::NotFound)).and_then(|v| Ok((mint_job(d, &v.data)?, v.data)));
+        match job {
+            Ok((job, data)) => {
+                if let Some(d) = &mut self.delivery {
+                    d.minting = Some(data);
+                }
+                out.push(Effect::Persist);
+                out.push(Effect::Compute(job));
             }
+            Err(e) => self.delivery_failed(p, e, now, rng, out),
+        }
+    }
+
+    /// The stamp is minted: seal the request and write it to a random slot
+    /// of the recipient's request inbox.
+    fn on_minted(
+        &mut self,
+        (bits, ephemeral, nonce): (u32, [u8; 32], Option<u64>),
+        now: u64,
+        rng: &mut dyn Rng,
+        out: &mut Vec<Effect>,
+    ) {
+        let (State::Waiting(p), Some(d)) = (&self.state, &self.delivery) else { return };
+        let Some(data) = d.minting.clone() else { return };
+        if &ephemeral != d.ephemeral.public().as_bytes() {
+            return;
+        }
+        let p = p.clone();
+        let built = (|| -> Result<(RecordKey, u32, Vec<u8>, SigningKey), Error> {
+            let recipient = SignedIdentity::verify_at(&data, &d.to.identity, &d.to.record)?;
+            let info = recipient.record().request_inbox.clone().ok_or(ProtocolError::NoRequestInbox)?;
             let inbox_key = *info.record.opaque();
             let eph_pub = d.ephemeral.public();
-            let stamp =
-                crate::crypto::pow::mint(info.pow_bits, d.to.identity.as_bytes(), &inbox_key, eph_pub.as_bytes())
-                    .ok_or(ProtocolError::StampTooCostly { required: info.pow_bits, max: d.max_pow_bits })?;
+            let too_costly = ProtocolError::StampTooCostly { required: info.pow_bits, max: d.max_pow_bits };
+            // The stamp must be one for exactly this request (fail closed).
+            let stamp = nonce
+                .filter(|n| {
+                    bits == info.pow_bits
+                        && crate::crypto::pow::check(
+                            info.pow_bits,
+                            d.to.identity.as_bytes(),
+                            &inbox_key,
+                            eph_pub.as_bytes(),
+                            *n,
+                        )
+                })
+                .ok_or(too_costly)?;
             let c = &self.core;
             let content = AddressRequestContent {
                 recipient_identity: d.to.identity,
@@ -429,9 +503,11 @@ impl Inviter {
                 &mut RngAdapter(rng),
             )?;
             let slot = 1 + (rng.next_u32() % info.slots);
-            let _ = now;
             Ok((info.record, slot, value, info.writer))
         })();
+        if let Some(d) = &mut self.delivery {
+            d.minting = None;
+        }
         match built {
             Ok((key, subkey, data, writer)) => {
                 let op = DhtOp::Set { key, subkey, data, writer };
@@ -476,23 +552,16 @@ impl Inviter {
             }
             .into());
         }
-        let (lock, ekt) = match &params.password {
+        let (lock, ekt) = match params.password {
             None => (None, EncryptionKeyType::None),
             Some((pw, ekt)) => {
-                let salt = password::new_salt(rng);
+                // Parameters are refused at once; Argon2id itself runs off
+                // the runtime (the first effect asks for it).
                 let p = params.password_params;
-                let stretched = password::stretch(pw, &salt, &p, &PasswordLimits::default())?;
-                let ekt = if *ekt == EncryptionKeyType::None { EncryptionKeyType::Password } else { *ekt };
-                (
-                    Some(Box::new(LockMaterial {
-                        stretched,
-                        salt,
-                        m_cost_log2: p.m_cost_log2,
-                        t_cost: p.t_cost,
-                        p_cost: p.p_cost,
-                    })),
-                    ekt,
-                )
+                PasswordLimits::default().check(&p)?;
+                let salt = password::new_salt(rng);
+                let ekt = if ekt == EncryptionKeyType::None { EncryptionKeyType::Password } else { ekt };
+                (Some((pw, PendingLock { salt, params: p })), ekt)
             }
         };
         let keys = ExpandedKeys {
@@ -511,7 +580,7 @@ impl Inviter {
             writer: KeySeed::from(&keys.writer),
             conversation_owner: KeySeed::from(&keys.conversation_owner),
             encryption_key_type: ekt,
-            lock,
+            lock: None,
             reply_to: None,
             expanded: Some(Box::new(keys)),
         };
@@ -521,22 +590,96 @@ impl Inviter {
             ops: Ops::default(),
             pending_failure: None,
             delivery: None,
+            locking: None,
         };
-        let mut out = vec![Effect::Persist];
-        let writer_pub = m.core.writer_public();
-        if kind == InvitationKind::Contact {
-            m.ops.start(
+        let mut out = Vec::new();
+        match lock {
+            Some((password, l)) => {
+                let job = Job::Stretch { password, salt: l.salt, params: l.params, limits: PasswordLimits::default() };
+                m.locking = Some(Box::new(l));
+                out.push(Effect::Compute(job));
+            }
+            None => m.start_creating(&mut out),
+        }
+        Ok((m, out))
+    }
+
+    /// Persists the flow and creates its records.
+    fn start_creating(&mut self, out: &mut Vec<Effect>) {
+        out.push(Effect::Persist);
+        let writer_pub = self.core.writer_public();
+        if self.core.kind == InvitationKind::Contact {
+            self.ops.start(
                 Purpose::CreateConversation,
-                DhtOp::Create { schema: conversation_schema(), owner: m.core.conversation_owner() },
-                &mut out,
+                DhtOp::Create { schema: conversation_schema(), owner: self.core.conversation_owner() },
+                out,
             );
         }
-        m.ops.start(
+        self.ops.start(
             Purpose::CreateInbox,
-            DhtOp::Create { schema: inbox_schema(&writer_pub), owner: m.core.inbox_owner() },
-            &mut out,
+            DhtOp::Create { schema: inbox_schema(&writer_pub), owner: self.core.inbox_owner() },
+            out,
         );
-        Ok((m, out))
+    }
+
+    /// Argon2id is back: keep the lock (never the password) and start.
+    fn on_stretched(&mut self, r: Result<SecretKey, crate::error::PasswordError>, out: &mut Vec<Effect>) {
+        if !matches!(self.state, State::Creating { .. }) {
+            return;
+        }
+        let Some(l) = self.locking.take() else { return };
+        match r {
+            Ok(stretched) => {
+                let p = l.params;
+                self.core.lock = Some(Box::new(LockMaterial {
+                    stretched,
+                    salt: l.salt,
+                    m_cost_log2: p.m_cost_log2,
+                    t_cost: p.t_cost,
+                    p_cost: p.p_cost,
+                }));
+                self.start_creating(out);
+            }
+            Err(e) => {
+                // Nothing was persisted or created: end here.
+                let done = FinishedWith::Failed(Failure::from(Error::from(e)));
+                out.push(Effect::Emit(Event::Finished(done.outcome())));
+                out.push(Effect::Finished(done.outcome()));
+                self.state = State::Done(done);
+            }
+        }
+    }
+
+    /// Applies a user command, or says why it does not apply now. An inviter
+    /// takes only `Cancel`, until its final status is being written.
+    pub fn command(&mut self, c: Command, now: u64, rng: &mut dyn Rng) -> Result<Vec<Effect>, Refusal> {
+        let mut out = Vec::new();
+        match (&c, &self.state) {
+            (Command::Cancel, State::Waiting(p)) => {
+                let p = p.clone();
+                self.finalize(p, FinalStatusKind::Revoked, None, now, rng, &mut out);
+            }
+            (Command::Cancel, State::Creating { .. } | State::Publishing(_)) => {
+                // Not yet visible to anyone: drop what exists.
+                self.locking = None;
+                self.cleanup_unpublished(&mut out);
+            }
+            _ => return Err(Refusal::State(self.state_name())),
+        }
+        Ok(out)
+    }
+
+    /// The state's short name (for [`Refusal::State`]).
+    fn state_name(&self) -> &'static str {
+        match &self.state {
+            State::Creating { .. } if self.locking.is_some() => "locking",
+            State::Creating { .. } => "creating",
+            State::Publishing(_) => "publishing",
+            State::Waiting(_) => "waiting",
+            State::Finalizing(..) => "finalizing",
+            State::Cleaning(..) => "cleaning",
+            State::Done(_) => "done",
+        }
     }
 
     /// The shareable ticket, once published.
@@ -592,6 +735,12 @@ impl Inviter {
         self.core.expires_at
     }
 
+    /// Whether the flow waits for its password lock (Argon2id, asked for
+    /// with [`Effect::Compute`]); it is persisted once that is back.
+    pub fn is_locking(&self) -> bool {
+        self.locking.is_some()
+    }
+
     /// Whether the flow has ended.
     pub fn is_finished(&self) -> bool {
         matches!(self.state, State::Done(_))
@@ -632,6 +781,18 @@ impl Inviter {
             out.push(Effect::Emit(Event::InvitationPublished { expires_at: self.core.expires_at }));
             self.start_delivery(&mut out);
         }
+        // A crash while the stamp was minted: mint it again.
+        if let (State::Waiting(p), Some(d)) = (&self.state, &self.delivery)
+            && let Some(data) = &d.minting
+        {
+            match mint_job(d, data) {
+                Ok(job) => out.push(Effect::Compute(job)),
+                Err(e) => {
+                    let p = p.clone();
+                    self.delivery_failed(p, e, _now, _rng, &mut out);
+                }
+            }
+        }
         out
     }
 
@@ -642,16 +803,16 @@ impl Inviter {
             return out;
         }
         match input {
-            Input::Command(Command::Cancel) => {
-                if let State::Waiting(p) = &self.state {
-                    let p = p.clone();
-                    self.finalize(p, FinalStatusKind::Revoked, None, now, rng, &mut out);
-                } else if let State::Creating { .. } | State::Publishing(_) = &self.state {
-                    // Not yet visible to anyone: drop what exists.
-                    self.cleanup_unpublished(&mut out);
+            Input::Command(c) => {
+                if let Ok(e) = self.command(c, now, rng) {
+                    out = e;
                 }
             }
-            Input::Command(_) | Input::Outgoing { .. } | Input::OutgoingSync(_) => {}
+            Input::Computed(JobOutput::Stretched(r)) => self.on_stretched(r, &mut out),
+            Input::Computed(JobOutput::Minted { bits, ephemeral, nonce }) => {
+                self.on_minted((bits, ephemeral, nonce), now, rng, &mut out)
+            }
+            Input::Outgoing { .. } | Input::OutgoingSync(_) => {}
             // Only needed until the invitation is built (it then travels in it).
             Input::ReplyAddress(a) if matches!(self.state, State::Creating { .. }) => self.core.reply_to = a,
             Input::ReplyAddress(_) => {}

@@ -26,9 +26,9 @@ pub use inviter::{Inviter, SendParams};
 pub use requests::{RequestId, RequestInbox, RequestInboxParams, RequestStatus, RequestView};
 
 use crate::contact::Contact;
-use crate::crypto::{KeySeed, Password, PublicKey, SigningKey};
+use crate::crypto::{KeySeed, Password, PasswordLimits, PasswordParams, PublicKey, SALT_LEN, SecretKey, SigningKey};
 use crate::dht::{DhtErrorKind, Nudge, RecordKey, Schema, Subkey, ValueData};
-use crate::error::{Error, ProtocolError};
+use crate::error::{Error, PasswordError, ProtocolError};
 use crate::message::{InvitationKind, Profile};
 
 /// A random source usable by machines (object safe).
@@ -161,6 +161,108 @@ pub enum Command {
     Unblock(PublicKey),
 }
 
+impl Command {
+    /// A short name for errors and logs (never the command's data).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Password(_) => "password",
+            Self::Accept => "accept",
+            Self::Reject => "reject",
+            Self::Cancel => "cancel",
+            Self::AcceptRequest(_) => "accept_request",
+            Self::IgnoreRequest(_) => "ignore_request",
+            Self::BlockRequester(_) => "block_requester",
+            Self::Unblock(_) => "unblock",
+        }
+    }
+}
+
+/// Why a flow did not apply a command ([`Flow::command`]); the driver turns
+/// it into [`Error::InvalidState`] or [`Error::UnknownRequest`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The command does not apply in this state (a short static name).
+    State(&'static str),
+    /// A request inbox keeps no request with that id.
+    UnknownRequest,
+}
+
+/// CPU-heavy work a machine asks the driver to run off the async runtime
+/// ([`Effect::Compute`]); the result comes back as [`Input::Computed`].
+/// Machines never run it themselves, so driving them never blocks.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Job {
+    /// Argon2id over a password or PIN (locking an invitation, or each
+    /// unlock attempt).
+    Stretch {
+        /// The password (redacted in `Debug`; never persisted).
+        password: Password,
+        /// Salt.
+        salt: [u8; SALT_LEN],
+        /// Argon2id parameters.
+        params: PasswordParams,
+        /// Caps checked before any work.
+        limits: PasswordLimits,
+    },
+    /// A proof-of-work stamp for a contact request.
+    Mint {
+        /// Difficulty.
+        bits: u32,
+        /// The recipient identity.
+        recipient: [u8; 32],
+        /// The recipient's request inbox (opaque key).
+        inbox: [u8; 32],
+        /// The request's ephemeral public key.
+        ephemeral: [u8; 32],
+    },
+}
+
+impl Job {
+    /// Runs the work (blocking: call it off the async runtime, e.g. in
+    /// `tokio::task::spawn_blocking`).
+    #[must_use]
+    pub fn run(self) -> JobOutput {
+        match self {
+            Self::Stretch { password, salt, params, limits } => {
+                JobOutput::Stretched(crate::crypto::password::stretch(&password, &salt, &params, &limits))
+            }
+            Self::Mint { bits, recipient, inbox, ephemeral } => JobOutput::Minted {
+                bits,
+                ephemeral,
+                nonce: crate::crypto::pow::mint(bits, &recipient, &inbox, &ephemeral),
+            },
+        }
+    }
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Stretch { .. } => "argon2id",
+            Self::Mint { .. } => "mint stamp",
+        }
+    }
+}
+
+/// The result of a [`Job`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum JobOutput {
+    /// The stretched password (redacted in `Debug`), or why the parameters
+    /// were refused.
+    Stretched(Result<SecretKey, PasswordError>),
+    /// A stamp (`None`: `bits` above the cap), for the request with this
+    /// ephemeral key.
+    Minted {
+        /// Difficulty asked.
+        bits: u32,
+        /// The request's ephemeral public key (matches the job).
+        ephemeral: [u8; 32],
+        /// The nonce found.
+        nonce: Option<u64>,
+    },
+}
+
 /// Timers a machine can set.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Timer {
@@ -217,6 +319,8 @@ pub enum Input {
     },
     /// From the driver after a restart: every outgoing request now open.
     OutgoingSync(Vec<(PublicKey, FlowId)>),
+    /// A [`Job`] the flow asked for ([`Effect::Compute`]) is done.
+    Computed(JobOutput),
 }
 
 /// What a machine asks the driver to do.
@@ -274,6 +378,11 @@ pub enum Effect {
         /// The command.
         command: Command,
     },
+    /// Run CPU-heavy work off the async runtime and report back with
+    /// [`Input::Computed`]. The flow persists what it needs to ask again, so
+    /// a crash while the work runs resumes by asking again (a stamp is minted
+    /// again; a password, which is never persisted, is asked for again).
+    Compute(Job),
     /// Tell the app.
     Emit(Event),
     /// The flow is over; remove its persisted state. It follows the
@@ -715,12 +824,29 @@ impl Flow {
             Self::Inbox(m) => m.handle(input, now, rng),
         }
     }
+    /// Applies a user command, or says why it does not apply in the current
+    /// state (then nothing changed and there are no effects).
+    pub fn command(&mut self, command: Command, now: u64, rng: &mut dyn Rng) -> Result<Vec<Effect>, Refusal> {
+        match self {
+            Self::Inviter(m) => m.command(command, now, rng),
+            Self::Invitee(m) => m.command(command, now, rng),
+            Self::Inbox(m) => m.command(command, now, rng),
+        }
+    }
     /// Re-issues pending work after a restart.
     pub fn resume(&mut self, now: u64, rng: &mut dyn Rng) -> Vec<Effect> {
         match self {
             Self::Inviter(m) => m.resume(now, rng),
             Self::Invitee(m) => m.resume(now, rng),
             Self::Inbox(m) => m.resume(now, rng),
+        }
+    }
+    /// Whether the flow waits for a job before its first persist (an
+    /// inviter's password lock): it exists only in memory until then.
+    pub fn awaits_first_persist(&self) -> bool {
+        match self {
+            Self::Inviter(m) => m.is_locking(),
+            _ => false,
         }
     }
     /// Whether the flow has ended.

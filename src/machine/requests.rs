@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use super::inviter::RngAdapter;
 use super::{
     Command, Completion, DhtOp, DhtOutput, Effect, Event, Flow, FlowId, Input, Invitee, Ops, Outcome, ReceiveParams,
-    Rng, Timer, dht_error, secs,
+    Refusal, Rng, Timer, dht_error, secs,
 };
 use crate::crypto::pow::{DEFAULT_POW_BITS, MAX_POW_BITS};
 use crate::crypto::{PublicKey, SigningKey, message_hash};
@@ -303,7 +303,10 @@ impl RequestInbox {
             return out;
         }
         match input {
-            Input::Command(c) => self.on_command(c, now, rng, &mut out),
+            Input::Command(c) => {
+                let _ = self.on_command(c, now, rng, &mut out);
+            }
+            Input::Computed(_) => {}
             Input::Outgoing { to, flow, open, contact } => {
                 if contact {
                     // Our request made the contact: their parked request is moot.
@@ -698,7 +701,41 @@ impl RequestInbox {
         out.insert(0, Effect::Persist);
     }
 
-    fn on_command(&mut self, c: Command, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+    /// Applies a user command, or says why it does not apply now (a request
+    /// id it does not keep, a command for invitation flows, closing an
+    /// inbox that is not open). Unblocking an identity that is not blocked
+    /// changes nothing and is not an error.
+    pub fn command(&mut self, c: Command, now: u64, rng: &mut dyn Rng) -> Result<Vec<Effect>, Refusal> {
+        let mut out = Vec::new();
+        self.on_command(c, now, rng, &mut out)?;
+        Ok(out)
+    }
+
+    /// The state's short name (for [`Refusal::State`]).
+    fn state_name(&self) -> &'static str {
+        match &self.state {
+            State::Creating => "creating",
+            State::Preparing { .. } => "preparing",
+            State::Updating { .. } => "updating",
+            State::Listening { .. } => "listening",
+            State::Done(_) => "done",
+        }
+    }
+
+    fn on_command(&mut self, c: Command, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) -> Result<(), Refusal> {
+        match &c {
+            Command::AcceptRequest(id) | Command::IgnoreRequest(id) | Command::BlockRequester(id) => {
+                if self.is_finished() {
+                    return Err(Refusal::State(self.state_name()));
+                }
+                if !self.kept.contains_key(id) {
+                    return Err(Refusal::UnknownRequest);
+                }
+            }
+            Command::Unblock(_) if !self.is_finished() => {}
+            Command::Cancel if matches!(self.state, State::Listening { .. }) => {}
+            _ => return Err(Refusal::State(self.state_name())),
+        }
         // EDGE-RQ-1: the user acting on the list may have made room for a
         // request left waiting in its slot: read the slots now, not at the
         // next poll.
@@ -719,7 +756,7 @@ impl RequestInbox {
                 }
             }
             Command::BlockRequester(id) => {
-                let Some(peer) = self.kept.get(&id).map(|k| k.view.requester) else { return };
+                let Some(peer) = self.kept.get(&id).map(|k| k.view.requester) else { return Ok(()) };
                 if self.blocked.len() >= limits::MAX_BLOCKED {
                     tracing::warn!("block list full");
                 } else {
@@ -732,7 +769,7 @@ impl RequestInbox {
             Command::Cancel => {
                 let record = match &self.state {
                     State::Listening { record } => record.clone(),
-                    _ => return,
+                    _ => return Ok(()),
                 };
                 self.ops.clear(out);
                 self.state = State::Updating { change: Change::Unpublish(record), written: None, tries: 0 };
@@ -741,6 +778,7 @@ impl RequestInbox {
             }
             _ => {}
         }
+        Ok(())
     }
 
     /// Starts the invitee flow for a kept request (effects: spawn first, so
