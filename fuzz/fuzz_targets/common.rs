@@ -115,7 +115,20 @@ pub fn drive(m: &mut Flow, inputs: Vec<FuzzInput>, record: impl Fn(&Flow) -> [u8
             continue;
         }
         let Some(input) = to_input(i, record(m)) else { continue };
-        check(&m.handle(input, now, rng));
+        let mut fx = m.handle(input, now, rng);
+        check(&fx);
+        // CPU work the flow asks for (Argon2id, stamps) comes back as an
+        // input, as the driver does it off the runtime.
+        for _ in 0..4 {
+            let Some(job) = fx.iter().find_map(|e| match e {
+                Effect::Compute(j) => Some(j.clone()),
+                _ => None,
+            }) else {
+                break;
+            };
+            fx = m.handle(Input::Computed(job.run()), now, rng);
+            check(&fx);
+        }
     }
     let _ = m.resume(now, rng);
 }
