@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds a cargo target OUTSIDE the sealed network namespace, then runs the
 # built executable(s) INSIDE it (scripts/netns.sh). Use this instead of
-# `scripts/netns.sh cargo ...`: inside the namespace nothing can be
+# running cargo under scripts/netns.sh: inside the namespace nothing can be
 # downloaded, so cargo must never run there.
 #
 #   scripts/netns-cargo.sh build --example veilid_smoke
