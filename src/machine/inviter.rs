@@ -1328,6 +1328,17 @@ impl Inviter {
         out.extend(ops_out);
     }
 
+    /// Keeps `value` as the final status and starts writing it over the
+    /// inbox's owner subkey.
+    fn start_final_write(&mut self, inbox: &RecordKey, value: Vec<u8>, out: &mut Vec<Effect>) {
+        if let State::Finalizing(_, f) = &mut self.state {
+            f.final_value = value.clone();
+        }
+        let writer = self.core.inbox_owner();
+        let request = DhtOp::Set { key: inbox.clone(), subkey: OWNER_SUBKEY, data: value, writer };
+        self.ops.start(Purpose::WriteFinal, request, out);
+    }
+
     /// The sealed, signed final status for this invitation.
     #[allow(clippy::too_many_arguments)]
     fn final_value(
@@ -1511,16 +1522,8 @@ impl Inviter {
                 Ok(v) => v,
                 Err(e) => return self.fail(e, out),
             };
-        if let State::Finalizing(_, f) = &mut self.state {
-            f.final_value = value.clone();
-        }
         let mut ops_out = Vec::new();
-        let writer = self.core.inbox_owner();
-        self.ops.start(
-            Purpose::WriteFinal,
-            DhtOp::Set { key: p.inbox.clone(), subkey: OWNER_SUBKEY, data: value, writer },
-            &mut ops_out,
-        );
+        self.start_final_write(&p.inbox, value, &mut ops_out);
         out.push(Effect::SaveIdentity(Box::new(Identity::clone(&self.core.identity))));
         out.push(Effect::Persist);
         out.extend(ops_out);
@@ -1586,16 +1589,8 @@ impl Inviter {
             Ok(v) => v,
             Err(e) => return self.fail(e, out),
         };
-        if let State::Finalizing(_, f) = &mut self.state {
-            f.final_value = value.clone();
-        }
         let mut ops_out = Vec::new();
-        let writer = self.core.inbox_owner();
-        self.ops.start(
-            Purpose::WriteFinal,
-            DhtOp::Set { key: p.inbox.clone(), subkey: OWNER_SUBKEY, data: value, writer },
-            &mut ops_out,
-        );
+        self.start_final_write(&p.inbox, value, &mut ops_out);
         out.push(Effect::Persist);
         out.extend(ops_out);
     }
