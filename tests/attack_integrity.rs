@@ -463,6 +463,15 @@ fn signed_tombstone_prompts_a_read_and_the_final_status_decides() {
     assert_eq!(Pair::outcome(&fb), Some(Outcome::Contact(a.public_key())));
 }
 
+/// How many writes of the inbox's `subkey` the effects ask for.
+fn sets_of_subkey(effects: &[contact_invite::machine::Effect], subkey: u32) -> usize {
+    use contact_invite::machine::{DhtOp, Effect};
+    effects
+        .iter()
+        .filter(|e| matches!(e, Effect::Dht { request: DhtOp::Set { subkey: s, .. }, .. } if *s == subkey))
+        .count()
+}
+
 /// INT-TOMB-2. Before the fix the tombstone rewrite loop had no bound (its
 /// try counter was never used): a node that always claimed a newer value in
 /// the response subkey kept the finished inviter writing forever (here the
@@ -474,18 +483,7 @@ fn tombstone_rewrites_over_a_newer_value_are_bounded() {
     p.newer_on_set = Some((Side::Inviter, 1));
     p.poll(Side::Inviter);
     let (fa, _) = p.take_effects();
-    let writes = fa
-        .iter()
-        .filter(|e| {
-            matches!(
-                e,
-                contact_invite::machine::Effect::Dht {
-                    request: contact_invite::machine::DhtOp::Set { subkey: 1, .. },
-                    ..
-                }
-            )
-        })
-        .count();
+    let writes = sets_of_subkey(&fa, 1);
     assert_eq!(Pair::outcome(&fa), Some(Outcome::Contact(b.public_key())), "the decision stands");
     assert!(p.inviter.is_finished());
     assert!((2..=9).contains(&writes), "one write and at most 8 rewrites, got {writes}");
@@ -502,18 +500,7 @@ fn final_status_rewrites_over_a_newer_value_are_bounded() {
     p.newer_on_set = Some((Side::Inviter, 0));
     p.poll(Side::Inviter);
     let (fa, _) = p.take_effects();
-    let writes = fa
-        .iter()
-        .filter(|e| {
-            matches!(
-                e,
-                contact_invite::machine::Effect::Dht {
-                    request: contact_invite::machine::DhtOp::Set { subkey: 0, .. },
-                    ..
-                }
-            )
-        })
-        .count();
+    let writes = sets_of_subkey(&fa, 0);
     assert!((2..=9).contains(&writes), "one write and at most 8 immediate rewrites, got {writes}");
     assert!(!p.inviter.is_finished(), "the decision stands and is retried later, not dropped");
     assert_eq!(Pair::outcome(&fa), None);
