@@ -67,8 +67,8 @@ impl Table {
 /// have their own, [`FLOW_RECORD_FORMAT`]. 3: contacts record their
 /// safety-number verification; stored identities and contacts hold identity
 /// records of protocol version 2 (device DH keys, account-secret rotations,
-/// their signed location).
-pub const RECORD_FORMAT: u8 = 3;
+/// their signed location). 4: identity records of protocol version 3.
+pub const RECORD_FORMAT: u8 = 4;
 
 /// Version byte of flow records (table [`Table::Flows`]). 3: the inviter's
 /// identity is a reference to a snapshot in [`Table::IdentitySnapshots`],
@@ -81,8 +81,12 @@ pub const RECORD_FORMAT: u8 = 3;
 /// store), never decoded as this layout. 4 also: freshness state (re-read
 /// counters, the response awaiting its freshness check, a reject awaiting
 /// its final status). 5: the stamp being minted is kept (CPU work runs off
-/// the runtime and is asked for again on resume).
-pub const FLOW_RECORD_FORMAT: u8 = 5;
+/// the runtime and is asked for again on resume). 6: a request being
+/// delivered is sealed before its stamp is minted (the stamp covers the
+/// sealed bytes) and keeps them while minting; a request inbox keeps the
+/// requests whose requester's record it is reading (FRESH-8); protocol
+/// version 3.
+pub const FLOW_RECORD_FORMAT: u8 = 6;
 
 /// Encodes a value for the store: version byte, then postcard.
 pub(crate) fn encode_record<T: serde::Serialize>(v: &T) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {

@@ -318,3 +318,47 @@ async fn a_request_inbox_opened_before_a_revocation_follows_the_rotation() {
     alice.handle.accept_request(inbox, view.id).await.unwrap();
     assert_eq!(finished(&mut bob.events, b_flow).await, Outcome::Contact(alice.identity.public_key()));
 }
+
+/// FRESH-8 (review of issue 13, item 1): a stolen device, revoked, sends a
+/// request to an address under its owner's name. It must not be shown as
+/// the owner's request, and it must not replace the owner's genuine request
+/// that is waiting in the list.
+#[tokio::test(start_paused = true)]
+async fn a_revoked_devices_request_is_not_shown_and_does_not_replace_its_owners() {
+    let net = MemoryNetwork::new();
+    let mut alice = party(&net, "alice").await;
+    let mut bob = party(&net, "bob").await;
+    let (mut laptop_dev, laptop) = link(&net, &mut alice, "alice-laptop").await;
+
+    let inbox = bob.handle.open_request_inbox(RequestInboxParams::new(bob.identity.clone())).await.unwrap();
+    let e = wait_for(&mut bob.events, "inbox open", |e| {
+        e.flow == inbox && matches!(e.event, Event::RequestInboxOpen { .. })
+    })
+    .await;
+    let Event::RequestInboxOpen { address } = e.event else { unreachable!() };
+
+    // Alice's genuine request, from her phone.
+    let a_flow = alice.handle.send_request(SendParams::new(alice.identity.clone()), address.clone(), 22).await;
+    let a_flow = a_flow.unwrap();
+    wait_for(&mut alice.events, "delivered", |e| e.flow == a_flow && matches!(e.event, Event::RequestDelivered { .. }))
+        .await;
+    let got = wait_for(&mut bob.events, "request", |e| matches!(e.event, Event::RequestReceived(_))).await;
+    let Event::RequestReceived(genuine) = got.event else { unreachable!() };
+    assert_eq!(genuine.requester, alice.identity.public_key());
+
+    // The laptop is stolen and revoked; the thief still holds its identity.
+    revoke(&net, &mut alice, &laptop).await;
+    let l_flow = laptop_dev.handle.send_request(SendParams::new(laptop.clone()), address, 22).await.unwrap();
+    wait_for(&mut laptop_dev.events, "delivered", |e| {
+        e.flow == l_flow && matches!(e.event, Event::RequestDelivered { .. })
+    })
+    .await;
+    // Bob's inbox reads the slot (watch, then polls) and the record, several times over.
+    tokio::time::sleep(std::time::Duration::from_secs(300)).await;
+    while let Ok(e) = bob.events.try_recv() {
+        assert!(!matches!(e.event, Event::RequestReceived(_)), "a revoked device's request was shown: {e:?}");
+    }
+    let list = bob.handle.requests(inbox).await.unwrap();
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0].id, genuine.id, "the owner's genuine request is still the one in the list");
+}

@@ -1,12 +1,13 @@
 //! Proof-of-work stamps for requests to a known address (hashcash-style).
 //!
 //! A stamp is a `u64` nonce such that
-//! `BLAKE3-derive-key("… request stamp", recipient ‖ inbox ‖ ephemeral ‖ nonce)`
+//! `BLAKE3-derive-key("… request stamp", recipient ‖ inbox ‖ subject ‖ nonce)`
 //! starts with at least `bits` zero bits. It is bound to the recipient, its
-//! request inbox and the request's ephemeral X25519 key, so one stamp buys one
-//! request: reusing it means reusing the ephemeral key, which the recipient
-//! drops as a duplicate. Checking costs one hash and happens before any
-//! decryption or signature check.
+//! request inbox and a subject: for a request, a hash of its ephemeral
+//! X25519 key **and its sealed bytes**, so one stamp buys one slot value:
+//! copied beside any other bytes it fails, and the same value again is
+//! dropped as a duplicate before the check. Checking costs one hash and
+//! happens before any decryption or signature check.
 //!
 //! Minting costs `2^bits` hashes on average (measured in
 //! `cargo bench --no-default-features --features qr --bench report`).
@@ -20,13 +21,13 @@ pub const DEFAULT_POW_BITS: u32 = 16;
 /// Default cap a requester accepts before refusing to mint.
 pub const DEFAULT_MAX_MINT_BITS: u32 = 22;
 
-const LABEL: &str = "contact-invite v1 2026-11 request stamp";
+const LABEL: &str = "contact-invite v3 2026-12 request stamp";
 
-fn hasher(recipient: &[u8; 32], inbox: &[u8; 32], ephemeral: &[u8; 32]) -> blake3::Hasher {
+fn hasher(recipient: &[u8; 32], inbox: &[u8; 32], subject: &[u8; 32]) -> blake3::Hasher {
     let mut h = blake3::Hasher::new_derive_key(LABEL);
     h.update(recipient);
     h.update(inbox);
-    h.update(ephemeral);
+    h.update(subject);
     h
 }
 
@@ -44,8 +45,8 @@ fn leading_zero_bits(h: &[u8; 32]) -> u32 {
 
 /// Whether `nonce` is a valid stamp of at least `bits` for these inputs.
 #[must_use]
-pub fn check(bits: u32, recipient: &[u8; 32], inbox: &[u8; 32], ephemeral: &[u8; 32], nonce: u64) -> bool {
-    let mut h = hasher(recipient, inbox, ephemeral);
+pub fn check(bits: u32, recipient: &[u8; 32], inbox: &[u8; 32], subject: &[u8; 32], nonce: u64) -> bool {
+    let mut h = hasher(recipient, inbox, subject);
     h.update(&nonce.to_le_bytes());
     leading_zero_bits(h.finalize().as_bytes()) >= bits.min(256)
 }
@@ -53,11 +54,11 @@ pub fn check(bits: u32, recipient: &[u8; 32], inbox: &[u8; 32], ephemeral: &[u8;
 /// Finds a stamp of `bits` (at most [`MAX_POW_BITS`]); `None` if `bits` is
 /// above the cap. Deterministic: searches nonces from 0 upwards.
 #[must_use]
-pub fn mint(bits: u32, recipient: &[u8; 32], inbox: &[u8; 32], ephemeral: &[u8; 32]) -> Option<u64> {
+pub fn mint(bits: u32, recipient: &[u8; 32], inbox: &[u8; 32], subject: &[u8; 32]) -> Option<u64> {
     if bits > MAX_POW_BITS {
         return None;
     }
-    let base = hasher(recipient, inbox, ephemeral);
+    let base = hasher(recipient, inbox, subject);
     (0..=u64::MAX).find(|nonce| {
         let mut h = base.clone();
         h.update(&nonce.to_le_bytes());

@@ -17,8 +17,9 @@ pub const PROTOCOL_LABEL: &[u8] = b"contact-invite";
 /// Version 2: message hashes over canonical content, signed tombstones, the
 /// request's `encryption_key_type` bound into its associated data, device DH
 /// keys and account-secret rotations in identity records, identity records
-/// carry their signed location.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// carry their signed location. Version 3: a request's proof-of-work stamp
+/// covers its sealed bytes (EDGE-RQ-3).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// What a signature is for. Each kind is a distinct domain.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

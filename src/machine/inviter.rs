@@ -119,10 +119,20 @@ struct Delivery {
     /// The slot write, kept to write again over a newer value.
     write: Option<DhtOp>,
     overwrites: u32,
-    /// The recipient's identity record while its stamp is minted
-    /// ([`Job::Mint`], off the runtime): persisted, so a crash while minting
-    /// resumes by minting again.
-    minting: Option<Vec<u8>>,
+    /// The sealed request while its stamp is minted ([`Job::Mint`], off
+    /// the runtime): persisted, so a crash while minting resumes by minting
+    /// again for the same bytes.
+    minting: Option<Minting>,
+}
+
+/// A request sealed and waiting for its stamp (EDGE-RQ-3: the stamp covers
+/// the sealed bytes, so they are made first).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Minting {
+    /// The recipient's identity record as read (re-verified when used).
+    record: Vec<u8>,
+    /// The sealed request.
+    sealed: Vec<u8>,
 }
 
 /// A password lock waiting for its Argon2id run ([`Job::Stretch`]). Never
@@ -332,20 +342,28 @@ pub struct Inviter {
     locking: Option<Box<PendingLock>>,
 }
 
-/// The stamp job for a request, from the recipient's identity record
-/// (verified, and refused above our cap before any work).
-fn mint_job(d: &Delivery, recipient_record: &[u8]) -> Result<Job, Error> {
-    // FRESH-1: the record at the address must name the address's location.
+/// The recipient's request inbox, from its identity record (verified at
+/// the address's location, FRESH-1), refused above our cap before any work.
+fn recipient_inbox(
+    d: &Delivery,
+    recipient_record: &[u8],
+) -> Result<(SignedIdentity, crate::message::RequestInboxInfo), Error> {
     let recipient = SignedIdentity::verify_at(recipient_record, &d.to.identity, &d.to.record)?;
     let info = recipient.record().request_inbox.clone().ok_or(ProtocolError::NoRequestInbox)?;
     if info.pow_bits > d.max_pow_bits {
         return Err(ProtocolError::StampTooCostly { required: info.pow_bits, max: d.max_pow_bits }.into());
     }
+    Ok((recipient, info))
+}
+
+/// The stamp job for a sealed request (EDGE-RQ-3: over its sealed bytes).
+fn mint_job(d: &Delivery, m: &Minting) -> Result<Job, Error> {
+    let (_, info) = recipient_inbox(d, &m.record)?;
     Ok(Job::Mint {
         bits: info.pow_bits,
         recipient: *d.to.identity.as_bytes(),
         inbox: *info.record.opaque(),
-        ephemeral: *d.ephemeral.public().as_bytes(),
+        subject: address::stamp_subject(d.ephemeral.public().as_bytes(), &m.sealed),
     })
 }
 
@@ -425,64 +443,21 @@ impl Inviter {
         self.ops.start(Purpose::DeliverGetIdentity, DhtOp::Get { key, subkey: 0 }, out);
     }
 
-    /// The recipient's identity record is in: ask for its stamp (minted off
-    /// the runtime, see [`Self::on_minted`]).
+    /// The recipient's identity record is in: sign and seal the request,
+    /// then ask for its stamp over the sealed bytes (minted off the runtime,
+    /// see [`Self::on_minted`]).
     fn on_deliver_identity(&mut self, v: Option<ValueData>, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
         let (State::Waiting(p), Some(d)) = (&self.state, &self.delivery) else { return };
         let p = p.clone();
-        let job =
-            v.ok_or_else(|| Error::from(ProtocolError::NotFound)).and_then(|v| Ok((mint_job(d, &v.data)?, v.data)));
-        match job {
-            Ok((job, data)) => {
-                if let Some(d) = &mut self.delivery {
-                    d.minting = Some(data);
-                }
-                out.push(Effect::Persist);
-                out.push(Effect::Compute(job));
-            }
-            Err(e) => self.delivery_failed(p, e, now, rng, out),
-        }
-    }
-
-    /// The stamp is minted: seal the request and write it to a random slot
-    /// of the recipient's request inbox.
-    fn on_minted(
-        &mut self,
-        (bits, ephemeral, nonce): (u32, [u8; 32], Option<u64>),
-        now: u64,
-        rng: &mut dyn Rng,
-        out: &mut Vec<Effect>,
-    ) {
-        let (State::Waiting(p), Some(d)) = (&self.state, &self.delivery) else { return };
-        let Some(data) = d.minting.clone() else { return };
-        if &ephemeral != d.ephemeral.public().as_bytes() {
-            return;
-        }
-        let p = p.clone();
-        let built = (|| -> Result<(RecordKey, u32, Vec<u8>, SigningKey), Error> {
-            let recipient = SignedIdentity::verify_at(&data, &d.to.identity, &d.to.record)?;
-            let info = recipient.record().request_inbox.clone().ok_or(ProtocolError::NoRequestInbox)?;
+        let sealed = (|| -> Result<(Minting, Job), Error> {
+            let record = v.ok_or(ProtocolError::NotFound)?.data;
+            let (recipient, info) = recipient_inbox(d, &record)?;
             let inbox_key = *info.record.opaque();
-            let eph_pub = d.ephemeral.public();
-            let too_costly = ProtocolError::StampTooCostly { required: info.pow_bits, max: d.max_pow_bits };
-            // The stamp must be one for exactly this request (fail closed).
-            let stamp = nonce
-                .filter(|n| {
-                    bits == info.pow_bits
-                        && crate::crypto::pow::check(
-                            info.pow_bits,
-                            d.to.identity.as_bytes(),
-                            &inbox_key,
-                            eph_pub.as_bytes(),
-                            *n,
-                        )
-                })
-                .ok_or(too_costly)?;
             let c = &self.core;
             let content = AddressRequestContent {
                 recipient_identity: d.to.identity,
                 request_inbox: inbox_key,
-                ephemeral_key: eph_pub,
+                ephemeral_key: d.ephemeral.public(),
                 identity_key: c.identity.public_key(),
                 device_key: c.identity.device_public(),
                 identity_record: c.identity.record_key().cloned().ok_or(Error::ApiMisuse("identity not published"))?,
@@ -493,15 +468,62 @@ impl Inviter {
                 expires_at: c.expires_at,
             };
             let signed = content.sign(c.identity.device_key(), c.identity.signed())?;
-            let value = address::seal_slot(
+            let sealed = address::seal_request(
                 &signed,
                 &d.ephemeral,
-                stamp,
                 &d.to.identity,
                 &recipient.record().dh_key,
                 &inbox_key,
                 &mut RngAdapter(rng),
             )?;
+            let m = Minting { record, sealed };
+            let job = mint_job(d, &m)?;
+            Ok((m, job))
+        })();
+        match sealed {
+            Ok((m, job)) => {
+                if let Some(d) = &mut self.delivery {
+                    d.minting = Some(m);
+                }
+                out.push(Effect::Persist);
+                out.push(Effect::Compute(job));
+            }
+            Err(e) => self.delivery_failed(p, e, now, rng, out),
+        }
+    }
+
+    /// The stamp is minted: write the slot value to a random slot of the
+    /// recipient's request inbox.
+    fn on_minted(
+        &mut self,
+        (bits, subject, nonce): (u32, [u8; 32], Option<u64>),
+        now: u64,
+        rng: &mut dyn Rng,
+        out: &mut Vec<Effect>,
+    ) {
+        let (State::Waiting(p), Some(d)) = (&self.state, &self.delivery) else { return };
+        let Some(m) = d.minting.clone() else { return };
+        if subject != address::stamp_subject(d.ephemeral.public().as_bytes(), &m.sealed) {
+            return;
+        }
+        let p = p.clone();
+        let built = (|| -> Result<(RecordKey, u32, Vec<u8>, SigningKey), Error> {
+            let (_, info) = recipient_inbox(d, &m.record)?;
+            let too_costly = ProtocolError::StampTooCostly { required: info.pow_bits, max: d.max_pow_bits };
+            // The stamp must be one for exactly these bytes (fail closed).
+            let stamp = nonce
+                .filter(|n| {
+                    bits == info.pow_bits
+                        && crate::crypto::pow::check(
+                            info.pow_bits,
+                            d.to.identity.as_bytes(),
+                            info.record.opaque(),
+                            &subject,
+                            *n,
+                        )
+                })
+                .ok_or(too_costly)?;
+            let value = address::slot_value(&d.ephemeral.public(), stamp, m.sealed);
             let slot = 1 + (rng.next_u32() % info.slots);
             Ok((info.record, slot, value, info.writer))
         })();
@@ -783,9 +805,9 @@ impl Inviter {
         }
         // A crash while the stamp was minted: mint it again.
         if let (State::Waiting(p), Some(d)) = (&self.state, &self.delivery)
-            && let Some(data) = &d.minting
+            && let Some(m) = &d.minting
         {
-            match mint_job(d, data) {
+            match mint_job(d, m) {
                 Ok(job) => out.push(Effect::Compute(job)),
                 Err(e) => {
                     let p = p.clone();
@@ -809,8 +831,8 @@ impl Inviter {
                 }
             }
             Input::Computed(JobOutput::Stretched(r)) => self.on_stretched(r, &mut out),
-            Input::Computed(JobOutput::Minted { bits, ephemeral, nonce }) => {
-                self.on_minted((bits, ephemeral, nonce), now, rng, &mut out)
+            Input::Computed(JobOutput::Minted { bits, subject, nonce }) => {
+                self.on_minted((bits, subject, nonce), now, rng, &mut out)
             }
             Input::Outgoing { .. } | Input::OutgoingSync(_) => {}
             // Only needed until the invitation is built (it then travels in it).

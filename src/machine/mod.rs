@@ -214,8 +214,9 @@ pub enum Job {
         recipient: [u8; 32],
         /// The recipient's request inbox (opaque key).
         inbox: [u8; 32],
-        /// The request's ephemeral public key.
-        ephemeral: [u8; 32],
+        /// What the stamp is bound to besides: a hash of the request's
+        /// ephemeral key and its sealed bytes (EDGE-RQ-3).
+        subject: [u8; 32],
     },
 }
 
@@ -228,11 +229,9 @@ impl Job {
             Self::Stretch { password, salt, params, limits } => {
                 JobOutput::Stretched(crate::crypto::password::stretch(&password, &salt, &params, &limits))
             }
-            Self::Mint { bits, recipient, inbox, ephemeral } => JobOutput::Minted {
-                bits,
-                ephemeral,
-                nonce: crate::crypto::pow::mint(bits, &recipient, &inbox, &ephemeral),
-            },
+            Self::Mint { bits, recipient, inbox, subject } => {
+                JobOutput::Minted { bits, subject, nonce: crate::crypto::pow::mint(bits, &recipient, &inbox, &subject) }
+            }
         }
     }
     /// A short name for logs.
@@ -252,12 +251,12 @@ pub enum JobOutput {
     /// were refused.
     Stretched(Result<SecretKey, PasswordError>),
     /// A stamp (`None`: `bits` above the cap), for the request with this
-    /// ephemeral key.
+    /// subject.
     Minted {
         /// Difficulty asked.
         bits: u32,
-        /// The request's ephemeral public key (matches the job).
-        ephemeral: [u8; 32],
+        /// The stamp's subject (matches the job).
+        subject: [u8; 32],
         /// The nonce found.
         nonce: Option<u64>,
     },

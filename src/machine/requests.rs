@@ -16,10 +16,17 @@
 //! dedup by the hash of the whole value, the proof-of-work stamp, the seal
 //! (to our identity DH key), the signature and the requester's key-to-identity
 //! binding, the expiry, dedup by the hash of the whole signed request (its
-//! [`RequestId`]), the block list, and room in the list (a request that finds
-//! it full stays unremembered in its slot, is read again once there is room,
-//! and the user gets [`Event::RequestInboxFull`]). Only then is the user told
-//! ([`Event::RequestReceived`]).
+//! [`RequestId`]), the block list, then a read of the requester's identity
+//! record at the location its signed snapshot names (FRESH-8: only a record
+//! of that identity, at least as new as the snapshot, that still lists the
+//! signing device as current and has not moved on, lets the request through;
+//! a revoked device's request is dropped, and one that cannot be confirmed
+//! within [`super::FRESHNESS_READS`] reads is not shown and read again
+//! later), and room in the list (a request that finds it full stays
+//! unremembered in its slot, is read again once there is room, and the user
+//! gets [`Event::RequestInboxFull`]). Only then is the user told
+//! ([`Event::RequestReceived`]); a request that is not shown never replaces
+//! one that is.
 //!
 //! - **Accept** starts an invitee flow ([`Effect::Spawn`]) with the
 //!   requester's ticket, which must lead to an invitation signed by the
@@ -66,6 +73,12 @@ const JUNK_MEMORY_SECS: u64 = 24 * 3600;
 /// may be sealed to a rotated DH key this inbox learns at its next identity
 /// refresh (REV-5), so it is read again from the next poll on.
 const SEAL_FAILURE_MEMORY_SECS: u64 = 1;
+/// How long a request whose requester could not be confirmed current is left
+/// unread (seconds): it is checked again after that (FRESH-8).
+const UNCONFIRMED_MEMORY_SECS: u64 = 600;
+/// Requests whose requester's identity record is being read at once; more
+/// wait unremembered in their slots for a later read.
+const MAX_CHECKING: usize = 16;
 
 /// How to open a request inbox.
 #[derive(Clone, Debug)]
@@ -148,6 +161,29 @@ enum Purpose {
     /// While listening: re-reads the identity record to pick up an
     /// account-secret rotation (REV-5).
     IdentityRefresh,
+    /// FRESH-8: opens, then reads, a requester's identity record.
+    RequesterOpen(RequestId),
+    /// See [`Purpose::RequesterOpen`].
+    RequesterGet(RequestId),
+}
+
+/// A verified request waiting for the read of its requester's identity
+/// record (FRESH-8) before it may be shown.
+#[derive(Clone, Serialize, Deserialize)]
+struct Checking {
+    value_id: [u8; 32],
+    kept: Kept,
+    /// The requester's identity record as the request carried it.
+    snapshot: SignedIdentity,
+    location: RecordKey,
+    device: PublicKey,
+    reads: u32,
+}
+
+impl core::fmt::Debug for Checking {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Checking").field("kept", &self.kept).field("reads", &self.reads).finish_non_exhaustive()
+    }
 }
 
 /// A change to the identity record, applied by read–merge–write.
@@ -178,6 +214,9 @@ pub struct RequestInbox {
     ops: Ops<Purpose>,
     seen: BTreeMap<[u8; 32], u64>,
     kept: BTreeMap<RequestId, Kept>,
+    /// FRESH-8: verified requests whose requester is being confirmed.
+    #[serde(default)]
+    checking: BTreeMap<RequestId, Checking>,
     blocked: BTreeSet<PublicKey>,
     outgoing: BTreeMap<PublicKey, FlowId>,
     /// The user was told the list is full and it has not had room since
@@ -222,6 +261,7 @@ impl RequestInbox {
             ops: Ops::default(),
             seen: BTreeMap::new(),
             kept: BTreeMap::new(),
+            checking: BTreeMap::new(),
             blocked: BTreeSet::new(),
             outgoing: BTreeMap::new(),
             overflow_told: false,
@@ -341,7 +381,7 @@ impl RequestInbox {
                     return out;
                 }
                 match (subkeys.as_slice(), value) {
-                    ([_], Some(v)) => self.on_slot_value(Some(v), now, rng, &mut out),
+                    ([_], Some(v)) => self.on_slot_value(Some(v), now, &mut out),
                     _ => {
                         let slots = self.slots;
                         for s in subkeys.into_iter().filter(|s| (1..=slots).contains(s)) {
@@ -358,6 +398,10 @@ impl RequestInbox {
                     match p {
                         Purpose::Create | Purpose::Header | Purpose::IdentityGet | Purpose::IdentitySet => {
                             self.fail(err, &mut out)
+                        }
+                        // FRESH-8: a failed read confirms nothing (fails closed).
+                        Purpose::RequesterOpen(id) | Purpose::RequesterGet(id) => {
+                            self.on_requester_read(id, None, now, rng, &mut out)
                         }
                         Purpose::Watch | Purpose::ReadSlot(_) | Purpose::Forget | Purpose::IdentityRefresh => {}
                     }
@@ -384,8 +428,15 @@ impl RequestInbox {
             }
             (Purpose::IdentityGet, DhtOutput::Value(v)) => self.on_identity(v, now, out),
             (Purpose::IdentitySet, DhtOutput::Set(newer)) => self.on_identity_written(newer, now, out),
-            (Purpose::ReadSlot(_), DhtOutput::Value(v)) => self.on_slot_value(v, now, rng, out),
+            (Purpose::ReadSlot(_), DhtOutput::Value(v)) => self.on_slot_value(v, now, out),
             (Purpose::IdentityRefresh, DhtOutput::Value(v)) => self.on_identity_refresh(v, now, out),
+            (Purpose::RequesterOpen(id), _) => {
+                if let Some(c) = self.checking.get(&id) {
+                    let key = c.location.clone();
+                    self.ops.start(Purpose::RequesterGet(id), DhtOp::Get { key, subkey: 0 }, out);
+                }
+            }
+            (Purpose::RequesterGet(id), DhtOutput::Value(v)) => self.on_requester_read(id, v.as_ref(), now, rng, out),
             _ => {}
         }
     }
@@ -543,7 +594,7 @@ impl RequestInbox {
     }
 
     /// One slot value, checked in the order of the module docs.
-    fn on_slot_value(&mut self, v: Option<ValueData>, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+    fn on_slot_value(&mut self, v: Option<ValueData>, now: u64, out: &mut Vec<Effect>) {
         let (Some(v), Some(inbox)) = (v, self.inbox().map(|r| *r.opaque())) else { return };
         // EDGE-RQ-2: dedup by the whole value, then by the whole verified
         // request; never by a part an attacker can copy into junk.
@@ -588,6 +639,100 @@ impl RequestInbox {
             out.push(Effect::Persist);
             return;
         }
+        // FRESH-8: nothing is shown (or replaces what is shown) before the
+        // requester's identity record confirms the signing device.
+        if self.checking.contains_key(&RequestId(id)) {
+            return;
+        }
+        if self.checking.len() >= MAX_CHECKING {
+            // Left unremembered in its slot: read again at the next poll.
+            return;
+        }
+        let location = c.identity_record.clone();
+        self.checking.insert(
+            RequestId(id),
+            Checking {
+                value_id,
+                kept: Kept {
+                    view: RequestView {
+                        id: RequestId(id),
+                        requester,
+                        profile: c.profile.clone(),
+                        message: c.message.clone(),
+                        expires_at: c.expires_at,
+                        status: RequestStatus::Pending,
+                    },
+                    ticket: c.ticket.clone(),
+                },
+                snapshot: req.identity().clone(),
+                location: location.clone(),
+                device: c.device_key,
+                reads: 0,
+            },
+        );
+        self.ops.start(Purpose::RequesterOpen(RequestId(id)), DhtOp::Open { key: location, writer: None }, out);
+        out.insert(0, Effect::Persist);
+    }
+
+    /// FRESH-8: one read of a requester's identity record (`None`: the read
+    /// failed). Only a verified record of the requester, at the location the
+    /// snapshot names, at least as new, listing the signing device as
+    /// current and not moved on, lets the request be shown. A revoked device
+    /// or an identity that moved on drops it; anything else is read again
+    /// after a delay, at most [`super::FRESHNESS_READS`] times, and then the
+    /// request is left in its slot for a later check.
+    fn on_requester_read(
+        &mut self,
+        id: RequestId,
+        v: Option<&ValueData>,
+        now: u64,
+        rng: &mut dyn Rng,
+        out: &mut Vec<Effect>,
+    ) {
+        let Some(c) = self.checking.get_mut(&id) else { return };
+        let verdict = super::judge_freshness(v, &c.snapshot, &c.location, &c.device);
+        out.push(Effect::Persist);
+        let memory = match verdict {
+            super::FreshRead::Current => {
+                let Some(c) = self.checking.remove(&id) else { return };
+                self.admit(c, now, rng, out);
+                return;
+            }
+            super::FreshRead::Unconfirmed if c.reads + 1 < super::FRESHNESS_READS => {
+                c.reads += 1;
+                let read = DhtOp::Open { key: c.location.clone(), writer: None };
+                let at = now + super::freshness_retry_ms(c.reads);
+                self.ops.start_later(Purpose::RequesterOpen(id), read, at, out);
+                return;
+            }
+            super::FreshRead::Unconfirmed => {
+                tracing::debug!("request not shown: its requester could not be confirmed");
+                UNCONFIRMED_MEMORY_SECS
+            }
+            super::FreshRead::Revoked | super::FreshRead::Changed => {
+                tracing::debug!("request dropped: signed by a device its identity no longer trusts");
+                JUNK_MEMORY_SECS
+            }
+        };
+        if let Some(c) = self.checking.remove(&id) {
+            self.remember(c.value_id, secs(now) + memory);
+            if memory == JUNK_MEMORY_SECS {
+                self.remember(id.0, secs(now) + memory);
+            }
+        }
+    }
+
+    /// A request whose requester was confirmed: room in the list, then kept
+    /// and shown (or merged with our own request to them).
+    fn admit(&mut self, c: Checking, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        let Checking { value_id, kept, .. } = c;
+        let (id, requester, expires_at) = (kept.view.id, kept.view.requester, kept.view.expires_at);
+        if self.blocked.contains(&requester) {
+            // Blocked while it was being checked.
+            self.remember(value_id, expires_at);
+            self.remember(id.0, expires_at);
+            return;
+        }
         if self.kept.len() >= limits::MAX_KEPT_REQUESTS
             && !self.kept.values().any(|k| k.view.status == RequestStatus::Ignored || k.view.requester == requester)
         {
@@ -602,8 +747,8 @@ impl RequestInbox {
             return;
         }
         self.overflow_told = false;
-        self.remember(value_id, c.expires_at);
-        self.remember(id, c.expires_at);
+        self.remember(value_id, expires_at);
+        self.remember(id.0, expires_at);
         // One request per requester: a newer one replaces it (an ignored
         // requester stays ignored).
         let previous: Vec<RequestId> =
@@ -616,14 +761,9 @@ impl RequestInbox {
                 status = RequestStatus::Ignored;
             }
         }
-        let view = RequestView {
-            id: RequestId(id),
-            requester,
-            profile: c.profile.clone(),
-            message: c.message.clone(),
-            expires_at: c.expires_at,
-            status,
-        };
+        let mut kept = kept;
+        kept.view.status = status;
+        let view = kept.view.clone();
         if self.kept.len() >= limits::MAX_KEPT_REQUESTS
             && let Some(i) = self
                 .kept
@@ -634,13 +774,11 @@ impl RequestInbox {
         {
             self.kept.remove(&i);
         }
-        self.kept.insert(RequestId(id), Kept { view: view.clone(), ticket: c.ticket.clone() });
+        self.kept.insert(id, kept);
         if self.outgoing.contains_key(&requester) {
-            self.merge(RequestId(id), now, rng, out);
-            out.insert(0, Effect::Persist);
+            self.merge(id, now, rng, out);
             return;
         }
-        out.push(Effect::Persist);
         if status == RequestStatus::Pending {
             out.push(Effect::Emit(Event::RequestReceived(view)));
         }
@@ -763,6 +901,7 @@ impl RequestInbox {
                     self.blocked.insert(peer);
                 }
                 self.kept.retain(|_, k| k.view.requester != peer);
+                self.checking.retain(|_, c| c.kept.view.requester != peer);
                 out.push(Effect::Persist);
             }
             Command::Unblock(peer) if self.blocked.remove(&peer) => out.push(Effect::Persist),
@@ -772,6 +911,7 @@ impl RequestInbox {
                     _ => return Ok(()),
                 };
                 self.ops.clear(out);
+                self.checking.clear();
                 self.state = State::Updating { change: Change::Unpublish(record), written: None, tries: 0 };
                 self.start_identity_read(out);
                 out.insert(0, Effect::Persist);
@@ -805,10 +945,11 @@ impl RequestInbox {
     /// Drops expired requests and forgets old ids.
     fn prune(&mut self, now: u64, out: &mut Vec<Effect>) {
         let t = secs(now);
-        let (k, s) = (self.kept.len(), self.seen.len());
+        let (k, s) = (self.kept.len() + self.checking.len(), self.seen.len());
         self.kept.retain(|_, k| k.view.expires_at > t);
+        self.checking.retain(|_, c| c.kept.view.expires_at > t);
         self.seen.retain(|_, until| *until > t);
-        if k != self.kept.len() || s != self.seen.len() {
+        if k != self.kept.len() + self.checking.len() || s != self.seen.len() {
             out.push(Effect::Persist);
         }
     }

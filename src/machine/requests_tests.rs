@@ -14,7 +14,7 @@ use crate::driver::{self, DriverConfig, Events, TokioClock};
 use crate::encoding::Ticket;
 use crate::identity::Identity;
 use crate::machine::{Event, RequestInboxParams};
-use crate::message::address::{AddressRequestContent, seal_slot};
+use crate::message::address::{AddressRequestContent, seal_request, slot_value, stamp_subject};
 use crate::message::{InvitationKind, Profile, RequestInboxInfo, SignedIdentity};
 use crate::store::MemoryStore;
 
@@ -48,11 +48,20 @@ async fn bob(net: &MemoryNetwork) -> Target {
     Target { identity, info, events, _driver: h, flow }
 }
 
+/// An identity bound to a location nobody published (enough for checks
+/// that stop before the requester's record is read).
 fn stranger(name: &str) -> Identity {
     let id = Identity::generate(Profile::new(name).unwrap(), "d", T0_MS / 1000, &mut OsRng).unwrap();
     let mut id = id;
     id.bind_location(RecordKey::new([3; 32], None)).unwrap();
     id
+}
+
+/// An identity published on `net`: its requests pass the read of the
+/// requester's record (FRESH-8).
+async fn published(net: &MemoryNetwork, name: &str) -> Identity {
+    let id = Identity::generate(Profile::new(name).unwrap(), "d", T0_MS / 1000, &mut OsRng).unwrap();
+    driver::publish_identity(&net.join(name), id).await.unwrap()
 }
 
 fn fake_ticket() -> Ticket {
@@ -74,18 +83,13 @@ fn forge(t: &Target, from: &Identity, embedded: &SignedIdentity, valid_stamp: bo
 fn forge_with(t: &Target, from: &Identity, embedded: &SignedIdentity, valid_stamp: bool, eph: &DhSecretKey) -> Vec<u8> {
     let inbox = *t.info.record.opaque();
     let me = t.identity.public_key();
-    let nonce = if valid_stamp {
-        pow::mint(BITS, me.as_bytes(), &inbox, eph.public().as_bytes()).unwrap()
-    } else {
-        (0..).find(|n| !pow::check(BITS, me.as_bytes(), &inbox, eph.public().as_bytes(), *n)).unwrap()
-    };
     let content = AddressRequestContent {
         recipient_identity: me,
         request_inbox: inbox,
         ephemeral_key: eph.public(),
         identity_key: embedded.record().identity_key,
         device_key: from.device_public(),
-        identity_record: RecordKey::new([3; 32], None),
+        identity_record: embedded.location().cloned().unwrap_or_else(|| RecordKey::new([3; 32], None)),
         profile: Profile::new("someone").unwrap(),
         ticket: fake_ticket(),
         message: String::new(),
@@ -94,7 +98,14 @@ fn forge_with(t: &Target, from: &Identity, embedded: &SignedIdentity, valid_stam
     };
     let signed = content.sign(from.device_key(), embedded).unwrap();
     let dh = t.identity.signed().record().dh_key;
-    seal_slot(&signed, eph, nonce, &me, &dh, &inbox, &mut OsRng).unwrap()
+    let sealed = seal_request(&signed, eph, &me, &dh, &inbox, &mut OsRng).unwrap();
+    let subject = stamp_subject(eph.public().as_bytes(), &sealed);
+    let nonce = if valid_stamp {
+        pow::mint(BITS, me.as_bytes(), &inbox, &subject).unwrap()
+    } else {
+        (0..).find(|n| !pow::check(BITS, me.as_bytes(), &inbox, &subject, *n)).unwrap()
+    };
+    slot_value(&eph.public(), nonce, sealed)
 }
 
 async fn write(net: &MemoryNetwork, t: &Target, slot: u32, data: Vec<u8>) {
@@ -120,7 +131,7 @@ async fn floods_without_stamps_never_reach_the_user_with_stamps_each_costs_the_w
     let mut t = bob(&net).await;
     // 64 well-formed, signed, sealed requests from 64 identities, no valid stamp.
     for i in 0..64u32 {
-        let s = stranger("spammer");
+        let s = published(&net, "spammer").await;
         write(&net, &t, 1 + i % t.info.slots, forge(&t, &s, s.signed(), false)).await;
     }
     // Garbage of every shape.
@@ -135,7 +146,7 @@ async fn floods_without_stamps_never_reach_the_user_with_stamps_each_costs_the_w
     // does not filter it. 16 identities, 16 stamps of 2^BITS hashes each.
     let mut senders = Vec::new();
     for i in 0..16u32 {
-        let s = stranger("stamped");
+        let s = published(&net, "stamped").await;
         senders.push(s.public_key());
         write(&net, &t, 1 + i % t.info.slots, forge(&t, &s, s.signed(), true)).await;
     }
@@ -149,7 +160,7 @@ async fn floods_without_stamps_never_reach_the_user_with_stamps_each_costs_the_w
 async fn replays_duplicates_and_forged_bindings_are_dropped() {
     let net = MemoryNetwork::new();
     let mut t = bob(&net).await;
-    let alice = stranger("alice");
+    let alice = published(&net, "alice").await;
     let value = forge(&t, &alice, alice.signed(), true);
     write(&net, &t, 1, value.clone()).await;
     assert_eq!(received(&mut t.events).len(), 1);
@@ -161,7 +172,7 @@ async fn replays_duplicates_and_forged_bindings_are_dropped() {
 
     // Mallory claims to be Alice, embedding Alice's (public) identity record:
     // Mallory's device is not in it, so the key binding fails.
-    let mallory = stranger("mallory");
+    let mallory = published(&net, "mallory").await;
     write(&net, &t, 3, forge(&t, &mallory, alice.signed(), true)).await;
     // Mallory's own request with one byte of the sealed body flipped: the AEAD refuses it.
     let mut tampered = forge(&t, &mallory, mallory.signed(), true);
@@ -220,7 +231,7 @@ async fn edge_rq_junk_with_a_copied_ephemeral_key_does_not_suppress_the_request(
     use crate::wire::{self, pb};
     let net = MemoryNetwork::new();
     let mut t = bob(&net).await;
-    let alice = stranger("alice");
+    let alice = published(&net, "alice").await;
     let genuine = forge(&t, &alice, alice.signed(), true);
     let slot: pb::RequestSlot = wire::decode(&genuine, 1 << 16, "slot").unwrap();
     // Same ephemeral key and (valid) stamp, garbage seal: refused, but
@@ -252,14 +263,14 @@ async fn edge_rq_a_full_request_list_tells_the_user_and_reads_the_request_later(
     let slots = t.info.slots;
     // 256 throwaway identities, each with a valid stamp.
     for i in 0..crate::limits::MAX_KEPT_REQUESTS as u32 {
-        let s = stranger("throwaway");
+        let s = published(&net, "throwaway").await;
         write(&net, &t, 1 + i % slots, forge(&t, &s, s.signed(), true)).await;
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let flood = received(&mut t.events);
     assert_eq!(flood.len(), crate::limits::MAX_KEPT_REQUESTS);
     // The genuine request arrives while the list is full.
-    let alice = stranger("alice");
+    let alice = published(&net, "alice").await;
     write(&net, &t, 1, forge(&t, &alice, alice.signed(), true)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut told = false;
@@ -277,4 +288,53 @@ async fn edge_rq_a_full_request_list_tells_the_user_and_reads_the_request_later(
         got.iter().any(|v| v.requester == alice.public_key()),
         "the request dropped for capacity is read again once there is room: got {got:?}"
     );
+}
+
+/// FRESH-8 fails closed: a well-formed, stamped request whose requester's
+/// identity record cannot be read (never published where its snapshot says)
+/// is not shown.
+#[tokio::test(start_paused = true)]
+async fn fresh_8_a_request_whose_requester_cannot_be_confirmed_is_not_shown() {
+    let net = MemoryNetwork::new();
+    let mut t = bob(&net).await;
+    let ghost = stranger("ghost");
+    write(&net, &t, 1, forge(&t, &ghost, ghost.signed(), true)).await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert!(received(&mut t.events).is_empty(), "an unconfirmed requester's request was shown");
+    // A confirmed one beside it is shown.
+    let alice = published(&net, "alice").await;
+    write(&net, &t, 2, forge(&t, &alice, alice.signed(), true)).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let got = received(&mut t.events);
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].requester, alice.public_key());
+}
+
+/// EDGE-RQ-3 (review of issue 13, item 8): a genuine stamp copied beside
+/// other sealed bytes buys nothing: the value is refused at the stamp check,
+/// before the X25519 and the AEAD open a recipient would spend on it.
+#[test]
+fn edge_rq_3_a_copied_stamp_beside_other_sealed_bytes_is_refused_before_decryption() {
+    use crate::error::{Error, VerifyError};
+    use crate::message::address::open_slot;
+    use crate::wire::{self, pb};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+    let net = MemoryNetwork::new();
+    let t = rt.block_on(bob(&net));
+    let (inbox, me, dh) = (*t.info.record.opaque(), t.identity.public_key(), t.identity.dh_secret());
+    let alice = stranger("alice");
+    let genuine = forge(&t, &alice, alice.signed(), true);
+    assert!(open_slot(&genuine, &dh, &me, &inbox, BITS).is_ok());
+    let slot: pb::RequestSlot = wire::decode(&genuine, 1 << 16, "slot").unwrap();
+    for junk in [vec![0u8; 64], vec![7u8; 300], [slot.sealed.as_slice(), &[0]].concat(), slot.sealed[1..].to_vec()] {
+        let v = wire::encode(&pb::RequestSlot {
+            ephemeral_key: slot.ephemeral_key.clone(),
+            stamp: slot.stamp,
+            sealed: junk,
+        });
+        assert!(
+            matches!(open_slot(&v, &dh, &me, &inbox, BITS), Err(Error::Verify(VerifyError::InsufficientWork { .. }))),
+            "a copied stamp was taken for other sealed bytes"
+        );
+    }
 }

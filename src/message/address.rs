@@ -118,12 +118,11 @@ impl AddressRequestContent {
     }
 }
 
-/// Seals a signed request into a slot value, with a stamp minted beforehand
-/// by [`pow::mint`] for `ephemeral`'s public key.
-pub(crate) fn seal_slot(
+/// Seals a signed request to the recipient's DH key (the `sealed` field of
+/// a slot value; its stamp is minted afterwards over [`stamp_subject`]).
+pub(crate) fn seal_request(
     signed: &[u8],
     ephemeral: &DhSecretKey,
-    stamp: u64,
     recipient: &PublicKey,
     recipient_dh: &DhPublicKey,
     inbox: &[u8; 32],
@@ -138,8 +137,23 @@ pub(crate) fn seal_slot(
         KeyPurpose::AddressRequestSeal,
         &seal_context(recipient, inbox),
     )?;
-    let sealed = aead::seal(&key, SealedKind::AddressRequest, inbox, signed, rng);
-    Ok(wire::encode(&pb::RequestSlot { ephemeral_key: eph_pub.as_bytes().to_vec(), stamp, sealed }))
+    Ok(aead::seal(&key, SealedKind::AddressRequest, inbox, signed, rng))
+}
+
+/// What a slot's stamp is bound to besides the recipient and its inbox
+/// (EDGE-RQ-3): the ephemeral key **and the sealed bytes**, so a stamp
+/// copied beside other bytes is worthless and every distinct value the
+/// recipient opens cost its sender a stamp.
+#[must_use]
+pub(crate) fn stamp_subject(ephemeral: &[u8; 32], sealed: &[u8]) -> [u8; 32] {
+    message_hash(&[b"request stamp subject".as_slice(), ephemeral, sealed].concat())
+}
+
+/// A slot value: the ephemeral key, the stamp (minted by [`pow::mint`] over
+/// [`stamp_subject`]) and the sealed request.
+#[must_use]
+pub(crate) fn slot_value(ephemeral: &DhPublicKey, stamp: u64, sealed: Vec<u8>) -> Vec<u8> {
+    wire::encode(&pb::RequestSlot { ephemeral_key: ephemeral.as_bytes().to_vec(), stamp, sealed })
 }
 
 /// The id of a slot value: the hash of the **whole** value, so an exact
@@ -161,8 +175,10 @@ pub(crate) fn open_slot(
 ) -> Result<UnverifiedAddressRequest, crate::Error> {
     let slot: pb::RequestSlot = wire::decode(bytes, MAX_SLOT_VALUE, "request slot")?;
     let eph_bytes = wire::bytes32(&slot.ephemeral_key, "ephemeral key")?;
-    // INV-AR-1: the stamp is checked first; nothing else is spent on a request without one.
-    if !pow::check(pow_bits, recipient.as_bytes(), inbox, &eph_bytes, slot.stamp) {
+    // INV-AR-1: the stamp is checked first; nothing else is spent on a
+    // request without one. EDGE-RQ-3: it covers the sealed bytes too.
+    let subject = stamp_subject(&eph_bytes, &slot.sealed);
+    if !pow::check(pow_bits, recipient.as_bytes(), inbox, &subject, slot.stamp) {
         return Err(VerifyError::InsufficientWork { required: pow_bits }.into());
     }
     let eph = DhPublicKey::from_bytes(&eph_bytes)?;
