@@ -32,7 +32,13 @@ pub enum Role {
 ///
 /// Contacts are keyed by the peer's identity key: completing a second
 /// invitation with the same person updates the contact instead of duplicating it.
+///
+/// Loading one (deserializing it, e.g. from a store) checks it again
+/// (STORE-1): the peer's identity record must belong to `peer` and name
+/// `peer_identity_record` as its location; a stored contact that does not is
+/// refused rather than trusted.
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "StoredContact")]
 pub struct Contact {
     /// The peer's identity key (the contact's id).
     pub peer: PublicKey,
@@ -58,7 +64,56 @@ pub struct Contact {
     conversation_key: SecretKey,
 }
 
+/// A contact as read from storage, before [`Contact`]'s checks.
+#[derive(Deserialize)]
+struct StoredContact {
+    peer: PublicKey,
+    peer_identity_record: RecordKey,
+    peer_identity: SignedIdentity,
+    profile: Profile,
+    local_conversation: RecordKey,
+    remote_conversation: RecordKey,
+    via_inbox: [u8; 32],
+    role: Role,
+    established_at: u64,
+    verified_at: Option<u64>,
+    local_conversation_owner: SigningKey,
+    conversation_key: SecretKey,
+}
+
+impl TryFrom<StoredContact> for Contact {
+    type Error = crate::VerifyError;
+    fn try_from(s: StoredContact) -> Result<Self, Self::Error> {
+        let c = Self {
+            peer: s.peer,
+            peer_identity_record: s.peer_identity_record,
+            peer_identity: s.peer_identity,
+            profile: s.profile,
+            local_conversation: s.local_conversation,
+            remote_conversation: s.remote_conversation,
+            via_inbox: s.via_inbox,
+            role: s.role,
+            established_at: s.established_at,
+            verified_at: s.verified_at,
+            local_conversation_owner: s.local_conversation_owner,
+            conversation_key: s.conversation_key,
+        };
+        c.check_consistent()?;
+        Ok(c)
+    }
+}
+
 impl Contact {
+    /// STORE-1: the peer's identity record belongs to `peer` and names
+    /// `peer_identity_record` as its location. Checked when a contact is
+    /// loaded and before it verifies anything (its fields are public).
+    fn check_consistent(&self) -> Result<(), crate::VerifyError> {
+        if self.peer_identity.record().identity_key != self.peer {
+            return Err(crate::VerifyError::WrongContext("contact's identity record belongs to another identity"));
+        }
+        self.peer_identity.require_location(&self.peer_identity_record)
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         peer_identity: SignedIdentity,
@@ -106,6 +161,7 @@ impl Contact {
         payload: &[u8],
         sig: &crate::identity::MessageSignature,
     ) -> Result<(), crate::VerifyError> {
+        self.check_consistent()?;
         self.peer_identity.require_current(&sig.device)?;
         if crate::crypto::sign::verify(
             &sig.device,
@@ -126,6 +182,7 @@ impl Contact {
     /// published (FRESH-1) and not be older than the one held. Returns
     /// whether it changed.
     pub fn update_peer_identity(&mut self, bytes: &[u8]) -> Result<bool, crate::Error> {
+        self.check_consistent()?;
         let fetched = SignedIdentity::verify_at(bytes, &self.peer, &self.peer_identity_record)?;
         if fetched.record().seq < self.peer_identity.record().seq {
             return Err(crate::VerifyError::WrongContext("identity record older than the one held").into());
@@ -203,5 +260,77 @@ impl fmt::Debug for Contact {
             .field("established_at", &self.established_at)
             .field("verified_at", &self.verified_at)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand_core::OsRng;
+
+    use super::*;
+    use crate::identity::Identity;
+    use crate::store::{decode_record, encode_record};
+
+    fn published(name: &str, at: u8) -> Identity {
+        let mut id = Identity::generate(Profile::new(name).unwrap(), "d", 1_795_305_600, &mut OsRng).unwrap();
+        id.bind_location(RecordKey::new([at; 32], None)).unwrap();
+        id
+    }
+
+    fn contact_of(peer: &Identity) -> Contact {
+        Contact::new(
+            peer.signed().clone(),
+            peer.record_key().unwrap().clone(),
+            Profile::new("peer").unwrap(),
+            RecordKey::new([1; 32], None),
+            SigningKey::generate(&mut OsRng),
+            RecordKey::new([2; 32], None),
+            [3; 32],
+            Role::Invitee,
+            1_795_305_600,
+            SecretKey::generate(&mut OsRng),
+        )
+    }
+
+    /// STORE-1 (review of issue 13): a contact whose peer identity record
+    /// was swapped for another identity's (in the store, or through its
+    /// public fields) is refused at load and verifies nothing.
+    #[test]
+    fn store_1_a_contact_with_a_swapped_identity_record_is_refused_and_verifies_nothing() {
+        let (alice, bob, mallory) = (published("alice", 10), published("bob", 11), published("mallory", 12));
+        let genuine = contact_of(&alice);
+        let back: Contact = decode_record(&encode_record(&genuine).unwrap(), "contact").unwrap();
+        assert_eq!(back.peer, alice.public_key());
+        let msg = alice.sign_message(&bob.public_key(), b"hi");
+        assert!(genuine.verify_message(&bob.public_key(), b"hi", &msg).is_ok());
+
+        // Mallory's record (and location) in Alice's contact.
+        let mut swapped = genuine.clone();
+        swapped.peer_identity = mallory.signed().clone();
+        swapped.peer_identity_record = mallory.record_key().unwrap().clone();
+        let r: Result<Contact, _> = decode_record(&encode_record(&swapped).unwrap(), "contact");
+        assert!(r.is_err(), "a contact with another identity's record was loaded");
+        // Mutated in memory: it verifies nothing, not Mallory's message made
+        // to pass as Alice's (her device, signing in Alice's context), not
+        // even Alice's.
+        let forged = crate::identity::MessageSignature {
+            device: mallory.device_public(),
+            signature: crate::crypto::sign::sign(
+                mallory.device_key(),
+                crate::crypto::sign::SignedKind::ContactMessage,
+                &[alice.public_key().as_bytes(), bob.public_key().as_bytes()],
+                b"evil",
+            ),
+        };
+        assert!(swapped.verify_message(&bob.public_key(), b"evil", &forged).is_err(), "Mallory passed as Alice");
+        assert!(swapped.verify_message(&bob.public_key(), b"hi", &msg).is_err());
+        assert!(swapped.update_peer_identity(mallory.signed().to_bytes()).is_err());
+
+        // Alice's record, but a location it does not name.
+        let mut moved = genuine.clone();
+        moved.peer_identity_record = RecordKey::new([13; 32], None);
+        let r: Result<Contact, _> = decode_record(&encode_record(&moved).unwrap(), "contact");
+        assert!(r.is_err(), "a contact naming another location was loaded");
+        assert!(moved.verify_message(&bob.public_key(), b"hi", &msg).is_err());
     }
 }

@@ -33,7 +33,13 @@ pub fn identity_record_schema() -> Schema {
 /// is derived), where the identity record lives and the current signed record.
 ///
 /// `Debug` shows only public keys.
+///
+/// Loading one (deserializing it, e.g. from a store) checks it again
+/// (STORE-2): its keys must be those of its signed record (identity key,
+/// this device listed in it, the account secret deriving its DH key) and its
+/// location the one the record names; anything else is refused.
 #[derive(Clone, Serialize, Deserialize)]
+#[serde(try_from = "StoredIdentity")]
 pub struct Identity {
     identity_key: Option<SigningKey>,
     identity_public: PublicKey,
@@ -41,6 +47,50 @@ pub struct Identity {
     account_key: SecretKey,
     record_key: Option<RecordKey>,
     signed: SignedIdentity,
+}
+
+/// An identity as read from storage, before [`Identity`]'s checks.
+#[derive(Deserialize)]
+struct StoredIdentity {
+    identity_key: Option<SigningKey>,
+    identity_public: PublicKey,
+    device_key: SigningKey,
+    account_key: SecretKey,
+    record_key: Option<RecordKey>,
+    signed: SignedIdentity,
+}
+
+impl TryFrom<StoredIdentity> for Identity {
+    type Error = crate::VerifyError;
+    fn try_from(s: StoredIdentity) -> Result<Self, Self::Error> {
+        use crate::VerifyError::WrongContext;
+        let r = s.signed.record();
+        if r.identity_key != s.identity_public {
+            return Err(WrongContext("stored identity's record belongs to another identity"));
+        }
+        if s.identity_key.as_ref().is_some_and(|k| k.public() != s.identity_public) {
+            return Err(WrongContext("stored identity key does not match its public key"));
+        }
+        if r.device_status(&s.device_key.public()).is_none() {
+            return Err(WrongContext("stored identity's device is not in its record"));
+        }
+        if DhSecretKey::from_account_key(&s.account_key).public() != r.dh_key {
+            return Err(WrongContext("stored account secret does not derive the record's DH key"));
+        }
+        if let (Some(k), Some(l)) = (&s.record_key, r.location.as_ref())
+            && k != l
+        {
+            return Err(WrongContext("stored identity's location is not the one its record names"));
+        }
+        Ok(Self {
+            identity_key: s.identity_key,
+            identity_public: s.identity_public,
+            device_key: s.device_key,
+            account_key: s.account_key,
+            record_key: s.record_key,
+            signed: s.signed,
+        })
+    }
 }
 
 impl fmt::Debug for Identity {
@@ -558,6 +608,40 @@ mod rotation_tests {
             })
             .collect();
         (phone, linked)
+    }
+
+    /// STORE-2 (review of issue 13): an identity read back from a store is
+    /// checked again; one whose keys do not match its signed record is
+    /// refused, never trusted as loaded.
+    #[test]
+    fn store_2_a_tampered_stored_identity_is_refused() {
+        use crate::store::{decode_record, encode_record};
+        let (phone, linked) = account(1, "device");
+        let other = Identity::generate(Profile::new("mallory").unwrap(), "m", NOW, &mut OsRng).unwrap();
+        for ok in [&phone, &linked[0]] {
+            let back: Identity = decode_record(&encode_record(ok).unwrap(), "identity").unwrap();
+            assert_eq!(back.device_public(), ok.device_public());
+        }
+        let mut tampered = Vec::new();
+        let mut t = phone.clone();
+        t.account_key = SecretKey::generate(&mut OsRng);
+        tampered.push(("account secret not deriving the DH key", t));
+        let mut t = phone.clone();
+        t.device_key = SigningKey::generate(&mut OsRng);
+        tampered.push(("device not in the record", t));
+        let mut t = phone.clone();
+        t.signed = other.signed().clone();
+        tampered.push(("record of another identity", t));
+        let mut t = phone.clone();
+        t.identity_key = Some(SigningKey::generate(&mut OsRng));
+        tampered.push(("identity key not matching", t));
+        let mut t = phone.clone();
+        t.record_key = Some(RecordKey::new([8; 32], None));
+        tampered.push(("location not the record's", t));
+        for (what, t) in tampered {
+            let r: Result<Identity, _> = decode_record(&encode_record(&t).unwrap(), "identity");
+            assert!(r.is_err(), "{what}: loaded as if genuine");
+        }
     }
 
     #[test]

@@ -83,7 +83,8 @@ async fn receive_and_accept(p: &mut Party, ticket: contact_invite::encoding::Tic
 
 /// Item 1: the stolen phone, revoked, edits its own stored identity so that
 /// its invitations name a record that does not exist (the location is not
-/// signed by anything the invitee trusts). Before the fix the invitee's
+/// signed by anything the invitee trusts); refused at load now (STORE-2),
+/// and the revoked phone's genuine identity makes no contact either. Before the fix the invitee's
 /// freshness check treated "not found" as fresh and saved the thief as Alice,
 /// keeping the bogus location so later refreshes never saw the revocation.
 #[tokio::test(start_paused = true)]
@@ -97,8 +98,13 @@ async fn revoked_device_naming_a_missing_identity_record_is_not_taken_for_its_ow
     // The thief points the identity's location somewhere nothing is published.
     let mut v = serde_json::to_value(&phone.identity).unwrap();
     v["record_key"] = serde_json::to_value(RecordKey::new([0x66; 32], Some(SecretKey::generate(&mut OsRng)))).unwrap();
-    phone.identity = serde_json::from_value(v).unwrap();
-    assert_ne!(phone.identity.record_key(), alice.identity.record_key());
+    // STORE-2: an identity whose location is not the one its signed record
+    // names is refused when loaded; a thief who patches the library instead
+    // makes invitations naming another location than their signed snapshot,
+    // which the invitee refuses (FRESH-1, vector `invitation_other_location`).
+    let tampered: Result<contact_invite::identity::Identity, _> = serde_json::from_value(v);
+    assert!(tampered.is_err(), "a stored identity naming an unsigned location was loaded");
+    // What is left to the thief: the revoked phone's genuine identity.
 
     let (t_flow, ticket) = {
         let params = short_invitation(&phone.identity);
