@@ -61,10 +61,20 @@ impl DhSecretKey {
     }
     /// The public half.
     pub fn public(&self) -> DhPublicKey {
-        DhPublicKey(x25519_dalek::PublicKey::from(&self.x()).to_bytes())
+        let public = || DhPublicKey(x25519_dalek::PublicKey::from(&self.x()).to_bytes());
+        #[cfg(fuzzing)]
+        let public = || super::fuzz_memo::memo("x25519 public", &[self.0.expose()], public);
+        public()
     }
     /// Diffie-Hellman, refusing non-contributory results (small-order peer keys).
     pub(crate) fn agree(&self, peer: &DhPublicKey) -> Result<Zeroizing<[u8; 32]>, VerifyError> {
+        #[cfg(fuzzing)]
+        return super::fuzz_memo::memo("x25519", &[self.0.expose(), &peer.0], || self.agree_now(peer));
+        #[cfg(not(fuzzing))]
+        self.agree_now(peer)
+    }
+
+    fn agree_now(&self, peer: &DhPublicKey) -> Result<Zeroizing<[u8; 32]>, VerifyError> {
         let shared = self.x().diffie_hellman(&x25519_dalek::PublicKey::from(peer.0));
         if !shared.was_contributory() {
             return Err(VerifyError::WrongContext("peer DH key has small order"));

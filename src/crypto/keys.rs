@@ -30,8 +30,12 @@ impl PublicKey {
             expected: KEY_LEN,
             got: bytes.len(),
         })?;
-        ed25519_dalek::VerifyingKey::from_bytes(&arr)
-            .map_err(|_| DecodeError::InvalidKey("public key is not a valid Ed25519 point"))?;
+        let valid = || ed25519_dalek::VerifyingKey::from_bytes(&arr).is_ok();
+        #[cfg(fuzzing)]
+        let valid = || super::fuzz_memo::memo("point", &[&arr], valid);
+        if !valid() {
+            return Err(DecodeError::InvalidKey("public key is not a valid Ed25519 point"));
+        }
         Ok(Self(arr))
     }
 
@@ -43,6 +47,13 @@ impl PublicKey {
     /// Verifies an Ed25519 signature over `msg` (strict verification: no malleable
     /// signatures, no small-order keys).
     pub(crate) fn verify_raw(&self, msg: &[u8], sig: &Signature) -> bool {
+        #[cfg(fuzzing)]
+        return super::fuzz_memo::memo("verify", &[&self.0, msg, &sig.0], || self.verify_now(msg, sig));
+        #[cfg(not(fuzzing))]
+        self.verify_now(msg, sig)
+    }
+
+    fn verify_now(&self, msg: &[u8], sig: &Signature) -> bool {
         let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(&self.0) else {
             return false;
         };
@@ -132,12 +143,23 @@ pub struct SigningKey(ed25519_dalek::SigningKey);
 impl SigningKey {
     /// Generates a fresh key from a cryptographic RNG.
     pub fn generate(rng: &mut impl CryptoRngCore) -> Self {
-        Self(ed25519_dalek::SigningKey::generate(rng))
+        let mut seed = Zeroizing::new([0u8; KEY_LEN]);
+        rng.fill_bytes(seed.as_mut());
+        Self::expand_seed(&seed)
+    }
+
+    /// The key of a seed (one scalar multiplication; memoized in fuzzing
+    /// builds, see `fuzz_memo`).
+    fn expand_seed(seed: &[u8; KEY_LEN]) -> Self {
+        #[cfg(fuzzing)]
+        return Self(super::fuzz_memo::memo("expand", &[seed], || ed25519_dalek::SigningKey::from_bytes(seed)));
+        #[cfg(not(fuzzing))]
+        Self(ed25519_dalek::SigningKey::from_bytes(seed))
     }
 
     /// Builds a key from its 32-byte seed. The caller's buffer is zeroized.
     pub fn from_seed(seed: &mut [u8; KEY_LEN]) -> Self {
-        let k = Self(ed25519_dalek::SigningKey::from_bytes(seed));
+        let k = Self::expand_seed(seed);
         seed.zeroize();
         k
     }
@@ -168,6 +190,9 @@ impl SigningKey {
     /// Raw Ed25519 signature. Crate-private: protocol messages are signed only
     /// through [`crate::crypto::sign`], which adds the domain separation.
     pub(crate) fn sign_raw(&self, msg: &[u8]) -> Signature {
+        #[cfg(fuzzing)]
+        return Signature(super::fuzz_memo::memo("sign", &[self.0.as_bytes(), msg], || self.0.sign(msg).to_bytes()));
+        #[cfg(not(fuzzing))]
         Signature(self.0.sign(msg).to_bytes())
     }
 }
@@ -212,7 +237,7 @@ pub(crate) struct KeySeed(SecretKey);
 impl KeySeed {
     /// The signing key of this seed (one scalar multiplication).
     pub(crate) fn expand(&self) -> SigningKey {
-        SigningKey(ed25519_dalek::SigningKey::from_bytes(self.0.expose()))
+        SigningKey::expand_seed(self.0.expose())
     }
     /// The public key of this seed (expands it; the expanded key is zeroized).
     pub(crate) fn public(&self) -> PublicKey {

@@ -8,6 +8,8 @@
 
 pub(crate) mod aead;
 mod dh;
+#[cfg(fuzzing)]
+mod fuzz_memo;
 pub(crate) mod kdf;
 mod keys;
 pub(crate) mod password;
