@@ -115,6 +115,17 @@ impl Pair {
         self.ticket.record
     }
 
+    /// Everything the store holds in the inbox record (subkey → value).
+    pub fn inbox_values(&self) -> HashMap<u32, Vec<u8>> {
+        self.store.get(&self.inbox()).cloned().unwrap_or_default()
+    }
+
+    /// Writes `values` into the inbox record, as their writers would.
+    pub fn put_inbox_values(&mut self, values: HashMap<u32, Vec<u8>>) {
+        let record = self.inbox();
+        self.store.entry(record).or_default().extend(values);
+    }
+
     /// What the store holds in the inbox's `subkey`.
     pub fn stored(&self, subkey: u32) -> Option<Vec<u8>> {
         self.store.get(&self.inbox()).and_then(|r| r.get(&subkey)).cloned()
