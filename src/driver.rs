@@ -1199,11 +1199,6 @@ pub async fn identities<S: Store>(store: &S) -> Result<Vec<Identity>, Error> {
     Ok(out)
 }
 
-/// Outcomes that end a flow, for apps matching on [`Event::Finished`].
-pub fn is_success(outcome: &Outcome) -> bool {
-    matches!(outcome, Outcome::Contact(_) | Outcome::DeviceLinked(_))
-}
-
 /// Reads this identity's record from the DHT and adopts it if it is newer
 /// ([`Identity::adopt_record`]): how a device learns of new and revoked
 /// devices and picks up a rotated account secret after another device

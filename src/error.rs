@@ -219,6 +219,147 @@ pub enum Error {
         /// The request inbox.
         flow: crate::machine::FlowId,
     },
+    /// A failure that ended a flow before a restart, whose details (a static
+    /// context text, timestamps) are not kept in the store: its
+    /// [`ErrorCode`] and its message are. Failures without such details come
+    /// back as their own variant ([`Error::Protocol`], [`Error::Dht`],
+    /// [`VerifyError::BadSignature`], …); [`Error::code`] is the same before
+    /// and after a restart either way.
+    #[error("{message}")]
+    Restored {
+        /// What kind of failure it was.
+        code: ErrorCode,
+        /// Its message as it was shown before the restart.
+        message: String,
+    },
+}
+
+/// A stable, serializable code for every kind of [`Error`]: what a UI maps
+/// to its text, the same before and after a flow is restored from the
+/// store ([`Error::code`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// Malformed input ([`Error::Decode`]).
+    Malformed,
+    /// [`VerifyError::BadSignature`].
+    BadSignature,
+    /// [`VerifyError::WrongContext`].
+    WrongContext,
+    /// [`VerifyError::Expired`].
+    Expired,
+    /// [`VerifyError::BadTimestamps`].
+    BadTimestamps,
+    /// [`VerifyError::UntrustedDevice`].
+    UntrustedDevice,
+    /// [`VerifyError::DecryptionFailed`].
+    DecryptionFailed,
+    /// [`VerifyError::InsufficientWork`].
+    InsufficientWork,
+    /// [`VerifyError::AccountKeyMismatch`].
+    AccountKeyMismatch,
+    /// [`PasswordError::ExcessiveWork`].
+    PasswordTooCostly,
+    /// [`PasswordError::InvalidParams`].
+    PasswordParamsInvalid,
+    /// [`PasswordError::Empty`].
+    PasswordEmpty,
+    /// [`PasswordError::Required`].
+    PasswordRequired,
+    /// A malformed ticket, link or armor ([`Error::Encoding`]).
+    BadTicket,
+    /// [`Error::Dht`], with its kind.
+    Dht(crate::dht::DhtErrorKind),
+    /// [`Error::Store`].
+    Store,
+    /// [`Error::Protocol`], with its reason.
+    Protocol(ProtocolError),
+    /// [`Error::ApiMisuse`].
+    ApiMisuse,
+    /// [`Error::InvalidState`].
+    InvalidState,
+    /// [`Error::UnknownFlow`].
+    UnknownFlow,
+    /// [`Error::UnknownRequest`].
+    UnknownRequest,
+}
+
+impl Error {
+    /// This error's stable code (kept across restarts, serializable).
+    #[must_use]
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::Decode(_) => ErrorCode::Malformed,
+            Self::Verify(v) => match v {
+                VerifyError::BadSignature => ErrorCode::BadSignature,
+                VerifyError::WrongContext(_) => ErrorCode::WrongContext,
+                VerifyError::Expired { .. } => ErrorCode::Expired,
+                VerifyError::BadTimestamps(_) => ErrorCode::BadTimestamps,
+                VerifyError::UntrustedDevice(_) => ErrorCode::UntrustedDevice,
+                VerifyError::DecryptionFailed => ErrorCode::DecryptionFailed,
+                VerifyError::InsufficientWork { .. } => ErrorCode::InsufficientWork,
+                VerifyError::AccountKeyMismatch => ErrorCode::AccountKeyMismatch,
+            },
+            Self::Password(p) => match p {
+                PasswordError::ExcessiveWork { .. } => ErrorCode::PasswordTooCostly,
+                PasswordError::InvalidParams(_) => ErrorCode::PasswordParamsInvalid,
+                PasswordError::Empty => ErrorCode::PasswordEmpty,
+                PasswordError::Required => ErrorCode::PasswordRequired,
+            },
+            Self::Encoding(_) => ErrorCode::BadTicket,
+            Self::Dht { kind, .. } => ErrorCode::Dht(*kind),
+            Self::Store(_) => ErrorCode::Store,
+            Self::Protocol(p) => ErrorCode::Protocol(p.clone()),
+            Self::ApiMisuse(_) => ErrorCode::ApiMisuse,
+            Self::InvalidState { .. } => ErrorCode::InvalidState,
+            Self::UnknownFlow { .. } => ErrorCode::UnknownFlow,
+            Self::UnknownRequest { .. } => ErrorCode::UnknownRequest,
+            Self::Restored { code, .. } => code.clone(),
+        }
+    }
+}
+
+/// A failure as a flow persists it: its code and message (never secrets:
+/// error messages never carry them), restored by [`StoredError::restore`].
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) struct StoredError {
+    code: ErrorCode,
+    message: String,
+}
+
+impl From<&Error> for StoredError {
+    fn from(e: &Error) -> Self {
+        Self { code: e.code(), message: e.to_string() }
+    }
+}
+
+impl From<Error> for StoredError {
+    fn from(e: Error) -> Self {
+        Self::from(&e)
+    }
+}
+
+impl StoredError {
+    /// The error again: its own variant when nothing it carries was lost,
+    /// else [`Error::Restored`] with the same code and message.
+    pub(crate) fn restore(&self) -> Error {
+        let restored = || Error::Restored { code: self.code.clone(), message: self.message.clone() };
+        match &self.code {
+            ErrorCode::Protocol(p) => Error::Protocol(p.clone()),
+            ErrorCode::Dht(kind) => {
+                let prefix = format!("DHT {kind:?}: ");
+                let message = self.message.strip_prefix(&prefix).unwrap_or(&self.message).to_owned();
+                Error::Dht { kind: *kind, message }
+            }
+            ErrorCode::BadSignature => VerifyError::BadSignature.into(),
+            ErrorCode::DecryptionFailed => VerifyError::DecryptionFailed.into(),
+            ErrorCode::AccountKeyMismatch => VerifyError::AccountKeyMismatch.into(),
+            ErrorCode::PasswordEmpty => PasswordError::Empty.into(),
+            ErrorCode::PasswordRequired => PasswordError::Required.into(),
+            ErrorCode::Store => Error::Store(self.message.strip_prefix("store: ").unwrap_or(&self.message).to_owned()),
+            _ => restored(),
+        }
+    }
 }
 
 /// Protocol-level reasons a flow ends without a contact.
@@ -273,6 +414,15 @@ pub enum ProtocolError {
     /// revoked there, or the inviter could not read the record).
     #[error("the inviter could not confirm this device is current in our identity record")]
     DeviceNotConfirmed,
+    /// A device link would exceed the number of devices an identity record
+    /// may list; nothing was changed.
+    #[error("the identity already lists the most devices allowed")]
+    TooManyDevices,
+    /// The invitation (or response) is our own identity's: a device cannot
+    /// make a contact with its own identity (scanning our own QR code, or
+    /// another device of ours answering it).
+    #[error("this is our own invitation: an identity cannot add itself as a contact")]
+    OwnInvitation,
     /// A step failed more times than the retry budget allows.
     #[error("gave up after {attempts} attempts: {what}")]
     RetriesExhausted {

@@ -120,4 +120,4 @@ pub mod __bench {
 }
 mod bench_api;
 
-pub use error::{DecodeError, Error, PasswordError, ProtocolError, VerifyError};
+pub use error::{DecodeError, Error, ErrorCode, PasswordError, ProtocolError, VerifyError};

@@ -355,3 +355,147 @@ async fn app_log_events_are_debug_and_carry_no_personal_data() {
     let info: Vec<&str> = logged.lines().filter(|l| l.contains(" INFO ")).collect();
     assert!(info.is_empty(), "logged at INFO:\n{}", info.join("\n"));
 }
+
+/// A store that keeps every value ever written to the flow table, so a test
+/// can start a driver over the flow record a crash would have left.
+#[derive(Clone, Default)]
+struct Recording {
+    inner: contact_invite::store::MemoryStore,
+    flows: Arc<std::sync::Mutex<contact_invite::store::Entries>>,
+}
+
+impl contact_invite::store::Store for Recording {
+    type Error = contact_invite::store::MemoryStoreError;
+    fn put(
+        &self,
+        table: contact_invite::store::Table,
+        key: &[u8],
+        value: &[u8],
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send {
+        if table == contact_invite::store::Table::Flows {
+            self.flows.lock().unwrap().push((key.to_vec(), value.to_vec()));
+        }
+        self.inner.put(table, key, value)
+    }
+    fn get(
+        &self,
+        table: contact_invite::store::Table,
+        key: &[u8],
+    ) -> impl std::future::Future<Output = Result<Option<Vec<u8>>, Self::Error>> + Send {
+        self.inner.get(table, key)
+    }
+    fn delete(
+        &self,
+        table: contact_invite::store::Table,
+        key: &[u8],
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send {
+        self.inner.delete(table, key)
+    }
+    fn list(
+        &self,
+        table: contact_invite::store::Table,
+    ) -> impl std::future::Future<Output = Result<contact_invite::store::Entries, Self::Error>> + Send {
+        self.inner.list(table)
+    }
+}
+
+/// Runs `start` on a driver over a recording store until `flow` fails;
+/// then starts a fresh driver over only the last record that flow wrote
+/// (its final state, as a crash right after persisting it leaves it) and
+/// returns the failure before and after.
+async fn failure_before_and_after_restart(
+    net: &MemoryNetwork,
+    name: &str,
+    start: impl AsyncFnOnce(&contact_invite::driver::Handle) -> FlowId,
+) -> (Error, Error) {
+    use contact_invite::store::{MemoryStore, Store, Table};
+    let rec = Recording::default();
+    let cfg = contact_invite::driver::DriverConfig {
+        clock: Arc::new(contact_invite::driver::TokioClock::starting_at(T0_MS)),
+        ..Default::default()
+    };
+    let (h, mut events) = contact_invite::driver::start(net.join(name), Arc::new(rec.clone()), cfg).await.unwrap();
+    let flow = start(&h).await;
+    let o = finished(&mut events, flow).await;
+    assert!(!o.is_success() && !o.is_contact() && !o.is_rejected() && o.contact().is_none());
+    let before = o.error().cloned().unwrap_or_else(|| panic!("expected a failure, got {o:?}"));
+    h.shutdown().await;
+    let last = rec.flows.lock().unwrap().iter().rev().find(|(k, _)| k.as_slice() == flow.0.as_slice()).cloned();
+    let (key, value) = last.expect("the flow was persisted");
+    let fresh = Arc::new(MemoryStore::new());
+    fresh.put(Table::Flows, &key, &value).await.unwrap();
+    let cfg = contact_invite::driver::DriverConfig {
+        clock: Arc::new(contact_invite::driver::TokioClock::starting_at(T0_MS)),
+        ..Default::default()
+    };
+    let (_h2, mut events2) = contact_invite::driver::start(net.join(name), fresh, cfg).await.unwrap();
+    let after = match finished(&mut events2, flow).await {
+        Outcome::Failed(e) => e,
+        other => panic!("expected the failure again, got {other:?}"),
+    };
+    (before, after)
+}
+
+/// APP-ERR-1 (issue 14, item 3): a failure persisted with a flow comes back
+/// typed after a restart (the same `ErrorCode`, the same variant where it
+/// carries nothing that cannot be stored), not as `Error::Store(String)`;
+/// scanning one's own invitation is its own outcome.
+#[tokio::test]
+async fn app_err_failures_keep_their_types_through_a_restart() {
+    use contact_invite::error::{ErrorCode, ProtocolError};
+    let net = MemoryNetwork::new();
+    let mut alice = party(&net, "alice").await;
+
+    // Alice scans her own invitation on another device of hers.
+    let params = SendParams::new(alice.identity.clone());
+    let (_, ticket) = publish_invitation(&mut alice, params).await;
+    let id = alice.identity.clone();
+    let (before, after) = failure_before_and_after_restart(&net, "alice-2", async move |h| {
+        h.receive(ReceiveParams::new(id, ticket)).await.unwrap()
+    })
+    .await;
+    assert_eq!(before, Error::Protocol(ProtocolError::OwnInvitation));
+    assert_eq!(after, before);
+    assert_eq!(after.code(), ErrorCode::Protocol(ProtocolError::OwnInvitation));
+
+    // A device-link ticket passed off as a contact ticket: the invitation
+    // does not verify for that kind (a verification failure, which was
+    // `Error::Store(String)` after a restart).
+    let bob = party(&net, "bob").await;
+    let flow = alice.handle.link_device(SendParams::new(alice.identity.clone())).await.unwrap();
+    wait_for(&mut alice.events, "link published", |e| {
+        e.flow == flow && matches!(e.event, Event::InvitationPublished { .. })
+    })
+    .await;
+    let mut link = alice.handle.ticket(flow).await.unwrap().expect("ticket");
+    link.kind = contact_invite::message::InvitationKind::Contact;
+    let id = bob.identity.clone();
+    let (before, after) = failure_before_and_after_restart(&net, "bob-2", async move |h| {
+        h.receive(ReceiveParams::new(id, link)).await.unwrap()
+    })
+    .await;
+    assert!(matches!(before, Error::Verify(_)), "{before:?}");
+    assert_eq!(after.code(), before.code(), "{before:?} came back as {after:?}");
+    assert!(!matches!(after.code(), ErrorCode::Store), "{after:?}");
+    assert_eq!(after.to_string(), before.to_string());
+}
+
+/// APP-ERR-2: `Outcome`'s methods say what an app asks of an outcome.
+#[test]
+fn app_err_outcome_methods() {
+    let k = contact_invite::crypto::SigningKey::generate(&mut rand_core::OsRng).public();
+    let contact = Outcome::Contact(k);
+    assert!(contact.is_contact() && contact.is_success() && contact.error().is_none());
+    assert_eq!(contact.contact(), Some(&k));
+    let linked = Outcome::DeviceLinked(k);
+    assert!(linked.is_device_linked() && linked.is_success() && linked.contact().is_none());
+    for r in [Outcome::RejectedByPeer, Outcome::RejectedByUs] {
+        assert!(r.is_rejected() && !r.is_success());
+    }
+    let failed = Outcome::Failed(contact_invite::error::ProtocolError::Expired.into());
+    assert_eq!(
+        failed.error().map(Error::code),
+        Some(contact_invite::error::ErrorCode::Protocol(contact_invite::error::ProtocolError::Expired))
+    );
+    assert!(!Outcome::Cancelled.is_success() && Outcome::Cancelled.error().is_none());
+}

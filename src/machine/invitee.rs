@@ -38,7 +38,7 @@ use crate::crypto::password;
 use crate::crypto::{DhSecretKey, PasswordLimits, PasswordParams, PublicKey, SecretKey, SigningKey, conversation_key};
 use crate::dht::{DhtErrorKind, Nudge, RecordKey, Schema, ValueData};
 use crate::encoding::{Ticket, TicketSecret};
-use crate::error::{Error, ProtocolError, VerifyError};
+use crate::error::{Error, ProtocolError, StoredError, VerifyError};
 use crate::identity::Identity;
 use crate::message::handover::{self, HandoverContext};
 use crate::message::inbox::{self, InboxKeys, InboxValue, OWNER_SUBKEY, WRITER_SUBKEY};
@@ -200,7 +200,7 @@ enum FinishedWith {
     RejectedByUs,
     Cancelled,
     Failed(ProtocolError),
-    Error(String),
+    Error(StoredError),
 }
 
 impl FinishedWith {
@@ -211,7 +211,7 @@ impl FinishedWith {
             Self::RejectedByUs => Outcome::RejectedByUs,
             Self::Cancelled => Outcome::Cancelled,
             Self::Failed(p) => Outcome::Failed(Error::Protocol(p.clone())),
-            Self::Error(m) => Outcome::Failed(Error::Store(m.clone())),
+            Self::Error(e) => Outcome::Failed(e.restore()),
         }
     }
 }
@@ -550,7 +550,7 @@ impl Invitee {
         let Some((masked, salt, _)) = &self.core.locked else { return };
         let secret = match stretched {
             Ok(st) => password::apply_mask(masked, &st, salt, &self.core.record),
-            Err(e) => return self.end(FinishedWith::Error(e.to_string()), out),
+            Err(e) => return self.end(FinishedWith::Error(StoredError::from(Error::from(e))), out),
         };
         let cached = cached.clone();
         self.state = State::Fetching { secret: secret.clone() };
@@ -789,7 +789,7 @@ impl Invitee {
         if let Responder::Identity(id) = &self.core.responder
             && invitation.content().identity_key == id.public_key()
         {
-            return self.end_err(VerifyError::WrongContext("this is our own invitation").into(), out);
+            return self.end(FinishedWith::Failed(ProtocolError::OwnInvitation), out);
         }
         // A ticket that arrived in a request must lead to the requester's own
         // invitation: a requester cannot make us contact someone else.
@@ -1086,7 +1086,7 @@ impl Invitee {
             Error::Protocol(p) => self.end(FinishedWith::Failed(p), out),
             other => {
                 let outcome = Outcome::Failed(other.clone());
-                self.finish_with(FinishedWith::Error(other.to_string()), outcome, out);
+                self.finish_with(FinishedWith::Error(StoredError::from(&other)), outcome, out);
             }
         }
     }

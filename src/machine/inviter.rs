@@ -292,30 +292,9 @@ enum FinishedWith {
     Failed(Failure),
 }
 
-/// Why a flow failed, as persisted: protocol reasons stay typed.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-enum Failure {
-    Protocol(ProtocolError),
-    Other(String),
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::Protocol(p) => Self::Protocol(p),
-            other => Self::Other(other.to_string()),
-        }
-    }
-}
-
-impl Failure {
-    fn error(&self) -> Error {
-        match self {
-            Self::Protocol(p) => Error::Protocol(p.clone()),
-            Self::Other(m) => Error::Store(m.clone()),
-        }
-    }
-}
+/// Why a flow failed, as persisted (its code and message, see
+/// [`crate::error::ErrorCode`]).
+type Failure = crate::error::StoredError;
 
 impl FinishedWith {
     fn outcome(&self) -> Outcome {
@@ -325,7 +304,7 @@ impl FinishedWith {
             Self::Rejected => Outcome::RejectedByPeer,
             Self::Revoked => Outcome::Cancelled,
             Self::Expired => Outcome::Failed(ProtocolError::Expired.into()),
-            Self::Failed(f) => Outcome::Failed(f.error()),
+            Self::Failed(f) => Outcome::Failed(f.restore()),
         }
     }
 }
@@ -1453,12 +1432,10 @@ impl Inviter {
         let State::Finalizing(p, f) = &mut self.state else { return };
         let Some(link) = f.link.as_mut() else { return };
         let mut record = base.record().clone();
-        let failure = match record.device_status(&link.device) {
+        let failure: Option<Error> = match record.device_status(&link.device) {
             Some(crate::message::DeviceStatus::Current) => None,
-            Some(_) => Some("the new device was revoked in the identity record"),
-            None if record.devices.len() >= crate::limits::MAX_DEVICES => {
-                Some("the identity already has the most devices allowed")
-            }
+            Some(_) => Some(ProtocolError::DeviceRevoked.into()),
+            None if record.devices.len() >= crate::limits::MAX_DEVICES => Some(ProtocolError::TooManyDevices.into()),
             None => {
                 match crate::message::DeviceEntry::from_consent(
                     &own,
@@ -1472,13 +1449,13 @@ impl Inviter {
                         record.devices.push(entry);
                         None
                     }
-                    Err(_) => Some("the new device's consent does not verify"),
+                    Err(e) => Some(e.into()),
                 }
             }
         };
         if let Some(reason) = failure {
             let p = p.clone();
-            self.pending_failure = Some(Failure::Other(reason.to_owned()));
+            self.pending_failure = Some(Failure::from(reason));
             return self.finalize(p, FinalStatusKind::Revoked, None, now, rng, out);
         }
         record.seq = base.record().seq + 1;
@@ -1513,7 +1490,10 @@ impl Inviter {
             link.updated = None;
             if link.merges >= super::MAX_ATTEMPTS {
                 let p = p.clone();
-                self.pending_failure = Some(Failure::Other("the identity record kept changing during the link".into()));
+                self.pending_failure = Some(Failure::from(Error::Protocol(ProtocolError::RetriesExhausted {
+                    what: "merging the new device into an identity record that kept changing".into(),
+                    attempts: link.merges,
+                })));
                 return self.finalize(p, FinalStatusKind::Revoked, None, now, rng, out);
             }
             let mut ops_out = Vec::new();
@@ -1603,7 +1583,7 @@ impl Inviter {
         if let Some(reason) = void {
             f.contact = None;
             f.status = FinalStatusKind::Revoked;
-            self.pending_failure = Some(Failure::Protocol(reason));
+            self.pending_failure = Some(Failure::from(Error::Protocol(reason)));
         }
         let (p, status) = (p.clone(), f.status);
         let (hash, responder) = (a.response_hash, a.snapshot.record().identity_key);
@@ -1638,9 +1618,9 @@ impl Inviter {
             }
             (FinalStatusKind::Rejected, _) => FinishedWith::Rejected,
             (FinalStatusKind::Expired, _) => FinishedWith::Expired,
-            (FinalStatusKind::Revoked, _) if self.pending_failure.is_some() => {
-                FinishedWith::Failed(self.pending_failure.clone().unwrap_or(Failure::Other(String::new())))
-            }
+            (FinalStatusKind::Revoked, _) if self.pending_failure.is_some() => FinishedWith::Failed(
+                self.pending_failure.clone().unwrap_or_else(|| Failure::from(Error::Store(String::new()))),
+            ),
             _ => FinishedWith::Revoked,
         };
         // The conversation record stays when it became part of a contact;

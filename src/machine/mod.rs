@@ -479,8 +479,10 @@ pub struct InvitationView {
     pub expires_at: u64,
 }
 
-/// How a flow ended.
+/// How a flow ended. New outcomes may be added: match with a wildcard arm,
+/// or use the methods ([`Outcome::is_contact`], [`Outcome::error`], …).
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// A contact was made with this peer.
     Contact(PublicKey),
@@ -494,6 +496,45 @@ pub enum Outcome {
     Cancelled,
     /// Ended without a contact: the error says why.
     Failed(Error),
+}
+
+impl Outcome {
+    /// A contact was made.
+    #[must_use]
+    pub fn is_contact(&self) -> bool {
+        matches!(self, Self::Contact(_))
+    }
+    /// A device was linked.
+    #[must_use]
+    pub fn is_device_linked(&self) -> bool {
+        matches!(self, Self::DeviceLinked(_))
+    }
+    /// The flow did what it was for (a contact made or a device linked).
+    #[must_use]
+    pub fn is_success(&self) -> bool {
+        self.is_contact() || self.is_device_linked()
+    }
+    /// One side rejected (the peer or us).
+    #[must_use]
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, Self::RejectedByPeer | Self::RejectedByUs)
+    }
+    /// The new contact's identity key, if a contact was made.
+    #[must_use]
+    pub fn contact(&self) -> Option<&PublicKey> {
+        match self {
+            Self::Contact(p) => Some(p),
+            _ => None,
+        }
+    }
+    /// Why the flow failed, if it did (see [`Error::code`] for a stable code).
+    #[must_use]
+    pub fn error(&self) -> Option<&Error> {
+        match self {
+            Self::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
 }
 
 /// Bookkeeping for in-flight operations, shared by both machines.

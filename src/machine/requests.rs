@@ -196,10 +196,19 @@ enum Change {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum State {
     Creating,
-    Preparing { record: RecordKey },
-    Updating { change: Change, written: Option<Box<SignedIdentity>>, tries: u32 },
-    Listening { record: RecordKey },
-    Done(bool),
+    Preparing {
+        record: RecordKey,
+    },
+    Updating {
+        change: Change,
+        written: Option<Box<SignedIdentity>>,
+        tries: u32,
+    },
+    Listening {
+        record: RecordKey,
+    },
+    /// Closed (`None`) or failed, with why.
+    Done(Option<crate::error::StoredError>),
 }
 
 /// The request inbox machine (see the module docs).
@@ -312,9 +321,11 @@ impl RequestInbox {
     /// Re-issues pending work after a restart.
     pub fn resume(&mut self, now: u64, rng: &mut dyn Rng) -> Vec<Effect> {
         let mut out = Vec::new();
-        if let State::Done(closed) = self.state {
-            let o =
-                if closed { Outcome::Cancelled } else { Outcome::Failed(Error::Store("request inbox failed".into())) };
+        if let State::Done(failure) = &self.state {
+            let o = match failure {
+                None => Outcome::Cancelled,
+                Some(f) => Outcome::Failed(f.restore()),
+            };
             out.push(Effect::Emit(Event::Finished(o.clone())));
             out.push(Effect::Finished(o));
             return out;
@@ -520,7 +531,7 @@ impl RequestInbox {
             }
             Change::Unpublish(record) => {
                 self.ops.clear(out);
-                self.state = State::Done(true);
+                self.state = State::Done(None);
                 out.push(Effect::Persist);
                 out.push(Effect::Dht { op: u64::MAX, request: DhtOp::Forget { key: record } });
                 out.push(Effect::Emit(Event::Finished(Outcome::Cancelled)));
@@ -956,7 +967,7 @@ impl RequestInbox {
 
     fn fail(&mut self, e: Error, out: &mut Vec<Effect>) {
         self.ops.clear(out);
-        self.state = State::Done(false);
+        self.state = State::Done(Some((&e).into()));
         out.push(Effect::Persist);
         out.push(Effect::Emit(Event::Finished(Outcome::Failed(e.clone()))));
         out.push(Effect::Finished(Outcome::Failed(e)));

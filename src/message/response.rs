@@ -187,7 +187,7 @@ impl UnverifiedResponse {
             // FRESH-1: the location the inviter re-reads is the signed one.
             identity.require_location(&c.identity_record)?;
             if &c.identity_key == invitation.identity_key {
-                return Err(VerifyError::WrongContext("an identity cannot accept its own invitation").into());
+                return Err(crate::error::ProtocolError::OwnInvitation.into());
             }
             Some(identity)
         };
