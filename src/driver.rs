@@ -26,14 +26,15 @@ use tokio::task::JoinSet;
 use tracing::Instrument;
 
 use crate::contact::Contact;
+use crate::crypto::PublicKey;
 use crate::dht::{Dht, DhtError, DhtErrorKind, Nudge, ValueChange};
 use crate::encoding::{Address, Ticket};
 use crate::error::Error;
 use crate::identity::{Identity, SharedIdentity, Snapshots, identity_record_schema};
 use crate::machine::{
-    Command, DhtFailure, DhtOp, DhtOutput, Effect, Event, Flow, FlowId, Input, Invitee, Inviter, Job, JobOutput,
-    LinkParams, OpId, Outcome, ReceiveParams, Refusal, RequestId, RequestInbox, RequestInboxParams, RequestView, Rng,
-    SendParams, Timer,
+    Command, DhtFailure, DhtOp, DhtOutput, Effect, Event, Flow, FlowId, FlowKind, FlowView, Input, Invitee, Inviter,
+    Job, JobOutput, LinkParams, OpId, Outcome, ReceiveParams, Refusal, RequestId, RequestInbox, RequestInboxParams,
+    RequestView, Rng, SendParams, Timer,
 };
 use crate::store::{Store, Table};
 
@@ -180,6 +181,8 @@ enum Cmd {
     Command(FlowId, Command, oneshot::Sender<Result<(), Error>>),
     Ticket(FlowId, oneshot::Sender<Option<Ticket>>),
     Requests(FlowId, oneshot::Sender<Option<Vec<RequestView>>>),
+    Blocked(FlowId, oneshot::Sender<Option<Vec<PublicKey>>>),
+    Flows(oneshot::Sender<Vec<FlowView>>),
     HasReplyAddress(oneshot::Sender<bool>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -260,6 +263,30 @@ impl Handle {
     /// The requests a request inbox keeps (pending, ignored, parked).
     pub async fn requests(&self, inbox: FlowId) -> Result<Vec<RequestView>, Error> {
         self.call(|tx| Cmd::Requests(inbox, tx)).await?.ok_or(Error::ApiMisuse("no such request inbox"))
+    }
+    /// The identities a request inbox blocks.
+    pub async fn blocked(&self, inbox: FlowId) -> Result<Vec<PublicKey>, Error> {
+        self.call(|tx| Cmd::Blocked(inbox, tx)).await?.ok_or(Error::ApiMisuse("no such request inbox"))
+    }
+    /// Unblocks an identity in a request inbox (its later requests are
+    /// shown again; requests dropped while it was blocked are not).
+    pub async fn unblock(&self, inbox: FlowId, identity: PublicKey) -> Result<(), Error> {
+        self.command(inbox, Command::Unblock(identity)).await
+    }
+    /// Every flow in progress (invitations shown, received, device links,
+    /// requests, request inboxes), as an app lists them; after a restart it
+    /// lists the resumed flows, so the app keeps no table of its own.
+    pub async fn flows(&self) -> Result<Vec<FlowView>, Error> {
+        self.call(Cmd::Flows).await
+    }
+    /// The invitations this device is showing (contact invitations and
+    /// device links it sent, and requests it sent, still open).
+    pub async fn invitations(&self) -> Result<Vec<FlowView>, Error> {
+        let all = self.flows().await?;
+        Ok(all
+            .into_iter()
+            .filter(|f| matches!(f.kind, FlowKind::Invitation | FlowKind::DeviceLink | FlowKind::Request))
+            .collect())
     }
     /// Accepts a request: the contact is made through the invitation flow.
     pub async fn accept_request(&self, inbox: FlowId, id: RequestId) -> Result<(), Error> {
@@ -642,6 +669,19 @@ impl<D: Dht, S: Store> Actor<D, S> {
                     _ => None,
                 };
                 let _ = reply.send(r);
+            }
+            Cmd::Blocked(id, reply) => {
+                let r = match self.flows.get(&id) {
+                    Some(Flow::Inbox(m)) => Some(m.blocked()),
+                    _ => None,
+                };
+                let _ = reply.send(r);
+            }
+            Cmd::Flows(reply) => {
+                let mut v: Vec<FlowView> =
+                    self.flows.iter().filter(|(_, f)| !f.is_finished()).map(|(id, f)| f.view(*id)).collect();
+                v.sort_by_key(|f| f.id.0);
+                let _ = reply.send(v);
             }
             Cmd::Ticket(id, reply) => {
                 let t = match self.flows.get(&id) {

@@ -499,3 +499,60 @@ fn app_err_outcome_methods() {
     );
     assert!(!Outcome::Cancelled.is_success() && Outcome::Cancelled.error().is_none());
 }
+
+/// APP-VIEW-1 (issue 14, item 4): an app lists what is in progress from
+/// the driver (kind, state, expiry, locked, peer once known), the same after
+/// a restart, and lists and lifts blocks from the `Handle`.
+#[tokio::test]
+async fn app_view_flows_are_listed_after_a_restart_and_blocks_can_be_lifted() {
+    use contact_invite::machine::FlowKind;
+    let net = MemoryNetwork::new();
+    let mut alice = party(&net, "alice").await;
+    let mut bob = party(&net, "bob").await;
+    let carol = party(&net, "carol").await;
+
+    let params = pin_params(&alice, "2468", PasswordParams::INSECURE_FAST_FOR_TESTS);
+    let (a_flow, ticket) = publish_invitation(&mut alice, params).await;
+    let shown = alice.handle.invitations().await.unwrap();
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    let v = &shown[0];
+    assert_eq!((v.id, v.kind, v.state, v.locked, v.peer), (a_flow, FlowKind::Invitation, "waiting", true, None));
+    assert!(v.expires_at.is_some_and(|t| t > T0_MS / 1000));
+
+    let b_flow = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await.unwrap();
+    password_required(&mut bob, b_flow).await;
+    let v = bob.handle.flows().await.unwrap();
+    assert_eq!(v.len(), 1);
+    assert_eq!((v[0].kind, v[0].state, v[0].locked, v[0].peer), (FlowKind::Received, "password_required", true, None));
+    assert!(bob.handle.invitations().await.unwrap().is_empty(), "a received invitation is not one we show");
+    bob.handle.password(b_flow, Password::new("2468").unwrap()).await.unwrap();
+    wait_for(&mut bob.events, "shown", |e| e.flow == b_flow && matches!(e.event, Event::InvitationReceived(_))).await;
+
+    // After a restart the waiting flow is listed with what it knew.
+    bob.handle.shutdown().await;
+    bob.restart(&net).await;
+    let v = bob.handle.flows().await.unwrap();
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!((v[0].id, v[0].kind, v[0].state), (b_flow, FlowKind::Received, "deciding"));
+    assert_eq!(v[0].peer, Some(alice.identity.public_key()));
+    assert_eq!(v[0].expires_at, shown[0].expires_at);
+
+    // Blocks: listed and lifted from the Handle.
+    let mut params = RequestInboxParams::new(bob.identity.clone());
+    params.pow_bits = 8;
+    let inbox = bob.handle.open_request_inbox(params).await.unwrap();
+    let e =
+        wait_for(&mut bob.events, "inbox", |e| e.flow == inbox && matches!(e.event, Event::RequestInboxOpen { .. }))
+            .await;
+    let Event::RequestInboxOpen { address } = e.event else { unreachable!() };
+    assert!(bob.handle.flows().await.unwrap().iter().any(|f| f.id == inbox && f.kind == FlowKind::RequestInbox));
+    carol.handle.send_request(SendParams::new(carol.identity.clone()), address, 22).await.unwrap();
+    let e = wait_for(&mut bob.events, "request", |e| matches!(e.event, Event::RequestReceived(_))).await;
+    let Event::RequestReceived(req) = e.event else { unreachable!() };
+    assert!(bob.handle.blocked(inbox).await.unwrap().is_empty());
+    bob.handle.block_requester(inbox, req.id).await.unwrap();
+    assert_eq!(bob.handle.blocked(inbox).await.unwrap(), vec![carol.identity.public_key()]);
+    bob.handle.unblock(inbox, carol.identity.public_key()).await.unwrap();
+    assert!(bob.handle.blocked(inbox).await.unwrap().is_empty());
+    assert!(matches!(bob.handle.blocked(b_flow).await, Err(Error::ApiMisuse(_))));
+}

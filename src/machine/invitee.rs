@@ -345,6 +345,18 @@ impl Invitee {
         }
     }
 
+    /// What an app lists about this flow.
+    pub(crate) fn facts(&self) -> super::FlowFacts {
+        let invitation = self.received().map(|r| r.invitation.content());
+        super::FlowFacts {
+            kind: if self.is_link() { super::FlowKind::JoinAccount } else { super::FlowKind::Received },
+            state: self.state_name(),
+            expires_at: invitation.map(|c| c.expires_at),
+            locked: matches!(self.core.ticket.secret, crate::encoding::TicketSecret::Locked { .. }),
+            peer: invitation.map(|c| c.identity_key).or(self.core.expect_identity),
+        }
+    }
+
     fn is_link(&self) -> bool {
         matches!(self.core.responder, Responder::NewDevice(_))
     }

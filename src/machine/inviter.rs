@@ -683,6 +683,31 @@ impl Inviter {
         }
     }
 
+    /// What an app lists about this flow.
+    pub(crate) fn facts(&self) -> super::FlowFacts {
+        let kind = match (self.core.kind, &self.delivery) {
+            (_, Some(_)) => super::FlowKind::Request,
+            (InvitationKind::DeviceLink, None) => super::FlowKind::DeviceLink,
+            _ => super::FlowKind::Invitation,
+        };
+        let peer = match (&self.state, &self.delivery) {
+            (_, Some(d)) => Some(d.to.identity),
+            (State::Finalizing(_, f), None) => f
+                .contact
+                .as_ref()
+                .map(|c| c.peer)
+                .or_else(|| f.answered.as_ref().map(|a| a.snapshot.record().identity_key)),
+            _ => None,
+        };
+        super::FlowFacts {
+            kind,
+            state: self.state_name(),
+            expires_at: Some(self.core.expires_at),
+            locked: self.core.encryption_key_type != EncryptionKeyType::None,
+            peer,
+        }
+    }
+
     /// The shareable ticket, once published.
     pub fn ticket(&self) -> Option<Ticket> {
         match &self.state {

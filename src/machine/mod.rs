@@ -855,7 +855,65 @@ pub enum Flow {
     Inbox(Box<RequestInbox>),
 }
 
+/// What a flow is for (see [`FlowView`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum FlowKind {
+    /// We sent a contact invitation (a ticket to show).
+    Invitation,
+    /// We received a contact invitation (a scanned ticket).
+    Received,
+    /// We show a device-link ticket (this device holds the identity key).
+    DeviceLink,
+    /// This new device joins an account with a device-link ticket.
+    JoinAccount,
+    /// We sent a request to a known address.
+    Request,
+    /// Our request inbox (requests to our address).
+    RequestInbox,
+}
+
+/// A flow as an app lists it ([`crate::driver::Handle::flows`]): enough to
+/// render "in progress" after a restart without keeping a table of its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct FlowView {
+    /// The flow.
+    pub id: FlowId,
+    /// What it is for.
+    pub kind: FlowKind,
+    /// Where it stands (a short static name, as in [`Error::InvalidState`]).
+    pub state: &'static str,
+    /// When its invitation expires (unix seconds), once known.
+    pub expires_at: Option<u64>,
+    /// Whether its ticket is locked with a PIN or password.
+    pub locked: bool,
+    /// The peer's identity key, once known (the inviter of a received
+    /// invitation once fetched, the responder once answered, a request's
+    /// recipient).
+    pub peer: Option<PublicKey>,
+}
+
+/// A flow's own part of its [`FlowView`].
+pub(crate) struct FlowFacts {
+    pub(crate) kind: FlowKind,
+    pub(crate) state: &'static str,
+    pub(crate) expires_at: Option<u64>,
+    pub(crate) locked: bool,
+    pub(crate) peer: Option<PublicKey>,
+}
+
 impl Flow {
+    /// What an app lists about this flow.
+    pub fn view(&self, id: FlowId) -> FlowView {
+        let f = match self {
+            Self::Inviter(m) => m.facts(),
+            Self::Invitee(m) => m.facts(),
+            Self::Inbox(m) => m.facts(),
+        };
+        FlowView { id, kind: f.kind, state: f.state, expires_at: f.expires_at, locked: f.locked, peer: f.peer }
+    }
+
     /// Feeds an input.
     pub fn handle(&mut self, input: Input, now: u64, rng: &mut dyn Rng) -> Vec<Effect> {
         match self {

@@ -281,6 +281,23 @@ impl RequestInbox {
         Ok((m, out))
     }
 
+    /// What an app lists about this flow.
+    pub(crate) fn facts(&self) -> super::FlowFacts {
+        super::FlowFacts {
+            kind: super::FlowKind::RequestInbox,
+            state: self.state_name(),
+            expires_at: None,
+            locked: false,
+            peer: None,
+        }
+    }
+
+    /// The identities this inbox drops requests from (see
+    /// [`Command::BlockRequester`], [`Command::Unblock`]).
+    pub fn blocked(&self) -> Vec<PublicKey> {
+        self.blocked.iter().copied().collect()
+    }
+
     /// Whether the inbox is closed.
     pub fn is_finished(&self) -> bool {
         matches!(self.state, State::Done(_))
