@@ -219,7 +219,7 @@ fn main() {
         record: [1; 32],
         secret: TicketSecret::Locked {
             masked: SecretKey::generate(&mut OsRng),
-            params: LockParams { salt: [2; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1 },
+            params: LockParams { salt: [2; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1, pin: false },
         },
     };
     println!("\nticket sizes (QR byte mode, ECC L)        bytes  QR version   VeilidChat");

@@ -100,7 +100,8 @@ async fn pin_invitation(on_runtime: bool) {
     wait(&mut alice.events, "published", |e| e.flow == a && matches!(e.event, Event::InvitationPublished { .. })).await;
     let ticket = alice.handle.ticket(a).await.expect("ticket").expect("ticket");
     let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await.expect("receive");
-    wait(&mut bob.events, "password required", |e| e.flow == b && e.event == Event::PasswordRequired).await;
+    wait(&mut bob.events, "password required", |e| e.flow == b && matches!(e.event, Event::PasswordRequired { .. }))
+        .await;
     bob.handle.password(b, Password::new("0000").expect("pin")).await.expect("password");
     wait(&mut bob.events, "wrong password", |e| e.flow == b && e.event == Event::WrongPassword).await;
     bob.handle.password(b, Password::new("4711").expect("pin")).await.expect("password");

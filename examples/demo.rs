@@ -76,7 +76,7 @@ async fn until(d: &mut Demo, p: &mut Party, flow: FlowId, pred: impl Fn(&Event) 
             }
             let what = match &e.event {
                 Event::InvitationPublished { .. } => "inbox created and request published".to_owned(),
-                Event::PasswordRequired => "the ticket is locked: password required".to_owned(),
+                Event::PasswordRequired { .. } => "the ticket is locked: password required".to_owned(),
                 Event::WrongPassword => "wrong password".to_owned(),
                 Event::InvitationReceived(v) => format!(
                     "inbox read, signature, identity chain and expiry verified: invitation from {}",
@@ -147,7 +147,7 @@ async fn main() -> Result<(), Error> {
     show_ticket(&ticket)?;
 
     let b_flow = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await?;
-    until(&mut d, &mut bob, b_flow, |e| matches!(e, Event::PasswordRequired)).await?;
+    until(&mut d, &mut bob, b_flow, |e| matches!(e, Event::PasswordRequired { .. })).await?;
     bob.handle.password(b_flow, Password::new("oboe-7291")?).await?;
     if let Event::InvitationReceived(v) =
         until(&mut d, &mut bob, b_flow, |e| matches!(e, Event::InvitationReceived(_))).await?

@@ -95,7 +95,7 @@ pub mod vectors {
             record: inbox,
             secret: TicketSecret::Locked {
                 masked: crate::crypto::SecretKey::generate(&mut rng),
-                params: LockParams { salt: [0x55; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1 },
+                params: LockParams { salt: [0x55; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1, pin: false },
             },
         };
         let mut newer = plain.to_bytes();

@@ -191,9 +191,19 @@ enum Cmd {
 #[derive(Clone, Debug)]
 pub struct Handle {
     tx: mpsc::Sender<Cmd>,
+    watchers: tokio::sync::broadcast::Sender<DriverEvent>,
 }
 
-/// Events from a running driver.
+/// Events queued for the app before the driver waits for it to read.
+pub const EVENT_BUFFER: usize = 1024;
+
+/// Events from a running driver, in order.
+///
+/// **Backpressure:** the driver waits for the app once
+/// [`EVENT_BUFFER`] events are unread, and every flow waits with it (no event
+/// is ever dropped from this channel). Read it continuously, e.g. in its own
+/// task; for more readers (a UI and a notifier), use
+/// [`Handle::subscribe`], which never holds the driver up.
 pub type Events = mpsc::Receiver<DriverEvent>;
 
 fn gone() -> Error {
@@ -339,6 +349,14 @@ impl Handle {
     pub async fn has_reply_address(&self) -> Result<bool, Error> {
         self.call(Cmd::HasReplyAddress).await
     }
+    /// Another reader of every event from now on (a UI, a notifier, a log),
+    /// besides the [`Events`] channel [`start`] returned. A subscriber never
+    /// holds the driver up: one that falls [`EVENT_BUFFER`] events behind
+    /// loses the oldest and is told how many
+    /// (`tokio::sync::broadcast::error::RecvError::Lagged`).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<DriverEvent> {
+        self.watchers.subscribe()
+    }
     /// Stops the driver (flows stay persisted and resume on the next start).
     pub async fn shutdown(&self) {
         let _ = self.call(Cmd::Shutdown).await;
@@ -350,7 +368,8 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
     let changes = dht.changes();
     let nudges = dht.nudges();
     let (tx, rx) = mpsc::channel(64);
-    let (ev_tx, ev_rx) = mpsc::channel(1024);
+    let (ev_tx, ev_rx) = mpsc::channel(EVENT_BUFFER);
+    let (watchers, _) = tokio::sync::broadcast::channel(EVENT_BUFFER);
     let rng: Box<dyn Rng + Send> = match config.rng_seed {
         Some(seed) => Box::new(rand_chacha::ChaCha20Rng::seed_from_u64(seed)),
         None => Box::new(session_rng(&mut OsRng)?),
@@ -370,6 +389,7 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
         resume_order: VecDeque::new(),
         snapshots: Snapshots::default(),
         events: ev_tx,
+        watchers: watchers.clone(),
         budget: config.crash_after_effects,
         reply_address: None,
         computes: JoinSet::new(),
@@ -450,7 +470,7 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
         }
         .instrument(tracing::info_span!("contact_invite_driver")),
     );
-    Ok((Handle { tx }, ev_rx))
+    Ok((Handle { tx, watchers }, ev_rx))
 }
 
 fn store_err<E: std::error::Error>(e: E) -> Error {
@@ -538,6 +558,7 @@ struct Actor<D: Dht, S: Store> {
     /// The identities flows share, each persisted once.
     snapshots: Snapshots,
     events: mpsc::Sender<DriverEvent>,
+    watchers: tokio::sync::broadcast::Sender<DriverEvent>,
     budget: Option<u64>,
     /// This party's reply address, as last made by the backend.
     reply_address: Option<Vec<u8>>,
@@ -1051,7 +1072,11 @@ impl<D: Dht, S: Store> Actor<D, S> {
                     // kind is logged above TRACE.
                     tracing::debug!(flow = %id, round_trips = depth, event = event_name(&event), "flow event");
                     tracing::trace!(flow = %id, event = ?event, "flow event data");
-                    let _ = self.events.send(DriverEvent { flow: id, event, round_trips: depth }).await;
+                    let ev = DriverEvent { flow: id, event, round_trips: depth };
+                    // Extra subscribers never hold the driver up (a slow one
+                    // loses the oldest events); the main channel does.
+                    let _ = self.watchers.send(ev.clone());
+                    let _ = self.events.send(ev).await;
                 }
                 Effect::Finished(outcome) => {
                     tracing::debug!(flow = %id, outcome = outcome_name(&outcome), "flow finished");
@@ -1118,7 +1143,7 @@ fn tell_reply_address(flow: &mut Flow, address: &Option<Vec<u8>>, now: u64, rng:
 fn event_name(e: &Event) -> &'static str {
     match e {
         Event::InvitationPublished { .. } => "invitation_published",
-        Event::PasswordRequired => "password_required",
+        Event::PasswordRequired { .. } => "password_required",
         Event::WrongPassword => "wrong_password",
         Event::InvitationReceived(_) => "invitation_received",
         Event::ResponseSent { .. } => "response_sent",
@@ -1139,7 +1164,7 @@ fn outcome_name(o: &Outcome) -> &'static str {
     match o {
         Outcome::Contact(_) => "finished: contact",
         Outcome::DeviceLinked(_) => "finished: device linked",
-        Outcome::RejectedByPeer => "finished: rejected by peer",
+        Outcome::RejectedByPeer { .. } => "finished: rejected by peer",
         Outcome::RejectedByUs => "finished: rejected by us",
         Outcome::Cancelled => "finished: cancelled",
         Outcome::Failed(_) => "finished: failed",

@@ -46,7 +46,10 @@ fn ticker() -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
 }
 
 async fn password_required(p: &mut Party, flow: FlowId) {
-    wait_for(&mut p.events, "password required", |e| e.flow == flow && e.event == Event::PasswordRequired).await;
+    wait_for(&mut p.events, "password required", |e| {
+        e.flow == flow && matches!(e.event, Event::PasswordRequired { .. })
+    })
+    .await;
 }
 
 /// APP-CPU-1: every PIN attempt runs Argon2id off the runtime. While bob's
@@ -489,7 +492,7 @@ fn app_err_outcome_methods() {
     assert_eq!(contact.contact(), Some(&k));
     let linked = Outcome::DeviceLinked(k);
     assert!(linked.is_device_linked() && linked.is_success() && linked.contact().is_none());
-    for r in [Outcome::RejectedByPeer, Outcome::RejectedByUs] {
+    for r in [Outcome::RejectedByPeer { peer: None }, Outcome::RejectedByUs] {
         assert!(r.is_rejected() && !r.is_success());
     }
     let failed = Outcome::Failed(contact_invite::error::ProtocolError::Expired.into());
@@ -555,4 +558,67 @@ async fn app_view_flows_are_listed_after_a_restart_and_blocks_can_be_lifted() {
     bob.handle.unblock(inbox, carol.identity.public_key()).await.unwrap();
     assert!(bob.handle.blocked(inbox).await.unwrap().is_empty());
     assert!(matches!(bob.handle.blocked(b_flow).await, Err(Error::ApiMisuse(_))));
+}
+
+/// APP-EVT-1 (issue 14, item 5): events carry what a UI renders: a PIN
+/// keypad or a password field (from the ticket, before any fetch), what was
+/// published and whether it is locked; more than one reader sees every event.
+#[tokio::test]
+async fn app_evt_events_carry_what_a_ui_renders_and_reach_every_subscriber() {
+    use contact_invite::message::InvitationKind;
+    let net = MemoryNetwork::new();
+    let mut alice = party(&net, "alice").await;
+    let mut bob = party(&net, "bob").await;
+    let mut ui = bob.handle.subscribe();
+    let mut notifier = bob.handle.subscribe();
+    for (secret, kind, pin) in
+        [("2468", EncryptionKeyType::Pin, true), ("correct horse", EncryptionKeyType::Password, false)]
+    {
+        let mut params = SendParams::new(alice.identity.clone());
+        params.password = Some((Password::new(secret).unwrap(), kind));
+        params.password_params = PasswordParams::INSECURE_FAST_FOR_TESTS;
+        let a = alice.handle.send_invitation(params).await.unwrap();
+        let e = wait_for(&mut alice.events, "published", |e| {
+            e.flow == a && matches!(e.event, Event::InvitationPublished { .. })
+        })
+        .await;
+        assert_eq!(
+            e.event,
+            match e.event {
+                Event::InvitationPublished { expires_at, .. } =>
+                    Event::InvitationPublished { expires_at, kind: InvitationKind::Contact, locked: true },
+                _ => unreachable!(),
+            }
+        );
+        let ticket = alice.handle.ticket(a).await.unwrap().unwrap();
+        // The ticket says PIN or password, in all its text forms.
+        let scheme = contact_invite::encoding::UriScheme::new("chat").unwrap();
+        for t in [
+            contact_invite::encoding::Ticket::from_bytes(&ticket.to_bytes()).unwrap(),
+            contact_invite::encoding::Ticket::from_uri(&ticket.to_uri(&scheme), &scheme).unwrap(),
+        ] {
+            assert!(
+                matches!(t.secret, contact_invite::encoding::TicketSecret::Locked { params, .. } if params.pin == pin)
+            );
+        }
+        // Bob's driver is stopped from reaching the DHT: the keypad choice
+        // comes from the ticket alone.
+        net.set_offline("bob", true);
+        let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await.unwrap();
+        let e =
+            wait_for(&mut bob.events, "password", |e| e.flow == b && matches!(e.event, Event::PasswordRequired { .. }))
+                .await;
+        assert_eq!(e.event, Event::PasswordRequired { pin }, "{kind:?}");
+        net.set_offline("bob", false);
+        for sub in [&mut ui, &mut notifier] {
+            loop {
+                let got = sub.recv().await.unwrap();
+                if got.flow == b && matches!(got.event, Event::PasswordRequired { .. }) {
+                    assert_eq!(got.event, Event::PasswordRequired { pin });
+                    break;
+                }
+            }
+        }
+        bob.handle.cancel(b).await.unwrap();
+    }
 }

@@ -51,7 +51,10 @@ async fn edge_pin_wrong_pin_asks_again_under_unauthenticated_record_encryption()
         let mut bob = party(&net, "bob").await;
         let (a_flow, ticket) = locked_invitation(&mut alice, "4711").await;
         let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await.unwrap();
-        wait_for(&mut bob.events, "password required", |e| e.flow == b && e.event == Event::PasswordRequired).await;
+        wait_for(&mut bob.events, "password required", |e| {
+            e.flow == b && matches!(e.event, Event::PasswordRequired { .. })
+        })
+        .await;
         // Two wrong PINs in a row: each is WrongPassword then PasswordRequired, never the end.
         for wrong in ["0000", "4712"] {
             bob.handle.password(b, Password::new(wrong).unwrap()).await.unwrap();
@@ -62,10 +65,10 @@ async fn edge_pin_wrong_pin_asks_again_under_unauthenticated_record_encryption()
                 "unauthenticated={unauthenticated}: a wrong PIN must be reported as WrongPassword, got {verdict:?}"
             );
             let again = wait_for(&mut bob.events, "asked again", |e| {
-                e.flow == b && matches!(e.event, Event::PasswordRequired | Event::Finished(_))
+                e.flow == b && matches!(e.event, Event::PasswordRequired { .. } | Event::Finished(_))
             })
             .await;
-            assert_eq!(again.event, Event::PasswordRequired, "unauthenticated={unauthenticated}");
+            assert!(matches!(again.event, Event::PasswordRequired { .. }), "unauthenticated={unauthenticated}");
         }
         bob.handle.password(b, Password::new("4711").unwrap()).await.unwrap();
         let shown = wait_for(&mut bob.events, "invitation", |e| {
@@ -429,7 +432,7 @@ fn edge_secret_link_errors_never_quote_a_secret() {
         record: [6; 32],
         secret: TicketSecret::Locked {
             masked: secret,
-            params: LockParams { salt: [7; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1 },
+            params: LockParams { salt: [7; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1, pin: false },
         },
     };
     for t in [plain, locked] {
@@ -589,7 +592,7 @@ async fn edge_argon_default_policy_refuses_tickets_a_phone_cannot_afford() {
         record: [9; 32],
         secret: TicketSecret::Locked {
             masked: contact_invite::crypto::SecretKey::generate(&mut OsRng),
-            params: LockParams { salt: [1; 16], m_cost_log2: 17, t_cost: 1, p_cost: 1 },
+            params: LockParams { salt: [1; 16], m_cost_log2: 17, t_cost: 1, p_cost: 1, pin: false },
         },
     };
     let r = Invitee::new(ReceiveParams::new(bob.identity.clone(), hostile), T0_MS, &mut OsRng);
@@ -631,14 +634,20 @@ mod classes {
             ..FaultConfig::default()
         });
         let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await.unwrap();
-        wait_for(&mut bob.events, "password required", |e| e.flow == b && e.event == Event::PasswordRequired).await;
+        wait_for(&mut bob.events, "password required", |e| {
+            e.flow == b && matches!(e.event, Event::PasswordRequired { .. })
+        })
+        .await;
         for i in 0..wrong {
             bob.handle.password(b, Password::new(format!("{i}{i}9")).unwrap()).await.unwrap();
             let v = next_password_verdict(&mut bob, b).await;
             if v != Event::WrongPassword {
                 return Err(format!("wrong PIN {i}: {v:?}"));
             }
-            wait_for(&mut bob.events, "asked again", |e| e.flow == b && e.event == Event::PasswordRequired).await;
+            wait_for(&mut bob.events, "asked again", |e| {
+                e.flow == b && matches!(e.event, Event::PasswordRequired { .. })
+            })
+            .await;
         }
         bob.handle.password(b, Password::new("271828").unwrap()).await.unwrap();
         let e = wait_for(&mut bob.events, "invitation", |e| {

@@ -218,7 +218,7 @@ async fn new_device_that_declines_is_not_added() {
     wait_for(&mut dev.events, "shown", |e| matches!(e.event, Event::InvitationReceived(_))).await;
     dev.handle.reject(d_flow).await.unwrap();
     assert_eq!(finished(&mut dev.events, d_flow).await, Outcome::RejectedByUs);
-    assert_eq!(finished(&mut alice.events, a_flow).await, Outcome::RejectedByPeer);
+    assert_eq!(finished(&mut alice.events, a_flow).await, Outcome::RejectedByPeer { peer: None });
     assert!(driver::identities(alice.store.as_ref()).await.unwrap().is_empty());
 }
 

@@ -22,7 +22,7 @@ fn locked(kind: InvitationKind) -> Ticket {
         record: [7; 32],
         secret: TicketSecret::Locked {
             masked: secret(9),
-            params: LockParams { salt: [5; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1 },
+            params: LockParams { salt: [5; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1, pin: false },
         },
     }
 }
@@ -262,7 +262,7 @@ fn arb_ticket() -> impl Strategy<Value = Ticket> {
                 None => TicketSecret::Plain(SecretKey::from_slice(&s).unwrap()),
                 Some((salt, m, t, p)) => TicketSecret::Locked {
                     masked: SecretKey::from_slice(&s).unwrap(),
-                    params: LockParams { salt, m_cost_log2: m, t_cost: t, p_cost: p },
+                    params: LockParams { salt, m_cost_log2: m, t_cost: t, p_cost: p, pin: false },
                 },
             },
         })

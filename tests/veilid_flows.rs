@@ -109,7 +109,7 @@ async fn flows(net: &LocalNetwork) {
     params.password_params = PasswordParams::INSECURE_FAST_FOR_TESTS;
     let (a_flow, ticket) = publish(&mut alice, params).await;
     let b_flow = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await.unwrap();
-    wait(&mut bob, "password", |e| e.event == Event::PasswordRequired).await;
+    wait(&mut bob, "password", |e| matches!(e.event, Event::PasswordRequired { .. })).await;
     bob.handle.password(b_flow, Password::new("4711").unwrap()).await.unwrap();
     let shown = wait(&mut bob, "invitation", |e| matches!(e.event, Event::InvitationReceived(_))).await;
     assert_eq!(shown.round_trips, 1);
@@ -150,7 +150,8 @@ async fn flows(net: &LocalNetwork) {
     wait(&mut carol, "invitation", |e| matches!(e.event, Event::InvitationReceived(_))).await;
     carol.handle.reject(c_flow).await.unwrap();
     assert_eq!(finished(&mut carol, c_flow).await, Outcome::RejectedByUs);
-    assert_eq!(finished(&mut alice, a_flow).await, Outcome::RejectedByPeer);
+    let peer = Some(carol.identity.public_key());
+    assert_eq!(finished(&mut alice, a_flow).await, Outcome::RejectedByPeer { peer });
 
     // 3. An invitation that expires: Alice's clock moves past the expiry.
     let mut params = SendParams::new(alice.identity.clone());

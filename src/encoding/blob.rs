@@ -25,7 +25,10 @@ pub const PLAIN_LEN: usize = 70;
 pub const LOCKED_LEN: usize = 89;
 
 const LOCKED: u8 = 0x10;
-const RESERVED: u8 = 0xE0;
+/// With [`LOCKED`]: the lock is a PIN (digits only), so an app can show a
+/// keypad before anything is fetched.
+const PIN: u8 = 0x20;
+const RESERVED: u8 = 0xC0;
 
 /// Argon2id salt and parameters of a locked ticket (public, not secret).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +41,11 @@ pub struct LockParams {
     pub t_cost: u8,
     /// Lanes.
     pub p_cost: u8,
+    /// The lock is a PIN (digits only), not a password: a hint for the UI
+    /// (a keypad), carried in the ticket's flags. Not authenticated by the
+    /// ticket (nothing in a ticket is; whoever can alter it can replace it);
+    /// the invitation's own key type is checked once the inbox opens.
+    pub pin: bool,
 }
 
 /// The ticket's secret.
@@ -131,7 +139,12 @@ impl Ticket {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(LOCKED_LEN);
         v.push(VERSION);
-        v.push(kind_code(self.kind) | if self.is_locked() { LOCKED } else { 0 });
+        let lock = match &self.secret {
+            TicketSecret::Plain(_) => 0,
+            TicketSecret::Locked { params, .. } if params.pin => LOCKED | PIN,
+            TicketSecret::Locked { .. } => LOCKED,
+        };
+        v.push(kind_code(self.kind) | lock);
         v.extend_from_slice(&self.record);
         match &self.secret {
             TicketSecret::Plain(s) => v.extend_from_slice(s.expose()),
@@ -168,6 +181,9 @@ impl Ticket {
             k => return Err(EncodingError::UnknownKind(k)),
         };
         let locked = flags & LOCKED != 0;
+        if flags & PIN != 0 && !locked {
+            return Err(EncodingError::ReservedFlags(PIN));
+        }
         let expected = if locked { LOCKED_LEN } else { PLAIN_LEN };
         if b.len() < expected {
             return Err(EncodingError::Truncated { expected, got: b.len() });
@@ -189,7 +205,8 @@ impl Ticket {
         let secret = if locked {
             let mut salt = [0u8; 16];
             salt.copy_from_slice(&body[66..82]);
-            let params = LockParams { salt, m_cost_log2: body[82], t_cost: body[83], p_cost: body[84] };
+            let pin = flags & PIN != 0;
+            let params = LockParams { salt, m_cost_log2: body[82], t_cost: body[83], p_cost: body[84], pin };
             check_lock(&params)?;
             TicketSecret::Locked { masked: secret, params }
         } else {

@@ -68,7 +68,14 @@ impl Ticket {
             TicketSecret::Plain(s) => (e(s.expose()), String::new()),
             TicketSecret::Locked { masked, params: p } => (
                 e(masked.expose()),
-                format!("/locked/argon2id/{}.{}.{}/{}", p.m_cost_log2, p.t_cost, p.p_cost, e(&p.salt)),
+                format!(
+                    "/locked/{}/{}.{}.{}/{}",
+                    if p.pin { "argon2id-pin" } else { "argon2id" },
+                    p.m_cost_log2,
+                    p.t_cost,
+                    p.p_cost,
+                    e(&p.salt)
+                ),
             ),
         };
         format!("v/{VERSION}/dht/vld0/{}/{kind}/{secret}{lock}", e(&self.record))
@@ -186,14 +193,16 @@ fn parse_commands(path: &str) -> Result<Ticket, EncodingError> {
     let secret = match get("locked") {
         None => TicketSecret::Plain(secret),
         Some(l) => {
-            if l[0] != "argon2id" {
-                return Err(EncodingError::UnsupportedKdf(super::token(l[0])));
-            }
+            let pin = match l[0] {
+                "argon2id" => false,
+                "argon2id-pin" => true,
+                other => return Err(EncodingError::UnsupportedKdf(super::token(other))),
+            };
             let p: Vec<&str> = l[1].split('.').collect();
             let [m, t, pc] = p.as_slice() else { return Err(EncodingError::BadNumber(super::token(l[1]))) };
             let mut salt = [0u8; 16];
             salt.copy_from_slice(&b64("salt", l[2], 16)?);
-            let params = LockParams { salt, m_cost_log2: small(m)?, t_cost: small(t)?, p_cost: small(pc)? };
+            let params = LockParams { salt, m_cost_log2: small(m)?, t_cost: small(t)?, p_cost: small(pc)?, pin };
             check_lock(&params)?;
             TicketSecret::Locked { masked: secret, params }
         }

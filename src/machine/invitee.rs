@@ -320,7 +320,7 @@ impl Invitee {
                 let key = RecordKey::new(m.core.record, Some(secret.clone()));
                 m.ops.start(Purpose::OpenInbox, DhtOp::Open { key, writer: None }, &mut out);
             }
-            _ => out.push(Effect::Emit(Event::PasswordRequired)),
+            _ => out.push(Effect::Emit(Event::PasswordRequired { pin: m.pin_hint() })),
         }
         Ok((m, out))
     }
@@ -343,6 +343,11 @@ impl Invitee {
             State::AwaitingFinal { .. } => vec![self.core.record],
             _ => Vec::new(),
         }
+    }
+
+    /// Whether the ticket says its lock is a PIN.
+    fn pin_hint(&self) -> bool {
+        matches!(&self.core.ticket.secret, crate::encoding::TicketSecret::Locked { params, .. } if params.pin)
     }
 
     /// What an app lists about this flow.
@@ -373,7 +378,7 @@ impl Invitee {
                 out.push(Effect::Emit(Event::Finished(f.outcome())));
                 out.push(Effect::Finished(f.outcome()));
             }
-            State::NeedPassword { .. } => out.push(Effect::Emit(Event::PasswordRequired)),
+            State::NeedPassword { .. } => out.push(Effect::Emit(Event::PasswordRequired { pin: self.pin_hint() })),
             State::Deciding(r) => {
                 out.push(Effect::Emit(Event::InvitationReceived(view(&r.invitation))));
                 self.ops.resume(&mut out);
@@ -836,7 +841,7 @@ impl Invitee {
         self.state = State::NeedPassword { cached: None };
         out.push(Effect::Persist);
         out.push(Effect::Emit(Event::WrongPassword));
-        out.push(Effect::Emit(Event::PasswordRequired));
+        out.push(Effect::Emit(Event::PasswordRequired { pin: self.pin_hint() }));
     }
 
     /// Writes the response if it may be written now (see `write_response`);

@@ -286,7 +286,9 @@ enum State {
 enum FinishedWith {
     Contact(PublicKey),
     DeviceLinked(PublicKey),
-    Rejected,
+    /// By this identity, when the reject was signed by one (a contact
+    /// invitation's responder; a device link's new device has none).
+    Rejected(Option<PublicKey>),
     Revoked,
     Expired,
     Failed(Failure),
@@ -301,7 +303,7 @@ impl FinishedWith {
         match self {
             Self::Contact(p) => Outcome::Contact(*p),
             Self::DeviceLinked(d) => Outcome::DeviceLinked(*d),
-            Self::Rejected => Outcome::RejectedByPeer,
+            Self::Rejected(peer) => Outcome::RejectedByPeer { peer: *peer },
             Self::Revoked => Outcome::Cancelled,
             Self::Expired => Outcome::Failed(ProtocolError::Expired.into()),
             Self::Failed(f) => Outcome::Failed(f.restore()),
@@ -683,6 +685,15 @@ impl Inviter {
         }
     }
 
+    /// [`Event::InvitationPublished`] for this invitation.
+    fn published_event(&self) -> Event {
+        Event::InvitationPublished {
+            expires_at: self.core.expires_at,
+            kind: self.core.kind,
+            locked: self.core.encryption_key_type != EncryptionKeyType::None,
+        }
+    }
+
     /// What an app lists about this flow.
     pub(crate) fn facts(&self) -> super::FlowFacts {
         let kind = match (self.core.kind, &self.delivery) {
@@ -804,7 +815,7 @@ impl Inviter {
                 let key = p.inbox.clone();
                 self.ops.start(Purpose::Watch, DhtOp::Watch { key, subkeys: vec![WRITER_SUBKEY] }, &mut out);
             }
-            out.push(Effect::Emit(Event::InvitationPublished { expires_at: self.core.expires_at }));
+            out.push(Effect::Emit(self.published_event()));
             self.start_delivery(&mut out);
         }
         // A crash while the stamp was minted: mint it again.
@@ -1009,7 +1020,7 @@ impl Inviter {
                 self.ops.start(Purpose::Watch, DhtOp::Watch { key: key.clone(), subkeys: vec![WRITER_SUBKEY] }, out);
                 self.ops.set_timer(Timer::Poll, now + POLL_INTERVAL_MS, out);
                 self.ops.set_timer(Timer::Expiry, self.core.expires_at * 1000, out);
-                out.push(Effect::Emit(Event::InvitationPublished { expires_at: self.core.expires_at }));
+                out.push(Effect::Emit(self.published_event()));
                 out.push(Effect::Persist);
                 self.start_delivery(out);
             }
@@ -1188,7 +1199,13 @@ impl Inviter {
             None => TicketSecret::Plain(secret),
             Some(l) => TicketSecret::Locked {
                 masked: password::apply_mask(&secret, &l.stretched, &l.salt, &opaque),
-                params: LockParams { salt: l.salt, m_cost_log2: l.m_cost_log2, t_cost: l.t_cost, p_cost: l.p_cost },
+                params: LockParams {
+                    salt: l.salt,
+                    m_cost_log2: l.m_cost_log2,
+                    t_cost: l.t_cost,
+                    p_cost: l.p_cost,
+                    pin: c.encryption_key_type == EncryptionKeyType::Pin,
+                },
             },
         };
         let ticket = Ticket { kind: c.kind, record: opaque, secret: ticket_secret };
@@ -1215,13 +1232,13 @@ impl Inviter {
                         Ok(contact) => {
                             self.finalize(p, FinalStatusKind::Accepted, Some((resp, contact)), now, rng, out)
                         }
-                        Err(e) => out.push(Effect::Emit(Event::ResponseIgnored { reason: e.to_string() })),
+                        Err(e) => out.push(Effect::Emit(Event::ResponseIgnored { reason: e.code() })),
                     }
                 } else {
                     self.finalize(p, FinalStatusKind::Rejected, Some((resp, Box::new(None))), now, rng, out);
                 }
             }
-            Err(e) => out.push(Effect::Emit(Event::ResponseIgnored { reason: e.to_string() })),
+            Err(e) => out.push(Effect::Emit(Event::ResponseIgnored { reason: e.code() })),
         }
     }
 
@@ -1398,7 +1415,8 @@ impl Inviter {
     fn finalize_link(&mut self, p: Published, resp: &VerifiedResponse, _now: u64, out: &mut Vec<Effect>) {
         let c = resp.content();
         let (Some(consent), Some(dh)) = (c.device_consent, c.device_dh_key) else {
-            out.push(Effect::Emit(Event::ResponseIgnored { reason: "device link accept without consent".into() }));
+            let reason = crate::error::ErrorCode::UntrustedDevice;
+            out.push(Effect::Emit(Event::ResponseIgnored { reason }));
             return;
         };
         self.ops.cancel_timer(Timer::Poll, out);
@@ -1641,7 +1659,9 @@ impl Inviter {
                 out.push(Effect::Emit(Event::DeviceLinked { identity, device }));
                 FinishedWith::DeviceLinked(device)
             }
-            (FinalStatusKind::Rejected, _) => FinishedWith::Rejected,
+            (FinalStatusKind::Rejected, _) => {
+                FinishedWith::Rejected(f.answered.as_ref().map(|a| a.snapshot.record().identity_key))
+            }
             (FinalStatusKind::Expired, _) => FinishedWith::Expired,
             (FinalStatusKind::Revoked, _) if self.pending_failure.is_some() => FinishedWith::Failed(
                 self.pending_failure.clone().unwrap_or_else(|| Failure::from(Error::Store(String::new()))),

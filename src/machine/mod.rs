@@ -400,9 +400,18 @@ pub enum Event {
     InvitationPublished {
         /// When it expires (unix seconds).
         expires_at: u64,
+        /// Contact or device link.
+        kind: InvitationKind,
+        /// Whether the ticket is locked with a PIN or password.
+        locked: bool,
     },
-    /// The ticket is locked: supply a password/PIN.
-    PasswordRequired,
+    /// The ticket is locked: supply its PIN (`pin`: digits only, show a
+    /// keypad) or password. Known from the ticket, before anything is
+    /// fetched.
+    PasswordRequired {
+        /// A PIN rather than a password.
+        pin: bool,
+    },
     /// The password was wrong (the inbox did not open).
     WrongPassword,
     /// A verified invitation: show it and ask the user.
@@ -414,8 +423,8 @@ pub enum Event {
     },
     /// The inviter saw a response it could not verify and ignored it.
     ResponseIgnored {
-        /// Why.
-        reason: String,
+        /// Why (the check that refused it).
+        reason: crate::error::ErrorCode,
     },
     /// A device link is final: `device` is now a current device of `identity`
     /// (on the new device, its identity was saved).
@@ -488,8 +497,12 @@ pub enum Outcome {
     Contact(PublicKey),
     /// A device was linked (inviter: the new device key; invitee: our device key).
     DeviceLinked(PublicKey),
-    /// The peer rejected (inviter side).
-    RejectedByPeer,
+    /// The peer rejected (inviter side): `peer` is the identity that signed
+    /// the reject (`None` for a device link's new device, which has none).
+    RejectedByPeer {
+        /// Who rejected.
+        peer: Option<PublicKey>,
+    },
     /// We rejected (invitee side).
     RejectedByUs,
     /// Revoked by the inviter / abandoned by us.
@@ -517,7 +530,7 @@ impl Outcome {
     /// One side rejected (the peer or us).
     #[must_use]
     pub fn is_rejected(&self) -> bool {
-        matches!(self, Self::RejectedByPeer | Self::RejectedByUs)
+        matches!(self, Self::RejectedByPeer { .. } | Self::RejectedByUs)
     }
     /// The new contact's identity key, if a contact was made.
     #[must_use]
