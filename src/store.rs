@@ -213,13 +213,59 @@ impl Store for MemoryStore {
 }
 
 /// A store of files: `DIR/TABLE/HEXKEY`, each written atomically.
+///
+/// A write goes to a temporary file of its own (`.HEXKEY.UNIQUE.tmp`, a name
+/// no other write uses, so concurrent writes of one key never share a
+/// file), which is synced and then renamed over `HEXKEY`: a reader sees the
+/// old value or the new one, never a mix, and the last rename wins. A write
+/// that is killed leaves its temporary file behind; [`FileStore::open`]
+/// removes such leftovers, and [`Store::list`] never returns them.
+///
+/// A store directory belongs to one process at a time (opening it removes
+/// the temporary files of writes that are not this process's own).
 #[derive(Clone, Debug)]
 pub struct FileStore {
     dir: PathBuf,
 }
 
+/// Temporary files of writes in flight in this process (so opening a second
+/// `FileStore` over the same directory does not remove them).
+static IN_FLIGHT: Mutex<Option<std::collections::HashSet<PathBuf>>> = Mutex::new(None);
+
+fn in_flight() -> std::sync::MutexGuard<'static, Option<std::collections::HashSet<PathBuf>>> {
+    IN_FLIGHT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Suffix of every temporary file a [`FileStore`] writes.
+const TMP_SUFFIX: &str = ".tmp";
+
+/// Whether a file name in a table directory is a temporary file: ours
+/// (`.HEXKEY.UNIQUE.tmp`) or the fixed `HEXKEY.tmp` of earlier versions.
+fn is_temp_name(name: &std::ffi::OsStr) -> bool {
+    let b = name.as_encoded_bytes();
+    b.starts_with(b".") || b.ends_with(TMP_SUFFIX.as_bytes())
+}
+
+/// A temporary name no other write uses: process id, a per-process
+/// counter and 64 random bits.
+fn temp_path(path: &Path) -> std::io::Result<PathBuf> {
+    use rand_core::RngCore;
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut random = [0u8; 8];
+    rand_core::OsRng.try_fill_bytes(&mut random).map_err(|_| std::io::Error::other("no randomness from the OS"))?;
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| std::io::Error::other("bad store path"))?;
+    Ok(path.with_file_name(format!(
+        ".{name}.{}-{n}-{}{TMP_SUFFIX}",
+        std::process::id(),
+        data_encoding::HEXLOWER.encode(&random)
+    )))
+}
+
 impl FileStore {
-    /// Opens (creating) a store in `dir`.
+    /// Opens (creating) a store in `dir`, and removes the temporary files
+    /// that interrupted writes left behind (other than those of writes this
+    /// process has in flight).
     pub fn open(dir: impl AsRef<Path>) -> std::io::Result<Self> {
         let dir = dir.as_ref().to_path_buf();
         for t in Table::ALL {
@@ -230,33 +276,71 @@ impl FileStore {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
         }
-        Ok(Self { dir })
+        let store = Self { dir };
+        store.remove_stale_temp_files()?;
+        Ok(store)
     }
+
+    fn remove_stale_temp_files(&self) -> std::io::Result<()> {
+        for t in Table::ALL {
+            let table = self.dir.join(t.name());
+            for e in std::fs::read_dir(&table)? {
+                let e = e?;
+                if !is_temp_name(&e.file_name()) {
+                    continue;
+                }
+                let path = e.path();
+                if in_flight().as_ref().is_some_and(|s| s.contains(&path)) {
+                    continue;
+                }
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                    _ => tracing::info!(table = t.name(), "removed the temporary file of an interrupted write"),
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn path(&self, table: Table, key: &[u8]) -> PathBuf {
         self.dir.join(table.name()).join(data_encoding::HEXLOWER.encode(key))
+    }
+}
+
+/// Removes its temporary file from [`IN_FLIGHT`] (and from disk if the
+/// write did not complete).
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        if let Some(s) = in_flight().as_mut() {
+            s.remove(&self.0);
+        }
     }
 }
 
 fn write_atomic(path: &Path, value: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let dir = path.parent().ok_or_else(|| std::io::Error::other("no parent directory"))?;
-    let tmp = path.with_extension("tmp");
+    let tmp = TempFile(temp_path(path)?);
+    in_flight().get_or_insert_with(Default::default).insert(tmp.0.clone());
     {
         let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
+        opts.write(true).create_new(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
             opts.mode(0o600);
         }
-        let mut f = opts.open(&tmp)?;
+        let mut f = opts.open(&tmp.0)?;
         f.write_all(value)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path)?;
+    std::fs::rename(&tmp.0, path)?;
+    drop(tmp);
     std::fs::File::open(dir)?.sync_all()
 }
-
 impl Store for FileStore {
     type Error = std::io::Error;
     async fn put(&self, table: Table, key: &[u8], value: &[u8]) -> Result<(), Self::Error> {
@@ -284,10 +368,19 @@ impl Store for FileStore {
             for e in std::fs::read_dir(&dir)? {
                 let e = e?;
                 let name = e.file_name();
+                // Temporary files (writes in flight, leftovers of interrupted
+                // ones) are never entries.
+                if is_temp_name(&name) {
+                    continue;
+                }
                 let Some(name) = name.to_str() else { continue };
-                // Skip leftovers of interrupted writes.
                 let Ok(key) = data_encoding::HEXLOWER.decode(name.as_bytes()) else { continue };
-                out.push((key, std::fs::read(e.path())?));
+                match std::fs::read(e.path()) {
+                    Ok(v) => out.push((key, v)),
+                    // Deleted since the directory was read.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
             }
             out.sort();
             Ok(out)
