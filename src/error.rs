@@ -188,6 +188,14 @@ pub enum Error {
     /// The store failed.
     #[error("store: {0}")]
     Store(String),
+    /// A stored record cannot be used by this version (see
+    /// [`crate::store::UnreadableReason`]). A persisted flow whose record is
+    /// of another format ends with it at start: made by an older version
+    /// ([`crate::store::UnreadableReason::MadeByOlderVersion`]: "this
+    /// invitation was made by an older version; send a new one") or a newer
+    /// one.
+    #[error("stored record: {0}")]
+    Unreadable(crate::store::UnreadableReason),
     /// A protocol outcome that ends a flow (already used, revoked, expired…).
     #[error(transparent)]
     Protocol(#[from] ProtocolError),

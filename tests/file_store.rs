@@ -53,7 +53,7 @@ async fn inviter_crashes_and_resumes_from_disk() {
     // A command round trip: the driver has finished processing that step.
     assert!(a.ticket(flow).await.unwrap().is_none());
     assert_eq!(finished(&mut bob.events, b).await, Outcome::Contact(alice.public_key()));
-    let contacts = driver::contacts(store.as_ref()).await.unwrap();
+    let contacts = driver::contacts(store.as_ref()).await.unwrap().contacts;
     assert_eq!(contacts.len(), 1);
     assert_eq!(contacts[0].profile.name(), "bob");
     assert!(store.list(Table::Flows).await.unwrap().is_empty());
@@ -80,13 +80,16 @@ async fn file_store_basics_and_corrupt_entries() {
     assert_eq!(s.list(Table::Contacts).await.unwrap().len(), 1);
     // A corrupt persisted flow is reported as a failed flow and left in the
     // store; the driver still starts (other flows resume).
-    s.put(Table::Flows, &[0u8; 16], b"{not a flow").await.unwrap();
+    // (Of the current format: one of another format is migrated, see
+    // tests/store_records.rs.)
+    let corrupt = [&[contact_invite::store::FLOW_RECORD_FORMAT][..], b"{not a flow"].concat();
+    s.put(Table::Flows, &[0u8; 16], &corrupt).await.unwrap();
     let net = MemoryNetwork::new();
     let (_h, mut events) = driver::start(net.join("x"), Arc::new(s.clone()), DriverConfig::default()).await.unwrap();
     let e = events.recv().await.unwrap();
     assert_eq!(e.flow.0, [0u8; 16]);
     assert!(matches!(e.event, Event::Finished(Outcome::Failed(contact_invite::Error::Store(_)))), "{e:?}");
-    assert_eq!(s.get(Table::Flows, &[0u8; 16]).await.unwrap().unwrap(), b"{not a flow", "nothing lost");
+    assert_eq!(s.get(Table::Flows, &[0u8; 16]).await.unwrap().unwrap(), corrupt, "nothing lost");
 }
 
 /// Names of the files in a table directory.
