@@ -242,7 +242,7 @@ pub enum Error {
     },
 }
 
-/// A stable, serializable code for every kind of [`Error`]: what a UI maps
+/// A stable, serializable code for every kind of [`Error`](enum@Error): what a UI maps
 /// to its text, the same before and after a flow is restored from the
 /// store ([`Error::code`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -290,6 +290,13 @@ pub enum ErrorCode {
     UnknownFlow,
     /// [`Error::UnknownRequest`].
     UnknownRequest,
+    /// [`Error::Unreadable`] with
+    /// [`crate::store::UnreadableReason::MadeByOlderVersion`]: "this
+    /// invitation was made by an older version; send a new one".
+    MadeByOlderVersion,
+    /// [`Error::Unreadable`] for any other reason (a record damaged, or made
+    /// by a newer version).
+    UnreadableRecord,
 }
 
 impl Error {
@@ -322,6 +329,10 @@ impl Error {
             Self::InvalidState { .. } => ErrorCode::InvalidState,
             Self::UnknownFlow { .. } => ErrorCode::UnknownFlow,
             Self::UnknownRequest { .. } => ErrorCode::UnknownRequest,
+            Self::Unreadable(crate::store::UnreadableReason::MadeByOlderVersion { .. }) => {
+                ErrorCode::MadeByOlderVersion
+            }
+            Self::Unreadable(_) => ErrorCode::UnreadableRecord,
             Self::Restored { code, .. } => code.clone(),
         }
     }

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use common::*;
 use contact_invite::dht::MemoryNetwork;
 use contact_invite::driver::{self, DriverConfig};
-use contact_invite::error::{Error, VerifyError};
+use contact_invite::error::{Error, ErrorCode, VerifyError};
 use contact_invite::machine::{Event, FlowId, Outcome, ReceiveParams, SendParams};
 use contact_invite::store::{
     FLOW_RECORD_FORMAT, MemoryStore, RECORD_FORMAT, Store, Table, UnreadableReason, UnreadableRecord,
@@ -232,6 +232,8 @@ async fn store_5_previous_format_flow_ends_with_made_by_an_older_version() {
         e.event,
         Event::Finished(Outcome::Failed(Error::Unreadable(UnreadableReason::MadeByOlderVersion { format: 5 })))
     );
+    let Event::Finished(Outcome::Failed(error)) = &e.event else { unreachable!() };
+    assert_eq!(error.code(), ErrorCode::MadeByOlderVersion, "the stable code a UI maps to its text");
     for t in [Table::Flows, Table::Invitations, Table::IdentitySnapshots] {
         assert!(store.is_empty(t), "{t:?} cleaned up");
     }
