@@ -167,8 +167,8 @@ async fn main() -> Result<(), Error> {
     until(&mut d, &mut bob, b_flow, |e| matches!(e, Event::Finished(_))).await?;
     let end_to_end = t_send.elapsed();
 
-    let ac = driver::contacts(alice.store.as_ref()).await?;
-    let bc = driver::contacts(bob.store.as_ref()).await?;
+    let ac = driver::contacts(alice.store.as_ref()).await?.contacts;
+    let bc = driver::contacts(bob.store.as_ref()).await?.contacts;
     println!();
     for (who, own, c) in ac.iter().map(|c| ("Alice", &alice, c)).chain(bc.iter().map(|c| ("Bob", &bob, c))) {
         println!(

@@ -72,8 +72,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     until(&mut a_events, "alice", |e| matches!(e, Event::Finished(_))).await?;
     until(&mut b_events, "bob", |e| matches!(e, Event::Finished(_))).await?;
 
-    let ac = driver::contacts(alice_store.as_ref()).await?;
-    let bc = driver::contacts(bob_store.as_ref()).await?;
+    let ac = driver::contacts(alice_store.as_ref()).await?.contacts;
+    let bc = driver::contacts(bob_store.as_ref()).await?.contacts;
     for (who, own, c) in ac.iter().map(|c| ("Alice", &alice, c)).chain(bc.iter().map(|c| ("Bob", &bob, c))) {
         println!(
             "{who}'s new contact: {} (identity {}), conversation record {}",

@@ -66,7 +66,7 @@ pub struct Contact {
 
 /// A contact as read from storage, before [`Contact`]'s checks.
 #[derive(Deserialize)]
-struct StoredContact {
+pub(crate) struct StoredContact {
     peer: PublicKey,
     peer_identity_record: RecordKey,
     peer_identity: SignedIdentity,

@@ -36,7 +36,7 @@ use crate::machine::{
     Job, JobOutput, LinkParams, OpId, Outcome, ReceiveParams, Refusal, RequestId, RequestInbox, RequestInboxParams,
     RequestView, Rng, SendParams, Timer,
 };
-use crate::store::{Store, Table};
+use crate::store::{Store, Table, UnreadableReason, UnreadableRecord};
 
 /// A source of wall-clock time in unix milliseconds.
 pub trait Clock: Send + Sync + 'static {
@@ -408,8 +408,25 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
     // Identity snapshots first, each decoded (and its record verified) once;
     // then every flow, against them.
     let mut all_read = true;
+    // Snapshots of an older format whose content no longer verifies: only
+    // flows of an older format can refer to them (a flow this version writes
+    // has its snapshot written in the current format first).
+    let mut obsolete_snapshots = Vec::new();
     for (key, bytes) in actor.store.list(Table::IdentitySnapshots).await.map_err(store_err)? {
-        match crate::store::decode_record::<Identity>(&bytes, "identity snapshot").and_then(SharedIdentity::new) {
+        let decoded = match bytes.first() {
+            Some(&f) if f < crate::store::RECORD_FORMAT => {
+                match crate::store::load_record::<crate::identity::StoredIdentity, Identity>(&bytes) {
+                    Ok(crate::store::Load::Current(i) | crate::store::Load::Migrated(i)) => SharedIdentity::new(i),
+                    Err(crate::store::UnreadableReason::MadeByOlderVersion { .. }) => {
+                        obsolete_snapshots.push(key);
+                        continue;
+                    }
+                    Err(e) => Err(Error::Unreadable(e)),
+                }
+            }
+            _ => crate::store::decode_record::<Identity>(&bytes, "identity snapshot").and_then(SharedIdentity::new),
+        };
+        match decoded {
             Ok(s) if s.id().as_slice() == key.as_slice() => actor.snapshots.insert(s),
             Ok(_) => {
                 all_read = false;
@@ -423,10 +440,25 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
     }
     let persisted = actor.store.list(Table::Flows).await.map_err(store_err)?;
     let mut snapshots = core::mem::take(&mut actor.snapshots);
+    // Flows of an older format, ended by the migration and told to the app.
+    let mut ended = Vec::new();
     snapshots.decode_with(|| {
         for (key, bytes) in persisted {
             let Ok(id) = <[u8; 16]>::try_from(key.as_slice()) else { continue };
             let id = FlowId(id);
+            // Another format: migrated as far as it can be (store docs).
+            if let Some(reason) = bytes.first().and_then(|&f| crate::store::migrate_flow(f)) {
+                let end = matches!(reason, crate::store::UnreadableReason::MadeByOlderVersion { .. });
+                tracing::warn!(flow = %id, reason = %reason, "a persisted flow cannot be resumed by this version");
+                let event = Event::Finished(Outcome::Failed(Error::Unreadable(reason)));
+                // Removed only once the app has been told (the event is queued).
+                if actor.events.try_send(DriverEvent { flow: id, event, round_trips: 0 }).is_ok() && end {
+                    ended.push(id);
+                } else {
+                    all_read = false;
+                }
+                continue;
+            }
             match crate::store::decode_flow(&bytes, &format!("flow {id}")) {
                 Ok(flow) => {
                     actor.flows.insert(id, flow);
@@ -452,10 +484,23 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
         }
     });
     actor.snapshots = snapshots;
+    for id in ended {
+        let r = actor.store.delete(Table::Flows, &id.0).await;
+        let r = r.and(actor.store.delete(Table::Invitations, &id.0).await);
+        if let Err(e) = r {
+            all_read = false;
+            tracing::warn!(flow = %id, error = %e, "could not remove a flow of an older format");
+        }
+    }
     // Snapshots left by a crash between writing one and the flow that uses
     // it. Kept if anything was unreadable: it may be what refers to them.
     if all_read {
         actor.delete_unreferenced_snapshots().await;
+        for sid in obsolete_snapshots {
+            if let Err(e) = actor.store.delete(Table::IdentitySnapshots, &sid).await {
+                tracing::warn!(error = %e, "could not delete an identity snapshot of an older format");
+            }
+        }
     }
     tokio::spawn(
         async move {
@@ -1238,13 +1283,85 @@ pub async fn save_contact<S: Store>(store: &S, contact: &Contact) -> Result<(), 
     store.put(Table::Contacts, contact.peer.as_bytes(), &bytes).await.map_err(store_err)
 }
 
-/// Every saved contact.
-pub async fn contacts<S: Store>(store: &S) -> Result<Vec<Contact>, Error> {
-    let mut out = Vec::new();
-    for (_, v) in store.list(Table::Contacts).await.map_err(store_err)? {
-        out.push(crate::store::decode_record(&v, "contact")?);
+/// What [`contacts`] read from the store.
+#[derive(Debug)]
+pub struct ContactList {
+    /// Every contact that loaded, sorted by peer identity key.
+    pub contacts: Vec<Contact>,
+    /// Records that did not load (damaged, failing their checks, made by an
+    /// older or newer version), each with its key (the peer's identity key
+    /// bytes) and a typed reason. They are left in the store; show them to
+    /// the user ("some contacts could not be read") rather than hide them.
+    pub unreadable: Vec<UnreadableRecord>,
+}
+
+/// What [`identities`] read from the store.
+#[derive(Debug)]
+pub struct IdentityList {
+    /// Every identity that loaded, sorted by identity key.
+    pub identities: Vec<Identity>,
+    /// Records that did not load, with their keys (identity key bytes) and
+    /// typed reasons; left in the store.
+    pub unreadable: Vec<UnreadableRecord>,
+}
+
+/// Loads every record of a contact or identity table: readable ones (those
+/// of an older format migrated and written again in the current format,
+/// best effort), and the unreadable ones with their reasons.
+async fn load_all<S: Store, R, T>(
+    store: &S,
+    table: Table,
+    key_of: impl Fn(&T) -> Vec<u8>,
+) -> Result<(Vec<T>, Vec<UnreadableRecord>), Error>
+where
+    R: serde::de::DeserializeOwned,
+    T: TryFrom<R, Error = crate::VerifyError> + serde::Serialize,
+{
+    use crate::store::Load;
+    let (mut loaded, mut unreadable) = (Vec::new(), Vec::new());
+    for (key, bytes) in store.list(table).await.map_err(store_err)? {
+        let (value, migrated) = match crate::store::load_record::<R, T>(&bytes) {
+            Ok(Load::Current(v)) => (v, false),
+            Ok(Load::Migrated(v)) => (v, true),
+            Err(reason) => {
+                tracing::warn!(table = table.name(), reason = %reason, "a stored record cannot be read; left in the store");
+                unreadable.push(UnreadableRecord { key, reason });
+                continue;
+            }
+        };
+        if key_of(&value) != key {
+            tracing::warn!(table = table.name(), "a stored record is under another key; left in the store");
+            unreadable.push(UnreadableRecord { key, reason: UnreadableReason::WrongKey });
+            continue;
+        }
+        if migrated {
+            let r = match crate::store::encode_record(&value) {
+                Ok(b) => store.put(table, &key, &b).await.map_err(store_err),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                tracing::warn!(table = table.name(), error = %e, "could not write a migrated record back");
+            }
+        }
+        loaded.push(value);
     }
-    Ok(out)
+    Ok((loaded, unreadable))
+}
+
+/// Every saved contact, and the records that could not be read.
+///
+/// One damaged record does not hide the others: every contact that loads is
+/// returned, and each record that does not is listed in
+/// [`ContactList::unreadable`] with its key and a typed
+/// [`UnreadableReason`] (and left in the store, never deleted). A contact
+/// of the previous record format loads if its content still verifies (and
+/// is written again in the current format), see [`crate::store`]. Fails
+/// only if the store itself cannot be listed.
+pub async fn contacts<S: Store>(store: &S) -> Result<ContactList, Error> {
+    let (contacts, unreadable) =
+        load_all::<S, crate::contact::StoredContact, Contact>(store, Table::Contacts, |c| c.peer.as_bytes().to_vec())
+            .await?;
+    Ok(ContactList { contacts, unreadable })
 }
 
 /// Saves this device's identity (upsert keyed by identity key). Flows that
@@ -1255,13 +1372,16 @@ pub async fn save_identity<S: Store>(store: &S, identity: &Identity) -> Result<(
 }
 
 /// Every identity saved on this device (after a device link, the new
-/// device's identity is here).
-pub async fn identities<S: Store>(store: &S) -> Result<Vec<Identity>, Error> {
-    let mut out = Vec::new();
-    for (_, v) in store.list(Table::Identity).await.map_err(store_err)? {
-        out.push(crate::store::decode_record(&v, "identity")?);
-    }
-    Ok(out)
+/// device's identity is here), and the records that could not be read: as
+/// [`contacts`], readable ones are returned and unreadable ones listed with
+/// their keys and typed reasons, and left in the store.
+pub async fn identities<S: Store>(store: &S) -> Result<IdentityList, Error> {
+    let (identities, unreadable) =
+        load_all::<S, crate::identity::StoredIdentity, Identity>(store, Table::Identity, |i| {
+            i.public_key().as_bytes().to_vec()
+        })
+        .await?;
+    Ok(IdentityList { identities, unreadable })
 }
 
 /// Reads this identity's record from the DHT and adopts it if it is newer

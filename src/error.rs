@@ -188,6 +188,14 @@ pub enum Error {
     /// The store failed.
     #[error("store: {0}")]
     Store(String),
+    /// A stored record cannot be used by this version (see
+    /// [`crate::store::UnreadableReason`]). A persisted flow whose record is
+    /// of another format ends with it at start: made by an older version
+    /// ([`crate::store::UnreadableReason::MadeByOlderVersion`]: "this
+    /// invitation was made by an older version; send a new one") or a newer
+    /// one.
+    #[error("stored record: {0}")]
+    Unreadable(crate::store::UnreadableReason),
     /// A protocol outcome that ends a flow (already used, revoked, expired…).
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
@@ -234,7 +242,7 @@ pub enum Error {
     },
 }
 
-/// A stable, serializable code for every kind of [`Error`]: what a UI maps
+/// A stable, serializable code for every kind of [`Error`](enum@Error): what a UI maps
 /// to its text, the same before and after a flow is restored from the
 /// store ([`Error::code`]).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -282,6 +290,13 @@ pub enum ErrorCode {
     UnknownFlow,
     /// [`Error::UnknownRequest`].
     UnknownRequest,
+    /// [`Error::Unreadable`] with
+    /// [`crate::store::UnreadableReason::MadeByOlderVersion`]: "this
+    /// invitation was made by an older version; send a new one".
+    MadeByOlderVersion,
+    /// [`Error::Unreadable`] for any other reason (a record damaged, or made
+    /// by a newer version).
+    UnreadableRecord,
 }
 
 impl Error {
@@ -314,6 +329,10 @@ impl Error {
             Self::InvalidState { .. } => ErrorCode::InvalidState,
             Self::UnknownFlow { .. } => ErrorCode::UnknownFlow,
             Self::UnknownRequest { .. } => ErrorCode::UnknownRequest,
+            Self::Unreadable(crate::store::UnreadableReason::MadeByOlderVersion { .. }) => {
+                ErrorCode::MadeByOlderVersion
+            }
+            Self::Unreadable(_) => ErrorCode::UnreadableRecord,
             Self::Restored { code, .. } => code.clone(),
         }
     }

@@ -51,7 +51,7 @@ pub struct Identity {
 
 /// An identity as read from storage, before [`Identity`]'s checks.
 #[derive(Deserialize)]
-struct StoredIdentity {
+pub(crate) struct StoredIdentity {
     identity_key: Option<SigningKey>,
     identity_public: PublicKey,
     device_key: SigningKey,

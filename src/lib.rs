@@ -82,8 +82,10 @@
 //!         None => panic!("driver stopped"),
 //!     }
 //! }
-//! let contacts = driver::contacts(bob_store.as_ref()).await?;
-//! assert_eq!(contacts[0].profile.name(), "Alice");
+//! // Every contact that loads, plus the records that could not be read.
+//! let list = driver::contacts(bob_store.as_ref()).await?;
+//! assert!(list.unreadable.is_empty());
+//! assert_eq!(list.contacts[0].profile.name(), "Alice");
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]

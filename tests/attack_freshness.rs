@@ -42,8 +42,8 @@ async fn linked_device(net: &MemoryNetwork, owner: &mut Party, name: &str) -> Pa
     handle.accept(d_flow).await.unwrap();
     assert!(matches!(finished(&mut events, d_flow).await, Outcome::DeviceLinked(_)));
     assert!(matches!(finished(&mut owner.events, a_flow).await, Outcome::DeviceLinked(_)));
-    owner.identity = driver::identities(owner.store.as_ref()).await.unwrap().remove(0);
-    let identity = driver::identities(store.as_ref()).await.unwrap().remove(0);
+    owner.identity = driver::identities(owner.store.as_ref()).await.unwrap().identities.remove(0);
+    let identity = driver::identities(store.as_ref()).await.unwrap().identities.remove(0);
     Party { name: name.to_owned(), identity, store, handle, events, clock }
 }
 

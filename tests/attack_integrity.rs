@@ -206,7 +206,7 @@ async fn re_encoded_link_response_still_hands_over_the_account() {
     let d_out = finished(&mut dev_events, d_flow).await;
     let Outcome::DeviceLinked(new_key) = d_out else { panic!("the new device ended {d_out:?}, the old one {a_out:?}") };
     assert_eq!(a_out, Outcome::DeviceLinked(new_key));
-    let ids = contact_invite::driver::identities(store.as_ref()).await.unwrap();
+    let ids = contact_invite::driver::identities(store.as_ref()).await.unwrap().identities;
     assert_eq!(ids.len(), 1, "the new device saved its identity with the account key");
 }
 

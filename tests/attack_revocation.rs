@@ -65,8 +65,8 @@ async fn finish_link(
         other => panic!("new device: {other:?}"),
     };
     assert_eq!(finished(&mut alice.events, a_flow).await, Outcome::DeviceLinked(new_key));
-    alice.identity = driver::identities(alice.store.as_ref()).await.unwrap().remove(0);
-    let ids = driver::identities(dev.store.as_ref()).await.unwrap();
+    alice.identity = driver::identities(alice.store.as_ref()).await.unwrap().identities.remove(0);
+    let ids = driver::identities(dev.store.as_ref()).await.unwrap().identities;
     assert_eq!(ids.len(), 1);
     ids[0].clone()
 }
@@ -131,7 +131,7 @@ async fn revoked_device_cannot_open_requests_sent_after_its_revocation() {
     })
     .await;
     let Event::RequestInboxOpen { address } = e.event else { unreachable!() };
-    alice.identity = driver::identities(alice.store.as_ref()).await.unwrap().remove(0);
+    alice.identity = driver::identities(alice.store.as_ref()).await.unwrap().identities.remove(0);
     let b_flow = bob.handle.send_request(SendParams::new(bob.identity.clone()), address, DEFAULT_MAX_MINT_BITS).await;
     let b_flow = b_flow.unwrap();
     wait_for(&mut bob.events, "delivered", |e| e.flow == b_flow && matches!(e.event, Event::RequestDelivered { .. }))
@@ -297,7 +297,7 @@ async fn a_request_inbox_opened_before_a_revocation_follows_the_rotation() {
     })
     .await;
     let Event::RequestInboxOpen { address } = e.event else { unreachable!() };
-    alice.identity = driver::identities(alice.store.as_ref()).await.unwrap().remove(0);
+    alice.identity = driver::identities(alice.store.as_ref()).await.unwrap().identities.remove(0);
     revoke(&net, &mut alice, &laptop).await;
     assert_ne!(published(&net, &alice.identity).await.record().dh_key, laptop.dh_public());
 

@@ -53,11 +53,11 @@ async fn link(net: &MemoryNetwork, alice: &mut Party, dev: &mut NewDevice) -> Id
     assert_eq!(finished(&mut alice.events, a_flow).await, Outcome::DeviceLinked(new_key));
     let _ = net;
     // Both devices saved the identity; the old one's record now lists the new device.
-    let old_saved = driver::identities(alice.store.as_ref()).await.unwrap();
+    let old_saved = driver::identities(alice.store.as_ref()).await.unwrap().identities;
     assert_eq!(old_saved.len(), 1);
     assert_eq!(old_saved[0].signed().record().device_status(&new_key), Some(DeviceStatus::Current));
     alice.identity = old_saved[0].clone();
-    let ids = driver::identities(dev.store.as_ref()).await.unwrap();
+    let ids = driver::identities(dev.store.as_ref()).await.unwrap().identities;
     assert_eq!(ids.len(), 1);
     ids[0].clone()
 }
@@ -198,8 +198,8 @@ async fn revoked_and_expired_links_leave_the_record_unchanged() {
         Outcome::Failed(Error::Protocol(ProtocolError::Expired)) => {}
         other => panic!("{other:?}"),
     }
-    assert!(driver::identities(dev.store.as_ref()).await.unwrap().is_empty());
-    assert!(driver::identities(alice.store.as_ref()).await.unwrap().is_empty());
+    assert!(driver::identities(dev.store.as_ref()).await.unwrap().identities.is_empty());
+    assert!(driver::identities(alice.store.as_ref()).await.unwrap().identities.is_empty());
     let reader = dht(&net, "reader");
     let rk = alice.identity.record_key().unwrap().clone();
     reader.open_record(&rk, None).await.unwrap();
@@ -219,7 +219,7 @@ async fn new_device_that_declines_is_not_added() {
     dev.handle.reject(d_flow).await.unwrap();
     assert_eq!(finished(&mut dev.events, d_flow).await, Outcome::RejectedByUs);
     assert_eq!(finished(&mut alice.events, a_flow).await, Outcome::RejectedByPeer { peer: None });
-    assert!(driver::identities(alice.store.as_ref()).await.unwrap().is_empty());
+    assert!(driver::identities(alice.store.as_ref()).await.unwrap().identities.is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -245,8 +245,8 @@ async fn a_link_ticket_links_one_device_only() {
         Outcome::Failed(Error::Protocol(ProtocolError::AlreadyUsed | ProtocolError::InboxClosed)) => {}
         other => panic!("second device: {other:?}"),
     }
-    assert!(driver::identities(second.store.as_ref()).await.unwrap().is_empty());
-    let record = driver::identities(alice.store.as_ref()).await.unwrap().remove(0);
+    assert!(driver::identities(second.store.as_ref()).await.unwrap().identities.is_empty());
+    let record = driver::identities(alice.store.as_ref()).await.unwrap().identities.remove(0);
     let devices = &record.signed().record().devices;
     assert_eq!(
         devices.iter().filter(|d| d.status == DeviceStatus::Current).count(),

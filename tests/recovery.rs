@@ -242,10 +242,10 @@ async fn link_scenario(crash_old: Option<u64>, crash_new: Option<u64>) -> (Outco
     }
     let (a_out, d_out) = (a_out.expect("old device finished"), d_out.expect("new device finished"));
     if let Outcome::DeviceLinked(dev) = d_out {
-        let ids = driver::identities(store.as_ref()).await.unwrap();
+        let ids = driver::identities(store.as_ref()).await.unwrap().identities;
         assert_eq!(ids.len(), 1, "the new device saved its identity exactly once");
         assert_eq!(ids[0].device_public(), dev);
-        let old = driver::identities(alice.store.as_ref()).await.unwrap();
+        let old = driver::identities(alice.store.as_ref()).await.unwrap().identities;
         assert_eq!(old.len(), 1);
         let listed = old[0].signed().record().devices.iter().filter(|d| d.device_key == dev).count();
         assert_eq!(listed, 1, "the old device's record lists the new device once");

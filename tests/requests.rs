@@ -20,7 +20,7 @@ async fn open_inbox(p: &mut Party, pow_bits: u32) -> (FlowId, Address) {
             .await;
     let Event::RequestInboxOpen { address } = e.event else { unreachable!() };
     // The identity saved by the inbox now lists it; later flows use that one.
-    p.identity = contact_invite::driver::identities(p.store.as_ref()).await.unwrap().remove(0);
+    p.identity = contact_invite::driver::identities(p.store.as_ref()).await.unwrap().identities.remove(0);
     // The address survives its URI form.
     let scheme = UriScheme::new("chat").unwrap();
     assert_eq!(Address::from_uri(&address.to_uri(&scheme), &scheme).unwrap(), address);

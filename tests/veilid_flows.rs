@@ -122,8 +122,10 @@ async fn flows(net: &LocalNetwork) {
     assert_eq!(finished(&mut alice, a_flow).await, Outcome::Contact(bob.identity.public_key()));
     assert_eq!(finished(&mut bob, b_flow).await, Outcome::Contact(alice.identity.public_key()));
     let end_to_end = t0.elapsed();
-    let (ac, bc) =
-        (driver::contacts(alice.store.as_ref()).await.unwrap(), driver::contacts(bob.store.as_ref()).await.unwrap());
+    let (ac, bc) = (
+        driver::contacts(alice.store.as_ref()).await.unwrap().contacts,
+        driver::contacts(bob.store.as_ref()).await.unwrap().contacts,
+    );
     assert_eq!((ac.len(), bc.len()), (1, 1));
     assert_eq!(ac[0].conversation_key(), bc[0].conversation_key());
     assert_eq!(ac[0].remote_conversation.opaque(), bc[0].local_conversation.opaque());
@@ -205,7 +207,7 @@ async fn flows(net: &LocalNetwork) {
     .unwrap();
     assert_eq!(outcome, Outcome::Contact(carol.identity.public_key()));
     assert_eq!(finished(&mut carol, c_flow).await, Outcome::Contact(alice.identity.public_key()));
-    assert_eq!(driver::contacts(tstore.as_ref()).await.unwrap().len(), 1);
+    assert_eq!(driver::contacts(tstore.as_ref()).await.unwrap().contacts.len(), 1);
     assert!(tstore.list(Table::Flows).await.unwrap().is_empty());
 
     // 6. A request to a known address: Bob opens a request inbox, Carol
@@ -269,7 +271,7 @@ async fn flows(net: &LocalNetwork) {
     .unwrap();
     let Outcome::DeviceLinked(tablet) = dev_outcome else { panic!("{dev_outcome:?}") };
     assert_eq!(finished(&mut alice, l_flow).await, Outcome::DeviceLinked(tablet));
-    let ids = driver::identities(dev_store.as_ref()).await.unwrap();
+    let ids = driver::identities(dev_store.as_ref()).await.unwrap().identities;
     assert_eq!(ids.len(), 1);
     assert_eq!(ids[0].public_key(), alice.identity.public_key());
     assert_eq!(ids[0].signed().record().device_status(&tablet), Some(DeviceStatus::Current));
@@ -277,6 +279,7 @@ async fn flows(net: &LocalNetwork) {
     let mut bob_contact = driver::contacts(bob.store.as_ref())
         .await
         .unwrap()
+        .contacts
         .into_iter()
         .find(|c| c.peer == alice.identity.public_key())
         .unwrap();

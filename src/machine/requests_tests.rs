@@ -43,7 +43,7 @@ async fn bob(net: &MemoryNetwork) -> Target {
             break;
         }
     }
-    let identity = driver::identities(store.as_ref()).await.unwrap().remove(0);
+    let identity = driver::identities(store.as_ref()).await.unwrap().identities.remove(0);
     let info = identity.signed().record().request_inbox.clone().unwrap();
     Target { identity, info, events, _driver: h, flow }
 }

@@ -58,7 +58,7 @@ impl Party {
         self.events = e;
     }
     pub(crate) async fn contacts(&self) -> Vec<contact_invite::contact::Contact> {
-        driver::contacts(self.store.as_ref()).await.unwrap()
+        driver::contacts(self.store.as_ref()).await.unwrap().contacts
     }
 }
 
