@@ -362,7 +362,7 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
     // then every flow, against them.
     let mut all_read = true;
     for (key, bytes) in actor.store.list(Table::IdentitySnapshots).await.map_err(store_err)? {
-        match crate::store::decode_record::<Identity>(&bytes, "identity snapshot").and_then(SharedIdentity::new) {
+        match Identity::from_store_record(&bytes, "identity snapshot").and_then(SharedIdentity::new) {
             Ok(s) if s.id().as_slice() == key.as_slice() => actor.snapshots.insert(s),
             Ok(_) => {
                 all_read = false;
@@ -873,7 +873,7 @@ impl<D: Dht, S: Store> Actor<D, S> {
             && self.snapshots.intern(shared)
         {
             let sid = *shared.id();
-            let bytes = crate::store::encode_record::<Identity>(shared);
+            let bytes = shared.to_store_record();
             let r = match bytes {
                 Ok(b) => self.store.put(Table::IdentitySnapshots, &sid, &b).await.map_err(store_err),
                 Err(e) => Err(e),
@@ -958,7 +958,7 @@ impl<D: Dht, S: Store> Actor<D, S> {
                     // A contact made again with the same peer keeps its
                     // safety-number verification (same keys, same number).
                     if let Ok(Some(old)) = self.store.get(Table::Contacts, c.peer.as_bytes()).await
-                        && let Ok(old) = crate::store::decode_record::<Contact>(&old, "contact")
+                        && let Ok(old) = Contact::from_store_record(&old, "contact")
                     {
                         c.keep_verification_from(&old);
                     }
@@ -1169,7 +1169,7 @@ async fn run_op<D: Dht>(dht: &D, request: DhtOp) -> Result<DhtOutput, DhtFailure
 
 /// Saves a contact (upsert keyed by peer identity).
 pub async fn save_contact<S: Store>(store: &S, contact: &Contact) -> Result<(), Error> {
-    let bytes = crate::store::encode_record(contact)?;
+    let bytes = contact.to_store_record()?;
     store.put(Table::Contacts, contact.peer.as_bytes(), &bytes).await.map_err(store_err)
 }
 
@@ -1177,7 +1177,7 @@ pub async fn save_contact<S: Store>(store: &S, contact: &Contact) -> Result<(), 
 pub async fn contacts<S: Store>(store: &S) -> Result<Vec<Contact>, Error> {
     let mut out = Vec::new();
     for (_, v) in store.list(Table::Contacts).await.map_err(store_err)? {
-        out.push(crate::store::decode_record(&v, "contact")?);
+        out.push(Contact::from_store_record(&v, "contact")?);
     }
     Ok(out)
 }
@@ -1185,7 +1185,7 @@ pub async fn contacts<S: Store>(store: &S) -> Result<Vec<Contact>, Error> {
 /// Saves this device's identity (upsert keyed by identity key). Flows that
 /// change it (device links) save it themselves.
 pub async fn save_identity<S: Store>(store: &S, identity: &Identity) -> Result<(), Error> {
-    let bytes = crate::store::encode_record(identity)?;
+    let bytes = identity.to_store_record()?;
     store.put(Table::Identity, identity.public_key().as_bytes(), &bytes).await.map_err(store_err)
 }
 
@@ -1194,7 +1194,7 @@ pub async fn save_identity<S: Store>(store: &S, identity: &Identity) -> Result<(
 pub async fn identities<S: Store>(store: &S) -> Result<Vec<Identity>, Error> {
     let mut out = Vec::new();
     for (_, v) in store.list(Table::Identity).await.map_err(store_err)? {
-        out.push(crate::store::decode_record(&v, "identity")?);
+        out.push(Identity::from_store_record(&v, "identity")?);
     }
     Ok(out)
 }

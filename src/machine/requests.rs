@@ -246,6 +246,7 @@ enum State {
 /// The request inbox machine (see the module docs).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RequestInbox {
+    #[serde(with = "crate::identity::persist")]
     identity: Identity,
     owner: SigningKey,
     writer: SigningKey,
