@@ -207,8 +207,8 @@ pub fn decode_flows(
 ) -> Vec<(crate::machine::FlowId, crate::machine::Flow)> {
     let mut held = crate::identity::Snapshots::default();
     for (_, bytes) in snapshots {
-        if let Ok(s) =
-            crate::store::decode_record(bytes, "identity snapshot").and_then(crate::identity::SharedIdentity::new)
+        if let Ok(s) = crate::identity::Identity::from_store_record(bytes, "identity snapshot")
+            .and_then(crate::identity::SharedIdentity::new)
         {
             held.insert(s);
         }

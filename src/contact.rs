@@ -33,12 +33,17 @@ pub enum Role {
 /// Contacts are keyed by the peer's identity key: completing a second
 /// invitation with the same person updates the contact instead of duplicating it.
 ///
-/// Loading one (deserializing it, e.g. from a store) checks it again
+/// It holds secrets (the conversation key, the key that writes our
+/// conversation record, the records' encryption secrets), so it implements
+/// neither `Serialize` nor `Deserialize` (SER-1): only this crate persists
+/// it ([`crate::driver::save_contact`], [`crate::driver::contacts`]). To
+/// show it, log it or hand it to a UI, use [`Contact::view`].
+///
+/// Loading one from a store checks it again
 /// (STORE-1): the peer's identity record must belong to `peer` and name
 /// `peer_identity_record` as its location; a stored contact that does not is
 /// refused rather than trusted.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(try_from = "StoredContact")]
+#[derive(Clone)]
 pub struct Contact {
     /// The peer's identity key (the contact's id).
     pub peer: PublicKey,
@@ -62,6 +67,84 @@ pub struct Contact {
     verified_at: Option<u64>,
     local_conversation_owner: SigningKey,
     conversation_key: SecretKey,
+}
+
+/// What an app may show, log or send to its UI about a [`Contact`]: the
+/// peer's key and profile, the records' opaque keys, how and when it was
+/// made and verified; no secret (no conversation key, no record owner key,
+/// no record encryption secret). It serializes (serde) to a stable form;
+/// keys as lowercase hex strings in human-readable formats such as JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContactView {
+    /// The peer's identity key (the contact's id).
+    pub peer: PublicKey,
+    /// The peer's profile.
+    pub profile: Profile,
+    /// Our side.
+    pub role: Role,
+    /// When it became final (unix seconds).
+    pub established_at: u64,
+    /// When the user verified the safety number (unix seconds), if ever.
+    pub verified_at: Option<u64>,
+    /// The opaque key of the peer's identity record.
+    #[serde(with = "crate::identity::persist::opaque")]
+    pub peer_identity_record: [u8; 32],
+    /// The opaque key of our conversation record.
+    #[serde(with = "crate::identity::persist::opaque")]
+    pub local_conversation: [u8; 32],
+    /// The opaque key of the peer's conversation record.
+    #[serde(with = "crate::identity::persist::opaque")]
+    pub remote_conversation: [u8; 32],
+}
+
+impl ContactView {
+    /// The contact's safety number seen from `own` (our identity key), as
+    /// [`Contact::safety_number`] gives it: it depends on the two public
+    /// keys only.
+    pub fn safety_number(&self, own: &PublicKey) -> SafetyNumber {
+        SafetyNumber::new(own, &self.peer)
+    }
+}
+
+/// A contact as written to storage (the same fields, in the same order, as
+/// [`StoredContact`]: the store's encoding).
+#[derive(Serialize)]
+struct StoredContactRef<'a> {
+    peer: &'a PublicKey,
+    peer_identity_record: &'a RecordKey,
+    peer_identity: &'a SignedIdentity,
+    profile: &'a Profile,
+    local_conversation: &'a RecordKey,
+    remote_conversation: &'a RecordKey,
+    via_inbox: &'a [u8; 32],
+    role: &'a Role,
+    established_at: &'a u64,
+    verified_at: &'a Option<u64>,
+    local_conversation_owner: &'a SigningKey,
+    conversation_key: &'a SecretKey,
+}
+
+impl crate::identity::persist::Persist for Contact {
+    fn persist<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        StoredContactRef {
+            peer: &self.peer,
+            peer_identity_record: &self.peer_identity_record,
+            peer_identity: &self.peer_identity,
+            profile: &self.profile,
+            local_conversation: &self.local_conversation,
+            remote_conversation: &self.remote_conversation,
+            via_inbox: &self.via_inbox,
+            role: &self.role,
+            established_at: &self.established_at,
+            verified_at: &self.verified_at,
+            local_conversation_owner: &self.local_conversation_owner,
+            conversation_key: &self.conversation_key,
+        }
+        .serialize(s)
+    }
+    fn restore<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::try_from(StoredContact::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
 }
 
 /// A contact as read from storage, before [`Contact`]'s checks.
@@ -104,6 +187,31 @@ impl TryFrom<StoredContact> for Contact {
 }
 
 impl Contact {
+    /// Its public view: what an app may show, log or serialize.
+    pub fn view(&self) -> ContactView {
+        ContactView {
+            peer: self.peer,
+            profile: self.profile.clone(),
+            role: self.role,
+            established_at: self.established_at,
+            verified_at: self.verified_at,
+            peer_identity_record: *self.peer_identity_record.opaque(),
+            local_conversation: *self.local_conversation.opaque(),
+            remote_conversation: *self.remote_conversation.opaque(),
+        }
+    }
+
+    /// Encodes it as a store record (crate-private: see
+    /// [`crate::identity::persist`]).
+    pub(crate) fn to_store_record(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {
+        crate::identity::persist::encode(self)
+    }
+
+    /// Decodes and checks (STORE-1) a store record of a contact.
+    pub(crate) fn from_store_record(b: &[u8], what: &str) -> Result<Self, crate::Error> {
+        crate::identity::persist::decode(b, what)
+    }
+
     /// STORE-1: the peer's identity record belongs to `peer` and names
     /// `peer_identity_record` as its location. Checked when a contact is
     /// loaded and before it verifies anything (its fields are public).
@@ -269,7 +377,6 @@ mod tests {
 
     use super::*;
     use crate::identity::Identity;
-    use crate::store::{decode_record, encode_record};
 
     fn published(name: &str, at: u8) -> Identity {
         let mut id = Identity::generate(Profile::new(name).unwrap(), "d", 1_795_305_600, &mut OsRng).unwrap();
@@ -299,7 +406,7 @@ mod tests {
     fn store_1_a_contact_with_a_swapped_identity_record_is_refused_and_verifies_nothing() {
         let (alice, bob, mallory) = (published("alice", 10), published("bob", 11), published("mallory", 12));
         let genuine = contact_of(&alice);
-        let back: Contact = decode_record(&encode_record(&genuine).unwrap(), "contact").unwrap();
+        let back = Contact::from_store_record(&genuine.to_store_record().unwrap(), "contact").unwrap();
         assert_eq!(back.peer, alice.public_key());
         let msg = alice.sign_message(&bob.public_key(), b"hi");
         assert!(genuine.verify_message(&bob.public_key(), b"hi", &msg).is_ok());
@@ -308,7 +415,7 @@ mod tests {
         let mut swapped = genuine.clone();
         swapped.peer_identity = mallory.signed().clone();
         swapped.peer_identity_record = mallory.record_key().unwrap().clone();
-        let r: Result<Contact, _> = decode_record(&encode_record(&swapped).unwrap(), "contact");
+        let r = Contact::from_store_record(&swapped.to_store_record().unwrap(), "contact");
         assert!(r.is_err(), "a contact with another identity's record was loaded");
         // Mutated in memory: it verifies nothing, not Mallory's message made
         // to pass as Alice's (her device, signing in Alice's context), not
@@ -329,7 +436,7 @@ mod tests {
         // Alice's record, but a location it does not name.
         let mut moved = genuine.clone();
         moved.peer_identity_record = RecordKey::new([13; 32], None);
-        let r: Result<Contact, _> = decode_record(&encode_record(&moved).unwrap(), "contact");
+        let r = Contact::from_store_record(&moved.to_store_record().unwrap(), "contact");
         assert!(r.is_err(), "a contact naming another location was loaded");
         assert!(moved.verify_message(&bob.public_key(), b"hi", &msg).is_err());
     }

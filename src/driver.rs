@@ -424,7 +424,7 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
                     Err(e) => Err(Error::Unreadable(e)),
                 }
             }
-            _ => crate::store::decode_record::<Identity>(&bytes, "identity snapshot").and_then(SharedIdentity::new),
+            _ => Identity::from_store_record(&bytes, "identity snapshot").and_then(SharedIdentity::new),
         };
         match decoded {
             Ok(s) if s.id().as_slice() == key.as_slice() => actor.snapshots.insert(s),
@@ -979,7 +979,7 @@ impl<D: Dht, S: Store> Actor<D, S> {
             && self.snapshots.intern(shared)
         {
             let sid = *shared.id();
-            let bytes = crate::store::encode_record::<Identity>(shared);
+            let bytes = shared.to_store_record();
             let r = match bytes {
                 Ok(b) => self.store.put(Table::IdentitySnapshots, &sid, &b).await.map_err(store_err),
                 Err(e) => Err(e),
@@ -1064,7 +1064,7 @@ impl<D: Dht, S: Store> Actor<D, S> {
                     // A contact made again with the same peer keeps its
                     // safety-number verification (same keys, same number).
                     if let Ok(Some(old)) = self.store.get(Table::Contacts, c.peer.as_bytes()).await
-                        && let Ok(old) = crate::store::decode_record::<Contact>(&old, "contact")
+                        && let Ok(old) = Contact::from_store_record(&old, "contact")
                     {
                         c.keep_verification_from(&old);
                     }
@@ -1279,7 +1279,7 @@ async fn run_op<D: Dht>(dht: &D, request: DhtOp) -> Result<DhtOutput, DhtFailure
 
 /// Saves a contact (upsert keyed by peer identity).
 pub async fn save_contact<S: Store>(store: &S, contact: &Contact) -> Result<(), Error> {
-    let bytes = crate::store::encode_record(contact)?;
+    let bytes = contact.to_store_record()?;
     store.put(Table::Contacts, contact.peer.as_bytes(), &bytes).await.map_err(store_err)
 }
 
@@ -1315,7 +1315,7 @@ async fn load_all<S: Store, R, T>(
 ) -> Result<(Vec<T>, Vec<UnreadableRecord>), Error>
 where
     R: serde::de::DeserializeOwned,
-    T: TryFrom<R, Error = crate::VerifyError> + serde::Serialize,
+    T: TryFrom<R, Error = crate::VerifyError> + crate::identity::persist::Persist,
 {
     use crate::store::Load;
     let (mut loaded, mut unreadable) = (Vec::new(), Vec::new());
@@ -1335,7 +1335,7 @@ where
             continue;
         }
         if migrated {
-            let r = match crate::store::encode_record(&value) {
+            let r = match crate::identity::persist::encode(&value) {
                 Ok(b) => store.put(table, &key, &b).await.map_err(store_err),
                 Err(e) => Err(e),
             };
@@ -1367,7 +1367,7 @@ pub async fn contacts<S: Store>(store: &S) -> Result<ContactList, Error> {
 /// Saves this device's identity (upsert keyed by identity key). Flows that
 /// change it (device links) save it themselves.
 pub async fn save_identity<S: Store>(store: &S, identity: &Identity) -> Result<(), Error> {
-    let bytes = crate::store::encode_record(identity)?;
+    let bytes = identity.to_store_record()?;
     store.put(Table::Identity, identity.public_key().as_bytes(), &bytes).await.map_err(store_err)
 }
 

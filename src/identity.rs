@@ -34,12 +34,17 @@ pub fn identity_record_schema() -> Schema {
 ///
 /// `Debug` shows only public keys.
 ///
-/// Loading one (deserializing it, e.g. from a store) checks it again
+/// It holds secrets, so it implements neither `Serialize` nor `Deserialize`
+/// (SER-1): only this crate persists it, through a store
+/// ([`crate::driver::save_identity`], [`crate::driver::identities`]) or
+/// inside a flow's state. To show it, log it or hand it to a UI, use
+/// [`Identity::view`].
+///
+/// Loading one from a store checks it again
 /// (STORE-2): its keys must be those of its signed record (identity key,
 /// this device listed in it, the account secret deriving its DH key) and its
 /// location the one the record names; anything else is refused.
-#[derive(Clone, Serialize, Deserialize)]
-#[serde(try_from = "StoredIdentity")]
+#[derive(Clone)]
 pub struct Identity {
     identity_key: Option<SigningKey>,
     identity_public: PublicKey,
@@ -47,6 +52,18 @@ pub struct Identity {
     account_key: SecretKey,
     record_key: Option<RecordKey>,
     signed: SignedIdentity,
+}
+
+/// An identity as written to storage (the same fields, in the same order,
+/// as [`StoredIdentity`]: the store's encoding).
+#[derive(Serialize)]
+struct StoredIdentityRef<'a> {
+    identity_key: &'a Option<SigningKey>,
+    identity_public: &'a PublicKey,
+    device_key: &'a SigningKey,
+    account_key: &'a SecretKey,
+    record_key: &'a Option<RecordKey>,
+    signed: &'a SignedIdentity,
 }
 
 /// An identity as read from storage, before [`Identity`]'s checks.
@@ -91,6 +108,166 @@ impl TryFrom<StoredIdentity> for Identity {
             signed: s.signed,
         })
     }
+}
+
+impl persist::Persist for Identity {
+    fn persist<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        StoredIdentityRef {
+            identity_key: &self.identity_key,
+            identity_public: &self.identity_public,
+            device_key: &self.device_key,
+            account_key: &self.account_key,
+            record_key: &self.record_key,
+            signed: &self.signed,
+        }
+        .serialize(s)
+    }
+    fn restore<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::try_from(StoredIdentity::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Persistence of the types that hold secrets ([`Identity`],
+/// [`crate::contact::Contact`]), reachable only inside this crate (SER-1).
+///
+/// Those types implement neither `Serialize` nor `Deserialize`, so an app
+/// cannot serialize one by accident (to show it, log it or send it to its
+/// UI: their views are for that). The store encodes them through
+/// [`Stored`]; flow states that hold one mark the field
+/// `#[serde(with = "crate::identity::persist")]`. The encoding is what
+/// `#[derive(Serialize)]` on their stored fields gives (unchanged from when
+/// they derived it), and loading runs their checks (STORE-1, STORE-2).
+pub(crate) mod persist {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// A type holding secrets that this crate persists.
+    pub(crate) trait Persist: Sized {
+        /// Writes its stored form.
+        fn persist<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error>;
+        /// Reads its stored form, checking it.
+        fn restore<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error>;
+    }
+
+    /// `Stored(&value)` serializes a [`Persist`] value; `Stored<T>`
+    /// deserializes one.
+    pub(crate) struct Stored<T>(pub(crate) T);
+
+    impl<T: Persist> Serialize for Stored<&T> {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            self.0.persist(s)
+        }
+    }
+
+    impl<'de, T: Persist> Deserialize<'de> for Stored<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            T::restore(d).map(Stored)
+        }
+    }
+
+    /// Encoded like `T` (as serde encodes a `Box`).
+    impl<T: Persist> Persist for Box<T> {
+        fn persist<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            (**self).persist(s)
+        }
+        fn restore<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            T::restore(d).map(Box::new)
+        }
+    }
+
+    /// Encoded as serde encodes an `Option`.
+    impl<T: Persist> Persist for Option<T> {
+        fn persist<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            match self {
+                Some(v) => s.serialize_some(&Stored(v)),
+                None => s.serialize_none(),
+            }
+        }
+        fn restore<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            Ok(Option::<Stored<T>>::deserialize(d)?.map(|v| v.0))
+        }
+    }
+
+    /// For `#[serde(with = "crate::identity::persist")]`.
+    pub(crate) fn serialize<T: Persist, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        v.persist(s)
+    }
+
+    /// For `#[serde(with = "crate::identity::persist")]`.
+    pub(crate) fn deserialize<'de, T: Persist, D: Deserializer<'de>>(d: D) -> Result<T, D::Error> {
+        T::restore(d)
+    }
+
+    /// Encodes a value as a store record ([`crate::store::encode_record`]).
+    pub(crate) fn encode<T: Persist>(v: &T) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {
+        crate::store::encode_record(&Stored(v))
+    }
+
+    /// Decodes (and checks) a store record written by [`encode`].
+    pub(crate) fn decode<T: Persist>(b: &[u8], what: &str) -> Result<T, crate::Error> {
+        crate::store::decode_record::<Stored<T>>(b, what).map(|v| v.0)
+    }
+
+    /// A record's opaque key (not secret) as it appears in the public
+    /// views: lowercase hex in human-readable formats, 32 bytes in others.
+    pub(crate) mod opaque {
+        use serde::{Deserializer, Serializer};
+
+        pub(crate) fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+            struct Hex<'a>(&'a [u8; 32]);
+            impl core::fmt::Display for Hex<'_> {
+                fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                    crate::crypto::write_hex(f, self.0)
+                }
+            }
+            crate::crypto::serialize_id(&Hex(v), "RecordKey", v, s)
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+            crate::crypto::deserialize_id("RecordKey", "record key", d)
+        }
+
+        /// The same for an optional key.
+        pub(crate) mod option {
+            use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+            #[derive(Serialize, Deserialize)]
+            #[serde(transparent)]
+            struct Opaque(#[serde(with = "super")] [u8; 32]);
+
+            pub(crate) fn serialize<S: Serializer>(v: &Option<[u8; 32]>, s: S) -> Result<S::Ok, S::Error> {
+                v.map(Opaque).serialize(s)
+            }
+
+            pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 32]>, D::Error> {
+                Ok(Option::<Opaque>::deserialize(d)?.map(|o| o.0))
+            }
+        }
+    }
+}
+
+/// What an app may show, log or send to its UI about an [`Identity`]:
+/// public keys and the public data of its signed record, no secret. It
+/// serializes (serde) to a stable form; keys as lowercase hex strings in
+/// human-readable formats such as JSON.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityView {
+    /// The identity (account) key.
+    pub identity: PublicKey,
+    /// This device's key.
+    pub device: PublicKey,
+    /// Whether this device holds the identity key (it can change the record,
+    /// link and revoke devices).
+    pub holds_identity_key: bool,
+    /// The opaque key of the identity record's location, once published
+    /// (never its encryption secret).
+    #[serde(with = "persist::opaque::option")]
+    pub record: Option<[u8; 32]>,
+    /// The profile in the identity record.
+    pub profile: Option<Profile>,
+    /// The signed record's sequence number.
+    pub seq: u64,
+    /// The devices the signed record lists.
+    pub devices: Vec<DeviceEntry>,
 }
 
 impl fmt::Debug for Identity {
@@ -138,6 +315,27 @@ impl Identity {
         })
     }
 
+    /// Its public view: what an app may show, log or serialize.
+    pub fn view(&self) -> IdentityView {
+        let r = self.signed.record();
+        IdentityView {
+            identity: self.identity_public,
+            device: self.device_key.public(),
+            holds_identity_key: self.identity_key.is_some(),
+            record: self.record_key.as_ref().map(|k| *k.opaque()),
+            profile: r.profile.clone(),
+            seq: r.seq,
+            devices: r.devices.clone(),
+        }
+    }
+    /// Encodes it as a store record (crate-private: see [`persist`]).
+    pub(crate) fn to_store_record(&self) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {
+        persist::encode(self)
+    }
+    /// Decodes and checks (STORE-2) a store record of an identity.
+    pub(crate) fn from_store_record(b: &[u8], what: &str) -> Result<Self, crate::Error> {
+        persist::decode(b, what)
+    }
     /// The identity (account) key.
     pub fn public_key(&self) -> PublicKey {
         self.identity_public
@@ -423,7 +621,7 @@ struct Snapshot {
 const SNAPSHOT_ID_LABEL: &str = "contact-invite v1 2026-11 identity snapshot id";
 
 fn snapshot_id(identity: &Identity) -> Result<[u8; 32], crate::Error> {
-    let bytes = crate::store::encode_record(identity)?;
+    let bytes = identity.to_store_record()?;
     let mut h = blake3::Hasher::new_derive_key(SNAPSHOT_ID_LABEL);
     h.update(&bytes);
     Ok(*h.finalize().as_bytes())
@@ -615,11 +813,10 @@ mod rotation_tests {
     /// refused, never trusted as loaded.
     #[test]
     fn store_2_a_tampered_stored_identity_is_refused() {
-        use crate::store::{decode_record, encode_record};
         let (phone, linked) = account(1, "device");
         let other = Identity::generate(Profile::new("mallory").unwrap(), "m", NOW, &mut OsRng).unwrap();
         for ok in [&phone, &linked[0]] {
-            let back: Identity = decode_record(&encode_record(ok).unwrap(), "identity").unwrap();
+            let back = Identity::from_store_record(&ok.to_store_record().unwrap(), "identity").unwrap();
             assert_eq!(back.device_public(), ok.device_public());
         }
         let mut tampered = Vec::new();
@@ -639,7 +836,7 @@ mod rotation_tests {
         t.record_key = Some(RecordKey::new([8; 32], None));
         tampered.push(("location not the record's", t));
         for (what, t) in tampered {
-            let r: Result<Identity, _> = decode_record(&encode_record(&t).unwrap(), "identity");
+            let r = Identity::from_store_record(&t.to_store_record().unwrap(), "identity");
             assert!(r.is_err(), "{what}: loaded as if genuine");
         }
     }

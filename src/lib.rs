@@ -39,7 +39,10 @@
 //!    renders). Every state is persisted before its effects, so restarting
 //!    the driver on the same store resumes every flow.
 //! 3. Tickets and their text forms in [`encoding`]; contacts in
-//!    [`contact`].
+//!    [`contact`]. A [`contact::Contact`] or [`identity::Identity`] holds
+//!    secrets and has no serde form; show, log or serialize their views
+//!    ([`contact::Contact::view`], [`identity::Identity::view`]). Ids
+//!    (public keys, flow and request ids) print and parse as lowercase hex.
 //!
 //! # Quick start: a complete invitation on the in-memory DHT
 //!

@@ -15,15 +15,26 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use contact_invite::crypto::SecretKey;
+use contact_invite::crypto::{PublicKey, SecretKey, SigningKey};
 use contact_invite::dht::{MemoryNetwork, OpCounts, RecordKey};
 use contact_invite::driver;
 use contact_invite::error::{Error, ProtocolError};
 use contact_invite::identity::Identity;
 use contact_invite::machine::{Event, FlowId, LinkParams, Outcome, ReceiveParams, SendParams};
-use contact_invite::message::DeviceStatus;
-use contact_invite::store::MemoryStore;
+use contact_invite::message::{DeviceStatus, SignedIdentity};
+use contact_invite::store::{MemoryStore, Store, Table};
 use rand_core::OsRng;
+
+/// The layout of a stored identity (table `identity`, after the version byte).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredIdentity {
+    identity_key: Option<SigningKey>,
+    identity_public: PublicKey,
+    device_key: SigningKey,
+    account_key: SecretKey,
+    record_key: Option<RecordKey>,
+    signed: SignedIdentity,
+}
 
 /// Links a new device named `name` to `owner` through the device-link flow;
 /// returns it as a party holding the linked identity (no identity key).
@@ -95,15 +106,27 @@ async fn revoked_device_naming_a_missing_identity_record_is_not_taken_for_its_ow
     let mut phone = linked_device(&net, &mut alice, "alice-phone").await;
     revoke(&net, &mut alice, &phone).await;
 
-    // The thief points the identity's location somewhere nothing is published.
-    let mut v = serde_json::to_value(&phone.identity).unwrap();
-    v["record_key"] = serde_json::to_value(RecordKey::new([0x66; 32], Some(SecretKey::generate(&mut OsRng)))).unwrap();
+    // The thief points the identity's location somewhere nothing is
+    // published, editing the stored record (the identity has no public
+    // serde form, SER-1: the store's layout is mirrored here).
+    let store = MemoryStore::new();
+    driver::save_identity(&store, &phone.identity).await.unwrap();
+    let key = phone.identity.public_key();
+    let record = store.get(Table::Identity, key.as_bytes()).await.unwrap().unwrap();
+    let mut stored: StoredIdentity = postcard::from_bytes(&record[1..]).unwrap();
+    stored.record_key = Some(RecordKey::new([0x66; 32], Some(SecretKey::generate(&mut OsRng))));
+    let mut edited = record[..1].to_vec();
+    edited.extend(postcard::to_allocvec(&stored).unwrap());
+    store.put(Table::Identity, key.as_bytes(), &edited).await.unwrap();
     // STORE-2: an identity whose location is not the one its signed record
     // names is refused when loaded; a thief who patches the library instead
     // makes invitations naming another location than their signed snapshot,
     // which the invitee refuses (FRESH-1, vector `invitation_other_location`).
-    let tampered: Result<contact_invite::identity::Identity, _> = serde_json::from_value(v);
-    assert!(tampered.is_err(), "a stored identity naming an unsigned location was loaded");
+    let tampered = driver::identities(&store).await.unwrap();
+    assert!(
+        tampered.identities.is_empty() && tampered.unreadable.len() == 1,
+        "a stored identity naming an unsigned location was loaded"
+    );
     // What is left to the thief: the revoked phone's genuine identity.
 
     let (t_flow, ticket) = {

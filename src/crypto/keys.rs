@@ -63,7 +63,9 @@ impl PublicKey {
         vk.verify_strict(msg, &sig).is_ok()
     }
 
-    /// Short hex form for logs and UIs (first 8 bytes).
+    /// Short form for logs: the first 8 bytes in lowercase hex (16
+    /// characters, a prefix of the [`Display`](fmt::Display) form). Not
+    /// unique: never parse it or use it as a key.
     pub fn fmt_short(&self) -> String {
         data_encoding::HEXLOWER.encode(&self.0[..8])
     }
@@ -75,22 +77,179 @@ impl fmt::Debug for PublicKey {
     }
 }
 
+/// The full key in lowercase hex (64 characters); [`FromStr`](core::str::FromStr)
+/// reads it back.
 impl fmt::Display for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&data_encoding::BASE64URL_NOPAD.encode(&self.0))
+        write_hex(f, &self.0)
     }
 }
 
+/// Parses the [`Display`](fmt::Display) form: exactly 64 lowercase hex
+/// characters encoding a valid Ed25519 point.
+impl core::str::FromStr for PublicKey {
+    type Err = ParseIdError;
+    fn from_str(s: &str) -> Result<Self, ParseIdError> {
+        Self::from_id_bytes(parse_hex::<KEY_LEN>(s, "public key")?)
+    }
+}
+
+impl PublicKey {
+    fn from_id_bytes(b: [u8; KEY_LEN]) -> Result<Self, ParseIdError> {
+        Self::from_bytes(&b).map_err(|_| ParseIdError::InvalidKey { what: "public key" })
+    }
+}
+
+/// Human-readable formats (JSON, TOML…): the [`Display`](fmt::Display)
+/// string. Others (postcard, the store's format): a 32-byte byte string.
 impl Serialize for PublicKey {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
+        if s.is_human_readable() { s.collect_str(self) } else { s.serialize_bytes(&self.0) }
     }
 }
 
+/// Reads what [`Serialize`] writes; a human-readable format may also hold the
+/// key as an array of 32 numbers (how earlier releases wrote it).
 impl<'de> Deserialize<'de> for PublicKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let b = d.deserialize_any(IdVisitor::<KEY_LEN>("public key"))?;
+            return Self::from_id_bytes(b).map_err(serde::de::Error::custom);
+        }
         let v: Vec<u8> = serde_bytes_vec(d)?;
         Self::from_bytes(&v).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Why the text form of an id ([`PublicKey`], [`crate::machine::FlowId`],
+/// [`crate::machine::RequestId`]) did not parse. It names the kind of id and
+/// a length or position, never the input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseIdError {
+    /// Not the expected number of characters.
+    #[error("{what}: expected {expected} lowercase hex characters, got {got} bytes of text")]
+    Length {
+        /// The kind of id.
+        what: &'static str,
+        /// Characters its text form has.
+        expected: usize,
+        /// Bytes the input had.
+        got: usize,
+    },
+    /// A character other than `0-9` and `a-f`.
+    #[error("{what}: byte {position} is not a lowercase hex digit")]
+    Character {
+        /// The kind of id.
+        what: &'static str,
+        /// Offset of the first bad byte.
+        position: usize,
+    },
+    /// Well-formed text, but not a valid key (not an Ed25519 point).
+    #[error("{what}: not a valid key")]
+    InvalidKey {
+        /// The kind of id.
+        what: &'static str,
+    },
+}
+
+/// Writes bytes in lowercase hex.
+pub(crate) fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    f.write_str(&data_encoding::HEXLOWER.encode(bytes))
+}
+
+/// Parses exactly `2 * N` lowercase hex characters (the text form of every
+/// id in this crate). The length is checked before anything else.
+pub(crate) fn parse_hex<const N: usize>(s: &str, what: &'static str) -> Result<[u8; N], ParseIdError> {
+    if s.len() != 2 * N {
+        return Err(ParseIdError::Length { what, expected: 2 * N, got: s.len() });
+    }
+    let digit = |i: usize| match s.as_bytes()[i] {
+        c @ b'0'..=b'9' => Ok(c - b'0'),
+        c @ b'a'..=b'f' => Ok(c - b'a' + 10),
+        _ => Err(ParseIdError::Character { what, position: i }),
+    };
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = (digit(2 * i)? << 4) | digit(2 * i + 1)?;
+    }
+    Ok(out)
+}
+
+/// Serializes a fixed-size id: its text form (`Display`) in human-readable
+/// formats, else exactly as `#[derive(Serialize)]` on `struct Name([u8; N])`
+/// does (postcard: the `N` bytes, no length), so stored records keep their
+/// encoding.
+pub(crate) fn serialize_id<S, T, const N: usize>(
+    id: &T,
+    name: &'static str,
+    bytes: &[u8; N],
+    s: S,
+) -> Result<S::Ok, S::Error>
+where
+    S: serde::Serializer,
+    T: fmt::Display + ?Sized,
+    [u8; N]: Serialize,
+{
+    if s.is_human_readable() { s.collect_str(id) } else { s.serialize_newtype_struct(name, bytes) }
+}
+
+/// Reads what [`serialize_id`] writes (in a human-readable format, also the
+/// array of `N` numbers earlier releases wrote).
+pub(crate) fn deserialize_id<'de, D, const N: usize>(
+    name: &'static str,
+    what: &'static str,
+    d: D,
+) -> Result<[u8; N], D::Error>
+where
+    D: serde::Deserializer<'de>,
+    [u8; N]: Deserialize<'de>,
+{
+    if d.is_human_readable() {
+        return d.deserialize_any(IdVisitor::<N>(what));
+    }
+    struct Newtype<const N: usize>(&'static str);
+    impl<'de, const N: usize> serde::de::Visitor<'de> for Newtype<N>
+    where
+        [u8; N]: Deserialize<'de>,
+    {
+        type Value = [u8; N];
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "a {}", self.0)
+        }
+        fn visit_newtype_struct<D: serde::Deserializer<'de>>(self, d: D) -> Result<[u8; N], D::Error> {
+            <[u8; N]>::deserialize(d)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; N], A::Error> {
+            seq.next_element()?.ok_or_else(|| serde::de::Error::invalid_length(0, &self))
+        }
+    }
+    d.deserialize_newtype_struct(name, Newtype::<N>(what))
+}
+
+/// Reads an id of `N` bytes from a human-readable format: its text form, or
+/// (as earlier releases wrote it) an array of `N` numbers.
+struct IdVisitor<const N: usize>(&'static str);
+
+impl<'de, const N: usize> serde::de::Visitor<'de> for IdVisitor<N> {
+    type Value = [u8; N];
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {} ({} lowercase hex characters)", self.0, 2 * N)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<[u8; N], E> {
+        parse_hex(v, self.0).map_err(E::custom)
+    }
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<[u8; N], E> {
+        v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; N], A::Error> {
+        let mut out = [0u8; N];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = seq.next_element()?.ok_or_else(|| serde::de::Error::invalid_length(i, &self))?;
+        }
+        if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            return Err(serde::de::Error::invalid_length(N + 1, &self));
+        }
+        Ok(out)
     }
 }
 

@@ -104,7 +104,7 @@ impl LinkParams {
 /// inviter's identity (device links).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum Responder {
-    Identity(Box<Identity>),
+    Identity(#[serde(with = "crate::identity::persist")] Box<Identity>),
     NewDevice(Box<NewDevice>),
 }
 

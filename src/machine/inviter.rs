@@ -249,6 +249,7 @@ struct Finalizing {
     status: FinalStatusKind,
     final_value: Vec<u8>,
     written: bool,
+    #[serde(with = "crate::identity::persist")]
     contact: Option<Box<Contact>>,
     responder_device: Option<PublicKey>,
     freshness: Freshness,

@@ -100,12 +100,53 @@ impl RequestInboxParams {
 }
 
 /// Identifies a received request (hash of its whole signed content).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+///
+/// Text form ([`Display`](core::fmt::Display), [`FromStr`](core::str::FromStr)):
+/// the 32 bytes in lowercase hex, 64 characters, lossless. Serde: that string
+/// in human-readable formats (JSON…), the 32 bytes in others (postcard, the
+/// store). [`RequestId::fmt_short`] is a prefix for logs.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RequestId(pub [u8; 32]);
+
+impl RequestId {
+    /// Short form for logs: the first 6 bytes in lowercase hex (12
+    /// characters, a prefix of the [`Display`](core::fmt::Display) form).
+    /// Not unique: never parse it or use it as a key.
+    pub fn fmt_short(&self) -> String {
+        data_encoding::HEXLOWER.encode(&self.0[..6])
+    }
+}
 
 impl core::fmt::Display for RequestId {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.write_str(&data_encoding::HEXLOWER.encode(&self.0[..6]))
+        crate::crypto::write_hex(f, &self.0)
+    }
+}
+
+impl core::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "RequestId({self})")
+    }
+}
+
+/// Parses the [`Display`](core::fmt::Display) form (exactly 64 lowercase hex
+/// characters).
+impl core::str::FromStr for RequestId {
+    type Err = crate::crypto::ParseIdError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        crate::crypto::parse_hex(s, "request id").map(Self)
+    }
+}
+
+impl Serialize for RequestId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::crypto::serialize_id(self, "RequestId", &self.0, s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RequestId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::crypto::deserialize_id("RequestId", "request id", d).map(Self)
     }
 }
 
@@ -214,6 +255,7 @@ enum State {
 /// The request inbox machine (see the module docs).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RequestInbox {
+    #[serde(with = "crate::identity::persist")]
     identity: Identity,
     owner: SigningKey,
     writer: SigningKey,
