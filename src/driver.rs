@@ -183,6 +183,7 @@ enum Cmd {
     Requests(FlowId, oneshot::Sender<Option<Vec<RequestView>>>),
     Blocked(FlowId, oneshot::Sender<Option<Vec<PublicKey>>>),
     Flows(oneshot::Sender<Vec<FlowView>>),
+    Contacts(oneshot::Sender<Result<ContactList, Error>>),
     HasReplyAddress(oneshot::Sender<bool>),
     Shutdown(oneshot::Sender<()>),
 }
@@ -288,6 +289,12 @@ impl Handle {
     /// lists the resumed flows, so the app keeps no table of its own.
     pub async fn flows(&self) -> Result<Vec<FlowView>, Error> {
         self.call(Cmd::Flows).await
+    }
+    /// Every saved contact, and the stored records that could not be read
+    /// (see [`contacts`]): what an app shows as its contact list, from the
+    /// store the driver runs on.
+    pub async fn contacts(&self) -> Result<ContactList, Error> {
+        self.call(Cmd::Contacts).await?
     }
     /// The invitations this device is showing (contact invitations and
     /// device links it sent, and requests it sent, still open).
@@ -742,6 +749,9 @@ impl<D: Dht, S: Store> Actor<D, S> {
                     _ => None,
                 };
                 let _ = reply.send(r);
+            }
+            Cmd::Contacts(reply) => {
+                let _ = reply.send(contacts(self.store.as_ref()).await);
             }
             Cmd::Flows(reply) => {
                 let mut v: Vec<FlowView> =

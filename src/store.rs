@@ -58,10 +58,6 @@ pub enum Table {
     Invitations,
     /// Local identity.
     Identity,
-    /// Requests to our published address, by requester identity.
-    Requests,
-    /// Blocked identities.
-    Blocked,
     /// Identities that persisted flows refer to, each stored once, by
     /// snapshot id (a hash of the identity's encoding). A flow record holds
     /// only the id; a snapshot is deleted once no flow refers to it.
@@ -71,15 +67,10 @@ pub enum Table {
 impl Table {
     /// Every table.
     /// New tables go last: the Veilid store numbers its columns by position.
-    pub const ALL: [Self; 7] = [
-        Self::Flows,
-        Self::Contacts,
-        Self::Invitations,
-        Self::Identity,
-        Self::Requests,
-        Self::Blocked,
-        Self::IdentitySnapshots,
-    ];
+    /// (A request inbox keeps its requests and block list in its own flow
+    /// record, so there are no tables for them.)
+    pub const ALL: [Self; 5] =
+        [Self::Flows, Self::Contacts, Self::Invitations, Self::Identity, Self::IdentitySnapshots];
     /// Stable name.
     pub fn name(self) -> &'static str {
         match self {
@@ -87,8 +78,6 @@ impl Table {
             Self::Contacts => "contacts",
             Self::Invitations => "invitations",
             Self::Identity => "identity",
-            Self::Requests => "requests",
-            Self::Blocked => "blocked",
             Self::IdentitySnapshots => "identity-snapshots",
         }
     }

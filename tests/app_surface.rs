@@ -622,3 +622,29 @@ async fn app_evt_events_carry_what_a_ui_renders_and_reach_every_subscriber() {
         bob.handle.cancel(b).await.unwrap();
     }
 }
+
+/// APP-VIEW-2 (issue 14, item 4): the contact list comes from the `Handle`
+/// (the store the driver runs on), with the records it could not read.
+#[tokio::test]
+async fn app_view_contacts_come_from_the_handle() {
+    let net = MemoryNetwork::new();
+    let mut alice = party(&net, "alice").await;
+    let mut bob = party(&net, "bob").await;
+    assert!(bob.handle.contacts().await.unwrap().contacts.is_empty());
+    let params = SendParams::new(alice.identity.clone());
+    let (a_flow, ticket) = publish_invitation(&mut alice, params).await;
+    let b_flow = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await.unwrap();
+    wait_for(&mut bob.events, "shown", |e| e.flow == b_flow && matches!(e.event, Event::InvitationReceived(_))).await;
+    bob.handle.accept(b_flow).await.unwrap();
+    assert!(finished(&mut bob.events, b_flow).await.is_contact());
+    assert!(finished(&mut alice.events, a_flow).await.is_contact());
+    let list = bob.handle.contacts().await.unwrap();
+    assert_eq!(list.contacts.len(), 1);
+    assert_eq!(list.contacts[0].peer, alice.identity.public_key());
+    assert!(list.unreadable.is_empty());
+    // A damaged record beside it is reported, not fatal.
+    use contact_invite::store::{Store, Table};
+    bob.store.put(Table::Contacts, &[7; 32], &[4, 1, 2, 3]).await.unwrap();
+    let list = bob.handle.contacts().await.unwrap();
+    assert_eq!((list.contacts.len(), list.unreadable.len()), (1, 1));
+}
