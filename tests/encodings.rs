@@ -289,3 +289,25 @@ proptest! {
         let _ = find_in_text(&text, &chat());
     }
 }
+
+/// The finder's work is linear in the text: markers glued together (a
+/// paste of "https://" or "-----BEGIN " many times over) are each looked at
+/// once, and a genuine ticket after them, or glued behind junk, is found.
+#[test]
+fn found_after_many_glued_markers() {
+    let s = chat();
+    for t in all() {
+        let u = t.to_uri(&s);
+        let link = t.to_https("https://chat.example/i").unwrap();
+        let armor = t.to_armor();
+        for decoys in ["https://".repeat(6000), "-----BEGIN ".repeat(4000), "chat://invite".repeat(3000)] {
+            assert_eq!(find_in_text(&format!("{decoys} {u}"), &s).unwrap(), t);
+            assert_eq!(find_in_text(&format!("{decoys} {link}"), &s).unwrap(), t);
+            assert_eq!(find_in_text(&format!("{decoys}\n{armor}"), &s).unwrap(), t);
+        }
+        // Glued behind junk in one token.
+        assert_eq!(find_in_text(&format!("https://junk{link}"), &s).unwrap(), t);
+        assert_eq!(find_in_text(&format!("chat://invitejunk{u}"), &s).unwrap(), t);
+        assert_eq!(find_in_text(&format!("-----BEGIN junk\n{armor}"), &s).unwrap(), t);
+    }
+}

@@ -27,42 +27,48 @@ pub fn find_in_text(text: &str, scheme: &UriScheme) -> Result<Ticket, EncodingEr
     }
     let mut candidates: Vec<(usize, Result<Ticket, EncodingError>)> = Vec::new();
 
-    // Armor blocks.
+    // Every search starts after the previous candidate, so the work is
+    // linear in the text: a paste of many "-----BEGIN " or "https://" with
+    // nothing between them must not cost quadratic time. Within one span,
+    // the first and the last marker are tried (a marker glued to junk in
+    // front of a genuine one still finds the genuine one).
+
+    // Armor blocks: the block of an END is from the last BEGIN before it.
     let mut from = 0;
     while let Some(p) = text[from..].find("-----BEGIN ") {
-        let start = from + p;
-        let result = match text[start..].find("-----END ") {
-            Some(e) => {
-                let end_start = start + e;
-                let end = text[end_start + 9..].find("-----").map_or(text.len(), |x| end_start + 9 + x + 5);
-                Ticket::from_armor(&text[start..end])
-            }
-            None => Err(EncodingError::ArmorMissingEnd),
+        let first = from + p;
+        let Some(e) = text[first..].find("-----END ") else {
+            // No END after this BEGIN: none after any later one either.
+            candidates.push((first, Err(EncodingError::ArmorMissingEnd)));
+            break;
         };
-        candidates.push((start, result));
-        from = start + 11;
+        let end_start = first + e;
+        let start = text[first..end_start].rfind("-----BEGIN ").map_or(first, |l| first + l);
+        let end = text[end_start + 9..].find("-----").map_or(text.len(), |x| end_start + 9 + x + 5);
+        candidates.push((start, Ticket::from_armor(&text[start..end])));
+        from = end.max(start + 11);
     }
 
-    // Scheme URIs.
+    // Scheme URIs and https links with a ticket fragment.
     let prefix = format!("{}://invite", scheme.as_str());
-    let mut from = 0;
-    while let Some(p) = text[from..].find(&prefix) {
-        let start = from + p;
-        let end = token_end(text, start);
-        candidates.push((start, Ticket::from_uri(&text[start..end], scheme)));
-        from = start + prefix.len();
-    }
-
-    // https links with a ticket fragment.
-    let mut from = 0;
-    while let Some(p) = text[from..].find("https://") {
-        let start = from + p;
-        let end = token_end(text, start);
-        let link = &text[start..end];
-        if link.contains("#v/") {
-            candidates.push((start, Ticket::from_https(link)));
+    for marker in [prefix.as_str(), "https://"] {
+        let mut from = 0;
+        while let Some(p) = text[from..].find(marker) {
+            let first = from + p;
+            let end = token_end(text, first);
+            let last = text[first..end].rfind(marker).map_or(first, |l| first + l);
+            for start in if last == first { vec![first] } else { vec![first, last] } {
+                let token = &text[start..end];
+                if marker == "https://" {
+                    if token.contains("#v/") {
+                        candidates.push((start, Ticket::from_https(token)));
+                    }
+                } else {
+                    candidates.push((start, Ticket::from_uri(token, scheme)));
+                }
+            }
+            from = end.max(first + marker.len());
         }
-        from = start + 8;
     }
 
     // Bare base64url blobs of exactly a ticket's length.
