@@ -6,13 +6,8 @@
 
 use std::sync::Arc;
 
-use contact_invite::dht::MemoryNetwork;
-use contact_invite::driver::{self, DriverConfig, Events};
-use contact_invite::identity::Identity;
-use contact_invite::machine::{Event, ReceiveParams, SendParams};
-use contact_invite::message::Profile;
-use contact_invite::store::MemoryStore;
-use rand_core::OsRng;
+// One import: what an app uses.
+use contact_invite::prelude::*;
 
 async fn until(
     events: &mut Events,

@@ -126,3 +126,31 @@ pub mod __bench {
 mod bench_api;
 
 pub use error::{DecodeError, Error, ErrorCode, PasswordError, ProtocolError, VerifyError};
+
+/// The `rand_core` this crate's API takes RNGs from (e.g.
+/// `Identity::generate(…, &mut rand_core::OsRng)`), so an app needs no
+/// matching dependency of its own.
+pub use rand_core;
+
+/// What an app uses, in one import: `use contact_invite::prelude::*;`.
+///
+/// The driver (start it, its handle and events), the parameters of each
+/// flow, what flows report (events, outcomes, views), identities, contacts,
+/// tickets and errors. Machine internals (effects, inputs, DHT operations)
+/// stay in [`machine`] for those who drive machines themselves.
+pub mod prelude {
+    pub use crate::contact::{Contact, ContactView, SafetyNumber};
+    pub use crate::crypto::{Password, PublicKey};
+    pub use crate::dht::MemoryNetwork;
+    pub use crate::driver::{self, DriverConfig, DriverEvent, Events, Handle};
+    pub use crate::encoding::{Address, Ticket, UriScheme};
+    pub use crate::error::{Error, ErrorCode, ProtocolError};
+    pub use crate::identity::{Identity, IdentityView};
+    pub use crate::machine::{
+        Event, FlowId, FlowKind, FlowView, InvitationView, LinkParams, Outcome, ReceiveParams, RequestId,
+        RequestInboxParams, RequestView, SendParams,
+    };
+    pub use crate::message::{EncryptionKeyType, InvitationKind, Profile};
+    pub use crate::store::{FileStore, MemoryStore, Store};
+    pub use rand_core::OsRng;
+}
