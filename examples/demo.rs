@@ -85,7 +85,7 @@ async fn until(d: &mut Demo, p: &mut Party, flow: FlowId, pred: impl Fn(&Event) 
                 Event::ResponseSent { accepted } => {
                     format!("{} signed and stored in the inbox", if *accepted { "accept" } else { "reject" })
                 }
-                Event::ResponseIgnored { reason } => format!("ignored an invalid response: {reason}"),
+                Event::ResponseIgnored { reason } => format!("ignored an invalid response: {reason:?}"),
                 Event::ContactEstablished { name, .. } => format!("contact with {name} is final and saved"),
                 Event::Finished(o) => format!("flow finished: {o:?}"),
                 other => format!("{other:?}"),
