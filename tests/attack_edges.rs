@@ -17,9 +17,7 @@ use contact_invite::machine::{
     SendParams, Timer,
 };
 use contact_invite::message::EncryptionKeyType;
-use data_encoding::{
-    BASE32, BASE32_NOPAD, BASE32HEX_NOPAD, BASE64, BASE64_NOPAD, BASE64URL, BASE64URL_NOPAD, HEXLOWER, HEXUPPER,
-};
+use data_encoding::BASE64URL_NOPAD;
 use rand_core::OsRng;
 
 // ---------------------------------------------------------------------------
@@ -108,55 +106,8 @@ async fn edge_pin_memory_dht_mimics_unauthenticated_record_encryption() {
 
 // ---------------------------------------------------------------------------
 // EDGE-SECRET-1 (item 10): no secret in the Debug/Display of any public value.
+// (The search for secrets in every form is `common::Needles`.)
 // ---------------------------------------------------------------------------
-
-/// Every form a secret could take in text: raw, hex (both cases), base32 and
-/// base64 in every alphabet at every alignment (so a secret inside a longer
-/// encoding is found too), and Rust's byte-list form (`[12, 200, ...`).
-struct Needles(Vec<(String, Vec<u8>)>);
-
-impl Needles {
-    fn new() -> Self {
-        Self(Vec::new())
-    }
-    fn add(&mut self, what: &str, s: &[u8]) {
-        assert!(s.len() >= 16, "needles need at least 16 bytes");
-        self.0.push((format!("{what} raw"), s.to_vec()));
-        // Any 8 consecutive bytes, in hex or as a byte list.
-        for w in s.windows(8) {
-            self.0.push((format!("{what} hex"), HEXLOWER.encode(w).into_bytes()));
-            self.0.push((format!("{what} HEX"), HEXUPPER.encode(w).into_bytes()));
-            let list: Vec<String> = w.iter().map(u8::to_string).collect();
-            self.0.push((format!("{what} byte list"), list.join(", ").into_bytes()));
-        }
-        // base32 groups are 5 bytes, base64 groups 3: try every alignment.
-        for (name, group, encs) in [
-            ("base32", 5usize, vec![&BASE32, &BASE32_NOPAD, &BASE32HEX_NOPAD]),
-            ("base64", 3, vec![&BASE64, &BASE64_NOPAD, &BASE64URL, &BASE64URL_NOPAD]),
-        ] {
-            for k in 0..group {
-                let m = (s.len() - k) / group * group;
-                let part = &s[k..k + m];
-                for e in &encs {
-                    let text = e.encode(part);
-                    let text = text.trim_end_matches('=');
-                    self.0.push((format!("{what} {name}"), text.as_bytes().to_vec()));
-                    self.0.push((format!("{what} {name} lower"), text.to_lowercase().into_bytes()));
-                }
-            }
-        }
-    }
-    fn add_text(&mut self, what: &str, s: &str) {
-        self.0.push((format!("{what} text"), s.as_bytes().to_vec()));
-        self.add(what, s.as_bytes());
-    }
-    #[track_caller]
-    fn check(&self, context: &str, text: &str) {
-        for (what, n) in &self.0 {
-            assert!(!text.as_bytes().windows(n.len()).any(|w| w == n.as_slice()), "{context} shows the {what}: {text}");
-        }
-    }
-}
 
 /// A minimal executor for the public sans-IO machines over MemoryDht, so a
 /// test can print every intermediate state of a flow.

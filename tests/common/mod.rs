@@ -14,6 +14,10 @@ use contact_invite::message::Profile;
 use contact_invite::store::MemoryStore;
 use rand_core::OsRng;
 
+mod needles;
+#[allow(unused_imports)] // not every test file searches for secrets
+pub(crate) use needles::Needles;
+
 /// 2026-11-22 00:00 UTC.
 pub(crate) const T0_MS: u64 = 1_795_305_600_000;
 
