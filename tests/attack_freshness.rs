@@ -15,26 +15,15 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use contact_invite::crypto::{PublicKey, SecretKey, SigningKey};
+use contact_invite::crypto::SecretKey;
 use contact_invite::dht::{MemoryNetwork, OpCounts, RecordKey};
 use contact_invite::driver;
 use contact_invite::error::{Error, ProtocolError};
 use contact_invite::identity::Identity;
 use contact_invite::machine::{Event, FlowId, LinkParams, Outcome, ReceiveParams, SendParams};
-use contact_invite::message::{DeviceStatus, SignedIdentity};
+use contact_invite::message::DeviceStatus;
 use contact_invite::store::{MemoryStore, Store, Table};
 use rand_core::OsRng;
-
-/// The layout of a stored identity (table `identity`, after the version byte).
-#[derive(serde::Serialize, serde::Deserialize)]
-struct StoredIdentity {
-    identity_key: Option<SigningKey>,
-    identity_public: PublicKey,
-    device_key: SigningKey,
-    account_key: SecretKey,
-    record_key: Option<RecordKey>,
-    signed: SignedIdentity,
-}
 
 /// Links a new device named `name` to `owner` through the device-link flow;
 /// returns it as a party holding the linked identity (no identity key).

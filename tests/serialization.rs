@@ -20,7 +20,7 @@ use contact_invite::dht::{MemoryNetwork, RecordKey};
 use contact_invite::driver;
 use contact_invite::identity::{Identity, IdentityView};
 use contact_invite::machine::{Event, FlowId, Outcome, ReceiveParams, RequestId, SendParams};
-use contact_invite::message::{Profile, SignedIdentity};
+use contact_invite::message::Profile;
 use contact_invite::store::{MemoryStore, Store, Table};
 use data_encoding::HEXLOWER;
 use rand_core::{OsRng, RngCore};
@@ -56,36 +56,6 @@ impl<T: serde::de::DeserializeOwned> DeProbe<T> {
     fn deserializes(&self) -> bool {
         true
     }
-}
-
-/// The layout of a stored identity (table `identity`, after the version
-/// byte): what `#[derive(Serialize)]` on `Identity` wrote before it lost its
-/// public serde impls.
-#[derive(Serialize, Deserialize)]
-struct StoredIdentity {
-    identity_key: Option<SigningKey>,
-    identity_public: PublicKey,
-    device_key: SigningKey,
-    account_key: SecretKey,
-    record_key: Option<RecordKey>,
-    signed: SignedIdentity,
-}
-
-/// The layout of a stored contact (table `contacts`, after the version byte).
-#[derive(Serialize, Deserialize)]
-struct StoredContact {
-    peer: PublicKey,
-    peer_identity_record: RecordKey,
-    peer_identity: SignedIdentity,
-    profile: Profile,
-    local_conversation: RecordKey,
-    remote_conversation: RecordKey,
-    via_inbox: [u8; 32],
-    role: Role,
-    established_at: u64,
-    verified_at: Option<u64>,
-    local_conversation_owner: SigningKey,
-    conversation_key: SecretKey,
 }
 
 /// Alice invites Bob, Bob accepts; returns both parties once both hold the contact.

@@ -338,15 +338,15 @@ fn recipient_inbox(
     Ok((recipient, info))
 }
 
-/// The stamp job for a sealed request (EDGE-RQ-3: over its sealed bytes).
-fn mint_job(d: &Delivery, m: &Minting) -> Result<Job, Error> {
-    let (_, info) = recipient_inbox(d, &m.record)?;
-    Ok(Job::Mint {
+/// The stamp job for a sealed request (EDGE-RQ-3: over its sealed bytes),
+/// to the inbox `info` of the recipient's verified record.
+fn mint_job(d: &Delivery, info: &crate::message::RequestInboxInfo, sealed: &[u8]) -> Job {
+    Job::Mint {
         bits: info.pow_bits,
         recipient: *d.to.identity.as_bytes(),
         inbox: *info.record.opaque(),
-        subject: address::stamp_subject(d.ephemeral.public().as_bytes(), &m.sealed),
-    })
+        subject: address::stamp_subject(d.ephemeral.public().as_bytes(), sealed),
+    }
 }
 
 fn inbox_schema(writer: &PublicKey) -> Schema {
@@ -458,9 +458,8 @@ impl Inviter {
                 &inbox_key,
                 &mut RngAdapter(rng),
             )?;
-            let m = Minting { record, sealed };
-            let job = mint_job(d, &m)?;
-            Ok((m, job))
+            let job = mint_job(d, &info, &sealed);
+            Ok((Minting { record, sealed }, job))
         })();
         match sealed {
             Ok((m, job)) => {
@@ -823,7 +822,8 @@ impl Inviter {
         if let (State::Waiting(p), Some(d)) = (&self.state, &self.delivery)
             && let Some(m) = &d.minting
         {
-            match mint_job(d, m) {
+            // Read back from the store: verified again before it is used.
+            match recipient_inbox(d, &m.record).map(|(_, info)| mint_job(d, &info, &m.sealed)) {
                 Ok(job) => out.push(Effect::Compute(job)),
                 Err(e) => {
                     let p = p.clone();

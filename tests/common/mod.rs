@@ -15,8 +15,11 @@ use contact_invite::store::MemoryStore;
 use rand_core::OsRng;
 
 mod needles;
+mod stored;
 #[allow(unused_imports)] // not every test file searches for secrets
 pub(crate) use needles::Needles;
+#[allow(unused_imports)] // for the tests that read or tamper with stored records
+pub(crate) use stored::{StoredContact, StoredIdentity};
 
 /// 2026-11-22 00:00 UTC.
 pub(crate) const T0_MS: u64 = 1_795_305_600_000;
