@@ -58,7 +58,7 @@ async fn party(net: &MemoryNetwork, name: &str, on_runtime: bool) -> Party {
     let identity =
         Identity::generate(Profile::new(name).expect("name"), "device", now_secs(), &mut OsRng).expect("identity");
     let identity = driver::publish_identity(&net.join(name), identity).await.expect("publish");
-    let config = DriverConfig { compute_on_runtime: on_runtime, ..DriverConfig::default() };
+    let config = DriverConfig::builder().compute_on_runtime(on_runtime).build();
     let (handle, events) =
         driver::start(net.join(name), Arc::new(MemoryStore::new()), config).await.expect("driver start");
     Party { identity, handle, events }
