@@ -222,11 +222,25 @@ fn main() {
             params: LockParams { salt: [2; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1, pin: false },
         },
     };
-    println!("\nticket sizes (QR byte mode, ECC L)        bytes  QR version   VeilidChat");
+    println!("\nticket sizes (ECC L)                 binary  QR bytes  text chars  QR text (alnum)   VeilidChat");
     for (n, t, vc) in [("no password", &plain, "168 B, v8"), ("password / PIN", &locked, "208 B, v9")] {
-        println!("  {n:<38} {:>5}  {:>10}   {vc}", t.to_bytes().len(), t.qr_version().unwrap_or(0));
+        // The QR holds the bytes unless the text form, upper-cased into QR
+        // alphanumeric mode, fits the same version (measured here).
+        let text = t.to_string().to_uppercase();
+        let alnum = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::L)
+            .map(|q| match q.version() {
+                qrcode::Version::Normal(v) | qrcode::Version::Micro(v) => v,
+            })
+            .unwrap_or(0);
+        println!(
+            "  {n:<33} {:>6}  {:>8}  {:>10}  {:>15}   {vc}",
+            t.to_bytes().len(),
+            format!("v{}", t.qr_version().unwrap_or(0)),
+            text.len(),
+            format!("v{alnum}"),
+        );
     }
-    println!("  {:<38} {:>5}", "text armor (chars)", plain.to_armor().len());
+    println!("  {:<33} {:>6}", "text armor (chars)", plain.to_armor().len());
 
     // Argon2id per guess.
     let pw = Password::new("correct horse battery").unwrap_or_else(|_| unreachable!());

@@ -2,7 +2,8 @@
 //!
 //! Run it with `scripts/demo.sh` (it starts the sealed network namespace):
 //! six veilid-core nodes come up; Alice invites Bob with a password; the
-//! ticket is shown as text armor, URI and QR code; Bob receives it, sees
+//! ticket is shown as its text form, text armor, URI and QR code; Bob's app
+//! reads what he pasted or scanned with `parse_scanned`; Bob sees
 //! Alice's profile and accepts; Alice finalizes; both print their new
 //! contact. Then an invitation Bob rejects, and one that expires. Every
 //! step shows its timing and the DHT operations it took.
@@ -14,7 +15,7 @@ use contact_invite::crypto::{Password, PasswordParams};
 use contact_invite::dht::veilid::VeilidDht;
 use contact_invite::dht::{OpLog, OpRecord, Recorded, median};
 use contact_invite::driver::{self, Clock, DriverConfig, Events, Handle, OffsetClock};
-use contact_invite::encoding::{Ticket, UriScheme};
+use contact_invite::encoding::{LinkConfig, Scanned, Ticket, UriScheme, parse_scanned, parse_scanned_bytes};
 use contact_invite::identity::Identity;
 use contact_invite::machine::{Event, FlowId, Outcome, ReceiveParams, SendParams};
 use contact_invite::message::{EncryptionKeyType, Profile};
@@ -108,10 +109,32 @@ fn show_ticket(t: &Ticket) -> Result<(), Error> {
         t.to_bytes().len(),
         t.qr_version()?
     );
+    println!("\n    {t}");
     println!("\n{}", t.to_armor().lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n"));
     println!("\n    {}\n", t.to_uri(&UriScheme::new("chat")?));
     println!("{}", t.qr_terminal()?);
     Ok(())
+}
+
+fn links() -> Result<LinkConfig, Error> {
+    Ok(LinkConfig::new(UriScheme::new("chat")?))
+}
+
+/// What Bob's app does with anything he pastes: one entry point, which
+/// finds the ticket in the message and says why when it cannot.
+fn pasted(text: &str) -> Result<Ticket, Error> {
+    match parse_scanned(text, &links()?)? {
+        Scanned::Ticket(t) => Ok(t),
+        _ => Err("that is an address, not an invitation".into()),
+    }
+}
+
+/// The same for what his camera read from the QR code (the binary ticket).
+fn scanned(qr: &[u8]) -> Result<Ticket, Error> {
+    match parse_scanned_bytes(qr, &links()?)? {
+        Scanned::Ticket(t) => Ok(t),
+        _ => Err("that is an address, not an invitation".into()),
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
@@ -146,6 +169,9 @@ async fn main() -> Result<(), Error> {
     let ticket = alice.handle.ticket(a_flow).await?.ok_or("no ticket")?;
     show_ticket(&ticket)?;
 
+    let message = format!("Alice: here is my invitation {} see you!", ticket.to_uri(&UriScheme::new("chat")?));
+    let ticket = pasted(&message)?;
+    d.say("Bob", "pasted Alice's message; parse_scanned found the ticket in it");
     let b_flow = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await?;
     until(&mut d, &mut bob, b_flow, |e| matches!(e, Event::PasswordRequired { .. })).await?;
     bob.handle.password(b_flow, Password::new("oboe-7291")?).await?;
@@ -197,7 +223,7 @@ async fn main() -> Result<(), Error> {
     let a2 = alice.handle.send_invitation(params).await?;
     until(&mut d, &mut alice, a2, |e| matches!(e, Event::InvitationPublished { .. })).await?;
     let t2 = alice.handle.ticket(a2).await?.ok_or("no ticket")?;
-    let b2 = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), t2)).await?;
+    let b2 = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), scanned(&t2.to_bytes())?)).await?;
     until(&mut d, &mut bob, b2, |e| matches!(e, Event::InvitationReceived(_))).await?;
     d.say("Bob", "rejects (the reject is signed and padded to the size of an accept)");
     bob.handle.reject(b2).await?;
@@ -216,7 +242,7 @@ async fn main() -> Result<(), Error> {
     alice.clock.advance(Duration::from_secs(120));
     bob.clock.advance(Duration::from_secs(120));
     until(&mut d, &mut alice, a3, |e| matches!(e, Event::Finished(_))).await?;
-    let b3 = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), t3)).await?;
+    let b3 = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), pasted(&t3.to_string())?)).await?;
     let o = until(&mut d, &mut bob, b3, |e| matches!(e, Event::Finished(_))).await?;
     if !matches!(o, Event::Finished(Outcome::Failed(_))) {
         return Err("the expired invitation was not refused".into());

@@ -49,9 +49,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a_flow = a.send_invitation(params).await?;
     until(&mut a_events, "alice", |e| matches!(e, Event::InvitationPublished { .. })).await?;
     let ticket = a.ticket(a_flow).await?.ok_or("no ticket")?;
-    println!("   ticket: {} bytes", ticket.to_bytes().len());
+    println!("   ticket: {} bytes; as text: {ticket}", ticket.to_bytes().len());
+    let message = format!("Hi Bob, add me: {}", ticket.to_uri(&UriScheme::new("chat")?));
 
-    println!("3. Bob scans it and sees who is inviting him");
+    println!("3. Bob pastes Alice's message and sees who is inviting him");
+    let Scanned::Ticket(ticket) = parse_scanned(&message, &LinkConfig::new(UriScheme::new("chat")?))? else {
+        return Err("not an invitation".into());
+    };
     let b_flow = b.receive(ReceiveParams::new(bob.clone(), ticket)).await?;
     if let Event::InvitationReceived(view) =
         until(&mut b_events, "bob", |e| matches!(e, Event::InvitationReceived(_))).await?

@@ -53,6 +53,14 @@ pub mod vectors {
         v
     }
 
+    /// One base32 character of a text form changed to another (`a`/`b`).
+    fn typo(text: &str, at: usize) -> Vec<u8> {
+        let mut v = text.as_bytes().to_vec();
+        let i = at.min(v.len() - 1);
+        v[i] = if v[i] == b'a' { b'b' } else { b'a' };
+        v
+    }
+
     #[allow(clippy::unwrap_used, clippy::missing_panics_doc)]
     pub fn generate() -> Vec<Vector> {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(20_261_122);
@@ -145,6 +153,32 @@ pub mod vectors {
             ("ticket_bit_flipped", "checksum failure", "ticket", None, None, flip(plain.to_bytes(), 40)),
             ("ticket_truncated", "decode failure", "ticket", None, None, plain.to_bytes()[..69].to_vec()),
             ("ticket_version_2", "version too new", "ticket", None, None, newer),
+            ("ticket_text_plain", "success", "ticket text", None, None, plain.to_string().into_bytes()),
+            (
+                "ticket_text_locked_upper_case",
+                "success",
+                "ticket text",
+                None,
+                None,
+                locked.to_string().to_uppercase().into_bytes(),
+            ),
+            ("ticket_text_typo", "checksum failure", "ticket text", None, None, typo(&plain.to_string(), 30)),
+            (
+                "ticket_text_cut",
+                "decode failure",
+                "ticket text",
+                None,
+                None,
+                plain.to_string().into_bytes()[..100].to_vec(),
+            ),
+            (
+                "ticket_text_version_2",
+                "version too new",
+                "ticket text",
+                None,
+                None,
+                plain.to_string().replacen("-1-", "-2-", 1).into_bytes(),
+            ),
         ]
     }
 }

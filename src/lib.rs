@@ -143,7 +143,9 @@ pub mod prelude {
     pub use crate::crypto::{Password, PublicKey};
     pub use crate::dht::MemoryNetwork;
     pub use crate::driver::{self, DriverConfig, DriverEvent, Events, Handle};
-    pub use crate::encoding::{Address, Ticket, UriScheme};
+    pub use crate::encoding::{
+        Address, HttpsBase, LinkConfig, Scanned, Ticket, UriScheme, parse_scanned, parse_scanned_bytes,
+    };
     pub use crate::error::{Error, ErrorCode, ProtocolError};
     pub use crate::identity::{Identity, IdentityView};
     pub use crate::machine::{

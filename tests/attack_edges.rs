@@ -264,6 +264,10 @@ async fn run_both(a: &mut Runner, b: &mut Runner, now: &mut u64, n: &Needles) {
     panic!("flows did not finish: {:?} / {:?}", a.outcome, b.outcome);
 }
 
+fn example_org() -> contact_invite::encoding::HttpsBase {
+    contact_invite::encoding::HttpsBase::new("https://example.org/i").unwrap()
+}
+
 fn ticket_secret_bytes(t: &Ticket) -> Vec<u8> {
     match &t.secret {
         TicketSecret::Plain(s) => s.expose().to_vec(),
@@ -276,32 +280,40 @@ fn ticket_secret_bytes(t: &Ticket) -> Vec<u8> {
 fn check_link_errors(t: &Ticket, n: &Needles) -> usize {
     let scheme = UriScheme::new("chat").unwrap();
     let uri = t.to_uri(&scheme);
+    // The text form's pieces (kind, version, body), shuffled as a mistyped
+    // link would.
     let path = uri.strip_prefix("chat://invite/").unwrap();
-    let segs: Vec<&str> = path.split('/').collect();
+    let segs: Vec<&str> = path.split('-').collect();
     let mut variants = Vec::new();
     for i in 0..segs.len() {
         let mut v = segs.clone();
         v.remove(i);
-        variants.push(v.join("/"));
+        variants.push(v.join("-"));
         let mut v = segs.clone();
         v.insert(i, segs[i]);
-        variants.push(v.join("/"));
+        variants.push(v.join("-"));
         if i + 1 < segs.len() {
             let mut v = segs.clone();
             v.swap(i, i + 1);
-            variants.push(v.join("/"));
+            variants.push(v.join("-"));
         }
         for j in 0..segs.len() {
             let mut v = segs.clone();
             v[j] = segs[i];
-            variants.push(v.join("/"));
+            variants.push(v.join("-"));
         }
+    }
+    // And every cut and a changed character at every place.
+    for k in 0..path.len() {
+        variants.push(path[..k].to_owned());
+        let c = if &path[k..=k] == "a" { "b" } else { "a" };
+        variants.push(format!("{}{c}{}", &path[..k], &path[k + 1..]));
     }
     let mut errors = 0;
     for v in variants {
         for r in [
             Ticket::from_uri(&format!("chat://invite/{v}"), &scheme),
-            Ticket::from_https(&format!("https://example.org/i#{v}")),
+            Ticket::from_https(&format!("https://example.org/i#{v}"), &[example_org()]),
             Ticket::from_uri(&format!("{v}://invite/v/1"), &scheme),
         ] {
             if let Err(e) = r {
@@ -671,7 +683,7 @@ mod classes {
             if let Err(e) = Ticket::from_uri(&text, &scheme) {
                 quotes_no_long_segment(&e);
             }
-            if let Err(e) = Ticket::from_https(&text) {
+            if let Err(e) = Ticket::from_https(&text, &[example_org()]) {
                 quotes_no_long_segment(&e);
             }
         }
@@ -690,7 +702,7 @@ mod classes {
             for text in &inputs {
                 let errors: Vec<String> = [
                     Ticket::from_uri(text, &scheme).err(),
-                    Ticket::from_https(text).err(),
+                    Ticket::from_https(text, &[example_org()]).err(),
                     contact_invite::encoding::Address::from_uri(text, &scheme).err(),
                 ]
                 .into_iter()

@@ -40,7 +40,8 @@ async fn show_link(alice: &mut Party) -> (FlowId, contact_invite::encoding::Tick
 /// Links a new device to `alice`; returns the new device's identity.
 async fn link(net: &MemoryNetwork, alice: &mut Party, dev: &mut NewDevice) -> Identity {
     let (a_flow, ticket) = show_link(alice).await;
-    assert!(ticket.to_uri(&contact_invite::encoding::UriScheme::new("chat").unwrap()).contains("promise.account-add"));
+    assert_eq!(ticket.kind, contact_invite::message::InvitationKind::DeviceLink);
+    assert!(ticket.to_armor().starts_with("-----BEGIN DEVICE LINK INVITATION-----\n"));
     let d_flow = dev.handle.join_account(LinkParams::new(ticket, "alice's laptop")).await.unwrap();
     let shown = wait_for(&mut dev.events, "link shown", |e| matches!(e.event, Event::InvitationReceived(_))).await;
     let Event::InvitationReceived(view) = shown.event else { unreachable!() };

@@ -3,7 +3,8 @@
 
 use contact_invite::crypto::SecretKey;
 use contact_invite::encoding::{
-    EncodingError as E, InvitationKind, LockParams, Ticket, TicketSecret, UriScheme, find_in_text,
+    EncodingError as E, HttpsBase, InvitationKind, LinkConfig, LockParams, Scanned, Ticket, TicketSecret, UriScheme,
+    parse_scanned,
 };
 use data_encoding::{BASE64URL_NOPAD, HEXLOWER};
 use proptest::prelude::*;
@@ -29,6 +30,21 @@ fn locked(kind: InvitationKind) -> Ticket {
 
 fn chat() -> UriScheme {
     UriScheme::new("chat").unwrap()
+}
+
+fn base() -> HttpsBase {
+    HttpsBase::new("https://chat.example/invite").unwrap()
+}
+
+fn links() -> LinkConfig {
+    LinkConfig::new(chat()).with_https(base()).with_https(HttpsBase::new("https://chat.example/i").unwrap())
+}
+
+fn find(text: &str) -> Result<Ticket, E> {
+    match parse_scanned(text, &links())? {
+        Scanned::Ticket(t) => Ok(t),
+        other => panic!("not a ticket: {other:?}"),
+    }
 }
 
 fn all() -> Vec<Ticket> {
@@ -63,6 +79,14 @@ fn qr_versions_and_renderings() {
     assert_eq!(reader.info().width, (33 + 8) * 4);
     assert_eq!(reader.info().height, (33 + 8) * 4);
     assert!(matches!(t.qr_png(0), Err(E::Qr(_))));
+    // The QR holds the bytes: the text form in alphanumeric mode would need
+    // a larger symbol (measured, so the choice follows the sizes).
+    for t in all() {
+        let text = t.to_string().to_uppercase();
+        let q = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::L).unwrap();
+        let qrcode::Version::Normal(v) = q.version() else { panic!("micro QR") };
+        assert!(v > t.qr_version().unwrap(), "text {v} vs bytes {}", t.qr_version().unwrap());
+    }
 }
 
 #[test]
@@ -71,9 +95,22 @@ fn round_trips_every_form() {
         assert_eq!(Ticket::from_bytes(&t.to_bytes()).unwrap(), t);
         assert_eq!(Ticket::from_armor(&t.to_armor()).unwrap(), t);
         assert_eq!(Ticket::from_uri(&t.to_uri(&chat()), &chat()).unwrap(), t);
-        let link = t.to_https("https://chat.example/invite").unwrap();
-        assert!(link.starts_with("https://chat.example/invite#v/1/"));
-        assert_eq!(Ticket::from_https(&link).unwrap(), t);
+        let text = t.to_string();
+        assert!(text.starts_with("invite-1-"), "{text}");
+        assert_eq!(text.parse::<Ticket>().unwrap(), t);
+        assert_eq!(t.to_uri(&chat()), format!("chat://invite/{text}"));
+        let link = t.to_https(&base());
+        assert_eq!(link, format!("https://chat.example/invite#{text}"));
+        assert_eq!(Ticket::from_https(&link, &[base()]).unwrap(), t);
+        let armor_body: String = t.to_armor().lines().filter(|l| !l.starts_with("-----")).collect();
+        assert_eq!(armor_body, text);
+        // Any letter case.
+        assert_eq!(Ticket::from_uri(&t.to_uri(&chat()).to_uppercase(), &chat()).unwrap(), t);
+        assert_eq!(Ticket::from_https(&link.to_uppercase(), &[base()]).unwrap(), t);
+        assert_eq!(Ticket::from_armor(&t.to_armor().to_lowercase()).unwrap(), t);
+        // Human-readable serde is the text form.
+        assert_eq!(serde_json::to_string(&t).unwrap(), format!("\"{text}\""));
+        assert_eq!(serde_json::from_str::<Ticket>(&format!("\"{text}\"")).unwrap(), t);
     }
 }
 
@@ -100,7 +137,7 @@ fn every_character_change_in_the_armor_is_rejected() {
             continue;
         }
         let mut s = a.clone().into_bytes();
-        s[i] = if c == b'A' { b'B' } else { b'A' };
+        s[i] = if c.eq_ignore_ascii_case(&b'a') { b'b' } else { b'a' };
         let s = String::from_utf8(s).unwrap();
         assert!(Ticket::from_armor(&s).is_err(), "change at {i} accepted");
     }
@@ -152,7 +189,7 @@ fn armor_rules() {
     let rewrapped = format!("{}\n{}\n{}{}\n{}\n", lines[0], &lines[1][..60], &lines[1][60..], lines[2], lines[3]);
     assert_eq!(Ticket::from_armor(&rewrapped), Err(E::ArmorLineLength { line: 1 }));
     assert_eq!(Ticket::from_armor(&format!("{}\n{}\n", lines[0], lines[3])), Err(E::ArmorEmpty));
-    let bad = a.replacen(&lines[1][..2], "!!", 1);
+    let bad = a.replacen(&lines[1][..11], "invite-1-!!", 1);
     assert!(matches!(Ticket::from_armor(&bad), Err(E::BadEncoding { .. })));
     assert!(matches!(Ticket::from_armor(&format!("{a}garbage")), Err(E::ArmorMissingEnd)));
     // Surrounding whitespace is fine.
@@ -167,74 +204,86 @@ fn uri_rules() {
     assert!(matches!(p(&u.replace("chat://", "ssb://")), Err(E::WrongScheme { .. })));
     assert!(matches!(p(&u.replace("chat://", "chat:")), Err(E::WrongScheme { .. })));
     assert_eq!(p(&u.replace("://invite/", "://join/")), Err(E::NotAnInvitation));
-    assert_eq!(p("chat://invite"), Err(E::MissingCommand("v")));
-    assert_eq!(p(&u.replace("/contact/", "/befriend/")), Err(E::UnknownCommand("befriend".into())));
-    assert_eq!(p(&u.replace("/contact/", "/CONTACT/")), Err(E::UnknownCommand("CONTACT".into())));
-    assert!(matches!(p(&format!("{u}/dht/vld0")), Err(E::WrongArity { expected: 2, got: 1, .. })));
-    let dht_cmd = &u[u.find("/dht/").unwrap()..u.find("/contact/").unwrap()];
-    assert_eq!(p(&format!("{u}{dht_cmd}")), Err(E::DuplicateCommand("dht".into())));
-    assert_eq!(p(&u.replace(dht_cmd, "")), Err(E::MissingCommand("dht")));
-    assert_eq!(p(&format!("{u}/")), Err(E::EmptySegment));
-    assert_eq!(p(&u.replace("/dht/", "//dht/")), Err(E::EmptySegment));
-    assert_eq!(p(&format!("{u}?x=1")), Err(E::UnexpectedCharacter('?')));
-    assert_eq!(p(&format!("{u}#frag")), Err(E::UnexpectedCharacter('#')));
-    assert_eq!(p(&u.replace("/dht/", "/%64ht/")), Err(E::UnexpectedCharacter('%')));
-    assert_eq!(p(&u.replace("/v/1/", "/v/0/")), Err(E::VersionTooOld { found: 0, supported: 1 }));
-    assert_eq!(p(&u.replace("/v/1/", "/v/2/")), Err(E::VersionTooNew { found: 2, supported: 1 }));
-    assert_eq!(p(&u.replace("/v/1/", "/v/01/")), Err(E::BadNumber("01".into())));
-    assert_eq!(p(&u.replace("/vld0/", "/vld1/")), Err(E::UnsupportedCryptoKind("vld1".into())));
-    assert_eq!(p(&u.replace("/argon2id/", "/scrypt/")), Err(E::UnsupportedKdf("scrypt".into())));
-    assert_eq!(p(&u.replace("/16.3.1/", "/16.3/")), Err(E::BadNumber("16.3".into())));
-    assert_eq!(p(&u.replace("/16.3.1/", "/16.300.1/")), Err(E::BadNumber("300".into())));
-    let key = BASE64URL_NOPAD.encode(&[7u8; 32]);
-    assert!(matches!(
-        p(&u.replace(&key, &key[..40])),
-        Err(E::WrongLength { what: "record key", .. }) | Err(E::BadEncoding { .. })
-    ));
-    // 32 bytes = 42 chars + one char holding 4 data bits and 2 zero bits.
-    // [7; 32] ends in 'c' (0111 00); 'd' (0111 01) sets a padding bit.
-    assert!(key.ends_with('c'));
-    assert!(
-        matches!(p(&u.replace(&key, &format!("{}d", &key[..42]))), Err(E::BadEncoding { .. })),
-        "non-canonical trailing bits"
-    );
-    // v must come first.
-    let moved = format!("chat://invite{}/v/1{}", dht_cmd, &u[u.find("/contact/").unwrap()..]);
-    assert_eq!(p(&moved), Err(E::VersionNotFirst));
-    // Both kinds at once.
-    assert!(matches!(
-        p(&format!("{u}/promise.account-add/{}", BASE64URL_NOPAD.encode(&[1u8; 32]))),
-        Err(E::DuplicateCommand(_))
-    ));
-    // Dot segments are not normalised: they are just bad tokens.
-    assert_eq!(p(&u.replace("/dht/", "/./dht/")), Err(E::UnknownCommand(".".into())));
+    assert!(matches!(p("chat://invite"), Err(E::Truncated { .. })));
+    assert_eq!(p(&format!("{u}/")), Err(E::TrailingGarbage(1)));
+    assert_eq!(p(&format!("{u}?x=1")), Err(E::TrailingGarbage(4)));
+    assert_eq!(p(&u.replace("/invite-1-", "/invite-0-")), Err(E::VersionTooOld { found: 0, supported: 1 }));
+    assert_eq!(p(&u.replace("/invite-1-", "/invite-2-")), Err(E::VersionTooNew { found: 2, supported: 1 }));
+    assert_eq!(p(&u.replace("/invite-1-", "/invite-01-")), Err(E::BadNumber("01".into())));
+    assert_eq!(p(&u.replace("/invite-1-", "/address-1-")), Err(E::NotATicket));
+    assert!(matches!(p(&u.replace("/invite-1-", "/invite-1")), Err(E::BadEncoding { .. })));
+    // The body's last character carries padding bits that must be zero:
+    // 'b' (index 1) sets the lowest, whatever the data bits.
+    let (head, body) = u.split_at(u.find("invite-1-").unwrap() + 9);
+    let odd = format!("{head}{}b", &body[..body.len() - 1]);
+    assert!(matches!(p(&odd), Err(E::BadEncoding { .. })), "non-canonical trailing bits");
+    // A character outside the alphabet.
+    let bad = format!("{head}{}1", &body[..body.len() - 1]);
+    assert!(matches!(p(&bad), Err(E::BadEncoding { .. })));
     assert!(matches!(UriScheme::new("Chat"), Err(E::InvalidScheme(_))));
     assert!(matches!(UriScheme::new("1chat"), Err(E::InvalidScheme(_))));
-    assert!(matches!(plain(InvitationKind::Contact).to_https("http://x"), Err(E::BadLink(_))));
-    assert!(matches!(Ticket::from_https("https://chat.example/invite"), Err(E::BadLink("no fragment"))));
-    assert!(matches!(Ticket::from_https("chat://invite#v/1"), Err(E::BadLink(_))));
+}
+
+#[test]
+fn https_rules() {
+    let t = plain(InvitationKind::Contact);
+    let text = t.to_string();
+    let bases = [base(), HttpsBase::new("https://other.example:8443/join").unwrap()];
+    let p = |s: &str| Ticket::from_https(s, &bases);
+    assert_eq!(p(&format!("https://chat.example/invite#{text}")).unwrap(), t);
+    assert_eq!(p(&format!("https://other.example:8443/join#{text}")).unwrap(), t);
+    assert_eq!(p(&format!("HTTPS://CHAT.EXAMPLE/invite#{text}")).unwrap(), t);
+    // The host must be a configured one; no host at all is refused.
+    assert_eq!(p(&format!("https://evil.example/invite#{text}")), Err(E::LinkHost));
+    assert_eq!(p(&format!("https://#{text}")), Err(E::LinkHost));
+    assert_eq!(p(&format!("https://#v/1/{text}")), Err(E::LinkHost));
+    assert_eq!(p(&format!("https:///invite#{text}")), Err(E::LinkHost));
+    assert_eq!(p(&format!("https://chat.example.evil.example/invite#{text}")), Err(E::LinkHost));
+    // No user info, no unconfigured port, no query, the configured path.
+    assert_eq!(p(&format!("https://u@chat.example/invite#{text}")), Err(E::LinkUserinfo));
+    assert_eq!(p(&format!("https://chat.example@evil.example/invite#{text}")), Err(E::LinkUserinfo));
+    assert_eq!(p(&format!("https://chat.example:443/invite#{text}")), Err(E::LinkPort));
+    assert_eq!(p(&format!("https://chat.example:x/invite#{text}")), Err(E::LinkPort));
+    assert_eq!(p(&format!("https://other.example/join#{text}")), Err(E::LinkPort));
+    assert_eq!(p(&format!("https://chat.example/invite?a=b#{text}")), Err(E::LinkQuery));
+    assert_eq!(p(&format!("https://chat.example/other#{text}")), Err(E::LinkPath));
+    assert_eq!(p(&format!("https://chat.example/in%76ite#{text}")), Err(E::LinkPath));
+    assert_eq!(p(&format!("http://chat.example/invite#{text}")), Err(E::BadLink("not an https link")));
+    assert_eq!(p("https://chat.example/invite"), Err(E::BadLink("no fragment")));
+    assert_eq!(p(&format!("https://chat.example/invite#{text}x")), Err(E::TrailingGarbage(1)));
+    // The fragment is the text form and nothing else.
+    assert_eq!(p(&format!("https://chat.example/invite#v/{text}")), Err(E::NotFound));
+    // Bases are validated.
+    assert!(matches!(HttpsBase::new("http://x.example"), Err(E::BadLink(_))));
+    assert_eq!(HttpsBase::new("https://"), Err(E::LinkHost));
+    assert!(matches!(HttpsBase::new("https://x.example/#a"), Err(E::BadLink(_))));
+    assert_eq!(HttpsBase::new("https://u@x.example/"), Err(E::LinkUserinfo));
+    assert_eq!(HttpsBase::new("https://x.example/?q"), Err(E::LinkQuery));
+    // No configured base: every link is refused.
+    assert_eq!(Ticket::from_https(&t.to_https(&base()), &[]), Err(E::LinkHost));
 }
 
 #[test]
 fn found_inside_surrounding_text() {
-    let s = chat();
     for t in all() {
-        let u = t.to_uri(&s);
-        assert_eq!(find_in_text(&u, &s).unwrap(), t);
-        assert_eq!(find_in_text(&format!("hey, add me: {u} thanks!"), &s).unwrap(), t);
-        assert_eq!(find_in_text(&format!("link ({u}). bye"), &s).unwrap(), t);
+        let u = t.to_uri(&chat());
+        assert_eq!(find(&u).unwrap(), t);
+        assert_eq!(find(&format!("hey, add me: {u} thanks!")).unwrap(), t);
+        assert_eq!(find(&format!("link ({u}). bye")).unwrap(), t);
         let email = format!("Hi Bob,\n\nhere is my invitation:\n\n{}\nSee you!\n-- Alice", t.to_armor());
-        assert_eq!(find_in_text(&email, &s).unwrap(), t);
-        let link = t.to_https("https://chat.example/i").unwrap();
-        assert_eq!(find_in_text(&format!("<a>{link}</a>"), &s).unwrap(), t);
-        let bare = BASE64URL_NOPAD.encode(&t.to_bytes());
-        assert_eq!(find_in_text(&format!("rubbish {bare} rubbish"), &s).unwrap(), t);
-        assert_eq!(find_in_text(&bare, &s).unwrap(), t);
+        assert_eq!(find(&email).unwrap(), t);
+        let link = t.to_https(&HttpsBase::new("https://chat.example/i").unwrap());
+        assert_eq!(find(&format!("<a>{link}</a>")).unwrap(), t);
+        let bare = t.to_string();
+        assert_eq!(find(&format!("rubbish {bare} rubbish")).unwrap(), t);
+        assert_eq!(find(&format!("rubbish {}. rubbish", bare.to_uppercase())).unwrap(), t);
+        assert_eq!(find(&bare).unwrap(), t);
     }
-    assert_eq!(find_in_text("nothing to see here", &s), Err(E::NotFound));
-    let u = plain(InvitationKind::Contact).to_uri(&s);
-    assert!(matches!(find_in_text(&format!("see {}", u.replace("/v/1/", "/v/9/")), &s), Err(E::VersionTooNew { .. })));
-    assert!(matches!(find_in_text(&"x".repeat(70_000), &s), Err(E::TooLarge(_))));
+    assert_eq!(find("nothing to see here"), Err(E::NotFound));
+    assert_eq!(find("see https://docs.example/page#section"), Err(E::NotFound));
+    let u = plain(InvitationKind::Contact).to_uri(&chat());
+    assert!(matches!(find(&format!("see {}", u.replace("-1-", "-9-"))), Err(E::VersionTooNew { .. })));
+    assert!(matches!(find(&"x".repeat(70_000)), Err(E::TooLarge(_))));
 }
 
 #[test]
@@ -275,9 +324,10 @@ proptest! {
         prop_assert_eq!(Ticket::from_bytes(&t.to_bytes()).unwrap(), t.clone());
         prop_assert_eq!(Ticket::from_armor(&t.to_armor()).unwrap(), t.clone());
         prop_assert_eq!(Ticket::from_uri(&t.to_uri(&s), &s).unwrap(), t.clone());
-        prop_assert_eq!(Ticket::from_https(&t.to_https("https://a.example/x").unwrap()).unwrap(), t.clone());
+        prop_assert_eq!(Ticket::from_https(&t.to_https(&base()), &[base()]).unwrap(), t.clone());
+        prop_assert_eq!(t.to_string().parse::<Ticket>().unwrap(), t.clone());
         let text = format!("{pre} {} {post}", t.to_uri(&s));
-        prop_assert_eq!(find_in_text(&text, &s).unwrap(), t);
+        prop_assert_eq!(parse_scanned(&text, &LinkConfig::new(s)).unwrap(), Scanned::Ticket(t));
     }
 
     #[test]
@@ -285,8 +335,10 @@ proptest! {
         let _ = Ticket::from_bytes(&bytes);
         let _ = Ticket::from_armor(&text);
         let _ = Ticket::from_uri(&text, &chat());
-        let _ = Ticket::from_https(&text);
-        let _ = find_in_text(&text, &chat());
+        let _ = Ticket::from_https(&text, &[base()]);
+        let _ = text.parse::<Ticket>();
+        let _ = parse_scanned(&text, &links());
+        let _ = contact_invite::encoding::parse_scanned_bytes(&bytes, &links());
     }
 }
 
@@ -295,19 +347,26 @@ proptest! {
 /// once, and a genuine ticket after them, or glued behind junk, is found.
 #[test]
 fn found_after_many_glued_markers() {
-    let s = chat();
     for t in all() {
-        let u = t.to_uri(&s);
-        let link = t.to_https("https://chat.example/i").unwrap();
+        let u = t.to_uri(&chat());
+        let link = t.to_https(&base());
         let armor = t.to_armor();
-        for decoys in ["https://".repeat(6000), "-----BEGIN ".repeat(4000), "chat://invite".repeat(3000)] {
-            assert_eq!(find_in_text(&format!("{decoys} {u}"), &s).unwrap(), t);
-            assert_eq!(find_in_text(&format!("{decoys} {link}"), &s).unwrap(), t);
-            assert_eq!(find_in_text(&format!("{decoys}\n{armor}"), &s).unwrap(), t);
+        let bare = t.to_string();
+        for decoys in [
+            "https://".repeat(6000),
+            "-----BEGIN ".repeat(4000),
+            "chat://invite".repeat(3000),
+            "invite-".repeat(6000),
+            "invite-1-".repeat(5000),
+        ] {
+            assert_eq!(find(&format!("{decoys} {u}")).unwrap(), t);
+            assert_eq!(find(&format!("{decoys} {link}")).unwrap(), t);
+            assert_eq!(find(&format!("{decoys}\n{armor}")).unwrap(), t);
+            assert_eq!(find(&format!("{decoys} {bare}")).unwrap(), t);
         }
         // Glued behind junk in one token.
-        assert_eq!(find_in_text(&format!("https://junk{link}"), &s).unwrap(), t);
-        assert_eq!(find_in_text(&format!("chat://invitejunk{u}"), &s).unwrap(), t);
-        assert_eq!(find_in_text(&format!("-----BEGIN junk\n{armor}"), &s).unwrap(), t);
+        assert_eq!(find(&format!("https://junk{link}")).unwrap(), t);
+        assert_eq!(find(&format!("chat://invitejunk{u}")).unwrap(), t);
+        assert_eq!(find(&format!("-----BEGIN junk\n{armor}")).unwrap(), t);
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! expect: success | decode failure | signature failure | wrong context | expired | checksum failure | version too new
-//! type: invitation | ticket
+//! type: invitation | ticket | ticket text   (ticket text: data is the UTF-8 of the text form)
 //! now: <unix seconds>          (invitation)
 //! inbox: <hex, 32 bytes>       (invitation: the inbox the bytes were read from)
 //! data: <hex>
@@ -42,6 +42,16 @@ fn outcome_of_ticket(data: &[u8]) -> &'static str {
     }
 }
 
+fn outcome_of_ticket_text(data: &[u8]) -> &'static str {
+    let Ok(text) = core::str::from_utf8(data) else { return "decode failure" };
+    match text.parse::<Ticket>() {
+        Ok(_) => "success",
+        Err(EncodingError::ChecksumMismatch) => "checksum failure",
+        Err(EncodingError::VersionTooNew { .. }) => "version too new",
+        Err(_) => "decode failure",
+    }
+}
+
 fn parse(text: &str) -> BTreeMap<String, String> {
     text.lines().filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect()
 }
@@ -72,12 +82,13 @@ fn all_vectors() {
                 outcome_of_invitation(&data, &inbox, f["now"].parse().unwrap())
             }
             "ticket" => outcome_of_ticket(&data),
+            "ticket text" => outcome_of_ticket_text(&data),
             t => panic!("{}: unknown type {t}", path.display()),
         };
         assert_eq!(got, expect, "{}", path.display());
         n += 1;
     }
-    assert!(n >= 12, "only {n} vectors found");
+    assert!(n >= 20, "only {n} vectors found");
 }
 
 /// Writes the vectors from a fixed seed.

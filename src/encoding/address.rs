@@ -1,18 +1,34 @@
-//! A known address: the identity key plus where its identity record lives,
-//! shared as `SCHEME://request/v/1/id/ID/dht/vld0/KEY[/SECRET]` (fixed order,
-//! strict, base64url without padding; SECRET is the record's encryption
-//! secret, public like the record itself). Requests go to the request inbox the identity
-//! record names, so the inbox can be moved without changing the address.
+//! A known address: the identity key plus where its identity record lives.
+//! Shared as the text form `address-1-...` (see [`Address`]'s `Display`),
+//! alone, in `SCHEME://request/TEXT` or in an https link's fragment.
+//! Requests go to the request inbox the identity record names, so the inbox
+//! can be moved without changing the address.
+//!
+//! ```text
+//! off len field
+//! 0   1   version = 1
+//! 1   1   flags: 0x01 the record's encryption secret follows; others reserved (0)
+//! 2   32  identity (account) public key
+//! 34  32  identity record key (opaque)
+//! 66  32  record encryption secret (public like the record itself; flag 0x01 only)
+//! ```
 
-use data_encoding::BASE64URL_NOPAD;
+use core::fmt;
 
 use super::blob::VERSION;
-use super::{EncodingError, MAX_TEXT_LEN, UriScheme};
+use super::text::{self, TextKind};
+use super::{EncodingError, MAX_TEXT_LEN};
 use crate::crypto::{PublicKey, SecretKey};
 use crate::dht::RecordKey;
 
+/// Binary length of an address without the record secret.
+pub(crate) const BARE_LEN: usize = 66;
+/// Binary length of an address with the record secret.
+pub(crate) const FULL_LEN: usize = 98;
+const HAS_SECRET: u8 = 0x01;
+
 /// Where to send contact requests to an identity.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Address {
     /// The identity (account) key.
     pub identity: PublicKey,
@@ -20,80 +36,117 @@ pub struct Address {
     pub record: RecordKey,
 }
 
+/// The stored layout (postcard) of an [`Address`], unchanged.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename = "Address")]
+struct Repr {
+    identity: PublicKey,
+    record: RecordKey,
+}
+
+/// The text form in human-readable formats (JSON), the struct elsewhere.
+impl serde::Serialize for Address {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            return s.serialize_str(&self.to_string());
+        }
+        serde::Serialize::serialize(&Repr { identity: self.identity, record: self.record.clone() }, s)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Address {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        if d.is_human_readable() {
+            let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+            return Address::from_text(&s).map_err(serde::de::Error::custom);
+        }
+        let r = <Repr as serde::Deserialize>::deserialize(d)?;
+        Ok(Self { identity: r.identity, record: r.record })
+    }
+}
+
+/// The canonical text form, `address-1-` and the base32 of the binary form
+/// with a CRC-32 (written lowercase, read in any case).
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&text::encode(TextKind::Address, VERSION, &self.to_bytes()))
+    }
+}
+
+impl core::str::FromStr for Address {
+    type Err = EncodingError;
+    fn from_str(s: &str) -> Result<Self, EncodingError> {
+        Self::from_text(s)
+    }
+}
+
 impl Address {
-    /// `SCHEME://request/v/1/id/ID/dht/vld0/KEY`.
-    pub fn to_uri(&self, scheme: &UriScheme) -> String {
-        let e = |b: &[u8]| BASE64URL_NOPAD.encode(b);
-        let secret = self.record.secret().map(|s| format!("/{}", e(s.expose()))).unwrap_or_default();
-        format!(
-            "{}://request/v/{VERSION}/id/{}/dht/vld0/{}{secret}",
-            scheme.as_str(),
-            e(self.identity.as_bytes()),
-            e(self.record.opaque())
-        )
+    /// The binary form (see the module documentation).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(FULL_LEN);
+        v.push(VERSION);
+        v.push(if self.record.secret().is_some() { HAS_SECRET } else { 0 });
+        v.extend_from_slice(self.identity.as_bytes());
+        v.extend_from_slice(self.record.opaque());
+        if let Some(s) = self.record.secret() {
+            v.extend_from_slice(s.expose());
+        }
+        v
     }
 
-    /// Parses an address URI (strict: every segment in its place).
-    pub fn from_uri(uri: &str, scheme: &UriScheme) -> Result<Self, EncodingError> {
-        if uri.len() > MAX_TEXT_LEN {
-            return Err(EncodingError::TooLarge(uri.len()));
-        }
-        let (found, rest) = uri
-            .split_once("://")
-            .ok_or_else(|| EncodingError::WrongScheme { expected: scheme.as_str().to_owned(), found: String::new() })?;
-        if found != scheme.as_str() {
-            return Err(EncodingError::WrongScheme {
-                expected: scheme.as_str().to_owned(),
-                found: super::token(found),
-            });
-        }
-        if let Some(c) = rest.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_./".contains(*c))) {
-            return Err(EncodingError::UnexpectedCharacter(c));
-        }
-        let segs: Vec<&str> = rest.split('/').collect();
-        if segs.iter().any(|s| s.is_empty()) {
-            return Err(EncodingError::EmptySegment);
-        }
-        let (v, id, kind, key, secret) = match segs.as_slice() {
-            ["request", "v", v, "id", id, "dht", kind, key] => (v, id, kind, key, None),
-            ["request", "v", v, "id", id, "dht", kind, key, secret] => (v, id, kind, key, Some(secret)),
-            _ => return Err(EncodingError::NotAnInvitation),
+    /// Parses the binary form (strict).
+    pub fn from_bytes(b: &[u8]) -> Result<Self, EncodingError> {
+        let Some((&version, rest)) = b.split_first() else {
+            return Err(EncodingError::Truncated { expected: BARE_LEN, got: 0 });
         };
-        let version: u32 = v.parse().map_err(|_| EncodingError::BadNumber(super::token(v)))?;
-        if version.to_string() != *v {
-            return Err(EncodingError::BadNumber(super::token(v)));
-        }
         let supported = u32::from(VERSION);
-        if version < supported {
-            return Err(EncodingError::VersionTooOld { found: version, supported });
+        match u32::from(version) {
+            v if v > supported => return Err(EncodingError::VersionTooNew { found: v, supported }),
+            v if v < supported => return Err(EncodingError::VersionTooOld { found: v, supported }),
+            _ => {}
         }
-        if version > supported {
-            return Err(EncodingError::VersionTooNew { found: version, supported });
-        }
-        if *kind != "vld0" {
-            return Err(EncodingError::UnsupportedCryptoKind(super::token(kind)));
-        }
-        let b = |what: &'static str, s: &str| -> Result<[u8; 32], EncodingError> {
-            let v = BASE64URL_NOPAD.decode(s.as_bytes()).map_err(|_| EncodingError::BadEncoding { what })?;
-            <[u8; 32]>::try_from(v.as_slice()).map_err(|_| EncodingError::WrongLength {
-                what,
-                expected: 32,
-                got: v.len(),
-            })
+        let Some((&flags, body)) = rest.split_first() else {
+            return Err(EncodingError::Truncated { expected: BARE_LEN, got: b.len() });
         };
-        let identity = PublicKey::from_bytes(&b("identity key", id)?)
-            .map_err(|_| EncodingError::BadEncoding { what: "identity key" })?;
-        let secret = match secret {
-            Some(s) => Some(SecretKey::from_bytes(&mut b("record secret", s)?)),
-            None => None,
+        if flags & !HAS_SECRET != 0 {
+            return Err(EncodingError::ReservedFlags(flags & !HAS_SECRET));
+        }
+        let expected = if flags & HAS_SECRET != 0 { FULL_LEN } else { BARE_LEN };
+        if b.len() < expected {
+            return Err(EncodingError::Truncated { expected, got: b.len() });
+        }
+        if b.len() > expected {
+            return Err(EncodingError::TrailingGarbage(b.len() - expected));
+        }
+        let identity =
+            PublicKey::from_bytes(&body[..32]).map_err(|_| EncodingError::BadEncoding { what: "identity key" })?;
+        let mut opaque = [0u8; 32];
+        opaque.copy_from_slice(&body[32..64]);
+        let secret = if expected == FULL_LEN {
+            Some(
+                SecretKey::from_slice(&body[64..96])
+                    .map_err(|_| EncodingError::BadEncoding { what: "record secret" })?,
+            )
+        } else {
+            None
         };
-        Ok(Self { identity, record: RecordKey::new(b("identity record", key)?, secret) })
+        Ok(Self { identity, record: RecordKey::new(opaque, secret) })
+    }
+
+    /// Parses the canonical text form (strict, any letter case).
+    pub fn from_text(s: &str) -> Result<Self, EncodingError> {
+        if s.len() > MAX_TEXT_LEN {
+            return Err(EncodingError::TooLarge(s.len()));
+        }
+        let bytes = text::decode(s, TextKind::Address, VERSION, &[BARE_LEN, FULL_LEN])?;
+        Self::from_bytes(&bytes)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encoding::UriScheme;
     use rand_core::OsRng;
 
     #[test]
@@ -104,28 +157,27 @@ mod tests {
         assert_eq!(Address::from_uri(&bare.to_uri(&scheme), &scheme).unwrap(), bare);
         let a = Address { identity, record: RecordKey::new([7; 32], Some(SecretKey::from_bytes(&mut [9; 32]))) };
         let uri = a.to_uri(&scheme);
-        assert!(uri.starts_with("chat://request/v/1/id/"), "{uri}");
+        assert!(uri.starts_with("chat://request/address-1-"), "{uri}");
         assert_eq!(Address::from_uri(&uri, &scheme).unwrap(), a);
+        assert_eq!(Address::from_uri(&uri.to_uppercase(), &scheme).unwrap(), a);
+        assert_eq!(a.to_string().parse::<Address>().unwrap(), a);
         assert!(matches!(
             Address::from_uri(&uri, &UriScheme::new("other").unwrap()),
             Err(EncodingError::WrongScheme { .. })
         ));
-        assert_eq!(Address::from_uri(&format!("{uri}/x"), &scheme), Err(EncodingError::NotAnInvitation));
-        assert_eq!(Address::from_uri(&format!("{uri}/"), &scheme), Err(EncodingError::EmptySegment));
+        assert_eq!(Address::from_uri(&format!("{uri}x"), &scheme), Err(EncodingError::TrailingGarbage(1)));
         assert_eq!(
-            Address::from_uri(&uri.replace("/v/1/", "/v/2/"), &scheme).unwrap_err(),
+            Address::from_uri(&uri.replace("-1-", "-2-"), &scheme).unwrap_err(),
             EncodingError::VersionTooNew { found: 2, supported: 1 }
         );
-        assert_eq!(
-            Address::from_uri(&uri.replace("/v/1/", "/v/01/"), &scheme),
-            Err(EncodingError::BadNumber("01".into()))
-        );
-        assert!(matches!(
-            Address::from_uri(&uri.replace("vld0", "vld1"), &scheme),
-            Err(EncodingError::UnsupportedCryptoKind(_))
-        ));
-        assert_eq!(Address::from_uri(&format!("{uri}?q"), &scheme), Err(EncodingError::UnexpectedCharacter('?')));
-        let short = uri.rsplit_once('/').unwrap().0.to_owned() + "/AAAA";
-        assert!(matches!(Address::from_uri(&short, &scheme), Err(EncodingError::WrongLength { .. })));
+        let mut b = a.to_bytes();
+        b[1] = 0x03;
+        assert_eq!(Address::from_bytes(&b), Err(EncodingError::ReservedFlags(0x02)));
+        assert!(matches!(Address::from_bytes(&a.to_bytes()[..70]), Err(EncodingError::Truncated { .. })));
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(json, format!("\"{a}\""));
+        assert_eq!(serde_json::from_str::<Address>(&json).unwrap(), a);
+        let stored = postcard::to_allocvec(&a).unwrap();
+        assert_eq!(postcard::from_bytes::<Address>(&stored).unwrap(), a);
     }
 }

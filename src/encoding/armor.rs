@@ -1,8 +1,7 @@
-//! Text armor: BEGIN/END lines around base64url (no padding) of the binary
-//! ticket in lines of exactly 64 characters (the last 1..=64). The ticket's
+//! Text armor: BEGIN/END lines around the canonical text form of the ticket
+//! (`invite-1-...`), in lines of exactly 64 characters (the last 1..=64).
+//! The labels are read in any letter case, like the text inside; the text's
 //! CRC-32 is the armor's checksum and is always verified.
-
-use data_encoding::BASE64URL_NOPAD;
 
 use super::{EncodingError, InvitationKind, MAX_TEXT_LEN, Ticket};
 
@@ -17,20 +16,37 @@ fn label(kind: InvitationKind) -> &'static str {
 }
 
 fn kind_of(label: &str) -> Option<InvitationKind> {
-    match label {
-        "CONTACT INVITATION" => Some(InvitationKind::Contact),
-        "DEVICE LINK INVITATION" => Some(InvitationKind::DeviceLink),
-        _ => None,
+    if label.eq_ignore_ascii_case("CONTACT INVITATION") {
+        Some(InvitationKind::Contact)
+    } else if label.eq_ignore_ascii_case("DEVICE LINK INVITATION") {
+        Some(InvitationKind::DeviceLink)
+    } else {
+        None
     }
+}
+
+/// `-----BEGIN x-----` / `-----END x-----` in any letter case: the label.
+fn strip<'a>(line: &'a str, word: &str) -> Option<&'a str> {
+    let head = format!("-----{word} ");
+    let l = line.get(..head.len())?;
+    if !l.eq_ignore_ascii_case(&head) {
+        return None;
+    }
+    line[head.len()..].strip_suffix("-----")
+}
+
+/// Whether `line` is VeilidChat's armor header (`--- BEGIN VEILIDCHAT ...`).
+fn is_veilidchat(line: &str) -> bool {
+    line.to_ascii_lowercase().contains("begin veilidchat")
 }
 
 impl Ticket {
     /// The text armor (ends with a newline).
     pub fn to_armor(&self) -> String {
-        let body = BASE64URL_NOPAD.encode(&self.to_bytes());
+        let text = zeroize::Zeroizing::new(self.to_string());
         let l = label(self.kind);
         let mut out = format!("-----BEGIN {l}-----\n");
-        for chunk in body.as_bytes().chunks(LINE_WIDTH) {
+        for chunk in text.as_bytes().chunks(LINE_WIDTH) {
             out.push_str(&String::from_utf8_lossy(chunk));
             out.push('\n');
         }
@@ -48,34 +64,29 @@ impl Ticket {
         }
         let mut lines = text.trim().split('\n');
         let first = lines.next().unwrap_or_default();
-        let begin = first
-            .strip_prefix("-----BEGIN ")
-            .and_then(|r| r.strip_suffix("-----"))
-            .ok_or(EncodingError::ArmorMissingBegin)?;
+        if is_veilidchat(first) {
+            return Err(EncodingError::VeilidChatInvitation);
+        }
+        let begin = strip(first, "BEGIN").ok_or(EncodingError::ArmorMissingBegin)?;
         let kind = kind_of(begin).ok_or(EncodingError::ArmorLabelMismatch)?;
         let rest: Vec<&str> = lines.collect();
         let (end_line, body) = rest.split_last().ok_or(EncodingError::ArmorMissingEnd)?;
-        let end = end_line
-            .strip_prefix("-----END ")
-            .and_then(|r| r.strip_suffix("-----"))
-            .ok_or(EncodingError::ArmorMissingEnd)?;
-        if end != begin {
+        let end = strip(end_line, "END").ok_or(EncodingError::ArmorMissingEnd)?;
+        if kind_of(end) != Some(kind) {
             return Err(EncodingError::ArmorLabelMismatch);
         }
         if body.is_empty() {
             return Err(EncodingError::ArmorEmpty);
         }
-        let mut b64 = String::with_capacity(body.len() * LINE_WIDTH);
+        let mut joined = zeroize::Zeroizing::new(String::with_capacity(body.len() * LINE_WIDTH));
         for (i, line) in body.iter().enumerate() {
             let last = i + 1 == body.len();
             if line.len() > LINE_WIDTH || line.is_empty() || (!last && line.len() != LINE_WIDTH) {
                 return Err(EncodingError::ArmorLineLength { line: i + 1 });
             }
-            b64.push_str(line);
+            joined.push_str(line);
         }
-        let bytes =
-            BASE64URL_NOPAD.decode(b64.as_bytes()).map_err(|_| EncodingError::BadEncoding { what: "armor body" })?;
-        let t = Self::from_bytes(&bytes)?;
+        let t = Self::from_text(&joined)?;
         if t.kind != kind {
             return Err(EncodingError::ArmorKindMismatch);
         }

@@ -14,7 +14,8 @@
 
 use core::fmt;
 
-use super::{EncodingError, InvitationKind};
+use super::text::{self, TextKind};
+use super::{EncodingError, InvitationKind, MAX_TEXT_LEN};
 use crate::crypto::SecretKey;
 
 /// The ticket format version this library writes and reads.
@@ -75,11 +76,16 @@ pub struct Ticket {
     pub secret: TicketSecret,
 }
 
-/// Serialized as its binary form (the same bytes postcard wrote for the
-/// `Vec<u8>` this replaced), so holders keep the redacting [`Ticket`]
-/// instead of raw bytes (rule EDGE-SECRET-1).
+/// Serialized as its text form ([`fmt::Display`]) in human-readable
+/// formats (JSON), as its binary form elsewhere (the same bytes postcard
+/// wrote for the `Vec<u8>` this replaced), so holders keep the redacting
+/// [`Ticket`] instead of raw bytes (rule EDGE-SECRET-1).
 impl serde::Serialize for Ticket {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            let text = zeroize::Zeroizing::new(self.to_string());
+            return s.serialize_str(&text);
+        }
         let bytes = zeroize::Zeroizing::new(self.to_bytes());
         s.serialize_bytes(&bytes)
     }
@@ -91,7 +97,10 @@ impl<'de> serde::Deserialize<'de> for Ticket {
         impl<'de> serde::de::Visitor<'de> for V {
             type Value = Ticket;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a binary ticket")
+                f.write_str("a ticket (text or binary form)")
+            }
+            fn visit_str<E: serde::de::Error>(self, t: &str) -> Result<Ticket, E> {
+                Ticket::from_text(t).map_err(|_| E::custom("invalid ticket"))
             }
             fn visit_bytes<E: serde::de::Error>(self, b: &[u8]) -> Result<Ticket, E> {
                 Ticket::from_bytes(b).map_err(|_| E::custom("invalid ticket"))
@@ -107,7 +116,26 @@ impl<'de> serde::Deserialize<'de> for Ticket {
                 Ticket::from_bytes(&b).map_err(|_| serde::de::Error::custom("invalid ticket"))
             }
         }
-        d.deserialize_bytes(V)
+        if d.is_human_readable() { d.deserialize_str(V) } else { d.deserialize_bytes(V) }
+    }
+}
+
+/// The canonical text form, `invite-1-` and the base32 of the binary form
+/// with a CRC-32 (written lowercase, read in any case). It is what the URI,
+/// the https link and the armor carry. A bearer capability: show it only to
+/// the invitee.
+impl fmt::Display for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = zeroize::Zeroizing::new(self.to_bytes());
+        let text = zeroize::Zeroizing::new(text::encode(TextKind::Ticket, VERSION, &bytes));
+        f.write_str(&text)
+    }
+}
+
+impl core::str::FromStr for Ticket {
+    type Err = EncodingError;
+    fn from_str(s: &str) -> Result<Self, EncodingError> {
+        Self::from_text(s)
     }
 }
 
@@ -159,6 +187,16 @@ impl Ticket {
         v
     }
 
+    /// Parses the canonical text form (strict, any letter case; see
+    /// [`fmt::Display`]).
+    pub fn from_text(s: &str) -> Result<Self, EncodingError> {
+        if s.len() > MAX_TEXT_LEN {
+            return Err(EncodingError::TooLarge(s.len()));
+        }
+        let bytes = text::decode(s, TextKind::Ticket, VERSION, &[PLAIN_LEN, LOCKED_LEN])?;
+        Self::from_bytes(&bytes)
+    }
+
     /// Parses the binary form (strict).
     pub fn from_bytes(b: &[u8]) -> Result<Self, EncodingError> {
         if b.len() < 2 {
@@ -197,11 +235,7 @@ impl Ticket {
         }
         let mut record = [0u8; 32];
         record.copy_from_slice(&body[2..34]);
-        let secret = SecretKey::from_slice(&body[34..66]).map_err(|_| EncodingError::WrongLength {
-            what: "secret",
-            expected: 32,
-            got: 0,
-        })?;
+        let secret = SecretKey::from_slice(&body[34..66]).map_err(|_| EncodingError::BadEncoding { what: "secret" })?;
         let secret = if locked {
             let mut salt = [0u8; 16];
             salt.copy_from_slice(&body[66..82]);

@@ -1,7 +1,10 @@
-//! Shareable encodings of an invitation ticket: the binary blob (QR byte
-//! mode), text armor, a command-style URI (`SCHEME://invite/...`), an https
-//! link that keeps every secret in the fragment, QR rendering, and a finder
-//! for tickets pasted inside surrounding text.
+//! Shareable encodings of an invitation ticket and of an address: one
+//! canonical text form (`invite-1-…`, `address-1-…`: a kind prefix, a
+//! version, base32 of the bytes with a CRC-32, any letter case) that the
+//! URI (`SCHEME://invite/TEXT`), the https link (`https://HOST/PATH#TEXT`)
+//! and the text armor all carry unchanged; the binary ticket (QR byte
+//! mode); QR rendering; and one entry point for anything scanned or pasted,
+//! [`parse_scanned`].
 //!
 //! Parsers are strict: every rule has its own [`EncodingError`] variant.
 
@@ -11,12 +14,13 @@ mod blob;
 mod find;
 #[cfg(feature = "qr")]
 mod qr;
+mod text;
 mod uri;
 
 pub use address::Address;
 pub use blob::{LOCKED_LEN, LockParams, PLAIN_LEN, Ticket, TicketSecret, VERSION};
-pub use find::find_in_text;
-pub use uri::UriScheme;
+pub use find::{Scanned, parse_scanned, parse_scanned_bytes};
+pub use uri::{HttpsBase, LinkConfig, UriScheme};
 
 pub use crate::message::InvitationKind;
 
@@ -80,22 +84,25 @@ pub enum EncodingError {
     /// Lock parameters that cannot be valid.
     #[error("invalid lock parameters: {0}")]
     InvalidLockParams(&'static str),
-    /// Not valid base64url (or non-canonical).
-    #[error("bad encoding of {what}")]
+    /// Not valid base32/base64 (or non-canonical): damaged.
+    #[error("bad encoding of {what}: the text is damaged")]
     BadEncoding {
         /// Which field.
         what: &'static str,
     },
-    /// Decoded field has the wrong length.
-    #[error("{what} must be {expected} bytes, got {got}")]
-    WrongLength {
-        /// Field.
-        what: &'static str,
-        /// Required.
-        expected: usize,
-        /// Got.
-        got: usize,
-    },
+    /// A version number that is not canonical decimal.
+    #[error("bad number {0:?}")]
+    BadNumber(String),
+    /// The text is an address (`address-…`), a ticket was expected.
+    #[error("this is an address, not an invitation ticket")]
+    NotATicket,
+    /// The text is a ticket (`invite-…`), an address was expected.
+    #[error("this is an invitation ticket, not an address")]
+    NotAnAddress,
+    /// A VeilidChat invitation (its text armor or its QR code): open it in
+    /// VeilidChat.
+    #[error("this is a VeilidChat invitation: open it in VeilidChat")]
+    VeilidChatInvitation,
     /// Armor: no BEGIN line.
     #[error("armor: missing BEGIN line")]
     ArmorMissingBegin,
@@ -131,53 +138,31 @@ pub enum EncodingError {
     /// URI scheme argument is not a valid scheme.
     #[error("invalid URI scheme {0:?}")]
     InvalidScheme(String),
-    /// URI: host is not `invite`.
+    /// URI: the host is not `invite` (tickets) or `request` (addresses).
     #[error("not an invitation URI")]
     NotAnInvitation,
-    /// URI: unknown command.
-    #[error("unknown command {0:?}")]
-    UnknownCommand(String),
-    /// URI: a command has too few arguments.
-    #[error("command {command:?} takes {expected} arguments, got {got}")]
-    WrongArity {
-        /// Command.
-        command: String,
-        /// Its arity.
-        expected: usize,
-        /// Present.
-        got: usize,
-    },
-    /// URI: a command appears twice.
-    #[error("command {0:?} given twice")]
-    DuplicateCommand(String),
-    /// URI: a required command is missing.
-    #[error("missing command {0:?}")]
-    MissingCommand(&'static str),
-    /// URI: `v` must come first.
-    #[error("the version command must come first")]
-    VersionNotFirst,
-    /// URI: empty path segment.
-    #[error("empty path segment")]
-    EmptySegment,
-    /// URI: character not allowed (percent-escapes, query, fragment, space…).
-    #[error("unexpected character {0:?}")]
-    UnexpectedCharacter(char),
-    /// URI: bad number.
-    #[error("bad number {0:?}")]
-    BadNumber(String),
-    /// URI: DHT crypto kind not supported.
-    #[error("unsupported DHT crypto kind {0:?}")]
-    UnsupportedCryptoKind(String),
-    /// URI: key derivation not supported.
-    #[error("unsupported key derivation {0:?}")]
-    UnsupportedKdf(String),
-    /// https link: not https, or no fragment.
+    /// https link: not https, no fragment, or a base with a fragment.
     #[error("not an https invitation link: {0}")]
     BadLink(&'static str),
+    /// https link: the host is not one the app configured (or not a DNS name).
+    #[error("https link: not a host this app accepts links from")]
+    LinkHost,
+    /// https link: user info (`user@`) is not allowed.
+    #[error("https link: user info is not allowed")]
+    LinkUserinfo,
+    /// https link: a port the app did not configure.
+    #[error("https link: port not allowed")]
+    LinkPort,
+    /// https link: a query (`?…`) is not allowed.
+    #[error("https link: a query is not allowed")]
+    LinkQuery,
+    /// https link: not the configured path (or not a plain path).
+    #[error("https link: not the app's invitation page")]
+    LinkPath,
     /// Text longer than any ticket encoding.
     #[error("text of {0} bytes is too large to hold a ticket")]
     TooLarge(usize),
-    /// No ticket found in the text.
+    /// No ticket or address found: nothing of ours in the text.
     #[error("no invitation found in the text")]
     NotFound,
     /// QR rendering failed.

@@ -1,18 +1,23 @@
-//! Command-style URIs, after PZP/PPPPP invite URIs:
-//! `SCHEME://invite/v/1/dht/vld0/KEY/contact/SECRET[/locked/argon2id/M.T.P/SALT]`
-//! (`promise.account-add/SECRET` instead of `contact/SECRET` for device links),
-//! and the https form `https://HOST/PATH#v/1/...` that keeps every secret in
-//! the fragment (browsers never send fragments to servers).
+//! The URI and https forms. Both carry exactly the canonical text form
+//! (see [`Ticket`]'s `Display`) and nothing the parser interprets field by
+//! field:
 //!
-//! Every command has a fixed arity; unknown commands, missing or repeated
-//! ones, empty segments, percent-escapes, queries and non-canonical numbers or
-//! base64 are errors.
+//! ```text
+//! SCHEME://invite/TEXT            a ticket   (TEXT = invite-1-...)
+//! SCHEME://request/TEXT           an address (TEXT = address-1-...)
+//! https://HOST[:PORT]/PATH#TEXT   either, for a configured HttpsBase
+//! ```
+//!
+//! The scheme, `invite`/`request` and the host are compared ignoring letter
+//! case (the text form is case-insensitive too), so a link that a chat app
+//! lower- or upper-cases still opens. An https link is refused unless its
+//! host is one the app configured, and it has no user info, no port (unless
+//! configured), no query, and the configured path (in any letter case); browsers never send the
+//! fragment, where the ticket is, to the server.
 
-use data_encoding::BASE64URL_NOPAD;
-
-use super::blob::{VERSION, check_lock};
-use super::{EncodingError, InvitationKind, LockParams, MAX_TEXT_LEN, Ticket, TicketSecret};
-use crate::crypto::SecretKey;
+use super::blob::PLAIN_LEN;
+use super::text::{TextKind, text_len};
+use super::{Address, EncodingError, MAX_TEXT_LEN, Ticket, address};
 
 /// A validated URI scheme (RFC 3986: a letter, then letters, digits, `+ - .`; lowercase).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,179 +38,191 @@ impl UriScheme {
     }
 }
 
-const COMMANDS: [(&str, usize); 5] = [("v", 1), ("dht", 2), ("contact", 1), ("promise.account-add", 1), ("locked", 3)];
-
-fn b64(what: &'static str, s: &str, len: usize) -> Result<Vec<u8>, EncodingError> {
-    let v = BASE64URL_NOPAD.decode(s.as_bytes()).map_err(|_| EncodingError::BadEncoding { what })?;
-    if v.len() != len {
-        return Err(EncodingError::WrongLength { what, expected: len, got: v.len() });
-    }
-    Ok(v)
+/// The web page an app's https links point to: `https://HOST[:PORT]/PATH`,
+/// validated. Links are `BASE#TEXT`; a link is accepted only for a base the
+/// app configured ([`LinkConfig::https`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpsBase {
+    host: String,
+    port: Option<u16>,
+    path: String,
 }
 
-fn number(s: &str) -> Result<u32, EncodingError> {
-    let canonical =
-        !s.is_empty() && s.len() <= 9 && s.chars().all(|c| c.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
-    if !canonical {
-        return Err(EncodingError::BadNumber(super::token(s)));
-    }
-    s.parse().map_err(|_| EncodingError::BadNumber(super::token(s)))
+fn host_ok(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 253
+        && h.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
 }
 
-fn small(s: &str) -> Result<u8, EncodingError> {
-    u8::try_from(number(s)?).map_err(|_| EncodingError::BadNumber(super::token(s)))
+fn path_ok(p: &str) -> bool {
+    p.starts_with('/') && p.chars().all(|c| c.is_ascii_alphanumeric() || "-._~/".contains(c))
 }
 
-impl Ticket {
-    /// The command path (`v/1/dht/vld0/...`), shared by both URI forms.
-    fn command_path(&self) -> String {
-        let e = |b: &[u8]| BASE64URL_NOPAD.encode(b);
-        let kind = match self.kind {
-            InvitationKind::Contact => "contact",
-            InvitationKind::DeviceLink => "promise.account-add",
-        };
-        let (secret, lock) = match &self.secret {
-            TicketSecret::Plain(s) => (e(s.expose()), String::new()),
-            TicketSecret::Locked { masked, params: p } => (
-                e(masked.expose()),
-                format!(
-                    "/locked/{}/{}.{}.{}/{}",
-                    if p.pin { "argon2id-pin" } else { "argon2id" },
-                    p.m_cost_log2,
-                    p.t_cost,
-                    p.p_cost,
-                    e(&p.salt)
-                ),
-            ),
-        };
-        format!("v/{VERSION}/dht/vld0/{}/{kind}/{secret}{lock}", e(&self.record))
+/// Splits `https://AUTHORITY/PATH` (no fragment) into its parts, refusing
+/// user info, queries and anything but a DNS host and a decimal port.
+fn split_https(s: &str) -> Result<(String, Option<u16>, String), EncodingError> {
+    let rest = match s.get(..8) {
+        Some(p) if p.eq_ignore_ascii_case("https://") => &s[8..],
+        _ => return Err(EncodingError::BadLink("not an https link")),
+    };
+    if rest.contains('?') {
+        return Err(EncodingError::LinkQuery);
+    }
+    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| (&rest[..i], &rest[i..]));
+    if authority.contains('@') {
+        return Err(EncodingError::LinkUserinfo);
+    }
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => {
+            let canonical =
+                !p.is_empty() && p.len() <= 5 && p.chars().all(|c| c.is_ascii_digit()) && !p.starts_with('0');
+            let port = if canonical { p.parse::<u16>().ok() } else { None };
+            (h, Some(port.ok_or(EncodingError::LinkPort)?))
+        }
+        None => (authority, None),
+    };
+    if !host_ok(host) {
+        return Err(EncodingError::LinkHost);
+    }
+    if !path_ok(path) {
+        return Err(EncodingError::LinkPath);
+    }
+    Ok((host.to_ascii_lowercase(), port, path.to_owned()))
+}
+
+impl HttpsBase {
+    /// Validates a base such as `https://chat.example/invite`: https, a DNS
+    /// host, an optional port, a path of unreserved characters, no user
+    /// info, query or fragment.
+    pub fn new(base: &str) -> Result<Self, EncodingError> {
+        if base.len() > 1024 || base.contains('#') {
+            return Err(EncodingError::BadLink("the base must have no fragment"));
+        }
+        let (host, port, path) = split_https(base)?;
+        Ok(Self { host, port, path })
     }
 
-    /// `SCHEME://invite/...`.
-    pub fn to_uri(&self, scheme: &UriScheme) -> String {
-        format!("{}://invite/{}", scheme.0, self.command_path())
+    fn render(&self) -> String {
+        let port = self.port.map(|p| format!(":{p}")).unwrap_or_default();
+        format!("https://{}{port}{}", self.host, self.path)
     }
 
-    /// Parses `SCHEME://invite/...` (strict).
-    pub fn from_uri(uri: &str, scheme: &UriScheme) -> Result<Self, EncodingError> {
-        if uri.len() > MAX_TEXT_LEN {
-            return Err(EncodingError::TooLarge(uri.len()));
-        }
-        let (found, rest) = uri
-            .split_once("://")
-            .ok_or_else(|| EncodingError::WrongScheme { expected: scheme.0.clone(), found: String::new() })?;
-        if found != scheme.0 {
-            return Err(EncodingError::WrongScheme { expected: scheme.0.clone(), found: super::token(found) });
-        }
-        let path = match rest.strip_prefix("invite") {
-            Some("") => return Err(EncodingError::MissingCommand("v")),
-            Some(p) => p.strip_prefix('/').ok_or(EncodingError::NotAnInvitation)?,
-            None => return Err(EncodingError::NotAnInvitation),
-        };
-        parse_commands(path)
+    /// The link for a text form.
+    fn link(&self, text: &str) -> String {
+        format!("{}#{text}", self.render())
     }
 
-    /// `https://HOST/PATH#v/1/...`: `base` is the app's page (no fragment).
-    pub fn to_https(&self, base: &str) -> Result<String, EncodingError> {
-        if !base.starts_with("https://") || base.len() <= "https://".len() {
-            return Err(EncodingError::BadLink("must start with https:// and name a host"));
-        }
-        if base.contains('#') || base.chars().any(char::is_whitespace) {
-            return Err(EncodingError::BadLink("the base must have no fragment or whitespace"));
-        }
-        Ok(format!("{base}#{}", self.command_path()))
-    }
-
-    /// Parses an https link; the ticket is in the fragment.
-    pub fn from_https(link: &str) -> Result<Self, EncodingError> {
+    /// The fragment of `link` if it is a link to one of `bases`.
+    fn fragment<'a>(link: &'a str, bases: &[HttpsBase]) -> Result<&'a str, EncodingError> {
         if link.len() > MAX_TEXT_LEN {
             return Err(EncodingError::TooLarge(link.len()));
         }
-        if !link.starts_with("https://") {
-            return Err(EncodingError::BadLink("not an https link"));
+        let (page, fragment) = link.split_once('#').ok_or(EncodingError::BadLink("no fragment"))?;
+        let (host, port, path) = split_https(page)?;
+        let same_host: Vec<&HttpsBase> = bases.iter().filter(|b| b.host == host).collect();
+        if same_host.is_empty() {
+            return Err(EncodingError::LinkHost);
         }
-        let (_, fragment) = link.split_once('#').ok_or(EncodingError::BadLink("no fragment"))?;
-        parse_commands(fragment)
+        if !same_host.iter().any(|b| b.port == port) {
+            return Err(EncodingError::LinkPort);
+        }
+        if !same_host.iter().any(|b| b.port == port && b.path.eq_ignore_ascii_case(&path)) {
+            return Err(EncodingError::LinkPath);
+        }
+        Ok(fragment)
     }
 }
 
-fn parse_commands(path: &str) -> Result<Ticket, EncodingError> {
-    if let Some(c) = path.chars().find(|c| !(c.is_ascii_alphanumeric() || "-_./".contains(*c))) {
-        return Err(EncodingError::UnexpectedCharacter(c));
+/// Which links an app accepts: its URI scheme and its https pages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkConfig {
+    /// The app's URI scheme (`chat` for `chat://invite/...`).
+    pub scheme: UriScheme,
+    /// The pages https links may point to (none: https links are refused).
+    pub https: Vec<HttpsBase>,
+}
+
+impl LinkConfig {
+    /// A configuration with a scheme and no https pages.
+    pub fn new(scheme: UriScheme) -> Self {
+        Self { scheme, https: Vec::new() }
     }
-    let segs: Vec<&str> = path.split('/').collect();
-    if segs.iter().any(|s| s.is_empty()) {
-        return Err(EncodingError::EmptySegment);
+
+    /// Adds an https page.
+    #[must_use]
+    pub fn with_https(mut self, base: HttpsBase) -> Self {
+        self.https.push(base);
+        self
     }
-    let mut found: Vec<(&str, &[&str])> = Vec::new();
-    let mut i = 0;
-    while i < segs.len() {
-        let name = segs[i];
-        let arity = COMMANDS
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, a)| *a)
-            .ok_or_else(|| EncodingError::UnknownCommand(super::token(name)))?;
-        let args = segs.get(i + 1..i + 1 + arity).ok_or_else(|| EncodingError::WrongArity {
-            command: super::token(name),
-            expected: arity,
-            got: segs.len() - i - 1,
-        })?;
-        if found.iter().any(|(n, _)| *n == name) {
-            return Err(EncodingError::DuplicateCommand(super::token(name)));
-        }
-        if name == "v" && !found.is_empty() {
-            return Err(EncodingError::VersionNotFirst);
-        }
-        if name != "v" && found.is_empty() {
-            return Err(if segs.contains(&"v") {
-                EncodingError::VersionNotFirst
-            } else {
-                EncodingError::MissingCommand("v")
-            });
-        }
-        found.push((name, args));
-        i += 1 + arity;
+}
+
+/// The text after `SCHEME://HOST/` for `host` = `invite` or `request`.
+fn uri_text<'a>(uri: &'a str, scheme: &UriScheme, host: &str, min: usize) -> Result<&'a str, EncodingError> {
+    if uri.len() > MAX_TEXT_LEN {
+        return Err(EncodingError::TooLarge(uri.len()));
     }
-    let get = |n: &str| found.iter().find(|(c, _)| *c == n).map(|(_, a)| *a);
-    let v = get("v").ok_or(EncodingError::MissingCommand("v"))?;
-    match number(v[0])? {
-        x if x == u32::from(VERSION) => {}
-        x if x < u32::from(VERSION) => {
-            return Err(EncodingError::VersionTooOld { found: x, supported: VERSION.into() });
-        }
-        x => return Err(EncodingError::VersionTooNew { found: x, supported: VERSION.into() }),
+    let (found, rest) = uri
+        .split_once("://")
+        .ok_or_else(|| EncodingError::WrongScheme { expected: scheme.0.clone(), found: String::new() })?;
+    if !found.eq_ignore_ascii_case(&scheme.0) {
+        return Err(EncodingError::WrongScheme { expected: scheme.0.clone(), found: super::token(found) });
     }
-    let dht = get("dht").ok_or(EncodingError::MissingCommand("dht"))?;
-    if dht[0] != "vld0" {
-        return Err(EncodingError::UnsupportedCryptoKind(super::token(dht[0])));
-    }
-    let mut record = [0u8; 32];
-    record.copy_from_slice(&b64("record key", dht[1], 32)?);
-    let (kind, secret) = match (get("contact"), get("promise.account-add")) {
-        (Some(s), None) => (InvitationKind::Contact, s[0]),
-        (None, Some(s)) => (InvitationKind::DeviceLink, s[0]),
-        (Some(_), Some(_)) => return Err(EncodingError::DuplicateCommand("contact/promise.account-add".into())),
-        (None, None) => return Err(EncodingError::MissingCommand("contact")),
-    };
-    let secret = SecretKey::from_slice(&b64("secret", secret, 32)?)
-        .map_err(|_| EncodingError::BadEncoding { what: "secret" })?;
-    let secret = match get("locked") {
-        None => TicketSecret::Plain(secret),
-        Some(l) => {
-            let pin = match l[0] {
-                "argon2id" => false,
-                "argon2id-pin" => true,
-                other => return Err(EncodingError::UnsupportedKdf(super::token(other))),
-            };
-            let p: Vec<&str> = l[1].split('.').collect();
-            let [m, t, pc] = p.as_slice() else { return Err(EncodingError::BadNumber(super::token(l[1]))) };
-            let mut salt = [0u8; 16];
-            salt.copy_from_slice(&b64("salt", l[2], 16)?);
-            let params = LockParams { salt, m_cost_log2: small(m)?, t_cost: small(t)?, p_cost: small(pc)?, pin };
-            check_lock(&params)?;
-            TicketSecret::Locked { masked: secret, params }
+    let want = format!("{host}/");
+    match rest.get(..want.len()) {
+        Some(p) if p.eq_ignore_ascii_case(&want) => Ok(&rest[want.len()..]),
+        _ if rest.eq_ignore_ascii_case(host) => {
+            Err(EncodingError::Truncated { expected: uri.len() + 1 + min, got: uri.len() })
         }
-    };
-    Ok(Ticket { kind, record, secret })
+        _ => Err(EncodingError::NotAnInvitation),
+    }
+}
+
+impl Ticket {
+    /// `SCHEME://invite/TEXT`.
+    pub fn to_uri(&self, scheme: &UriScheme) -> String {
+        format!("{}://invite/{self}", scheme.0)
+    }
+
+    /// Parses `SCHEME://invite/TEXT` (scheme, `invite` and TEXT in any case).
+    pub fn from_uri(uri: &str, scheme: &UriScheme) -> Result<Self, EncodingError> {
+        Self::from_text(uri_text(uri, scheme, "invite", text_len(TextKind::Ticket, PLAIN_LEN))?)
+    }
+
+    /// `https://HOST/PATH#TEXT`.
+    pub fn to_https(&self, base: &HttpsBase) -> String {
+        base.link(&self.to_string())
+    }
+
+    /// Parses an https link to one of `bases`; the fragment is the text form.
+    pub fn from_https(link: &str, bases: &[HttpsBase]) -> Result<Self, EncodingError> {
+        Self::from_text(HttpsBase::fragment(link, bases)?)
+    }
+}
+
+impl Address {
+    /// `SCHEME://request/TEXT`.
+    pub fn to_uri(&self, scheme: &UriScheme) -> String {
+        format!("{}://request/{self}", scheme.0)
+    }
+
+    /// Parses `SCHEME://request/TEXT` (scheme, `request` and TEXT in any case).
+    pub fn from_uri(uri: &str, scheme: &UriScheme) -> Result<Self, EncodingError> {
+        Self::from_text(uri_text(uri, scheme, "request", text_len(TextKind::Address, address::BARE_LEN))?)
+    }
+
+    /// `https://HOST/PATH#TEXT`.
+    pub fn to_https(&self, base: &HttpsBase) -> String {
+        base.link(&self.to_string())
+    }
+
+    /// Parses an https link to one of `bases`; the fragment is the text form.
+    pub fn from_https(link: &str, bases: &[HttpsBase]) -> Result<Self, EncodingError> {
+        Self::from_text(HttpsBase::fragment(link, bases)?)
+    }
 }
