@@ -298,3 +298,30 @@ fn the_one_entry_point_refuses_with_a_reason() {
     assert_eq!(parse_scanned(&format!("here: {damaged}"), &links()), Err(E::ChecksumMismatch));
     assert!(matches!(parse_scanned(&format!("here: {}", &text[..60]), &links()), Err(E::Truncated { .. })));
 }
+
+/// What a UI tells the user: every refusal of the one entry point falls in
+/// the group the user can act on (`EncodingError::advice`).
+#[test]
+fn every_refusal_comes_with_advice_a_ui_can_show() {
+    use contact_invite::encoding::ScanAdvice as A;
+    let t = random_ticket(false);
+    let text = t.to_string();
+    let damaged = text.replacen(&text[20..21], if &text[20..21] == "a" { "b" } else { "a" }, 1);
+    let veilidchat = veilidchat_qr();
+    let wrong_kind = text.parse::<Address>().map(Scanned::Address);
+    let cases: Vec<(Result<Scanned, E>, A)> = vec![
+        (parse_scanned(&format!("here: {damaged}"), &links()), A::Damaged),
+        (parse_scanned(&format!("here: {}", &text[..60]), &links()), A::Truncated),
+        (parse_scanned("new: invite-2-a-new-layout", &links()), A::UpdateApp),
+        (parse_scanned_bytes(&veilidchat, &links()), A::VeilidChat),
+        (parse_scanned(&format!("https://evil.example/invite#{t}"), &links()), A::ForeignLink),
+        (parse_scanned("see you at 8", &links()), A::NotAnInvitation),
+        (wrong_kind, A::WrongKind),
+    ];
+    for (i, (got, want)) in cases.into_iter().enumerate() {
+        let e = got.expect_err("refused");
+        assert_eq!(e.advice(), want, "case {i}: {e}");
+        // The sentence is the user's, not the input's.
+        assert!(!want.message().contains(&text[9..20]));
+    }
+}

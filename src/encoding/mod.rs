@@ -41,6 +41,56 @@ pub(crate) fn token(s: &str) -> String {
     if short { s.to_owned() } else { format!("<{} characters>", s.chars().count()) }
 }
 
+/// What a UI tells the user about a refused scan or paste: the many
+/// [`EncodingError`]s grouped by what the user can do about them (see
+/// [`EncodingError::advice`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScanAdvice {
+    /// "This invitation is damaged": a typo, a changed character, a bad
+    /// checksum or a malformed field. Ask for it again.
+    Damaged,
+    /// "This invitation is incomplete": cut short (a partial copy or scan).
+    Truncated,
+    /// "Update the app": made by a newer version of the format.
+    UpdateApp,
+    /// "This invitation is from an old version": ask for a new one.
+    Outdated,
+    /// "This is a VeilidChat invitation": open it in VeilidChat.
+    VeilidChat,
+    /// A ticket where an address was expected, or the reverse.
+    WrongKind,
+    /// "This link is not from this app": an https link on another host,
+    /// port or path, or with user info or a query.
+    ForeignLink,
+    /// Nothing of ours: no invitation in the text, another app's scheme,
+    /// or far too much text.
+    NotAnInvitation,
+}
+
+impl ScanAdvice {
+    /// A short English sentence for the user (apps usually translate the
+    /// variant instead).
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::Damaged => "This invitation is damaged. Ask for it again.",
+            Self::Truncated => "This invitation is incomplete. Copy or scan all of it.",
+            Self::UpdateApp => "This invitation needs a newer version of the app. Update the app.",
+            Self::Outdated => "This invitation was made by an old version. Ask for a new one.",
+            Self::VeilidChat => "This is a VeilidChat invitation. Open it in VeilidChat.",
+            Self::WrongKind => "This is not the kind of invitation expected here.",
+            Self::ForeignLink => "This link is not from this app.",
+            Self::NotAnInvitation => "No invitation found.",
+        }
+    }
+}
+
+impl core::fmt::Display for ScanAdvice {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
 /// Why a ticket encoding was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -168,4 +218,41 @@ pub enum EncodingError {
     /// QR rendering failed.
     #[error("QR rendering failed: {0}")]
     Qr(String),
+}
+
+impl EncodingError {
+    /// What to tell the user (the error grouped by what they can do).
+    pub fn advice(&self) -> ScanAdvice {
+        match self {
+            Self::Truncated { .. } => ScanAdvice::Truncated,
+            Self::VersionTooNew { .. } => ScanAdvice::UpdateApp,
+            Self::VersionTooOld { .. } => ScanAdvice::Outdated,
+            Self::VeilidChatInvitation => ScanAdvice::VeilidChat,
+            Self::NotATicket | Self::NotAnAddress => ScanAdvice::WrongKind,
+            Self::LinkHost | Self::LinkUserinfo | Self::LinkPort | Self::LinkQuery | Self::LinkPath => {
+                ScanAdvice::ForeignLink
+            }
+            Self::NotFound
+            | Self::NotAnInvitation
+            | Self::WrongScheme { .. }
+            | Self::InvalidScheme(_)
+            | Self::TooLarge(_)
+            | Self::Qr(_) => ScanAdvice::NotAnInvitation,
+            Self::TrailingGarbage(_)
+            | Self::ChecksumMismatch
+            | Self::UnknownKind(_)
+            | Self::ReservedFlags(_)
+            | Self::InvalidLockParams(_)
+            | Self::BadEncoding { .. }
+            | Self::BadNumber(_)
+            | Self::ArmorMissingBegin
+            | Self::ArmorMissingEnd
+            | Self::ArmorLabelMismatch
+            | Self::ArmorKindMismatch
+            | Self::ArmorLineLength { .. }
+            | Self::ArmorCarriageReturn
+            | Self::ArmorEmpty
+            | Self::BadLink(_) => ScanAdvice::Damaged,
+        }
+    }
 }
