@@ -12,8 +12,8 @@ use contact_invite::crypto::{DhSecretKey, Password, PasswordParams, PublicKey, S
 use contact_invite::dht::MemoryNetwork;
 use contact_invite::driver::{self, DriverConfig, Events};
 use contact_invite::encoding::{InvitationKind, LockParams, Ticket, TicketSecret};
+use contact_invite::flow::{Event, ReceiveParams, SendParams};
 use contact_invite::identity::Identity;
-use contact_invite::machine::{Event, ReceiveParams, SendParams};
 use contact_invite::message::Profile;
 use contact_invite::store::MemoryStore;
 use rand_core::OsRng;

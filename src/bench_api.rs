@@ -204,7 +204,7 @@ pub fn encode_flow(flow: &crate::machine::Flow) -> Vec<u8> {
 pub fn decode_flows(
     snapshots: &crate::store::Entries,
     flows: &crate::store::Entries,
-) -> Vec<(crate::machine::FlowId, crate::machine::Flow)> {
+) -> Vec<(crate::flow::FlowId, crate::machine::Flow)> {
     let mut held = crate::identity::Snapshots::default();
     for (_, bytes) in snapshots {
         if let Ok(s) = crate::identity::Identity::from_store_record(bytes, "identity snapshot")
@@ -217,7 +217,7 @@ pub fn decode_flows(
         flows
             .iter()
             .filter_map(|(k, v)| {
-                let id = crate::machine::FlowId(k.as_slice().try_into().ok()?);
+                let id = crate::flow::FlowId(k.as_slice().try_into().ok()?);
                 Some((id, crate::store::decode_flow(v, "flow").ok()?))
             })
             .collect()

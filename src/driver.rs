@@ -32,9 +32,15 @@ use crate::encoding::{Address, Ticket};
 use crate::error::Error;
 use crate::identity::{Identity, SharedIdentity, Snapshots, identity_record_schema};
 use crate::machine::{
-    Command, DhtFailure, DhtOp, DhtOutput, Effect, Event, Flow, FlowId, FlowKind, FlowView, Input, Invitee, Inviter,
-    Job, JobOutput, LinkParams, OpId, Outcome, ReceiveParams, Refusal, RequestId, RequestInbox, RequestInboxParams,
-    RequestView, Rng, SendParams, Timer,
+    Command, DhtFailure, DhtOp, DhtOutput, Effect, Flow, Input, Invitee, Inviter, Job, JobOutput, OpId, Refusal,
+    RequestInbox, Rng, Timer,
+};
+
+/// The app-facing flow types (defined in [`crate::flow`]), so an app using
+/// the driver needs no other import for them.
+pub use crate::flow::{
+    Event, FlowId, FlowKind, FlowView, InvitationView, LinkParams, Outcome, ReceiveParams, RequestId,
+    RequestInboxParams, RequestStatus, RequestView, SendParams,
 };
 use crate::store::{Store, Table, UnreadableReason, UnreadableRecord};
 

@@ -208,7 +208,7 @@ pub enum Error {
     #[error("flow {flow}: `{command}` does not apply while {state}")]
     InvalidState {
         /// The flow.
-        flow: crate::machine::FlowId,
+        flow: crate::flow::FlowId,
         /// Its state (a short static name).
         state: &'static str,
         /// The command (a short static name, see `Command::name`).
@@ -218,14 +218,14 @@ pub enum Error {
     #[error("no flow {flow} is running")]
     UnknownFlow {
         /// The id asked for.
-        flow: crate::machine::FlowId,
+        flow: crate::flow::FlowId,
     },
     /// The request inbox keeps no request with that id (answered, expired
     /// or never received).
     #[error("request inbox {flow} keeps no such request")]
     UnknownRequest {
         /// The request inbox.
-        flow: crate::machine::FlowId,
+        flow: crate::flow::FlowId,
     },
     /// A failure that ended a flow before a restart, whose details (a static
     /// context text, timestamps) are not kept in the store: its

@@ -49,7 +49,7 @@
 //! ```
 //! # use std::sync::Arc;
 //! # use contact_invite::{dht::MemoryNetwork, driver, identity::Identity, message::Profile, store::MemoryStore};
-//! # use contact_invite::machine::{Event, Outcome, ReceiveParams, SendParams};
+//! # use contact_invite::flow::{Event, Outcome, ReceiveParams, SendParams};
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let net = MemoryNetwork::new();
@@ -107,6 +107,7 @@ pub mod dht;
 pub mod driver;
 pub mod encoding;
 pub mod error;
+pub mod flow;
 pub mod identity;
 pub mod limits;
 pub mod machine;
@@ -145,11 +146,11 @@ pub mod prelude {
     pub use crate::driver::{self, DriverConfig, DriverEvent, Events, Handle};
     pub use crate::encoding::{Address, Ticket, UriScheme};
     pub use crate::error::{Error, ErrorCode, ProtocolError};
-    pub use crate::identity::{Identity, IdentityView};
-    pub use crate::machine::{
+    pub use crate::flow::{
         Event, FlowId, FlowKind, FlowView, InvitationView, LinkParams, Outcome, ReceiveParams, RequestId,
         RequestInboxParams, RequestView, SendParams,
     };
+    pub use crate::identity::{Identity, IdentityView};
     pub use crate::message::{EncryptionKeyType, InvitationKind, Profile};
     pub use crate::store::{FileStore, MemoryStore, Store};
     pub use rand_core::OsRng;

@@ -16,7 +16,7 @@ use common::*;
 use contact_invite::crypto::{Password, PasswordParams};
 use contact_invite::dht::MemoryNetwork;
 use contact_invite::error::Error;
-use contact_invite::machine::{Event, FlowId, Outcome, ReceiveParams, RequestId, RequestInboxParams, SendParams};
+use contact_invite::flow::{Event, FlowId, Outcome, ReceiveParams, RequestId, RequestInboxParams, SendParams};
 use contact_invite::message::EncryptionKeyType;
 
 /// Argon2id parameters heavy enough that a check takes tens of
@@ -508,7 +508,7 @@ fn app_err_outcome_methods() {
 /// a restart, and lists and lifts blocks from the `Handle`.
 #[tokio::test]
 async fn app_view_flows_are_listed_after_a_restart_and_blocks_can_be_lifted() {
-    use contact_invite::machine::FlowKind;
+    use contact_invite::flow::FlowKind;
     let net = MemoryNetwork::new();
     let mut alice = party(&net, "alice").await;
     let mut bob = party(&net, "bob").await;

@@ -12,10 +12,8 @@ use common::*;
 use contact_invite::crypto::{Password, PasswordParams};
 use contact_invite::dht::{Dht, MemoryDht, MemoryNetwork};
 use contact_invite::encoding::{Ticket, TicketSecret, UriScheme};
-use contact_invite::machine::{
-    DhtFailure, DhtOp, DhtOutput, Effect, Event, Flow, FlowId, Input, Invitee, Inviter, Outcome, ReceiveParams,
-    SendParams, Timer,
-};
+use contact_invite::flow::{Event, FlowId, Outcome, ReceiveParams, SendParams};
+use contact_invite::machine::{DhtFailure, DhtOp, DhtOutput, Effect, Flow, Input, Invitee, Inviter, Timer};
 use contact_invite::message::EncryptionKeyType;
 use data_encoding::BASE64URL_NOPAD;
 use rand_core::OsRng;

@@ -6,7 +6,7 @@ use common::*;
 use contact_invite::crypto::{Password, PasswordParams};
 use contact_invite::dht::{Dht, MemoryNetwork, RecordKey};
 use contact_invite::error::{Error, ProtocolError, VerifyError};
-use contact_invite::machine::{Event, Outcome, ReceiveParams, SendParams};
+use contact_invite::flow::{Event, Outcome, ReceiveParams, SendParams};
 use contact_invite::message::EncryptionKeyType;
 
 fn send_params(p: &Party) -> SendParams {
@@ -18,7 +18,7 @@ fn send_params(p: &Party) -> SendParams {
 async fn publish(
     alice: &mut Party,
     params: Option<SendParams>,
-) -> (contact_invite::machine::FlowId, contact_invite::encoding::Ticket) {
+) -> (contact_invite::flow::FlowId, contact_invite::encoding::Ticket) {
     let params = params.unwrap_or_else(|| send_params(alice));
     publish_invitation(alice, params).await
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 use common::*;
 use contact_invite::dht::{FaultConfig, MemoryNetwork};
 use contact_invite::encoding::TicketSecret;
-use contact_invite::machine::{Event, FlowId, Outcome, ReceiveParams, SendParams};
+use contact_invite::flow::{Event, FlowId, Outcome, ReceiveParams, SendParams};
 use proptest::prelude::*;
 
 /// Everything the library logs during the simulations.

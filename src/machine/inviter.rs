@@ -25,19 +25,19 @@ use rand_core::RngCore;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Command, Completion, DhtOp, DhtOutput, Effect, Event, Input, Job, JobOutput, Ops, Outcome, Refusal, Rng, Timer,
-    dht_error, secs,
+    Command, Completion, DhtOp, DhtOutput, Effect, Input, Job, JobOutput, Ops, Refusal, Rng, Timer, dht_error, secs,
 };
 use crate::contact::{Contact, Role};
 use crate::crypto::password::{self, SALT_LEN};
 use crate::crypto::{
-    DhPublicKey, DhSecretKey, KeySeed, Password, PasswordLimits, PasswordParams, PublicKey, SecretKey, Signature,
-    SigningKey, conversation_key,
+    DhPublicKey, DhSecretKey, KeySeed, PasswordLimits, PasswordParams, PublicKey, SecretKey, Signature, SigningKey,
+    conversation_key,
 };
 use crate::dht::{Nudge, RecordKey, Schema, SchemaMember, ValueData};
 use crate::encoding::Address;
 use crate::encoding::{LockParams, Ticket, TicketSecret};
 use crate::error::{DecodeError, Error, ProtocolError};
+use crate::flow::{Event, Outcome, SendParams};
 use crate::identity::{Identity, SharedIdentity};
 use crate::message::address::{self, AddressRequestContent};
 use crate::message::handover::{self, HandoverContext};
@@ -49,37 +49,6 @@ use crate::message::{
 
 /// How often the inviter re-reads the response subkey besides watching it.
 pub(crate) const POLL_INTERVAL_MS: u64 = 5_000;
-
-/// What to send.
-#[derive(Clone, Debug)]
-pub struct SendParams {
-    /// The inviter's identity (published).
-    pub identity: Identity,
-    /// Profile to show (defaults to the identity record's).
-    pub profile: Option<Profile>,
-    /// Greeting, covered by the signature.
-    pub message: String,
-    /// Validity in seconds (capped at 30 days).
-    pub expires_in_secs: u64,
-    /// Optional password or PIN.
-    pub password: Option<(Password, EncryptionKeyType)>,
-    /// Argon2id parameters when a password is set.
-    pub password_params: PasswordParams,
-}
-
-impl SendParams {
-    /// Defaults: 7 days, no password, the identity's profile.
-    pub fn new(identity: Identity) -> Self {
-        Self {
-            identity,
-            profile: None,
-            message: String::new(),
-            expires_in_secs: crate::limits::DEFAULT_EXPIRY_SECS,
-            password: None,
-            password_params: PasswordParams::DEFAULT,
-        }
-    }
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct LockMaterial {
