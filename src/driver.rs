@@ -39,7 +39,7 @@ use crate::machine::{
 /// The app-facing flow types (defined in [`crate::flow`]), so an app using
 /// the driver needs no other import for them.
 pub use crate::flow::{
-    Event, FlowId, FlowKind, FlowView, InvitationView, LinkParams, Outcome, ReceiveParams, RequestId,
+    Event, FlowId, FlowKind, FlowView, InvitationView, LinkParams, Lock, Outcome, ReceiveParams, RequestId,
     RequestInboxParams, RequestStatus, RequestView, SendParams,
 };
 use crate::store::{Store, Table, UnreadableReason, UnreadableRecord};

@@ -156,6 +156,9 @@ pub enum PasswordError {
     /// The password is empty.
     #[error("empty password")]
     Empty,
+    /// A PIN that is not 4 to 32 ASCII digits (see [`crate::crypto::Pin`]).
+    #[error("a PIN is 4 to 32 digits")]
+    InvalidPin,
     /// The invitation needs a password and none was supplied.
     #[error("this invitation is protected by a password or PIN")]
     Required,
@@ -274,6 +277,8 @@ pub enum ErrorCode {
     PasswordEmpty,
     /// [`PasswordError::Required`].
     PasswordRequired,
+    /// [`PasswordError::InvalidPin`].
+    PinInvalid,
     /// A malformed ticket, link or armor ([`Error::Encoding`]).
     BadTicket,
     /// [`Error::Dht`], with its kind.
@@ -320,6 +325,7 @@ impl Error {
                 PasswordError::InvalidParams(_) => ErrorCode::PasswordParamsInvalid,
                 PasswordError::Empty => ErrorCode::PasswordEmpty,
                 PasswordError::Required => ErrorCode::PasswordRequired,
+                PasswordError::InvalidPin => ErrorCode::PinInvalid,
             },
             Self::Encoding(_) => ErrorCode::BadTicket,
             Self::Dht { kind, .. } => ErrorCode::Dht(*kind),
@@ -375,6 +381,7 @@ impl StoredError {
             ErrorCode::AccountKeyMismatch => VerifyError::AccountKeyMismatch.into(),
             ErrorCode::PasswordEmpty => PasswordError::Empty.into(),
             ErrorCode::PasswordRequired => PasswordError::Required.into(),
+            ErrorCode::PinInvalid => PasswordError::InvalidPin.into(),
             ErrorCode::Store => Error::Store(self.message.strip_prefix("store: ").unwrap_or(&self.message).to_owned()),
             _ => restored(),
         }

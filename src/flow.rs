@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::pow::DEFAULT_POW_BITS;
-use crate::crypto::{Password, PasswordLimits, PasswordParams, PublicKey};
+use crate::crypto::{Password, PasswordLimits, PasswordParams, Pin, PublicKey};
 use crate::encoding::Ticket;
 use crate::error::Error;
 use crate::identity::Identity;
@@ -271,6 +271,39 @@ impl Outcome {
     }
 }
 
+/// How a ticket is locked ([`SendParams::lock`]). Each choice gives one
+/// ticket flag: [`Lock::None`] an unlocked ticket, [`Lock::Pin`] a ticket
+/// that asks for a PIN (`Event::PasswordRequired { pin: true }`),
+/// [`Lock::Password`] one that asks for a password (`pin: false`).
+#[derive(Clone, Debug, Default)]
+pub enum Lock {
+    /// Not locked: whoever holds the ticket can open the invitation.
+    #[default]
+    None,
+    /// Locked with a PIN (digits only, checked by [`Pin::new`]).
+    Pin(Pin),
+    /// Locked with a password.
+    Password(Password),
+}
+
+impl Lock {
+    /// Whether the ticket is locked (a PIN or a password).
+    #[must_use]
+    pub fn is_locked(&self) -> bool {
+        !matches!(self, Self::None)
+    }
+
+    /// The secret to stretch and the ticket flag it gives (`None` when not
+    /// locked).
+    pub(crate) fn into_secret(self) -> Option<(Password, EncryptionKeyType)> {
+        match self {
+            Self::None => None,
+            Self::Pin(pin) => Some((pin.as_password().clone(), EncryptionKeyType::Pin)),
+            Self::Password(password) => Some((password, EncryptionKeyType::Password)),
+        }
+    }
+}
+
 /// What to send.
 #[derive(Clone, Debug)]
 pub struct SendParams {
@@ -282,9 +315,11 @@ pub struct SendParams {
     pub message: String,
     /// Validity in seconds (capped at 30 days).
     pub expires_in_secs: u64,
-    /// Optional password or PIN.
-    pub password: Option<(Password, EncryptionKeyType)>,
-    /// Argon2id parameters when a password is set.
+    /// How the ticket is locked: not at all (the default), with a PIN or
+    /// with a password. The ticket says which, so the invitee's app shows a
+    /// keypad or a text field.
+    pub lock: Lock,
+    /// Argon2id parameters when the ticket is locked.
     pub password_params: PasswordParams,
 }
 
@@ -296,7 +331,7 @@ impl SendParams {
             profile: None,
             message: String::new(),
             expires_in_secs: crate::limits::DEFAULT_EXPIRY_SECS,
-            password: None,
+            lock: Lock::None,
             password_params: PasswordParams::DEFAULT,
         }
     }

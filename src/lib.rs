@@ -141,17 +141,17 @@ pub use rand_core;
 /// stay in [`machine`] for those who drive machines themselves.
 pub mod prelude {
     pub use crate::contact::{Contact, ContactView, SafetyNumber};
-    pub use crate::crypto::{Password, PublicKey};
+    pub use crate::crypto::{Password, Pin, PublicKey};
     pub use crate::dht::MemoryNetwork;
     pub use crate::driver::{self, DriverConfig, DriverEvent, Events, Handle};
     pub use crate::encoding::{Address, Ticket, UriScheme};
     pub use crate::error::{Error, ErrorCode, ProtocolError};
     pub use crate::flow::{
-        Event, FlowId, FlowKind, FlowView, InvitationView, LinkParams, Outcome, ReceiveParams, RequestId,
+        Event, FlowId, FlowKind, FlowView, InvitationView, LinkParams, Lock, Outcome, ReceiveParams, RequestId,
         RequestInboxParams, RequestView, SendParams,
     };
     pub use crate::identity::{Identity, IdentityView};
-    pub use crate::message::{EncryptionKeyType, InvitationKind, Profile};
+    pub use crate::message::{InvitationKind, Profile};
     pub use crate::store::{FileStore, MemoryStore, Store};
     pub use rand_core::OsRng;
 }

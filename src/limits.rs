@@ -40,7 +40,11 @@ pub const MAX_REPLY_ADDRESS: usize = 2048;
 pub const MAX_NUDGE: usize = crate::dht::MAX_VALUE_LEN + 64;
 /// Any inbox subkey value (Veilid's limit).
 pub const MAX_INBOX_VALUE: usize = crate::dht::MAX_VALUE_LEN;
-/// Longest time an invitation may stay valid.
+/// Fewest digits in a PIN ([`crate::crypto::Pin`]).
+pub const MIN_PIN_DIGITS: usize = 4;
+/// Most digits in a PIN ([`crate::crypto::Pin`]).
+pub const MAX_PIN_DIGITS: usize = 32;
+/// Longest time an invitation may stay valid (seconds).
 pub const MAX_EXPIRY_SECS: u64 = 30 * 24 * 3600;
 /// Default validity of a new invitation.
 pub const DEFAULT_EXPIRY_SECS: u64 = 7 * 24 * 3600;

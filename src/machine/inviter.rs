@@ -358,7 +358,7 @@ impl Inviter {
         now: u64,
         rng: &mut dyn Rng,
     ) -> Result<(Self, Vec<Effect>), Error> {
-        if params.password.is_some() {
+        if params.lock.is_locked() {
             return Err(Error::ApiMisuse("a request carries an unlocked ticket: no password"));
         }
         if to.identity == params.identity.public_key() {
@@ -524,7 +524,7 @@ impl Inviter {
             }
             .into());
         }
-        let (lock, ekt) = match params.password {
+        let (lock, ekt) = match params.lock.into_secret() {
             None => (None, EncryptionKeyType::None),
             Some((pw, ekt)) => {
                 // Parameters are refused at once; Argon2id itself runs off
@@ -532,7 +532,6 @@ impl Inviter {
                 let p = params.password_params;
                 PasswordLimits::default().check(&p)?;
                 let salt = password::new_salt(rng);
-                let ekt = if ekt == EncryptionKeyType::None { EncryptionKeyType::Password } else { ekt };
                 (Some((pw, PendingLock { salt, params: p })), ekt)
             }
         };
