@@ -294,13 +294,13 @@ fn main() {
         Err(e) => println!("  file store unavailable: {e}"),
     }
     let _ = std::fs::remove_dir_all(&dir);
-    #[cfg(feature = "veilid")]
+    #[cfg(feature = "veilid-net")]
     rt.block_on(veilid_table_store(&net, &snapshots, &flows[..file_n], now_ms, dht_per_record));
 }
 
 /// The same measurements over `VeilidTableStore` on node 0 of a private
 /// network (Veilid's encrypted table store needs a running node).
-#[cfg(feature = "veilid")]
+#[cfg(feature = "veilid-net")]
 async fn veilid_table_store(
     net: &MemoryNetwork,
     snapshots: &Entries,

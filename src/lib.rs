@@ -21,9 +21,10 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `veilid` | yes | `dht::veilid::VeilidDht` over veilid-core 0.5.8, a store over Veilid's table store, and `veilid_net` (a private test network) |
+//! | `veilid` | yes | `dht::veilid::VeilidDht` over veilid-core 0.5.8 and a store over Veilid's table store |
+//! | `veilid-net` | no | `veilid_net`: a private Veilid test network in one process (the demo, the network benches and tests); not part of the default API |
 //! | `qr` | yes | QR rendering of tickets (terminal text, SVG, PNG) |
-//! | `veilid-network-tests` | no | the integration tests against a real private Veilid network |
+//! | `veilid-network-tests` | no | the integration tests against a real private Veilid network (implies `veilid-net`) |
 //!
 //! With `default-features = false` the crate builds without veilid-core
 //! (minutes faster to compile) and runs on [`dht::MemoryDht`], or on any
@@ -113,7 +114,7 @@ pub mod limits;
 pub mod machine;
 pub mod message;
 pub mod store;
-#[cfg(feature = "veilid")]
+#[cfg(feature = "veilid-net")]
 pub mod veilid_net;
 #[cfg(feature = "veilid")]
 pub mod veilid_store;
