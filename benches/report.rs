@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use contact_invite::__bench as b;
+use contact_invite::bench_internals as b;
 use contact_invite::crypto::{DhSecretKey, Password, PasswordParams, PublicKey, SecretKey, SigningKey};
 use contact_invite::dht::MemoryNetwork;
 use contact_invite::driver::{self, DriverConfig, Events};

@@ -28,7 +28,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use contact_invite::__bench as b;
+use contact_invite::bench_internals as b;
 use contact_invite::crypto::SigningKey;
 use contact_invite::dht::{Dht, MemoryNetwork, RecordKey, Schema};
 use contact_invite::driver::{self, Clock, DriverConfig, Events, SystemClock};

@@ -25,6 +25,7 @@
 //! | `veilid-net` | no | `veilid_net`: a private Veilid test network in one process (the demo, the network benches and tests); not part of the default API |
 //! | `qr` | yes | QR rendering of tickets (terminal text, SVG, PNG) |
 //! | `veilid-network-tests` | no | the integration tests against a real private Veilid network (implies `veilid-net`) |
+//! | `bench-internals` | no | **not API**: `bench_internals`, crate-private primitives for this repository's benches, tests and fuzz targets (its own tests and benches enable it through a dev-dependency on the crate itself); may change in any release |
 //!
 //! With `default-features = false` the crate builds without veilid-core
 //! (minutes faster to compile) and runs on [`dht::MemoryDht`], or on any
@@ -120,12 +121,8 @@ pub mod veilid_net;
 pub mod veilid_store;
 mod wire;
 
-#[doc(hidden)]
-pub mod __bench {
-    //! Not API (see `src/bench_api.rs`).
-    pub use crate::bench_api::*;
-}
-mod bench_api;
+#[cfg(feature = "bench-internals")]
+pub mod bench_internals;
 
 pub use error::{DecodeError, Error, ErrorCode, PasswordError, ProtocolError, VerifyError};
 

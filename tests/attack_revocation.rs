@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use contact_invite::__bench::{
+use contact_invite::bench_internals::{
     account_secret_opens_request, conversation_key_from_account_secret, handover_round_trip,
 };
 use contact_invite::crypto::pow::DEFAULT_MAX_MINT_BITS;

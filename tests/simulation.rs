@@ -135,7 +135,7 @@ fn schedule() -> impl Strategy<Value = Schedule> {
 /// party keeps running with its stale identity.
 async fn revoke_device_of(net: &MemoryNetwork, p: &Party) {
     let mut id = p.identity.clone();
-    contact_invite::__bench::revoke_own_device(&mut id, T0_MS / 1000 + 1, &mut rand_core::OsRng).unwrap();
+    contact_invite::bench_internals::revoke_own_device(&mut id, T0_MS / 1000 + 1, &mut rand_core::OsRng).unwrap();
     contact_invite::driver::publish_identity(&net.join(&p.name), id).await.unwrap();
 }
 

@@ -1,6 +1,8 @@
-//! Not API: thin wrappers over crate-private primitives so the benchmarks
-//! (a separate crate) can time exactly what a flow performs. May change at
-//! any time.
+//! **Not API** (feature `bench-internals`, off by default): thin wrappers
+//! over crate-private primitives so this repository's benches, tests and fuzz
+//! targets (separate crates) can time and probe exactly what a flow
+//! performs. May change or disappear in any release; apps must not enable
+//! the feature.
 #![allow(missing_docs)]
 
 use rand_core::OsRng;
