@@ -196,7 +196,7 @@ pub fn open_handover(bytes: &[u8]) -> bool {
 
 /// Scale measurements: a persisted flow record, as the driver writes it.
 pub fn encode_flow(flow: &crate::machine::Flow) -> Vec<u8> {
-    crate::store::encode_flow(flow).map(|b| b.to_vec()).unwrap_or_default()
+    crate::machine::encode_flow(flow).map(|b| b.to_vec()).unwrap_or_default()
 }
 
 /// Scale measurements: decodes persisted flow records (`(key, record)`, as
@@ -220,7 +220,7 @@ pub fn decode_flows(
             .iter()
             .filter_map(|(k, v)| {
                 let id = crate::flow::FlowId(k.as_slice().try_into().ok()?);
-                Some((id, crate::store::decode_flow(v, "flow").ok()?))
+                Some((id, crate::machine::decode_flow(v, "flow").ok()?))
             })
             .collect()
     })

@@ -472,7 +472,7 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
                 }
                 continue;
             }
-            match crate::store::decode_flow(&bytes, &format!("flow {id}")) {
+            match crate::machine::decode_flow(&bytes, &format!("flow {id}")) {
                 Ok(flow) => {
                     actor.flows.insert(id, flow);
                     actor.unresumed.insert(id);
@@ -1007,7 +1007,7 @@ impl<D: Dht, S: Store> Actor<D, S> {
             }
         }
         let Some(flow) = self.flows.get(&id) else { return Ok(()) };
-        match crate::store::encode_flow(flow) {
+        match crate::machine::encode_flow(flow) {
             Ok(bytes) => {
                 if let Err(e) = self.store.put(Table::Flows, &id.0, &bytes).await {
                     tracing::error!(flow = %id, error = %e, "could not persist flow; stopping");

@@ -111,9 +111,11 @@ pub mod encoding;
 pub mod error;
 pub mod flow;
 pub mod identity;
+mod ids;
 pub mod limits;
 pub mod machine;
 pub mod message;
+mod record;
 pub mod store;
 #[cfg(feature = "veilid-net")]
 pub mod veilid_net;

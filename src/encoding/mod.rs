@@ -18,7 +18,7 @@ pub use blob::{LOCKED_LEN, LockParams, PLAIN_LEN, Ticket, TicketSecret, VERSION}
 pub use find::find_in_text;
 pub use uri::UriScheme;
 
-pub use crate::message::InvitationKind;
+pub use crate::wire::InvitationKind;
 
 /// Largest text any parser here will look at.
 pub const MAX_TEXT_LEN: usize = 64 * 1024;

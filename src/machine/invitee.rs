@@ -28,9 +28,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::inviter::RngAdapter;
 use super::{
-    Command, Completion, DhtOp, DhtOutput, Effect, Input, Job, JobOutput, Ops, Refusal, Rng, Timer, dht_error, secs,
+    Command, Completion, DhtOp, DhtOutput, Effect, FINAL_GRACE_MS, Input, Job, JobOutput, Ops, Refusal, Rng,
+    RngAdapter, Timer, dht_error, secs,
 };
 use crate::contact::{Contact, Role};
 use crate::crypto::password;
@@ -46,8 +46,6 @@ use crate::message::{FinalStatus, FinalStatusKind, InvitationKind, Profile, Resp
 
 /// How often the invitee re-reads the owner subkey for the final status.
 pub(crate) const POLL_INTERVAL_MS: u64 = 5_000;
-/// How long after expiry the invitee keeps waiting for a final status.
-pub(crate) const FINAL_GRACE_MS: u64 = 10 * 60 * 1000;
 
 /// Who answers: an identity (contact invitations) or a new device joining the
 /// inviter's identity (device links).

@@ -21,11 +21,11 @@
 //! and merged again if another writer got there first), then writes the final
 //! status carrying the handover sealed to the new device.
 
-use rand_core::RngCore;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Command, Completion, DhtOp, DhtOutput, Effect, Input, Job, JobOutput, Ops, Refusal, Rng, Timer, dht_error, secs,
+    Command, Completion, DhtOp, DhtOutput, Effect, FINAL_GRACE_MS, Input, Job, JobOutput, Ops, Refusal, Rng,
+    RngAdapter, Timer, dht_error, secs,
 };
 use crate::contact::{Contact, Role};
 use crate::crypto::password::{self, SALT_LEN};
@@ -917,7 +917,7 @@ impl Inviter {
                 // Keep trying slowly while the invitee may still be waiting.
                 let State::Finalizing(p, f) = &self.state else { return };
                 let retryable = matches!(&err, Error::Protocol(ProtocolError::RetriesExhausted { .. }));
-                let give_up = self.core.expires_at * 1000 + super::invitee::FINAL_GRACE_MS;
+                let give_up = self.core.expires_at * 1000 + FINAL_GRACE_MS;
                 if retryable && now < give_up {
                     let (key, data) = (p.inbox.clone(), f.final_value.clone());
                     let writer = self.core.inbox_owner();
@@ -1044,7 +1044,7 @@ impl Inviter {
                         let request = DhtOp::Set { key, subkey: OWNER_SUBKEY, data, writer };
                         if f.rewrites <= super::MAX_ATTEMPTS {
                             self.ops.start(Purpose::WriteFinal, request, out);
-                        } else if now < self.core.expires_at * 1000 + super::invitee::FINAL_GRACE_MS {
+                        } else if now < self.core.expires_at * 1000 + FINAL_GRACE_MS {
                             self.ops.start_later(Purpose::WriteFinal, request, now + super::SLOW_RETRY_MS, out);
                         } else {
                             let what = "final status keeps being overwritten".to_owned();
@@ -1562,7 +1562,7 @@ impl Inviter {
         rng: &mut dyn Rng,
         out: &mut Vec<Effect>,
     ) {
-        let give_up = self.core.expires_at.saturating_mul(1000) + super::invitee::FINAL_GRACE_MS;
+        let give_up = self.core.expires_at.saturating_mul(1000) + FINAL_GRACE_MS;
         let State::Finalizing(p, f) = &mut self.state else { return };
         if !matches!(f.freshness, Freshness::Pending) {
             return;
@@ -1687,22 +1687,3 @@ impl Inviter {
         }
     }
 }
-
-/// Adapts `&mut dyn Rng` to the `CryptoRngCore` bound of key generation.
-pub(crate) struct RngAdapter<'a>(pub(crate) &'a mut dyn Rng);
-
-impl RngCore for RngAdapter<'_> {
-    fn next_u32(&mut self) -> u32 {
-        self.0.next_u32()
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0.next_u64()
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        self.0.fill_bytes(dest);
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.0.try_fill_bytes(dest)
-    }
-}
-impl rand_core::CryptoRng for RngAdapter<'_> {}

@@ -783,6 +783,39 @@ impl Flow {
     }
 }
 
+/// Encodes a flow record ([`crate::store::FLOW_RECORD_FORMAT`]).
+pub(crate) fn encode_flow(flow: &Flow) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {
+    crate::record::encode_versioned(crate::record::FLOW_RECORD_FORMAT, flow)
+}
+
+/// Decodes a flow record. Its identity snapshots must be available (see
+/// [`crate::identity::Snapshots::decode_with`]); a missing one is an error.
+pub(crate) fn decode_flow(b: &[u8], what: &str) -> Result<Flow, crate::Error> {
+    crate::record::decode_versioned(crate::record::FLOW_RECORD_FORMAT, b, what)
+}
+
+/// How long after expiry the invitee keeps waiting for a final status.
+pub(crate) const FINAL_GRACE_MS: u64 = 10 * 60 * 1000;
+
+/// Adapts `&mut dyn Rng` to the `CryptoRngCore` bound of key generation.
+pub(crate) struct RngAdapter<'a>(pub(crate) &'a mut dyn Rng);
+
+impl RngCore for RngAdapter<'_> {
+    fn next_u32(&mut self) -> u32 {
+        self.0.next_u32()
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.0.fill_bytes(dest);
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.0.try_fill_bytes(dest)
+    }
+}
+impl rand_core::CryptoRng for RngAdapter<'_> {}
+
 pub(crate) fn secs(now_ms: u64) -> u64 {
     now_ms / 1000
 }

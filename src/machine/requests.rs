@@ -46,9 +46,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::inviter::RngAdapter;
 use super::{
-    Command, Completion, DhtOp, DhtOutput, Effect, Flow, Input, Invitee, Ops, Refusal, Rng, Timer, dht_error, secs,
+    Command, Completion, DhtOp, DhtOutput, Effect, Flow, Input, Invitee, Ops, Refusal, Rng, RngAdapter, Timer,
+    dht_error, secs,
 };
 use crate::crypto::pow::MAX_POW_BITS;
 use crate::crypto::{PublicKey, SigningKey, message_hash};
