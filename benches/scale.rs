@@ -85,7 +85,7 @@ impl Clock for Frozen {
 }
 
 fn config(now_ms: u64) -> DriverConfig {
-    DriverConfig { clock: Arc::new(Frozen(now_ms)), ..DriverConfig::default() }
+    DriverConfig::builder().clock(Frozen(now_ms)).build()
 }
 
 type Seen = Arc<std::sync::Mutex<HashSet<FlowId>>>;

@@ -61,7 +61,7 @@ async fn party(net: &LocalNetwork, node: usize, name: &'static str, profile: Pro
     let identity = driver::publish_identity(&net.dht(node)?, id).await?;
     let log = OpLog::new();
     let store = Arc::new(MemoryStore::new());
-    let cfg = DriverConfig { clock: Arc::new(clock.clone()), ..Default::default() };
+    let cfg = DriverConfig::builder().clock(clock.clone()).build();
     let (handle, events) =
         driver::start::<Recorded<VeilidDht>, _>(Recorded::new(net.dht(node)?, log.clone()), store.clone(), cfg).await?;
     Ok(Party { name, identity, handle, events, store, clock, log })

@@ -112,51 +112,145 @@ impl Clock for OffsetClock {
     }
 }
 
-/// Driver settings.
+/// Driver settings: [`DriverConfig::default()`] suits an app; change what
+/// you need through [`DriverConfig::builder`].
+///
+/// ```
+/// use std::time::Duration;
+/// use contact_invite::driver::DriverConfig;
+/// let config = DriverConfig::builder().max_in_flight(8).reply_address_wait(Duration::from_millis(500)).build();
+/// assert_eq!(config.max_in_flight(), 8);
+/// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct DriverConfig {
-    /// Time source.
-    pub clock: Arc<dyn Clock>,
-    /// Seed for a deterministic RNG, **for tests and simulation only**: 64
-    /// bits, so every key the driver makes is guessable. `None` (the default)
-    /// seeds ChaCha20 with 32 bytes from the OS.
-    pub rng_seed: Option<u64>,
-    /// Test hook: stop abruptly (as a crash would) after this many effects.
-    pub crash_after_effects: Option<u64>,
-    /// Most DHT operations in flight at once (at least 1), across all flows;
-    /// the rest wait in order. After a restart, persisted flows are resumed
-    /// only as fast as their operations complete, so resuming 100,000
-    /// invitations never starts 100,000 operations at once.
-    pub max_in_flight: usize,
-    /// **For benchmarks only**: run CPU-heavy work (Argon2id, stamp
-    /// minting) inside the driver task, blocking the async runtime, as
-    /// releases before 0.1 did; to measure the stall it causes. `false`
-    /// (the default) runs it on tokio's blocking pool.
-    #[doc(hidden)]
-    pub compute_on_runtime: bool,
+    clock: Arc<dyn Clock>,
+    rng_seed: Option<u64>,
+    max_in_flight: usize,
+    reply_address_wait: Duration,
+    #[cfg(feature = "test-hooks")]
+    crash_after_effects: Option<u64>,
+    #[cfg(feature = "test-hooks")]
+    compute_on_runtime: bool,
 }
 
 /// Default of [`DriverConfig::max_in_flight`].
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 32;
+
+/// Default of [`DriverConfig::reply_address_wait`].
+pub const DEFAULT_REPLY_ADDRESS_WAIT: Duration = Duration::from_secs(2);
 
 impl Default for DriverConfig {
     fn default() -> Self {
         Self {
             clock: Arc::new(SystemClock),
             rng_seed: None,
-            crash_after_effects: None,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            reply_address_wait: DEFAULT_REPLY_ADDRESS_WAIT,
+            #[cfg(feature = "test-hooks")]
+            crash_after_effects: None,
+            #[cfg(feature = "test-hooks")]
             compute_on_runtime: false,
         }
+    }
+}
+
+impl DriverConfig {
+    /// A builder starting from the defaults.
+    pub fn builder() -> DriverConfigBuilder {
+        DriverConfigBuilder(Self::default())
+    }
+    /// The time source.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+    /// Most DHT operations in flight at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight
+    }
+    /// How long a flow started right after [`start`] waits for this party's
+    /// first reply address.
+    pub fn reply_address_wait(&self) -> Duration {
+        self.reply_address_wait
+    }
+    /// Whether the RNG is seeded deterministically (tests only).
+    pub fn is_deterministic(&self) -> bool {
+        self.rng_seed.is_some()
+    }
+}
+
+/// Builds a [`DriverConfig`]; every setting not given keeps its default.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct DriverConfigBuilder(DriverConfig);
+
+impl DriverConfigBuilder {
+    /// Time source (default: [`SystemClock`]). Tests use [`TokioClock`] for
+    /// virtual time; demos use [`OffsetClock`] to show expiry.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.0.clock = Arc::new(clock);
+        self
+    }
+    /// Time source, shared.
+    pub fn shared_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.0.clock = clock;
+        self
+    }
+    /// Most DHT operations in flight at once (at least 1; default
+    /// [`DEFAULT_MAX_IN_FLIGHT`]), across all flows; the rest wait in order.
+    /// After a restart, persisted flows are resumed only as fast as their
+    /// operations complete, so resuming 100,000 invitations never starts
+    /// 100,000 operations at once.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.0.max_in_flight = n.max(1);
+        self
+    }
+    /// How long a flow started right after [`start`] waits for this party's
+    /// first reply address (default [`DEFAULT_REPLY_ADDRESS_WAIT`]), so the
+    /// first invitation already carries it (on Veilid a private route takes
+    /// about a second). [`start`] itself never waits: only the flows
+    /// started during this window do, and they go on without the address
+    /// when it passes. Zero: never wait.
+    pub fn reply_address_wait(mut self, wait: Duration) -> Self {
+        self.0.reply_address_wait = wait;
+        self
+    }
+    /// Seeds the driver's RNG deterministically, **for tests and simulation
+    /// only**: 64 bits, so every key the driver makes is guessable. Without
+    /// it (the default) ChaCha20 is seeded with 32 bytes from the OS.
+    pub fn insecure_rng_seed(mut self, seed: u64) -> Self {
+        self.0.rng_seed = Some(seed);
+        self
+    }
+    /// **Not API** (feature `test-hooks`, for this crate's tests): stop
+    /// abruptly, as a crash would, after this many effects.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn crash_after_effects(mut self, n: Option<u64>) -> Self {
+        self.0.crash_after_effects = n;
+        self
+    }
+    /// **Not API** (feature `test-hooks`, for benchmarks): run CPU-heavy work
+    /// (Argon2id, stamp minting) inside the driver task, blocking the async
+    /// runtime as releases before 0.1 did, to measure the stall it causes.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
+    pub fn compute_on_runtime(mut self, yes: bool) -> Self {
+        self.0.compute_on_runtime = yes;
+        self
+    }
+    /// The configuration.
+    pub fn build(self) -> DriverConfig {
+        self.0
     }
 }
 
 impl core::fmt::Debug for DriverConfig {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("DriverConfig")
-            .field("rng_seed", &self.rng_seed)
-            .field("crash_after_effects", &self.crash_after_effects)
+            .field("deterministic_rng", &self.rng_seed.is_some())
             .field("max_in_flight", &self.max_in_flight)
+            .field("reply_address_wait", &self.reply_address_wait)
             .finish_non_exhaustive()
     }
 }
@@ -358,7 +452,9 @@ impl Handle {
     }
     /// Whether this party currently has a reply address, i.e. peers can
     /// nudge it past watch latency (the backend has a direct channel and it
-    /// is up). Flows work either way.
+    /// is up). Flows work either way. Asked right after [`start`], it answers
+    /// once the first address is made or [`DriverConfig::reply_address_wait`]
+    /// has passed.
     pub async fn has_reply_address(&self) -> Result<bool, Error> {
         self.call(Cmd::HasReplyAddress).await
     }
@@ -377,6 +473,11 @@ impl Handle {
 }
 
 /// Starts a driver over `dht` and `store`, resuming every persisted flow.
+///
+/// Answers once the store is read (identity snapshots and flow records), and
+/// never waits on the network: this party's reply address is made in the
+/// background, and only flows started before it is known wait for it (at
+/// most [`DriverConfig::reply_address_wait`]).
 pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig) -> Result<(Handle, Events), Error> {
     let changes = dht.changes();
     let nudges = dht.nudges();
@@ -403,21 +504,28 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
         snapshots: Snapshots::default(),
         events: ev_tx,
         watchers: watchers.clone(),
+        #[cfg(feature = "test-hooks")]
         budget: config.crash_after_effects,
+        #[cfg(not(feature = "test-hooks"))]
+        budget: None,
         reply_address: None,
         computes: JoinSet::new(),
         compute_queue: VecDeque::new(),
         max_computations: max_computations(),
+        #[cfg(feature = "test-hooks")]
         compute_on_runtime: config.compute_on_runtime,
+        #[cfg(not(feature = "test-hooks"))]
+        compute_on_runtime: false,
         starting: HashMap::new(),
+        address_wait_until: (!config.reply_address_wait.is_zero())
+            .then(|| tokio::time::Instant::now() + config.reply_address_wait),
+        held: VecDeque::new(),
     };
     // Invitations made right after start should already carry the reply
-    // address: wait briefly for the first answer (at once on MemoryDht; on
-    // Veilid a route takes about a second), then go on without it.
-    let mut addresses = spawn_reply_address_task(Arc::downgrade(&actor.dht));
-    if let Ok(Some(a)) = tokio::time::timeout(FIRST_REPLY_ADDRESS_WAIT, addresses.recv()).await {
-        actor.reply_address = a;
-    }
+    // address: flows started before its first answer (at once on MemoryDht;
+    // on Veilid a route takes about a second) wait for it, at most
+    // `reply_address_wait`; `start` itself never waits (see `hold_start`).
+    let addresses = spawn_reply_address_task(Arc::downgrade(&actor.dht));
     // Identity snapshots first, each decoded (and its record verified) once;
     // then every flow, against them.
     let mut all_read = true;
@@ -535,10 +643,6 @@ fn store_err<E: std::error::Error>(e: E) -> Error {
     Error::Store(e.to_string())
 }
 
-/// How long [`start`] waits for the first reply address before going on
-/// without (it keeps being made in the background).
-const FIRST_REPLY_ADDRESS_WAIT: Duration = Duration::from_secs(2);
-
 /// How often the reply address is re-checked once made (Veilid replaces a
 /// private route that died; invitations made after that carry the new one).
 const REPLY_ADDRESS_RECHECK: Duration = Duration::from_secs(60);
@@ -629,6 +733,12 @@ struct Actor<D: Dht, S: Store> {
     /// Starts answered only once the flow is persisted, after a job it needs
     /// first (a password lock).
     starting: HashMap<FlowId, oneshot::Sender<Result<FlowId, Error>>>,
+    /// Until the first reply address is known (or this instant passes),
+    /// new flows (and questions about the address) wait in `held`, in
+    /// order, so the first invitation after start carries the address;
+    /// nothing else waits.
+    address_wait_until: Option<tokio::time::Instant>,
+    held: VecDeque<Cmd>,
 }
 
 impl<D: Dht, S: Store> Actor<D, S> {
@@ -673,9 +783,13 @@ impl<D: Dht, S: Store> Actor<D, S> {
                     self.on_nudge(nudge).await
                 }
                 address = addresses.recv(), if addresses_open => match address {
-                    None => { addresses_open = false; Ok(()) }
+                    // No direct channel: nothing to wait for.
+                    None => { addresses_open = false; self.release_starts().await }
                     Some(a) => self.on_reply_address(a).await,
                 },
+                () = async { match self.address_wait_until { Some(at) => tokio::time::sleep_until(at).await, None => std::future::pending().await } } => {
+                    self.release_starts().await
+                }
                 () = async { match sleep_for { Some(d) => tokio::time::sleep(d).await, None => std::future::pending().await } } => {
                     self.on_timers().await
                 }
@@ -687,34 +801,12 @@ impl<D: Dht, S: Store> Actor<D, S> {
     }
 
     async fn on_cmd(&mut self, cmd: Cmd) -> Result<(), Stopped> {
-        let now = self.clock.now_ms();
         match cmd {
-            Cmd::Start(start, reply) => {
-                let id = FlowId::random(self.rng.as_mut());
-                match start(now, self.rng.as_mut()) {
-                    Ok((mut flow, mut effects)) => {
-                        let target = flow.request_target();
-                        effects.extend(tell_reply_address(&mut flow, &self.reply_address, now, self.rng.as_mut()));
-                        self.flows.insert(id, flow);
-                        // Reply once the flow is persisted: a crash before
-                        // that surfaces as an error, never as a lost flow.
-                        self.apply(id, effects, 0).await?;
-                        if let Some(to) = target {
-                            let input = Input::Outgoing { to, flow: id, open: true, contact: false };
-                            self.feed_inboxes(input).await?;
-                        }
-                        if self.flows.get(&id).is_some_and(Flow::awaits_first_persist) {
-                            // Answered once the job is back and the flow persisted.
-                            self.starting.insert(id, reply);
-                        } else {
-                            let _ = reply.send(Ok(id));
-                        }
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
+            // Wait for the first reply address (see `address_wait_until`).
+            cmd @ (Cmd::Start(..) | Cmd::HasReplyAddress(_)) if self.address_wait_until.is_some() => {
+                self.held.push_back(cmd);
             }
+            Cmd::Start(start, reply) => self.start_flow_now(start, reply).await?,
             Cmd::Command(id, c, reply) => {
                 // A flow loaded from the store is resumed before its first input.
                 self.resume(id).await?;
@@ -812,9 +904,57 @@ impl<D: Dht, S: Store> Actor<D, S> {
         Ok(())
     }
 
+    /// Makes, persists and starts a new flow; answers `reply` once it is
+    /// persisted (or at once with the error that refused it).
+    async fn start_flow_now(
+        &mut self,
+        start: Starter,
+        reply: oneshot::Sender<Result<FlowId, Error>>,
+    ) -> Result<(), Stopped> {
+        let now = self.clock.now_ms();
+        let id = FlowId::random(self.rng.as_mut());
+        match start(now, self.rng.as_mut()) {
+            Ok((mut flow, mut effects)) => {
+                let target = flow.request_target();
+                effects.extend(tell_reply_address(&mut flow, &self.reply_address, now, self.rng.as_mut()));
+                self.flows.insert(id, flow);
+                // Reply once the flow is persisted: a crash before
+                // that surfaces as an error, never as a lost flow.
+                self.apply(id, effects, 0).await?;
+                if let Some(to) = target {
+                    let input = Input::Outgoing { to, flow: id, open: true, contact: false };
+                    self.feed_inboxes(input).await?;
+                }
+                if self.flows.get(&id).is_some_and(Flow::awaits_first_persist) {
+                    // Answered once the job is back and the flow persisted.
+                    self.starting.insert(id, reply);
+                } else {
+                    let _ = reply.send(Ok(id));
+                }
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the commands held for the first reply address, in order.
+    async fn release_starts(&mut self) -> Result<(), Stopped> {
+        self.address_wait_until = None;
+        while let Some(cmd) = self.held.pop_front() {
+            self.on_cmd(cmd).await?;
+        }
+        Ok(())
+    }
+
     async fn on_reply_address(&mut self, address: Option<Vec<u8>>) -> Result<(), Stopped> {
         tracing::debug!(len = address.as_ref().map(Vec::len), "reply address");
         self.reply_address = address;
+        // Flows held for it start now (with it).
+        if self.address_wait_until.is_some() {
+            self.release_starts().await?;
+        }
         // Flows not resumed yet are told when they are (see `take_resume`).
         let ids: Vec<FlowId> = self.flows.keys().filter(|id| !self.unresumed.contains(id)).copied().collect();
         for id in ids {

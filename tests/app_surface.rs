@@ -412,10 +412,9 @@ async fn failure_before_and_after_restart(
 ) -> (Error, Error) {
     use contact_invite::store::{MemoryStore, Store, Table};
     let rec = Recording::default();
-    let cfg = contact_invite::driver::DriverConfig {
-        clock: Arc::new(contact_invite::driver::TokioClock::starting_at(T0_MS)),
-        ..Default::default()
-    };
+    let cfg = contact_invite::driver::DriverConfig::builder()
+        .clock(contact_invite::driver::TokioClock::starting_at(T0_MS))
+        .build();
     let (h, mut events) = contact_invite::driver::start(net.join(name), Arc::new(rec.clone()), cfg).await.unwrap();
     let flow = start(&h).await;
     let o = finished(&mut events, flow).await;
@@ -426,10 +425,9 @@ async fn failure_before_and_after_restart(
     let (key, value) = last.expect("the flow was persisted");
     let fresh = Arc::new(MemoryStore::new());
     fresh.put(Table::Flows, &key, &value).await.unwrap();
-    let cfg = contact_invite::driver::DriverConfig {
-        clock: Arc::new(contact_invite::driver::TokioClock::starting_at(T0_MS)),
-        ..Default::default()
-    };
+    let cfg = contact_invite::driver::DriverConfig::builder()
+        .clock(contact_invite::driver::TokioClock::starting_at(T0_MS))
+        .build();
     let (_h2, mut events2) = contact_invite::driver::start(net.join(name), fresh, cfg).await.unwrap();
     let after = match finished(&mut events2, flow).await {
         Outcome::Failed(e) => e,

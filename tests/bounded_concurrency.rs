@@ -46,8 +46,11 @@ impl Alice {
         }
     }
     async fn start(&self, max_in_flight: usize, crash_after_effects: Option<u64>) -> (Handle, Events) {
-        let cfg =
-            DriverConfig { clock: Arc::new(self.clock), max_in_flight, crash_after_effects, ..DriverConfig::default() };
+        let cfg = DriverConfig::builder()
+            .clock(self.clock)
+            .max_in_flight(max_in_flight)
+            .crash_after_effects(crash_after_effects)
+            .build();
         let dht = Gauge::new(self.net.join("alice"), self.stats.clone(), HOLD);
         driver::start(dht, self.store.clone(), cfg).await.unwrap()
     }

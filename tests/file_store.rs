@@ -24,7 +24,7 @@ async fn inviter_crashes_and_resumes_from_disk() {
 
     // First run: crash right after the invitation is published.
     let store = Arc::new(FileStore::open(dir.path()).unwrap());
-    let cfg = |crash| DriverConfig { clock: Arc::new(clock), crash_after_effects: crash, ..DriverConfig::default() };
+    let cfg = |crash| DriverConfig::builder().clock(clock).crash_after_effects(crash).build();
     let (a, mut events) = driver::start(net.join("alice"), store.clone(), cfg(Some(14))).await.unwrap();
     let flow = a.send_invitation(SendParams::new(alice.clone())).await.unwrap();
     wait_for(&mut events, "published", |e| matches!(e.event, Event::InvitationPublished { .. })).await;

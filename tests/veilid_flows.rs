@@ -44,7 +44,7 @@ async fn party(net: &LocalNetwork, node: usize, name: &str) -> Party {
     let log = OpLog::new();
     let dht = Recorded::new(net.dht(node).unwrap(), log.clone());
     let store = Arc::new(MemoryStore::new());
-    let cfg = DriverConfig { clock: Arc::new(clock.clone()), ..Default::default() };
+    let cfg = DriverConfig::builder().clock(clock.clone()).build();
     let (handle, events) = driver::start::<Recorded<VeilidDht>, _>(dht, store.clone(), cfg).await.unwrap();
     Party { identity, handle, events, store, clock, log }
 }
@@ -175,7 +175,7 @@ async fn flows(net: &LocalNetwork) {
     // 5. Alice keeps her flows in Veilid's table store, stops mid-flow, and
     //    resumes from it after Bob answered.
     let tstore = Arc::new(VeilidTableStore::open(net.api(1).unwrap(), "contact_invite_test").await.unwrap());
-    let cfg = || DriverConfig { clock: Arc::new(alice.clock.clone()), ..Default::default() };
+    let cfg = || DriverConfig::builder().clock(alice.clock.clone()).build();
     let (h, mut ev) = driver::start(net.dht(1).unwrap(), tstore.clone(), cfg()).await.unwrap();
     let flow = h.send_invitation(SendParams::new(alice.identity.clone())).await.unwrap();
     tokio::time::timeout(WAIT, async {
@@ -254,7 +254,7 @@ async fn flows(net: &LocalNetwork) {
         .await;
     let ticket = alice.handle.ticket(l_flow).await.unwrap().unwrap();
     let dev_store = Arc::new(MemoryStore::new());
-    let cfg = DriverConfig { clock: Arc::new(alice.clock.clone()), ..Default::default() };
+    let cfg = DriverConfig::builder().clock(alice.clock.clone()).build();
     let (dh, mut dev_events) = driver::start(net.dht(4).unwrap(), dev_store.clone(), cfg).await.unwrap();
     let d_flow = dh.join_account(LinkParams::new(ticket, "alice's tablet")).await.unwrap();
     let dev_outcome = tokio::time::timeout(WAIT, async {

@@ -175,6 +175,8 @@ struct Net {
     /// Reply addresses in use, and where their nudges go.
     mailboxes: HashMap<Vec<u8>, mpsc::Sender<Nudge>>,
     nudges_enabled: bool,
+    /// How long a handle's first reply address takes to make.
+    reply_address_delay: Duration,
     tamper_nudges: Option<Vec<u8>>,
     /// Veilid-like record encryption: a wrong secret is not detected.
     unauthenticated: bool,
@@ -242,6 +244,7 @@ impl MemoryNetwork {
                 next_handle: 0,
                 mailboxes: HashMap::new(),
                 nudges_enabled: true,
+                reply_address_delay: Duration::ZERO,
                 tamper_nudges: None,
                 unauthenticated: false,
             })),
@@ -276,6 +279,11 @@ impl MemoryNetwork {
     /// on a backend without one.
     pub fn set_nudges_enabled(&self, enabled: bool) {
         self.lock().nudges_enabled = enabled;
+    }
+    /// How long each handle's first reply address takes to make (zero by
+    /// default), as a Veilid private route takes a second or more.
+    pub fn set_reply_address_delay(&self, delay: Duration) {
+        self.lock().reply_address_delay = delay;
     }
     /// A hostile relay: every nudge delivered from now on carries `value`
     /// instead of what was sent (`None` stops it).
@@ -717,6 +725,11 @@ impl Dht for MemoryDht {
     /// A random 16-byte address per handle (a restart gets a new one, like a
     /// Veilid private route); `None` while nudges are disabled.
     async fn reply_address(&self) -> R<Option<Vec<u8>>> {
+        let made = self.address.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+        let delay = self.net.lock().reply_address_delay;
+        if !made && !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
         let mut n = self.net.lock();
         if !n.nudges_enabled {
             return Ok(None);

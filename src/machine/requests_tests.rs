@@ -32,7 +32,7 @@ struct Target {
 async fn bob(net: &MemoryNetwork) -> Target {
     let id = Identity::generate(Profile::new("bob").unwrap(), "phone", T0_MS / 1000, &mut OsRng).unwrap();
     let id = driver::publish_identity(&net.join("bob"), id).await.unwrap();
-    let cfg = DriverConfig { clock: Arc::new(TokioClock::starting_at(T0_MS)), ..DriverConfig::default() };
+    let cfg = DriverConfig::builder().clock(TokioClock::starting_at(T0_MS)).build();
     let store = Arc::new(MemoryStore::new());
     let (h, mut events) = driver::start(net.join("bob"), store.clone(), cfg).await.unwrap();
     let mut params = RequestInboxParams::new(id);

@@ -53,7 +53,7 @@ pub(crate) async fn start(
     clock: TokioClock,
     crash_after: Option<u64>,
 ) -> (Handle, Events) {
-    let cfg = DriverConfig { clock: Arc::new(clock), crash_after_effects: crash_after, ..DriverConfig::default() };
+    let cfg = DriverConfig::builder().clock(clock).crash_after_effects(crash_after).build();
     driver::start(net.join(name), store.clone(), cfg).await.unwrap()
 }
 
