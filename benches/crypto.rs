@@ -1,6 +1,6 @@
 //! Criterion benches of each crypto primitive a flow performs.
 #![allow(missing_docs)] // criterion_group! generates an undocumented function
-use contact_invite::__bench as b;
+use contact_invite::bench_internals as b;
 use contact_invite::crypto::{DhSecretKey, Password, PasswordParams, SecretKey, SigningKey};
 use criterion::{Criterion, criterion_group, criterion_main};
 use rand_core::OsRng;

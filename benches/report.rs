@@ -7,13 +7,13 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use contact_invite::__bench as b;
+use contact_invite::bench_internals as b;
 use contact_invite::crypto::{DhSecretKey, Password, PasswordParams, PublicKey, SecretKey, SigningKey};
 use contact_invite::dht::MemoryNetwork;
 use contact_invite::driver::{self, DriverConfig, Events};
 use contact_invite::encoding::{InvitationKind, LockParams, Ticket, TicketSecret};
+use contact_invite::flow::{Event, ReceiveParams, SendParams};
 use contact_invite::identity::Identity;
-use contact_invite::machine::{Event, ReceiveParams, SendParams};
 use contact_invite::message::Profile;
 use contact_invite::store::MemoryStore;
 use rand_core::OsRng;

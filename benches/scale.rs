@@ -28,12 +28,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use contact_invite::__bench as b;
+use contact_invite::bench_internals as b;
 use contact_invite::crypto::SigningKey;
 use contact_invite::dht::{Dht, MemoryNetwork, RecordKey, Schema};
 use contact_invite::driver::{self, Clock, DriverConfig, Events, SystemClock};
+use contact_invite::flow::{Event, FlowId, SendParams};
 use contact_invite::identity::Identity;
-use contact_invite::machine::{Event, FlowId, SendParams};
 use contact_invite::message::Profile;
 use contact_invite::store::{Entries, FileStore, MemoryStore, Store, Table};
 use gauge::{Gauge, GaugeStats};
@@ -294,13 +294,13 @@ fn main() {
         Err(e) => println!("  file store unavailable: {e}"),
     }
     let _ = std::fs::remove_dir_all(&dir);
-    #[cfg(feature = "veilid")]
+    #[cfg(feature = "veilid-net")]
     rt.block_on(veilid_table_store(&net, &snapshots, &flows[..file_n], now_ms, dht_per_record));
 }
 
 /// The same measurements over `VeilidTableStore` on node 0 of a private
 /// network (Veilid's encrypted table store needs a running node).
-#[cfg(feature = "veilid")]
+#[cfg(feature = "veilid-net")]
 async fn veilid_table_store(
     net: &MemoryNetwork,
     snapshots: &Entries,

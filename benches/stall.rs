@@ -27,12 +27,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use contact_invite::crypto::pow::DEFAULT_MAX_MINT_BITS;
-use contact_invite::crypto::{Password, PasswordParams};
+use contact_invite::crypto::{Password, PasswordParams, Pin};
 use contact_invite::dht::MemoryNetwork;
 use contact_invite::driver::{self, DriverConfig, DriverEvent, Events, Handle};
+use contact_invite::flow::{Event, FlowId, Lock, ReceiveParams, RequestInboxParams, SendParams};
 use contact_invite::identity::Identity;
-use contact_invite::machine::{Event, FlowId, ReceiveParams, RequestInboxParams, SendParams};
-use contact_invite::message::{EncryptionKeyType, Profile};
+use contact_invite::message::Profile;
 use contact_invite::store::MemoryStore;
 use rand_core::OsRng;
 
@@ -96,7 +96,7 @@ async fn pin_invitation(on_runtime: bool) {
     let mut alice = party(&net, "alice", on_runtime).await;
     let mut bob = party(&net, "bob", on_runtime).await;
     let mut s = SendParams::new(alice.identity.clone());
-    s.password = Some((Password::new("4711").expect("pin"), EncryptionKeyType::Pin));
+    s.lock = Lock::Pin(Pin::new("4711").expect("pin"));
     s.password_params = PasswordParams::DEFAULT;
     let a = alice.handle.send_invitation(s).await.expect("send");
     wait(&mut alice.events, "published", |e| e.flow == a && matches!(e.event, Event::InvitationPublished { .. })).await;

@@ -104,7 +104,7 @@ impl App {
         let mut params = SendParams::new(self.identity.clone());
         params.message = format!("Hi, it's {}", self.name);
         if let Some(pin) = pin {
-            params.password = Some((Password::new(pin)?, EncryptionKeyType::Pin));
+            params.lock = Lock::Pin(Pin::new(pin)?);
         }
         let flow = self.handle.send_invitation(params).await?;
         self.until(flow, |e| matches!(e, Event::InvitationPublished { .. })).await?;

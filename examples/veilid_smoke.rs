@@ -4,7 +4,7 @@
 //! Run inside the sealed namespace:
 //!
 //! ```text
-//! scripts/netns-cargo.sh build --example veilid_smoke
+//! scripts/netns-cargo.sh build --features veilid-net --example veilid_smoke
 //! ```
 //!
 //! Node A creates an SMPL record (owner subkey 0, member subkey 1 for a

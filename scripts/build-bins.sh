@@ -2,7 +2,7 @@
 # Builds cargo targets OUTSIDE the sealed network namespace and prints the
 # paths of the executables it produced, one a line.
 #
-#   scripts/build-bins.sh build --example demo
+#   scripts/build-bins.sh build --features veilid-net --example demo
 #   scripts/build-bins.sh test --no-run --features veilid-network-tests --test veilid_flows
 #
 # Every script that enters scripts/netns.sh builds with this first: nothing

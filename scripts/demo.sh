@@ -7,6 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 echo "== building the demo (the first build compiles veilid-core: ~5-8 min on 2 cores)" >&2
-demo="$(scripts/build-bins.sh build --example demo | tail -n 1)"
+demo="$(scripts/build-bins.sh build --features veilid-net --example demo | tail -n 1)"
 echo "== running $demo inside a sealed network namespace" >&2
 exec scripts/netns.sh "$demo" "$@"

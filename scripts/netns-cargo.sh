@@ -4,10 +4,10 @@
 # running cargo under scripts/netns.sh: inside the namespace nothing can be
 # downloaded, so cargo must never run there.
 #
-#   scripts/netns-cargo.sh build --example veilid_smoke
-#   scripts/netns-cargo.sh build --profile netbench --example network_bench -- 20 0
+#   scripts/netns-cargo.sh build --features veilid-net --example veilid_smoke
+#   scripts/netns-cargo.sh build --profile netbench --features veilid-net --example network_bench -- 20 0
 #   scripts/netns-cargo.sh test --features veilid-network-tests --test veilid_flows -- --nocapture
-#   scripts/netns-cargo.sh bench --profile netbench --bench scale
+#   scripts/netns-cargo.sh bench --profile netbench --features veilid-net --bench scale
 #
 # Arguments after `--` go to the executable. Environment (VEILID_NODES, ...)
 # passes through.

@@ -32,9 +32,15 @@ use crate::encoding::{Address, Ticket};
 use crate::error::Error;
 use crate::identity::{Identity, SharedIdentity, Snapshots, identity_record_schema};
 use crate::machine::{
-    Command, DhtFailure, DhtOp, DhtOutput, Effect, Event, Flow, FlowId, FlowKind, FlowView, Input, Invitee, Inviter,
-    Job, JobOutput, LinkParams, OpId, Outcome, ReceiveParams, Refusal, RequestId, RequestInbox, RequestInboxParams,
-    RequestView, Rng, SendParams, Timer,
+    Command, DhtFailure, DhtOp, DhtOutput, Effect, Flow, Input, Invitee, Inviter, Job, JobOutput, OpId, Refusal,
+    RequestInbox, Rng, Timer,
+};
+
+/// The app-facing flow types (defined in [`crate::flow`]), so an app using
+/// the driver needs no other import for them.
+pub use crate::flow::{
+    Event, FlowId, FlowKind, FlowView, InvitationView, LinkParams, Lock, Outcome, ReceiveParams, RequestId,
+    RequestInboxParams, RequestStatus, RequestView, SendParams,
 };
 use crate::store::{Store, Table, UnreadableReason, UnreadableRecord};
 
@@ -574,7 +580,7 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
                 }
                 continue;
             }
-            match crate::store::decode_flow(&bytes, &format!("flow {id}")) {
+            match crate::machine::decode_flow(&bytes, &format!("flow {id}")) {
                 Ok(flow) => {
                     actor.flows.insert(id, flow);
                     actor.unresumed.insert(id);
@@ -1141,7 +1147,7 @@ impl<D: Dht, S: Store> Actor<D, S> {
             }
         }
         let Some(flow) = self.flows.get(&id) else { return Ok(()) };
-        match crate::store::encode_flow(flow) {
+        match crate::machine::encode_flow(flow) {
             Ok(bytes) => {
                 if let Err(e) = self.store.put(Table::Flows, &id.0, &bytes).await {
                     tracing::error!(flow = %id, error = %e, "could not persist flow; stopping");

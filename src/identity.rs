@@ -197,14 +197,14 @@ pub(crate) mod persist {
         T::restore(d)
     }
 
-    /// Encodes a value as a store record ([`crate::store::encode_record`]).
+    /// Encodes a value as a store record (`crate::record::encode_record`).
     pub(crate) fn encode<T: Persist>(v: &T) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {
-        crate::store::encode_record(&Stored(v))
+        crate::record::encode_record(&Stored(v))
     }
 
     /// Decodes (and checks) a store record written by [`encode`].
     pub(crate) fn decode<T: Persist>(b: &[u8], what: &str) -> Result<T, crate::Error> {
-        crate::store::decode_record::<Stored<T>>(b, what).map(|v| v.0)
+        crate::record::decode_record::<Stored<T>>(b, what).map(|v| v.0)
     }
 
     /// A record's opaque key (not secret) as it appears in the public

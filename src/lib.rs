@@ -21,9 +21,11 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `veilid` | yes | `dht::veilid::VeilidDht` over veilid-core 0.5.8, a store over Veilid's table store, and `veilid_net` (a private test network) |
+//! | `veilid` | yes | `dht::veilid::VeilidDht` over veilid-core 0.5.8 and a store over Veilid's table store |
+//! | `veilid-net` | no | `veilid_net`: a private Veilid test network in one process (the demo, the network benches and tests); not part of the default API |
 //! | `qr` | yes | QR rendering of tickets (terminal text, SVG, PNG) |
-//! | `veilid-network-tests` | no | the integration tests against a real private Veilid network |
+//! | `veilid-network-tests` | no | the integration tests against a real private Veilid network (implies `veilid-net`) |
+//! | `bench-internals` | no | **not API**: `bench_internals`, crate-private primitives for this repository's benches, tests and fuzz targets (its own tests and benches enable it through a dev-dependency on the crate itself); may change in any release |
 //!
 //! With `default-features = false` the crate builds without veilid-core
 //! (minutes faster to compile) and runs on [`dht::MemoryDht`], or on any
@@ -49,7 +51,7 @@
 //! ```
 //! # use std::sync::Arc;
 //! # use contact_invite::{dht::MemoryNetwork, driver, identity::Identity, message::Profile, store::MemoryStore};
-//! # use contact_invite::machine::{Event, Outcome, ReceiveParams, SendParams};
+//! # use contact_invite::flow::{Event, Outcome, ReceiveParams, SendParams};
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let net = MemoryNetwork::new();
@@ -107,23 +109,22 @@ pub mod dht;
 pub mod driver;
 pub mod encoding;
 pub mod error;
+pub mod flow;
 pub mod identity;
+mod ids;
 pub mod limits;
 pub mod machine;
 pub mod message;
+mod record;
 pub mod store;
-#[cfg(feature = "veilid")]
+#[cfg(feature = "veilid-net")]
 pub mod veilid_net;
 #[cfg(feature = "veilid")]
 pub mod veilid_store;
 mod wire;
 
-#[doc(hidden)]
-pub mod __bench {
-    //! Not API (see `src/bench_api.rs`).
-    pub use crate::bench_api::*;
-}
-mod bench_api;
+#[cfg(feature = "bench-internals")]
+pub mod bench_internals;
 
 pub use error::{DecodeError, Error, ErrorCode, PasswordError, ProtocolError, VerifyError};
 
@@ -140,19 +141,20 @@ pub use rand_core;
 /// stay in [`machine`] for those who drive machines themselves.
 pub mod prelude {
     pub use crate::contact::{Contact, ContactView, SafetyNumber};
-    pub use crate::crypto::{Password, PublicKey};
+    pub use crate::crypto::{Password, Pin, PublicKey};
     pub use crate::dht::MemoryNetwork;
     pub use crate::driver::{self, DriverConfig, DriverEvent, Events, Handle};
     pub use crate::encoding::{
-        Address, HttpsBase, LinkConfig, Scanned, Ticket, UriScheme, parse_scanned, parse_scanned_bytes,
+        Address, EncodingError, HttpsBase, LinkConfig, ScanAdvice, Scanned, Ticket, UriScheme, parse_scanned,
+        parse_scanned_bytes,
     };
     pub use crate::error::{Error, ErrorCode, ProtocolError};
-    pub use crate::identity::{Identity, IdentityView};
-    pub use crate::machine::{
-        Event, FlowId, FlowKind, FlowView, InvitationView, LinkParams, Outcome, ReceiveParams, RequestId,
+    pub use crate::flow::{
+        Event, FlowId, FlowKind, FlowView, InvitationView, LinkParams, Lock, Outcome, ReceiveParams, RequestId,
         RequestInboxParams, RequestView, SendParams,
     };
-    pub use crate::message::{EncryptionKeyType, InvitationKind, Profile};
+    pub use crate::identity::{Identity, IdentityView};
+    pub use crate::message::{InvitationKind, Profile};
     pub use crate::store::{FileStore, MemoryStore, Store};
     pub use rand_core::OsRng;
 }

@@ -36,11 +36,18 @@ pub const RESPONSE_PADDED_LEN: usize = 8192;
 pub const MAX_SIGNED_FINAL_STATUS: usize = 4096;
 /// A reply address (Veilid: a private route blob) in an invitation or response.
 pub const MAX_REPLY_ADDRESS: usize = 2048;
+/// Veilid's per-subkey value limit (32 KiB); `MemoryDht` enforces it too
+/// (also `crate::dht::MAX_VALUE_LEN`).
+pub const MAX_VALUE_LEN: usize = 32 * 1024;
 /// An encoded nudge: a subkey value plus its record and subkey.
-pub const MAX_NUDGE: usize = crate::dht::MAX_VALUE_LEN + 64;
+pub const MAX_NUDGE: usize = MAX_VALUE_LEN + 64;
 /// Any inbox subkey value (Veilid's limit).
-pub const MAX_INBOX_VALUE: usize = crate::dht::MAX_VALUE_LEN;
-/// Longest time an invitation may stay valid.
+pub const MAX_INBOX_VALUE: usize = MAX_VALUE_LEN;
+/// Fewest digits in a PIN ([`crate::crypto::Pin`]).
+pub const MIN_PIN_DIGITS: usize = 4;
+/// Most digits in a PIN ([`crate::crypto::Pin`]).
+pub const MAX_PIN_DIGITS: usize = 32;
+/// Longest time an invitation may stay valid (seconds).
 pub const MAX_EXPIRY_SECS: u64 = 30 * 24 * 3600;
 /// Default validity of a new invitation.
 pub const DEFAULT_EXPIRY_SECS: u64 = 7 * 24 * 3600;

@@ -42,6 +42,9 @@
 //! - a record of a newer format is reported as
 //!   [`UnreadableReason::NewerFormat`] and left alone.
 
+pub use crate::error::UnreadableReason;
+pub use crate::record::{FLOW_RECORD_FORMAT, RECORD_FORMAT};
+
 use core::future::Future;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -81,133 +84,6 @@ impl Table {
             Self::IdentitySnapshots => "identity-snapshots",
         }
     }
-}
-
-/// Version byte in front of every record this crate writes into a store, so
-/// a later release can recognise and migrate older records. Flow records
-/// have their own, [`FLOW_RECORD_FORMAT`]. 3: contacts record their
-/// safety-number verification; stored identities and contacts hold identity
-/// records of protocol version 2 (device DH keys, account-secret rotations,
-/// their signed location). 4: identity records of protocol version 3.
-pub const RECORD_FORMAT: u8 = 4;
-
-/// Version byte of flow records (table [`Table::Flows`]). 3: the inviter's
-/// identity is a reference to a snapshot in [`Table::IdentitySnapshots`],
-/// its record keys are seeds, pending operations and timers are lists. 4: an
-/// inviter cleaning up counts its tombstone rewrites (bounded); identity
-/// records carry device DH keys and account-secret rotations (protocol
-/// version 2). 5: a request being delivered keeps the recipient's identity
-/// record while its stamp is minted off the runtime. A
-/// flow record of another format is reported as unreadable (and left in the
-/// store), never decoded as this layout. 4 also: freshness state (re-read
-/// counters, the response awaiting its freshness check, a reject awaiting
-/// its final status). 5: the stamp being minted is kept (CPU work runs off
-/// the runtime and is asked for again on resume). 6: a request being
-/// delivered is sealed before its stamp is minted (the stamp covers the
-/// sealed bytes) and keeps them while minting; a request inbox keeps the
-/// requests whose requester's record it is reading (FRESH-8); protocol
-/// version 3.
-pub const FLOW_RECORD_FORMAT: u8 = 6;
-
-/// Encodes a value for the store: version byte, then postcard.
-pub(crate) fn encode_record<T: serde::Serialize>(v: &T) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {
-    encode_versioned(RECORD_FORMAT, v)
-}
-
-/// Decodes a value written by [`encode_record`].
-pub(crate) fn decode_record<T: serde::de::DeserializeOwned>(b: &[u8], what: &str) -> Result<T, crate::Error> {
-    decode_versioned(RECORD_FORMAT, b, what)
-}
-
-/// Encodes a flow record ([`FLOW_RECORD_FORMAT`]).
-pub(crate) fn encode_flow(flow: &crate::machine::Flow) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {
-    encode_versioned(FLOW_RECORD_FORMAT, flow)
-}
-
-/// Decodes a flow record. Its identity snapshots must be available (see
-/// [`crate::identity::Snapshots::decode_with`]); a missing one is an error.
-pub(crate) fn decode_flow(b: &[u8], what: &str) -> Result<crate::machine::Flow, crate::Error> {
-    decode_versioned(FLOW_RECORD_FORMAT, b, what)
-}
-
-/// Counts the bytes written to it (sizes an encoding before making it).
-struct Counter(usize);
-
-impl std::io::Write for Counter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0 += b.len();
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Records hold secrets (flow keys, account keys, conversation keys): the
-/// encoding is sized first and made in one allocation, so no reallocation
-/// leaves a copy behind, and it is wiped on drop.
-fn encode_versioned<T: serde::Serialize>(format: u8, v: &T) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {
-    let err = |e: postcard::Error| crate::Error::Store(format!("encode: {e}"));
-    let mut size = Counter(0);
-    postcard::to_io(v, &mut size).map_err(err)?;
-    let mut out = zeroize::Zeroizing::new(Vec::with_capacity(1 + size.0));
-    out.push(format);
-    postcard::to_io(v, &mut *out).map_err(err)?;
-    Ok(out)
-}
-
-fn decode_versioned<T: serde::de::DeserializeOwned>(format: u8, b: &[u8], what: &str) -> Result<T, crate::Error> {
-    match b.split_first() {
-        Some((&f, rest)) if f == format => {
-            postcard::from_bytes(rest).map_err(|e| crate::Error::Store(format!("corrupt {what}: {e}")))
-        }
-        Some((v, _)) => Err(crate::Error::Store(format!("{what}: unknown record format {v}"))),
-        None => Err(crate::Error::Store(format!("{what}: empty record"))),
-    }
-}
-
-/// Why a stored record could not be loaded. Reported (with the record's key)
-/// by [`crate::driver::contacts`] and [`crate::driver::identities`], and as
-/// [`crate::Error::Unreadable`] when a persisted flow of another format
-/// cannot be resumed (a damaged flow of the current format ends with
-/// [`crate::Error::Store`]). The
-/// record itself is left in the store, except for a flow of an older format,
-/// which the driver ends (see the [module docs](crate::store#migration)).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum UnreadableReason {
-    /// The bytes do not decode as a record: empty, cut short (a torn write),
-    /// trailing bytes, or damaged.
-    #[error("the record is damaged (it does not decode)")]
-    Corrupt,
-    /// It decodes, but a key or a signed record inside it is not valid (a
-    /// signature that does not verify, a malformed key).
-    #[error("the record holds an invalid key or signed record")]
-    InvalidContent,
-    /// Its parts are each valid but do not belong together (the checks made
-    /// when a contact or identity is loaded, STORE-1 and STORE-2).
-    #[error("the record is inconsistent: {0}")]
-    Inconsistent(crate::VerifyError),
-    /// It is stored under a key other than its own (a contact not under its
-    /// peer's identity key, an identity not under its identity key).
-    #[error("the record is stored under another key than its own")]
-    WrongKey,
-    /// Written by an older version of this crate, and its content can no
-    /// longer be used: the protocol messages in it were signed under an
-    /// older protocol version (their signatures do not verify under this
-    /// one), or its layout is older than any migration covers. A contact has
-    /// to be made again, an invitation sent again.
-    #[error("made by an older version (record format {format}); it has to be made again")]
-    MadeByOlderVersion {
-        /// The record's format byte.
-        format: u8,
-    },
-    /// Written by a newer version of this crate (left for it to read).
-    #[error("made by a newer version (record format {format})")]
-    NewerFormat {
-        /// The record's format byte.
-        format: u8,
-    },
 }
 
 /// A record that could not be loaded: its store key and why.

@@ -1,6 +1,9 @@
 //! A real, private Veilid network of N nodes in one process, for examples,
 //! integration tests and measurements (veilid-core 0.5.8).
 //!
+//! Behind its own feature, `veilid-net` (which implies `veilid`): a test
+//! harness, not part of the crate's default public API.
+//!
 //! Veilid's DHT only runs in the PublicInternet routing domain, which only
 //! accepts global addresses: nodes on 127.0.0.1 never attach. So the nodes
 //! run inside the sealed network namespace made by `scripts/netns.sh` (fake
@@ -90,7 +93,7 @@ pub enum LocalNetworkError {
     /// Not inside the sealed namespace (or it has too few addresses).
     #[error(
         "not inside the sealed Veilid test namespace ({detail}); run under scripts/netns.sh \
-         (e.g. `VEILID_NODES={nodes} scripts/netns-cargo.sh build --example veilid_smoke`)"
+         (e.g. `VEILID_NODES={nodes} scripts/netns-cargo.sh build --features veilid-net --example veilid_smoke`)"
     )]
     NamespaceNotReady {
         /// Nodes asked for.

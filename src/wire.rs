@@ -6,9 +6,35 @@ pub(crate) mod pb {
     include!(concat!(env!("OUT_DIR"), "/contact_invite.v1.rs"));
 }
 
+use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::DecodeError;
+
+/// What an invitation is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum InvitationKind {
+    /// Become mutual contacts.
+    Contact,
+    /// Add a new device to the inviter's own account.
+    DeviceLink,
+}
+
+impl InvitationKind {
+    pub(crate) fn to_pb(self) -> i32 {
+        (match self {
+            Self::Contact => pb::InvitationKind::Contact,
+            Self::DeviceLink => pb::InvitationKind::DeviceLink,
+        }) as i32
+    }
+    pub(crate) fn from_pb(v: i32) -> Result<Self, DecodeError> {
+        match pb::InvitationKind::try_from(v) {
+            Ok(pb::InvitationKind::Contact) => Ok(Self::Contact),
+            Ok(pb::InvitationKind::DeviceLink) => Ok(Self::DeviceLink),
+            _ => Err(DecodeError::UnknownEnumValue { what: "invitation kind", value: v }),
+        }
+    }
+}
 
 /// Decodes a protobuf message, refusing input above `max` bytes before any work.
 pub(crate) fn decode<M: prost::Message + Default>(

@@ -13,11 +13,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::*;
-use contact_invite::crypto::{Password, PasswordParams};
+use contact_invite::crypto::{Password, PasswordParams, Pin};
 use contact_invite::dht::MemoryNetwork;
 use contact_invite::error::Error;
-use contact_invite::machine::{Event, FlowId, Outcome, ReceiveParams, RequestId, RequestInboxParams, SendParams};
-use contact_invite::message::EncryptionKeyType;
+use contact_invite::flow::{Event, FlowId, Lock, Outcome, ReceiveParams, RequestId, RequestInboxParams, SendParams};
 
 /// Argon2id parameters heavy enough that a check takes tens of
 /// milliseconds (so it is surely still running while the test acts), light
@@ -27,7 +26,7 @@ const SLOW: PasswordParams = PasswordParams { m_cost_log2: 15, t_cost: 2, p_cost
 fn pin_params(p: &Party, pin: &str, params: PasswordParams) -> SendParams {
     let mut s = SendParams::new(p.identity.clone());
     s.message = "hi".into();
-    s.password = Some((Password::new(pin).unwrap(), EncryptionKeyType::Pin));
+    s.lock = Lock::Pin(Pin::new(pin).unwrap());
     s.password_params = params;
     s
 }
@@ -506,7 +505,7 @@ fn app_err_outcome_methods() {
 /// a restart, and lists and lifts blocks from the `Handle`.
 #[tokio::test]
 async fn app_view_flows_are_listed_after_a_restart_and_blocks_can_be_lifted() {
-    use contact_invite::machine::FlowKind;
+    use contact_invite::flow::FlowKind;
     let net = MemoryNetwork::new();
     let mut alice = party(&net, "alice").await;
     let mut bob = party(&net, "bob").await;
@@ -569,11 +568,11 @@ async fn app_evt_events_carry_what_a_ui_renders_and_reach_every_subscriber() {
     let mut bob = party(&net, "bob").await;
     let mut ui = bob.handle.subscribe();
     let mut notifier = bob.handle.subscribe();
-    for (secret, kind, pin) in
-        [("2468", EncryptionKeyType::Pin, true), ("correct horse", EncryptionKeyType::Password, false)]
+    for (lock, pin) in
+        [(Lock::Pin(Pin::new("2468").unwrap()), true), (Lock::Password(Password::new("correct horse").unwrap()), false)]
     {
         let mut params = SendParams::new(alice.identity.clone());
-        params.password = Some((Password::new(secret).unwrap(), kind));
+        params.lock = lock;
         params.password_params = PasswordParams::INSECURE_FAST_FOR_TESTS;
         let a = alice.handle.send_invitation(params).await.unwrap();
         let e = wait_for(&mut alice.events, "published", |e| {
@@ -606,7 +605,7 @@ async fn app_evt_events_carry_what_a_ui_renders_and_reach_every_subscriber() {
         let e =
             wait_for(&mut bob.events, "password", |e| e.flow == b && matches!(e.event, Event::PasswordRequired { .. }))
                 .await;
-        assert_eq!(e.event, Event::PasswordRequired { pin }, "{kind:?}");
+        assert_eq!(e.event, Event::PasswordRequired { pin }, "pin: {pin}");
         net.set_offline("bob", false);
         for sub in [&mut ui, &mut notifier] {
             loop {
@@ -645,4 +644,67 @@ async fn app_view_contacts_come_from_the_handle() {
     bob.store.put(Table::Contacts, &[7; 32], &[4, 1, 2, 3]).await.unwrap();
     let list = bob.handle.contacts().await.unwrap();
     assert_eq!((list.contacts.len(), list.unreadable.len()), (1, 1));
+}
+
+/// APP-LOCK-1 (issue 14, item 7): `SendParams::lock` is one choice, and each
+/// choice gives exactly one ticket flag and one prompt: no lock an unlocked
+/// ticket and no prompt, a PIN a keypad (`pin: true`), a password a text
+/// field (`pin: false`), even when the password happens to be all digits.
+/// The flag is the same in the published event, the flow list, the ticket
+/// and its URI, and the lock opens with its own secret.
+#[tokio::test]
+async fn app_lock_each_lock_gives_one_ticket_flag_and_one_prompt() {
+    use contact_invite::encoding::{Ticket, TicketSecret, UriScheme};
+    let net = MemoryNetwork::new();
+    let mut alice = party(&net, "alice").await;
+    let mut bob = party(&net, "bob").await;
+    let scheme = UriScheme::new("chat").unwrap();
+    let cases: [(Lock, Option<bool>, &str); 4] = [
+        (Lock::None, None, ""),
+        (Lock::Pin(Pin::new("4711").unwrap()), Some(true), "4711"),
+        (Lock::Password(Password::new("correct horse").unwrap()), Some(false), "correct horse"),
+        (Lock::Password(Password::new("4711").unwrap()), Some(false), "4711"),
+    ];
+    for (lock, want_pin, secret) in cases {
+        assert_eq!(lock.is_locked(), want_pin.is_some());
+        let mut params = SendParams::new(alice.identity.clone());
+        params.lock = lock;
+        params.password_params = PasswordParams::INSECURE_FAST_FOR_TESTS;
+        let a = alice.handle.send_invitation(params).await.unwrap();
+        let e = wait_for(&mut alice.events, "published", |e| {
+            e.flow == a && matches!(e.event, Event::InvitationPublished { .. })
+        })
+        .await;
+        assert!(matches!(e.event, Event::InvitationPublished { locked, .. } if locked == want_pin.is_some()));
+        let view = alice.handle.flows().await.unwrap().into_iter().find(|v| v.id == a).unwrap();
+        assert_eq!(view.locked, want_pin.is_some());
+        let ticket = alice.handle.ticket(a).await.unwrap().unwrap();
+        for t in [
+            Ticket::from_bytes(&ticket.to_bytes()).unwrap(),
+            Ticket::from_uri(&ticket.to_uri(&scheme), &scheme).unwrap(),
+        ] {
+            assert_eq!(t.is_locked(), want_pin.is_some());
+            let flag = match t.secret {
+                TicketSecret::Locked { params, .. } => Some(params.pin),
+                _ => None,
+            };
+            assert_eq!(flag, want_pin);
+        }
+        let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await.unwrap();
+        let e = wait_for(&mut bob.events, "prompt or invitation", |e| {
+            e.flow == b && matches!(e.event, Event::PasswordRequired { .. } | Event::InvitationReceived(_))
+        })
+        .await;
+        match want_pin {
+            None => assert!(matches!(e.event, Event::InvitationReceived(_)), "{:?}", e.event),
+            Some(pin) => {
+                assert_eq!(e.event, Event::PasswordRequired { pin });
+                bob.handle.password(b, Password::new(secret).unwrap()).await.unwrap();
+                wait_for(&mut bob.events, "opened", |e| e.flow == b && matches!(e.event, Event::InvitationReceived(_)))
+                    .await;
+            }
+        }
+        bob.handle.reject(b).await.unwrap();
+        assert!(finished(&mut alice.events, a).await.is_rejected());
+    }
 }

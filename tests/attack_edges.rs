@@ -9,14 +9,11 @@ mod common;
 use std::collections::{BTreeMap, VecDeque};
 
 use common::*;
-use contact_invite::crypto::{Password, PasswordParams};
+use contact_invite::crypto::{Password, PasswordParams, Pin};
 use contact_invite::dht::{Dht, MemoryDht, MemoryNetwork};
 use contact_invite::encoding::{Ticket, TicketSecret, UriScheme};
-use contact_invite::machine::{
-    DhtFailure, DhtOp, DhtOutput, Effect, Event, Flow, FlowId, Input, Invitee, Inviter, Outcome, ReceiveParams,
-    SendParams, Timer,
-};
-use contact_invite::message::EncryptionKeyType;
+use contact_invite::flow::{Event, FlowId, Lock, Outcome, ReceiveParams, SendParams};
+use contact_invite::machine::{DhtFailure, DhtOp, DhtOutput, Effect, Flow, Input, Invitee, Inviter, Timer};
 use data_encoding::BASE64URL_NOPAD;
 use rand_core::OsRng;
 
@@ -35,7 +32,7 @@ async fn next_password_verdict(p: &mut Party, flow: FlowId) -> Event {
 
 async fn locked_invitation(alice: &mut Party, pin: &str) -> (FlowId, Ticket) {
     let mut params = SendParams::new(alice.identity.clone());
-    params.password = Some((Password::new(pin).unwrap(), EncryptionKeyType::Pin));
+    params.lock = Lock::Pin(Pin::new(pin).unwrap());
     params.password_params = PasswordParams::INSECURE_FAST_FOR_TESTS;
     publish_invitation(alice, params).await
 }
@@ -338,7 +335,7 @@ async fn flow_prints_no_secret(locked: bool) {
     let now0 = T0_MS;
     let mut params = SendParams::new(alice.identity.clone());
     if locked {
-        params.password = Some((Password::new(password).unwrap(), EncryptionKeyType::Password));
+        params.lock = Lock::Password(Password::new(password).unwrap());
         params.password_params = PasswordParams::INSECURE_FAST_FOR_TESTS;
     }
     n.check("send params", &format!("{params:?}"));

@@ -11,7 +11,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use common::*;
 use contact_invite::dht::{FaultConfig, MemoryNetwork};
 use contact_invite::encoding::{Ticket, TicketSecret};
-use contact_invite::machine::{Event, Outcome, ReceiveParams, SendParams};
+use contact_invite::flow::{Event, Outcome, ReceiveParams, SendParams};
 
 // ---- the documented wire format, by hand --------------------------------
 
@@ -140,7 +140,7 @@ fn re_encode_response(value: &[u8], ticket: &Ticket) -> Vec<u8> {
     encode(&[Field::Bytes(3, out)])
 }
 
-async fn publish(alice: &mut Party) -> (contact_invite::machine::FlowId, Ticket) {
+async fn publish(alice: &mut Party) -> (contact_invite::flow::FlowId, Ticket) {
     let params = SendParams::new(alice.identity.clone());
     publish_invitation(alice, params).await
 }
@@ -194,7 +194,7 @@ async fn re_encoded_link_response_still_hands_over_the_account() {
     let store = std::sync::Arc::new(contact_invite::store::MemoryStore::new());
     let (dev, mut dev_events) =
         start(&net, "laptop", &store, contact_invite::driver::TokioClock::starting_at(T0_MS), None).await;
-    let d_flow = dev.join_account(contact_invite::machine::LinkParams::new(ticket.clone(), "laptop")).await.unwrap();
+    let d_flow = dev.join_account(contact_invite::flow::LinkParams::new(ticket.clone(), "laptop")).await.unwrap();
     wait_for(&mut dev_events, "link shown", |e| matches!(e.event, Event::InvitationReceived(_))).await;
     net.set_offline("alice", true);
     dev.accept(d_flow).await.unwrap();

@@ -11,15 +11,15 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use contact_invite::__bench::{
+use contact_invite::bench_internals::{
     account_secret_opens_request, conversation_key_from_account_secret, handover_round_trip,
 };
 use contact_invite::crypto::pow::DEFAULT_MAX_MINT_BITS;
 use contact_invite::dht::{Dht, MemoryNetwork};
 use contact_invite::driver;
 use contact_invite::error::Error;
+use contact_invite::flow::{Event, FlowId, LinkParams, Outcome, ReceiveParams, RequestInboxParams, SendParams};
 use contact_invite::identity::Identity;
-use contact_invite::machine::{Event, FlowId, LinkParams, Outcome, ReceiveParams, RequestInboxParams, SendParams};
 use contact_invite::message::{DeviceStatus, Profile, SignedIdentity};
 use contact_invite::store::MemoryStore;
 use rand_core::OsRng;

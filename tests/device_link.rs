@@ -10,8 +10,8 @@ use common::*;
 use contact_invite::dht::{Dht, MemoryNetwork};
 use contact_invite::driver;
 use contact_invite::error::{Error, ProtocolError, VerifyError};
+use contact_invite::flow::{Event, FlowId, LinkParams, Outcome, ReceiveParams, SendParams};
 use contact_invite::identity::Identity;
-use contact_invite::machine::{Event, FlowId, LinkParams, Outcome, ReceiveParams, SendParams};
 use contact_invite::message::{DeviceStatus, SignedIdentity};
 use contact_invite::store::MemoryStore;
 

@@ -3,11 +3,10 @@
 mod common;
 
 use common::*;
-use contact_invite::crypto::{Password, PasswordParams};
+use contact_invite::crypto::{Password, PasswordParams, Pin};
 use contact_invite::dht::{Dht, MemoryNetwork, RecordKey};
 use contact_invite::error::{Error, ProtocolError, VerifyError};
-use contact_invite::machine::{Event, Outcome, ReceiveParams, SendParams};
-use contact_invite::message::EncryptionKeyType;
+use contact_invite::flow::{Event, Lock, Outcome, ReceiveParams, SendParams};
 
 fn send_params(p: &Party) -> SendParams {
     let mut s = SendParams::new(p.identity.clone());
@@ -18,7 +17,7 @@ fn send_params(p: &Party) -> SendParams {
 async fn publish(
     alice: &mut Party,
     params: Option<SendParams>,
-) -> (contact_invite::machine::FlowId, contact_invite::encoding::Ticket) {
+) -> (contact_invite::flow::FlowId, contact_invite::encoding::Ticket) {
     let params = params.unwrap_or_else(|| send_params(alice));
     publish_invitation(alice, params).await
 }
@@ -98,7 +97,7 @@ async fn password_protected_invitation_wrong_then_right() {
     let mut alice = party(&net, "alice").await;
     let mut bob = party(&net, "bob").await;
     let mut params = send_params(&alice);
-    params.password = Some((Password::new("1234").unwrap(), EncryptionKeyType::Pin));
+    params.lock = Lock::Pin(Pin::new("1234").unwrap());
     params.password_params = PasswordParams::INSECURE_FAST_FOR_TESTS;
     let (a_flow, ticket) = publish(&mut alice, Some(params)).await;
     assert!(matches!(ticket.secret, contact_invite::encoding::TicketSecret::Locked { .. }));

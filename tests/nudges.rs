@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use contact_invite::dht::{FaultConfig, MemoryNetwork};
-use contact_invite::machine::{Event, FlowId, Outcome, ReceiveParams, SendParams};
+use contact_invite::flow::{Event, FlowId, Outcome, ReceiveParams, SendParams};
 
 /// The poll interval both machines fall back to (5 s).
 const POLL: Duration = Duration::from_secs(5);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::*;
 use contact_invite::dht::{FaultConfig, MemoryNetwork};
-use contact_invite::machine::{Event, FlowId, Outcome, ReceiveParams, SendParams};
+use contact_invite::flow::{Event, FlowId, Outcome, ReceiveParams, SendParams};
 
 #[derive(Debug)]
 struct Run {
@@ -182,7 +182,7 @@ async fn seeded_fault_runs_complete_or_fail_cleanly() {
 /// listing it; the old one's record must list it once).
 async fn link_scenario(crash_old: Option<u64>, crash_new: Option<u64>) -> (Outcome, Outcome, u32) {
     use contact_invite::driver;
-    use contact_invite::machine::LinkParams;
+    use contact_invite::flow::LinkParams;
     use contact_invite::store::MemoryStore;
     use std::sync::Arc;
     let net = MemoryNetwork::new();
@@ -279,7 +279,7 @@ async fn device_link_survives_a_crash_at_every_effect_boundary_on_both_devices()
 /// counts and the crash count.
 async fn request_scenario(crash_requester: Option<u64>, crash_recipient: Option<u64>) -> (Outcome, usize, usize, u32) {
     use contact_invite::crypto::pow::DEFAULT_MAX_MINT_BITS;
-    use contact_invite::machine::RequestInboxParams;
+    use contact_invite::flow::RequestInboxParams;
     let net = MemoryNetwork::new();
     let mut alice = party_with(&net, "alice", crash_requester).await;
     let mut bob = party_with(&net, "bob", crash_recipient).await;

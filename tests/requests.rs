@@ -8,7 +8,7 @@ use contact_invite::crypto::pow::DEFAULT_MAX_MINT_BITS;
 use contact_invite::dht::MemoryNetwork;
 use contact_invite::encoding::{Address, UriScheme};
 use contact_invite::error::{Error, ProtocolError};
-use contact_invite::machine::{Event, FlowId, Outcome, RequestInboxParams, RequestStatus, RequestView, SendParams};
+use contact_invite::flow::{Event, FlowId, Outcome, RequestInboxParams, RequestStatus, RequestView, SendParams};
 
 /// Opens Bob's request inbox; returns its flow and the address Bob shares.
 async fn open_inbox(p: &mut Party, pow_bits: u32) -> (FlowId, Address) {

@@ -26,7 +26,7 @@ use std::time::Duration;
 use common::*;
 use contact_invite::dht::{FaultConfig, MemoryNetwork};
 use contact_invite::encoding::TicketSecret;
-use contact_invite::machine::{Event, FlowId, Outcome, ReceiveParams, SendParams};
+use contact_invite::flow::{Event, FlowId, Outcome, ReceiveParams, SendParams};
 use proptest::prelude::*;
 
 /// Everything the library logs during the simulations.
@@ -135,7 +135,7 @@ fn schedule() -> impl Strategy<Value = Schedule> {
 /// party keeps running with its stale identity.
 async fn revoke_device_of(net: &MemoryNetwork, p: &Party) {
     let mut id = p.identity.clone();
-    contact_invite::__bench::revoke_own_device(&mut id, T0_MS / 1000 + 1, &mut rand_core::OsRng).unwrap();
+    contact_invite::bench_internals::revoke_own_device(&mut id, T0_MS / 1000 + 1, &mut rand_core::OsRng).unwrap();
     contact_invite::driver::publish_identity(&net.join(&p.name), id).await.unwrap();
 }
 

@@ -21,7 +21,7 @@ use common::*;
 use contact_invite::dht::MemoryNetwork;
 use contact_invite::driver::{self, DriverConfig};
 use contact_invite::error::{Error, ErrorCode, VerifyError};
-use contact_invite::machine::{Event, FlowId, Outcome, ReceiveParams, SendParams};
+use contact_invite::flow::{Event, FlowId, Outcome, ReceiveParams, SendParams};
 use contact_invite::store::{
     FLOW_RECORD_FORMAT, MemoryStore, RECORD_FORMAT, Store, Table, UnreadableReason, UnreadableRecord,
 };

@@ -93,7 +93,7 @@ fn all_vectors() {
 
 /// Writes the vectors from a fixed seed.
 fn write_vectors(dir: &Path) {
-    use contact_invite::__bench::vectors as v;
+    use contact_invite::bench_internals::vectors as v;
     std::fs::create_dir_all(dir).unwrap();
     for (name, expect, ty, now, inbox, data) in v::generate() {
         let mut s = format!("expect: {expect}\ntype: {ty}\n");

@@ -12,15 +12,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use contact_invite::crypto::pow::DEFAULT_MAX_MINT_BITS;
-use contact_invite::crypto::{Password, PasswordParams};
+use contact_invite::crypto::{Password, PasswordParams, Pin};
 use contact_invite::dht::Dht;
 use contact_invite::dht::veilid::VeilidDht;
 use contact_invite::dht::{OpLog, Recorded, median};
 use contact_invite::driver::{self, Clock, DriverConfig, DriverEvent, Events, Handle, OffsetClock};
 use contact_invite::error::ProtocolError;
+use contact_invite::flow::{Event, FlowId, LinkParams, Lock, Outcome, ReceiveParams, RequestInboxParams, SendParams};
 use contact_invite::identity::Identity;
-use contact_invite::machine::{Event, FlowId, LinkParams, Outcome, ReceiveParams, RequestInboxParams, SendParams};
-use contact_invite::message::{DeviceStatus, EncryptionKeyType, Profile};
+use contact_invite::message::{DeviceStatus, Profile};
 use contact_invite::store::{MemoryStore, Store, Table};
 use contact_invite::veilid_net::{DEFAULT_NODES, LocalNetwork, LocalNetworkOptions};
 use contact_invite::veilid_store::VeilidTableStore;
@@ -105,7 +105,7 @@ async fn flows(net: &LocalNetwork) {
     alice.log.drain();
     bob.log.drain();
     let mut params = SendParams::new(alice.identity.clone());
-    params.password = Some((Password::new("4711").unwrap(), EncryptionKeyType::Pin));
+    params.lock = Lock::Pin(Pin::new("4711").unwrap());
     params.password_params = PasswordParams::INSECURE_FAST_FOR_TESTS;
     let (a_flow, ticket) = publish(&mut alice, params).await;
     let b_flow = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await.unwrap();

@@ -160,7 +160,7 @@ fn genuine_final_values() -> std::collections::HashMap<u32, Vec<u8>> {
             let mut p = awaiting_pair();
             p.poll(machines::Side::Inviter);
             let (fa, _) = p.take_effects();
-            assert!(matches!(machines::Pair::outcome(&fa), Some(contact_invite::machine::Outcome::Contact(_))));
+            assert!(matches!(machines::Pair::outcome(&fa), Some(contact_invite::flow::Outcome::Contact(_))));
             p.inbox_values()
         })
         .clone()
@@ -192,7 +192,7 @@ pub fn drive_awaiting(inputs: Vec<FuzzInput>, side: machines::Side) {
             p.poll(Side::Inviter);
             let (fa, _) = p.take_effects();
             assert!(
-                matches!(Pair::outcome(&fa), Some(contact_invite::machine::Outcome::Contact(_))),
+                matches!(Pair::outcome(&fa), Some(contact_invite::flow::Outcome::Contact(_))),
                 "inviter: {fa:?}"
             );
         }
@@ -202,5 +202,5 @@ pub fn drive_awaiting(inputs: Vec<FuzzInput>, side: machines::Side) {
     }
     p.poll(Side::Invitee);
     let (_, fb) = p.take_effects();
-    assert!(matches!(Pair::outcome(&fb), Some(contact_invite::machine::Outcome::Contact(_))), "invitee: {fb:?}");
+    assert!(matches!(Pair::outcome(&fb), Some(contact_invite::flow::Outcome::Contact(_))), "invitee: {fb:?}");
 }

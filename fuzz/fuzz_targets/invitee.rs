@@ -8,7 +8,8 @@ mod common;
 use common::*;
 use contact_invite::crypto::PasswordParams;
 use contact_invite::encoding::Ticket;
-use contact_invite::machine::{Flow, Invitee, ReceiveParams};
+use contact_invite::machine::{Flow, Invitee};
+use contact_invite::flow::ReceiveParams;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: (Vec<u8>, Vec<FuzzInput>)| {

@@ -6,7 +6,8 @@
 mod common;
 
 use common::*;
-use contact_invite::machine::{Flow, Inviter, SendParams};
+use contact_invite::machine::{Flow, Inviter};
+use contact_invite::flow::SendParams;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|inputs: Vec<FuzzInput>| {

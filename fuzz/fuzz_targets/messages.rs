@@ -24,11 +24,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(u.verify(&ctx, now).is_err());
     }
     let _ = SignedIdentity::verify(data, None);
-    let _ = contact_invite::__bench::decode_inbox_value(data);
-    let _ = contact_invite::__bench::decode_request_private(data);
-    assert!(!contact_invite::__bench::verify_final_status(data));
-    assert!(!contact_invite::__bench::open_request_slot(data));
-    assert!(!contact_invite::__bench::open_handover(data));
+    let _ = contact_invite::bench_internals::decode_inbox_value(data);
+    let _ = contact_invite::bench_internals::decode_request_private(data);
+    assert!(!contact_invite::bench_internals::verify_final_status(data));
+    assert!(!contact_invite::bench_internals::open_request_slot(data));
+    assert!(!contact_invite::bench_internals::open_handover(data));
     if let Ok(u) = contact_invite::message::UnverifiedAddressRequest::from_bytes(data) {
         let Ok(me) = PublicKey::from_bytes(&[0x58; 32]) else { return };
         assert!(u.verify(&me, &[0; 32], now).is_err());

@@ -121,8 +121,8 @@ impl<'de> Deserialize<'de> for PublicKey {
     }
 }
 
-/// Why the text form of an id ([`PublicKey`], [`crate::machine::FlowId`],
-/// [`crate::machine::RequestId`]) did not parse. It names the kind of id and
+/// Why the text form of an id ([`PublicKey`], [`crate::flow::FlowId`],
+/// [`crate::flow::RequestId`]) did not parse. It names the kind of id and
 /// a length or position, never the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ParseIdError {

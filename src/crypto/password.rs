@@ -155,6 +155,44 @@ impl fmt::Debug for Password {
     }
 }
 
+/// A PIN: [`crate::limits::MIN_PIN_DIGITS`] to
+/// [`crate::limits::MAX_PIN_DIGITS`] ASCII digits, what a keypad enters.
+/// The invitee of a PIN-locked ticket is told to show a keypad
+/// (`Event::PasswordRequired { pin: true }`), so a PIN holds nothing a keypad
+/// cannot type. Zeroized on drop, redacted in `Debug`, no `Display`.
+#[derive(Clone)]
+pub struct Pin(Password);
+
+impl Pin {
+    /// Checks and wraps a PIN: digits only, of a valid length
+    /// ([`PasswordError::Empty`], else [`PasswordError::InvalidPin`], which
+    /// does not quote the input).
+    pub fn new(digits: impl Into<String>) -> Result<Self, PasswordError> {
+        let s = Zeroizing::new(digits.into());
+        if s.is_empty() {
+            return Err(PasswordError::Empty);
+        }
+        if !(crate::limits::MIN_PIN_DIGITS..=crate::limits::MAX_PIN_DIGITS).contains(&s.len())
+            || !s.bytes().all(|b| b.is_ascii_digit())
+        {
+            return Err(PasswordError::InvalidPin);
+        }
+        Ok(Self(Password(s)))
+    }
+
+    /// The PIN as the password it stretches to (the invitee enters it as a
+    /// [`Password`]).
+    pub fn as_password(&self) -> &Password {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pin(<redacted>)")
+    }
+}
+
 /// Runs Argon2id over the password (after checking the parameters against
 /// `limits`). The output is a password-equivalent secret: the inviter keeps it
 /// (never the password) until the record key is known.
@@ -266,5 +304,23 @@ mod tests {
         assert!(lim.check(&PasswordParams::DEFAULT).is_ok());
         assert_eq!(Password::new("").unwrap_err(), PasswordError::Empty);
         assert_eq!(format!("{:?}", Password::new("hunter2").unwrap()), "Password(<redacted>)");
+    }
+
+    /// APP-LOCK-1: a PIN is 4 to 32 ASCII digits; anything else is a typed
+    /// error that does not quote the input.
+    #[test]
+    fn pin_is_digits_only_and_its_error_does_not_quote_the_input() {
+        assert_eq!(Pin::new("").unwrap_err(), PasswordError::Empty);
+        for bad in ["123", "12a4", "１２３４", "12 34", "-1234", &"9".repeat(crate::limits::MAX_PIN_DIGITS + 1)] {
+            let e = Pin::new(bad).unwrap_err();
+            assert_eq!(e, PasswordError::InvalidPin, "{bad:?}");
+            assert!(!e.to_string().contains(bad), "{e}");
+        }
+        for good in ["0000", "4711", &"7".repeat(crate::limits::MAX_PIN_DIGITS)] {
+            let pin = Pin::new(good).unwrap();
+            assert_eq!(pin.as_password().bytes(), good.as_bytes());
+            assert_eq!(format!("{pin:?}"), "Pin(<redacted>)");
+        }
+        assert_eq!(crate::Error::from(PasswordError::InvalidPin).code(), crate::ErrorCode::PinInvalid);
     }
 }

@@ -42,8 +42,7 @@ pub use recorded::{OpLog, OpRecord, Recorded, median};
 #[cfg(feature = "veilid")]
 pub mod veilid;
 
-/// Veilid's per-subkey value limit (32 KiB); `MemoryDht` enforces it too.
-pub const MAX_VALUE_LEN: usize = 32 * 1024;
+pub use crate::limits::MAX_VALUE_LEN;
 
 /// A subkey index.
 pub type Subkey = u32;

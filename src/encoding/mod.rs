@@ -22,7 +22,7 @@ pub use blob::{LOCKED_LEN, LockParams, PLAIN_LEN, Ticket, TicketSecret, VERSION}
 pub use find::{Scanned, parse_scanned, parse_scanned_bytes};
 pub use uri::{HttpsBase, LinkConfig, UriScheme};
 
-pub use crate::message::InvitationKind;
+pub use crate::wire::InvitationKind;
 
 /// Largest text any parser here will look at.
 pub const MAX_TEXT_LEN: usize = 64 * 1024;

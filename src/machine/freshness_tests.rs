@@ -182,9 +182,10 @@ fn served() -> impl proptest::strategy::Strategy<Value = Served> {
 /// (then nothing). Returns whether the response was written, whether a
 /// contact was saved, and the outcome if the flow ended.
 fn run_invitee(script: &[Served]) -> (bool, bool, Option<super::Outcome>) {
-    use super::{Command, DhtOp, DhtOutput, Effect, Event, Input, Invitee, ReceiveParams, Timer};
+    use super::{Command, DhtOp, DhtOutput, Effect, Input, Invitee, Timer};
     use crate::dht::DhtErrorKind;
     use crate::encoding::{Ticket, TicketSecret};
+    use crate::flow::{Event, ReceiveParams};
     use crate::message::inbox::{self, InboxKeys};
 
     let (here, there) = (location(0x11), location(0x22));

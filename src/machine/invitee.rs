@@ -28,10 +28,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::inviter::RngAdapter;
 use super::{
-    Command, Completion, DhtOp, DhtOutput, Effect, Event, Input, InvitationView, Job, JobOutput, Ops, Outcome, Refusal,
-    Rng, Timer, dht_error, secs,
+    Command, Completion, DhtOp, DhtOutput, Effect, FINAL_GRACE_MS, Input, Job, JobOutput, Ops, Refusal, Rng,
+    RngAdapter, Timer, dht_error, secs,
 };
 use crate::contact::{Contact, Role};
 use crate::crypto::password;
@@ -39,6 +38,7 @@ use crate::crypto::{DhSecretKey, PasswordLimits, PasswordParams, PublicKey, Secr
 use crate::dht::{DhtErrorKind, Nudge, RecordKey, Schema, ValueData};
 use crate::encoding::{Ticket, TicketSecret};
 use crate::error::{Error, ProtocolError, StoredError, VerifyError};
+use crate::flow::{Event, InvitationView, LinkParams, Outcome, ReceiveParams};
 use crate::identity::Identity;
 use crate::message::handover::{self, HandoverContext};
 use crate::message::inbox::{self, InboxKeys, InboxValue, OWNER_SUBKEY, WRITER_SUBKEY};
@@ -46,59 +46,6 @@ use crate::message::{FinalStatus, FinalStatusKind, InvitationKind, Profile, Resp
 
 /// How often the invitee re-reads the owner subkey for the final status.
 pub(crate) const POLL_INTERVAL_MS: u64 = 5_000;
-/// How long after expiry the invitee keeps waiting for a final status.
-pub(crate) const FINAL_GRACE_MS: u64 = 10 * 60 * 1000;
-
-/// What to receive.
-#[derive(Clone, Debug)]
-pub struct ReceiveParams {
-    /// The invitee's identity (published).
-    pub identity: Identity,
-    /// The ticket as scanned / pasted.
-    pub ticket: Ticket,
-    /// Profile to send back (defaults to the identity record's).
-    pub profile: Option<Profile>,
-    /// Caps on the ticket's Argon2id parameters.
-    pub password_limits: PasswordLimits,
-    /// If set, the invitation must come from this identity (it is refused
-    /// otherwise), e.g. when the ticket arrived inside a contact request.
-    pub expect_identity: Option<PublicKey>,
-    /// Accept without asking once the invitation is verified (requests the
-    /// user already accepted).
-    pub(crate) auto_accept: bool,
-}
-
-impl ReceiveParams {
-    /// Defaults.
-    pub fn new(identity: Identity, ticket: Ticket) -> Self {
-        Self {
-            identity,
-            ticket,
-            profile: None,
-            password_limits: PasswordLimits::default(),
-            expect_identity: None,
-            auto_accept: false,
-        }
-    }
-}
-
-/// What a new device needs to accept a device-link ticket.
-#[derive(Clone, Debug)]
-pub struct LinkParams {
-    /// The device-link ticket shown by the old device.
-    pub ticket: Ticket,
-    /// A label for this device in the identity record ("Alice's laptop").
-    pub device_label: String,
-    /// Caps on the ticket's Argon2id parameters.
-    pub password_limits: PasswordLimits,
-}
-
-impl LinkParams {
-    /// Defaults.
-    pub fn new(ticket: Ticket, device_label: impl Into<String>) -> Self {
-        Self { ticket, device_label: device_label.into(), password_limits: PasswordLimits::default() }
-    }
-}
 
 /// Who answers: an identity (contact invitations) or a new device joining the
 /// inviter's identity (device links).

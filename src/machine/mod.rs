@@ -1,4 +1,12 @@
-//! Sans-IO protocol state machines.
+//! Sans-IO protocol state machines, for those who drive machines themselves.
+//!
+//! An app does not need this module: it runs flows through the
+//! [`crate::driver`] and uses the types in [`crate::flow`] (ids, parameters,
+//! events, outcomes, views; all in [`crate::prelude`]). What is here is what
+//! a driver of its own needs: the machines ([`Flow`], [`Inviter`],
+//! [`Invitee`], [`RequestInbox`]), what goes in ([`Command`], [`Input`],
+//! [`DhtOutput`], [`JobOutput`], [`Timer`]), what comes out ([`Effect`],
+//! [`DhtOp`], [`Job`], [`Refusal`]) and the retry constants.
 //!
 //! A machine never awaits, never reads a clock, never draws from a global RNG
 //! and never calls the DHT. The driver feeds it [`Input`]s with the current
@@ -21,15 +29,15 @@ mod requests;
 use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 
-pub use invitee::{Invitee, LinkParams, ReceiveParams};
-pub use inviter::{Inviter, SendParams};
-pub use requests::{RequestId, RequestInbox, RequestInboxParams, RequestStatus, RequestView};
+pub use invitee::Invitee;
+pub use inviter::Inviter;
+pub use requests::RequestInbox;
 
 use crate::contact::Contact;
 use crate::crypto::{KeySeed, Password, PasswordLimits, PasswordParams, PublicKey, SALT_LEN, SecretKey, SigningKey};
 use crate::dht::{DhtErrorKind, Nudge, RecordKey, Schema, Subkey, ValueData};
 use crate::error::{Error, PasswordError, ProtocolError};
-use crate::message::{InvitationKind, Profile};
+use crate::flow::{Event, FlowId, FlowKind, FlowView, Outcome, RequestId};
 
 /// A random source usable by machines (object safe).
 pub trait Rng: RngCore + CryptoRng {}
@@ -37,63 +45,6 @@ impl<T: RngCore + CryptoRng> Rng for T {}
 
 /// Identifies a DHT operation within a flow.
 pub type OpId = u64;
-
-/// Identifies a flow (one invitation, on one side).
-///
-/// Text form ([`Display`](core::fmt::Display), [`FromStr`](core::str::FromStr)):
-/// the 16 bytes in lowercase hex, 32 characters, lossless. Serde: that string
-/// in human-readable formats (JSON…), the 16 bytes in others (postcard, the
-/// store). [`FlowId::fmt_short`] is a prefix for logs.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FlowId(pub [u8; 16]);
-
-impl FlowId {
-    /// A random flow id.
-    pub fn random(rng: &mut dyn Rng) -> Self {
-        let mut b = [0u8; 16];
-        rng.fill_bytes(&mut b);
-        Self(b)
-    }
-    /// Short form for logs: the first 6 bytes in lowercase hex (12
-    /// characters, a prefix of the [`Display`](core::fmt::Display) form).
-    /// Not unique: never parse it or use it as a key.
-    pub fn fmt_short(&self) -> String {
-        data_encoding::HEXLOWER.encode(&self.0[..6])
-    }
-}
-
-impl core::fmt::Display for FlowId {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        crate::crypto::write_hex(f, &self.0)
-    }
-}
-
-impl core::fmt::Debug for FlowId {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "FlowId({self})")
-    }
-}
-
-/// Parses the [`Display`](core::fmt::Display) form (exactly 32 lowercase hex
-/// characters).
-impl core::str::FromStr for FlowId {
-    type Err = crate::crypto::ParseIdError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        crate::crypto::parse_hex(s, "flow id").map(Self)
-    }
-}
-
-impl Serialize for FlowId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        crate::crypto::serialize_id(self, "FlowId", &self.0, s)
-    }
-}
-
-impl<'de> Deserialize<'de> for FlowId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        crate::crypto::deserialize_id("FlowId", "flow id", d).map(Self)
-    }
-}
 
 /// A DHT operation requested by a machine.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -428,166 +379,6 @@ pub enum Effect {
     Finished(Outcome),
 }
 
-/// Progress and results for the app. Events never carry secrets (the ticket
-/// is fetched with the driver's `ticket()`; contacts from the store).
-/// Non-exhaustive: new flows add events.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Event {
-    /// The invitation is published; the ticket can be shown.
-    InvitationPublished {
-        /// When it expires (unix seconds).
-        expires_at: u64,
-        /// Contact or device link.
-        kind: InvitationKind,
-        /// Whether the ticket is locked with a PIN or password.
-        locked: bool,
-    },
-    /// The ticket is locked: supply its PIN (`pin`: digits only, show a
-    /// keypad) or password. Known from the ticket, before anything is
-    /// fetched.
-    PasswordRequired {
-        /// A PIN rather than a password.
-        pin: bool,
-    },
-    /// The password was wrong (the inbox did not open).
-    WrongPassword,
-    /// A verified invitation: show it and ask the user.
-    InvitationReceived(InvitationView),
-    /// The response was stored in the inbox.
-    ResponseSent {
-        /// Accept or reject.
-        accepted: bool,
-    },
-    /// The inviter saw a response it could not verify and ignored it.
-    ResponseIgnored {
-        /// Why (the check that refused it).
-        reason: crate::error::ErrorCode,
-    },
-    /// A device link is final: `device` is now a current device of `identity`
-    /// (on the new device, its identity was saved).
-    DeviceLinked {
-        /// The account.
-        identity: PublicKey,
-        /// The new device.
-        device: PublicKey,
-    },
-    /// A request inbox is open: share `address` (its URI) so others can send
-    /// contact requests.
-    RequestInboxOpen {
-        /// The identity's address.
-        address: crate::encoding::Address,
-    },
-    /// A verified contact request (stamp, seal, signature, key binding and
-    /// expiry checked): accept, ignore or block it.
-    RequestReceived(RequestView),
-    /// A request from a peer we were also requesting was merged with ours:
-    /// one contact will be made.
-    RequestsMerged {
-        /// The peer.
-        peer: PublicKey,
-    },
-    /// The request list is full ([`crate::limits::MAX_KEPT_REQUESTS`] kept,
-    /// none ignored): a newer request waits in its slot, unseen, and is read
-    /// again on the next poll once there is room. Accept, ignore or block
-    /// requests to make room. Emitted once each time the list overflows.
-    RequestInboxFull {
-        /// Requests kept.
-        kept: usize,
-    },
-    /// Our request was written to the recipient's request inbox.
-    RequestDelivered {
-        /// The recipient.
-        to: PublicKey,
-    },
-    /// A contact is final and saved.
-    ContactEstablished {
-        /// Peer identity.
-        peer: PublicKey,
-        /// Peer display name.
-        name: String,
-    },
-    /// The flow ended.
-    Finished(Outcome),
-}
-
-/// What an invitee sees before deciding.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct InvitationView {
-    /// Contact or device link.
-    pub kind: InvitationKind,
-    /// Inviter identity.
-    pub identity: PublicKey,
-    /// Inviter profile.
-    pub profile: Profile,
-    /// Greeting (signed).
-    pub message: String,
-    /// Expiry (unix seconds).
-    pub expires_at: u64,
-}
-
-/// How a flow ended. New outcomes may be added: match with a wildcard arm,
-/// or use the methods ([`Outcome::is_contact`], [`Outcome::error`], …).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum Outcome {
-    /// A contact was made with this peer.
-    Contact(PublicKey),
-    /// A device was linked (inviter: the new device key; invitee: our device key).
-    DeviceLinked(PublicKey),
-    /// The peer rejected (inviter side): `peer` is the identity that signed
-    /// the reject (`None` for a device link's new device, which has none).
-    RejectedByPeer {
-        /// Who rejected.
-        peer: Option<PublicKey>,
-    },
-    /// We rejected (invitee side).
-    RejectedByUs,
-    /// Revoked by the inviter / abandoned by us.
-    Cancelled,
-    /// Ended without a contact: the error says why.
-    Failed(Error),
-}
-
-impl Outcome {
-    /// A contact was made.
-    #[must_use]
-    pub fn is_contact(&self) -> bool {
-        matches!(self, Self::Contact(_))
-    }
-    /// A device was linked.
-    #[must_use]
-    pub fn is_device_linked(&self) -> bool {
-        matches!(self, Self::DeviceLinked(_))
-    }
-    /// The flow did what it was for (a contact made or a device linked).
-    #[must_use]
-    pub fn is_success(&self) -> bool {
-        self.is_contact() || self.is_device_linked()
-    }
-    /// One side rejected (the peer or us).
-    #[must_use]
-    pub fn is_rejected(&self) -> bool {
-        matches!(self, Self::RejectedByPeer { .. } | Self::RejectedByUs)
-    }
-    /// The new contact's identity key, if a contact was made.
-    #[must_use]
-    pub fn contact(&self) -> Option<&PublicKey> {
-        match self {
-            Self::Contact(p) => Some(p),
-            _ => None,
-        }
-    }
-    /// Why the flow failed, if it did (see [`Error::code`] for a stable code).
-    #[must_use]
-    pub fn error(&self) -> Option<&Error> {
-        match self {
-            Self::Failed(e) => Some(e),
-            _ => None,
-        }
-    }
-}
-
 /// Bookkeeping for in-flight operations, shared by both machines.
 ///
 /// Kept small, because a waiting invitation holds it for days: pending ops
@@ -906,45 +697,6 @@ pub enum Flow {
     Inbox(Box<RequestInbox>),
 }
 
-/// What a flow is for (see [`FlowView`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub enum FlowKind {
-    /// We sent a contact invitation (a ticket to show).
-    Invitation,
-    /// We received a contact invitation (a scanned ticket).
-    Received,
-    /// We show a device-link ticket (this device holds the identity key).
-    DeviceLink,
-    /// This new device joins an account with a device-link ticket.
-    JoinAccount,
-    /// We sent a request to a known address.
-    Request,
-    /// Our request inbox (requests to our address).
-    RequestInbox,
-}
-
-/// A flow as an app lists it ([`crate::driver::Handle::flows`]): enough to
-/// render "in progress" after a restart without keeping a table of its own.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct FlowView {
-    /// The flow.
-    pub id: FlowId,
-    /// What it is for.
-    pub kind: FlowKind,
-    /// Where it stands (a short static name, as in [`Error::InvalidState`]).
-    pub state: &'static str,
-    /// When its invitation expires (unix seconds), once known.
-    pub expires_at: Option<u64>,
-    /// Whether its ticket is locked with a PIN or password.
-    pub locked: bool,
-    /// The peer's identity key, once known (the inviter of a received
-    /// invitation once fetched, the responder once answered, a request's
-    /// recipient).
-    pub peer: Option<PublicKey>,
-}
-
 /// A flow's own part of its [`FlowView`].
 pub(crate) struct FlowFacts {
     pub(crate) kind: FlowKind,
@@ -1030,6 +782,39 @@ impl Flow {
         }
     }
 }
+
+/// Encodes a flow record ([`crate::store::FLOW_RECORD_FORMAT`]).
+pub(crate) fn encode_flow(flow: &Flow) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {
+    crate::record::encode_versioned(crate::record::FLOW_RECORD_FORMAT, flow)
+}
+
+/// Decodes a flow record. Its identity snapshots must be available (see
+/// [`crate::identity::Snapshots::decode_with`]); a missing one is an error.
+pub(crate) fn decode_flow(b: &[u8], what: &str) -> Result<Flow, crate::Error> {
+    crate::record::decode_versioned(crate::record::FLOW_RECORD_FORMAT, b, what)
+}
+
+/// How long after expiry the invitee keeps waiting for a final status.
+pub(crate) const FINAL_GRACE_MS: u64 = 10 * 60 * 1000;
+
+/// Adapts `&mut dyn Rng` to the `CryptoRngCore` bound of key generation.
+pub(crate) struct RngAdapter<'a>(pub(crate) &'a mut dyn Rng);
+
+impl RngCore for RngAdapter<'_> {
+    fn next_u32(&mut self) -> u32 {
+        self.0.next_u32()
+    }
+    fn next_u64(&mut self) -> u64 {
+        self.0.next_u64()
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.0.fill_bytes(dest);
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
+        self.0.try_fill_bytes(dest)
+    }
+}
+impl rand_core::CryptoRng for RngAdapter<'_> {}
 
 pub(crate) fn secs(now_ms: u64) -> u64 {
     now_ms / 1000

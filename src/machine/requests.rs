@@ -46,20 +46,20 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::inviter::RngAdapter;
 use super::{
-    Command, Completion, DhtOp, DhtOutput, Effect, Event, Flow, FlowId, Input, Invitee, Ops, Outcome, ReceiveParams,
-    Refusal, Rng, Timer, dht_error, secs,
+    Command, Completion, DhtOp, DhtOutput, Effect, Flow, Input, Invitee, Ops, Refusal, Rng, RngAdapter, Timer,
+    dht_error, secs,
 };
-use crate::crypto::pow::{DEFAULT_POW_BITS, MAX_POW_BITS};
+use crate::crypto::pow::MAX_POW_BITS;
 use crate::crypto::{PublicKey, SigningKey, message_hash};
 use crate::dht::{RecordKey, Schema, SchemaMember, Subkey, ValueData};
 use crate::encoding::{Address, Ticket};
 use crate::error::{Error, ProtocolError};
+use crate::flow::{Event, FlowId, Outcome, ReceiveParams, RequestId, RequestInboxParams, RequestStatus, RequestView};
 use crate::identity::Identity;
 use crate::limits;
 use crate::message::address::{open_slot, slot_id};
-use crate::message::{Profile, RequestInboxInfo, SignedIdentity};
+use crate::message::{RequestInboxInfo, SignedIdentity};
 
 /// How often every slot is re-read besides the watch (watches can be lost).
 pub(crate) const POLL_INTERVAL_MS: u64 = 60_000;
@@ -79,104 +79,6 @@ const UNCONFIRMED_MEMORY_SECS: u64 = 600;
 /// Requests whose requester's identity record is being read at once; more
 /// wait unremembered in their slots for a later read.
 const MAX_CHECKING: usize = 16;
-
-/// How to open a request inbox.
-#[derive(Clone, Debug)]
-pub struct RequestInboxParams {
-    /// The identity (published; this device must hold the identity key).
-    pub identity: Identity,
-    /// Request slots (1..=32). More slots make it harder for one writer to
-    /// overwrite everyone else's request, at one watch subkey each.
-    pub slots: u32,
-    /// Proof-of-work difficulty asked of requesters (0..=28 bits).
-    pub pow_bits: u32,
-}
-
-impl RequestInboxParams {
-    /// Defaults: 8 slots, 16-bit stamps.
-    pub fn new(identity: Identity) -> Self {
-        Self { identity, slots: 8, pow_bits: DEFAULT_POW_BITS }
-    }
-}
-
-/// Identifies a received request (hash of its whole signed content).
-///
-/// Text form ([`Display`](core::fmt::Display), [`FromStr`](core::str::FromStr)):
-/// the 32 bytes in lowercase hex, 64 characters, lossless. Serde: that string
-/// in human-readable formats (JSON…), the 32 bytes in others (postcard, the
-/// store). [`RequestId::fmt_short`] is a prefix for logs.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RequestId(pub [u8; 32]);
-
-impl RequestId {
-    /// Short form for logs: the first 6 bytes in lowercase hex (12
-    /// characters, a prefix of the [`Display`](core::fmt::Display) form).
-    /// Not unique: never parse it or use it as a key.
-    pub fn fmt_short(&self) -> String {
-        data_encoding::HEXLOWER.encode(&self.0[..6])
-    }
-}
-
-impl core::fmt::Display for RequestId {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        crate::crypto::write_hex(f, &self.0)
-    }
-}
-
-impl core::fmt::Debug for RequestId {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "RequestId({self})")
-    }
-}
-
-/// Parses the [`Display`](core::fmt::Display) form (exactly 64 lowercase hex
-/// characters).
-impl core::str::FromStr for RequestId {
-    type Err = crate::crypto::ParseIdError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        crate::crypto::parse_hex(s, "request id").map(Self)
-    }
-}
-
-impl Serialize for RequestId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        crate::crypto::serialize_id(self, "RequestId", &self.0, s)
-    }
-}
-
-impl<'de> Deserialize<'de> for RequestId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        crate::crypto::deserialize_id("RequestId", "request id", d).map(Self)
-    }
-}
-
-/// Where a kept request stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum RequestStatus {
-    /// Waiting for the user.
-    Pending,
-    /// Ignored by the user (kept, revisitable).
-    Ignored,
-    /// Parked: our own request to the same identity will make the contact.
-    Merged,
-}
-
-/// A verified request, as shown to the user.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RequestView {
-    /// Its id (for accept / ignore / block).
-    pub id: RequestId,
-    /// The requester identity (its device and key binding were verified).
-    pub requester: PublicKey,
-    /// The requester's profile.
-    pub profile: Profile,
-    /// The greeting (signed).
-    pub message: String,
-    /// When the request (its invitation) expires (unix seconds).
-    pub expires_at: u64,
-    /// Where it stands.
-    pub status: RequestStatus,
-}
 
 #[derive(Clone, Serialize, Deserialize)]
 struct Kept {

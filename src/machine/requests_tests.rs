@@ -12,8 +12,8 @@ use crate::crypto::{DhSecretKey, SecretKey};
 use crate::dht::{Dht, MemoryNetwork, RecordKey};
 use crate::driver::{self, DriverConfig, Events, TokioClock};
 use crate::encoding::Ticket;
+use crate::flow::{Event, RequestInboxParams};
 use crate::identity::Identity;
-use crate::machine::{Event, RequestInboxParams};
 use crate::message::address::{AddressRequestContent, seal_request, slot_value, stamp_subject};
 use crate::message::{InvitationKind, Profile, RequestInboxInfo, SignedIdentity};
 use crate::store::MemoryStore;
@@ -26,7 +26,7 @@ struct Target {
     info: RequestInboxInfo,
     events: Events,
     _driver: driver::Handle,
-    flow: crate::machine::FlowId,
+    flow: crate::flow::FlowId,
 }
 
 async fn bob(net: &MemoryNetwork) -> Target {
@@ -115,7 +115,7 @@ async fn write(net: &MemoryNetwork, t: &Target, slot: u32, data: Vec<u8>) {
     tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
-fn received(events: &mut Events) -> Vec<crate::machine::RequestView> {
+fn received(events: &mut Events) -> Vec<crate::flow::RequestView> {
     let mut out = Vec::new();
     while let Ok(e) = events.try_recv() {
         if let Event::RequestReceived(v) = e.event {

@@ -12,8 +12,6 @@ mod invitation;
 mod profile;
 mod response;
 
-use serde::{Deserialize, Serialize};
-
 pub use address::{AddressRequestContent, UnverifiedAddressRequest, VerifiedAddressRequest};
 pub use final_status::{FinalStatus, FinalStatusKind};
 pub(crate) use identity::device_consent;
@@ -25,33 +23,9 @@ pub use profile::Profile;
 pub(crate) use response::hash_of_signed as response_hash_of_signed;
 pub use response::{InvitationContext, ResponseContent, UnverifiedResponse, VerifiedResponse};
 
+pub use crate::wire::InvitationKind;
+
 use crate::error::DecodeError;
-use crate::wire::pb;
-
-/// What an invitation is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum InvitationKind {
-    /// Become mutual contacts.
-    Contact,
-    /// Add a new device to the inviter's own account.
-    DeviceLink,
-}
-
-impl InvitationKind {
-    pub(crate) fn to_pb(self) -> i32 {
-        (match self {
-            Self::Contact => pb::InvitationKind::Contact,
-            Self::DeviceLink => pb::InvitationKind::DeviceLink,
-        }) as i32
-    }
-    pub(crate) fn from_pb(v: i32) -> Result<Self, DecodeError> {
-        match pb::InvitationKind::try_from(v) {
-            Ok(pb::InvitationKind::Contact) => Ok(Self::Contact),
-            Ok(pb::InvitationKind::DeviceLink) => Ok(Self::DeviceLink),
-            _ => Err(DecodeError::UnknownEnumValue { what: "invitation kind", value: v }),
-        }
-    }
-}
 
 /// A reply address from the wire: empty means none; over
 /// [`crate::limits::MAX_REPLY_ADDRESS`] is refused.

@@ -15,10 +15,9 @@ use std::collections::{HashMap, VecDeque};
 use contact_invite::crypto::SecretKey;
 use contact_invite::dht::{Nudge, RecordKey, ValueData};
 use contact_invite::encoding::Ticket;
+use contact_invite::flow::{Event, Outcome, ReceiveParams, SendParams};
 use contact_invite::identity::Identity;
-use contact_invite::machine::{
-    Command, DhtOp, DhtOutput, Effect, Event, Input, Invitee, Inviter, Outcome, ReceiveParams, SendParams, Timer,
-};
+use contact_invite::machine::{Command, DhtOp, DhtOutput, Effect, Input, Invitee, Inviter, Timer};
 use rand_chacha::ChaCha20Rng;
 use rand_core::{RngCore, SeedableRng};
 

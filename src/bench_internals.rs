@@ -1,6 +1,8 @@
-//! Not API: thin wrappers over crate-private primitives so the benchmarks
-//! (a separate crate) can time exactly what a flow performs. May change at
-//! any time.
+//! **Not API** (feature `bench-internals`, off by default): thin wrappers
+//! over crate-private primitives so this repository's benches, tests and fuzz
+//! targets (separate crates) can time and probe exactly what a flow
+//! performs. May change or disappear in any release; apps must not enable
+//! the feature.
 #![allow(missing_docs)]
 
 use rand_core::OsRng;
@@ -228,7 +230,7 @@ pub fn open_handover(bytes: &[u8]) -> bool {
 
 /// Scale measurements: a persisted flow record, as the driver writes it.
 pub fn encode_flow(flow: &crate::machine::Flow) -> Vec<u8> {
-    crate::store::encode_flow(flow).map(|b| b.to_vec()).unwrap_or_default()
+    crate::machine::encode_flow(flow).map(|b| b.to_vec()).unwrap_or_default()
 }
 
 /// Scale measurements: decodes persisted flow records (`(key, record)`, as
@@ -238,7 +240,7 @@ pub fn encode_flow(flow: &crate::machine::Flow) -> Vec<u8> {
 pub fn decode_flows(
     snapshots: &crate::store::Entries,
     flows: &crate::store::Entries,
-) -> Vec<(crate::machine::FlowId, crate::machine::Flow)> {
+) -> Vec<(crate::flow::FlowId, crate::machine::Flow)> {
     let mut held = crate::identity::Snapshots::default();
     for (_, bytes) in snapshots {
         if let Ok(s) = crate::identity::Identity::from_store_record(bytes, "identity snapshot")
@@ -251,8 +253,8 @@ pub fn decode_flows(
         flows
             .iter()
             .filter_map(|(k, v)| {
-                let id = crate::machine::FlowId(k.as_slice().try_into().ok()?);
-                Some((id, crate::store::decode_flow(v, "flow").ok()?))
+                let id = crate::flow::FlowId(k.as_slice().try_into().ok()?);
+                Some((id, crate::machine::decode_flow(v, "flow").ok()?))
             })
             .collect()
     })

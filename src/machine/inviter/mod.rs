@@ -21,23 +21,28 @@
 //! and merged again if another writer got there first), then writes the final
 //! status carrying the handover sealed to the new device.
 
-use rand_core::RngCore;
 use serde::{Deserialize, Serialize};
 
+mod link;
+mod request;
+
+use request::{mint_job, recipient_inbox};
+
 use super::{
-    Command, Completion, DhtOp, DhtOutput, Effect, Event, Input, Job, JobOutput, Ops, Outcome, Refusal, Rng, Timer,
-    dht_error, secs,
+    Command, Completion, DhtOp, DhtOutput, Effect, FINAL_GRACE_MS, Input, Job, JobOutput, Ops, Refusal, Rng,
+    RngAdapter, Timer, dht_error, secs,
 };
 use crate::contact::{Contact, Role};
 use crate::crypto::password::{self, SALT_LEN};
 use crate::crypto::{
-    DhPublicKey, DhSecretKey, KeySeed, Password, PasswordLimits, PasswordParams, PublicKey, SecretKey, Signature,
-    SigningKey, conversation_key,
+    DhPublicKey, DhSecretKey, KeySeed, PasswordLimits, PasswordParams, PublicKey, SecretKey, Signature, SigningKey,
+    conversation_key,
 };
 use crate::dht::{Nudge, RecordKey, Schema, SchemaMember, ValueData};
 use crate::encoding::Address;
 use crate::encoding::{LockParams, Ticket, TicketSecret};
 use crate::error::{DecodeError, Error, ProtocolError};
+use crate::flow::{Event, Outcome, SendParams};
 use crate::identity::{Identity, SharedIdentity};
 use crate::message::address::{self, AddressRequestContent};
 use crate::message::handover::{self, HandoverContext};
@@ -49,37 +54,6 @@ use crate::message::{
 
 /// How often the inviter re-reads the response subkey besides watching it.
 pub(crate) const POLL_INTERVAL_MS: u64 = 5_000;
-
-/// What to send.
-#[derive(Clone, Debug)]
-pub struct SendParams {
-    /// The inviter's identity (published).
-    pub identity: Identity,
-    /// Profile to show (defaults to the identity record's).
-    pub profile: Option<Profile>,
-    /// Greeting, covered by the signature.
-    pub message: String,
-    /// Validity in seconds (capped at 30 days).
-    pub expires_in_secs: u64,
-    /// Optional password or PIN.
-    pub password: Option<(Password, EncryptionKeyType)>,
-    /// Argon2id parameters when a password is set.
-    pub password_params: PasswordParams,
-}
-
-impl SendParams {
-    /// Defaults: 7 days, no password, the identity's profile.
-    pub fn new(identity: Identity) -> Self {
-        Self {
-            identity,
-            profile: None,
-            message: String::new(),
-            expires_in_secs: crate::limits::DEFAULT_EXPIRY_SECS,
-            password: None,
-            password_params: PasswordParams::DEFAULT,
-        }
-    }
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct LockMaterial {
@@ -324,31 +298,6 @@ pub struct Inviter {
     locking: Option<Box<PendingLock>>,
 }
 
-/// The recipient's request inbox, from its identity record (verified at
-/// the address's location, FRESH-1), refused above our cap before any work.
-fn recipient_inbox(
-    d: &Delivery,
-    recipient_record: &[u8],
-) -> Result<(SignedIdentity, crate::message::RequestInboxInfo), Error> {
-    let recipient = SignedIdentity::verify_at(recipient_record, &d.to.identity, &d.to.record)?;
-    let info = recipient.record().request_inbox.clone().ok_or(ProtocolError::NoRequestInbox)?;
-    if info.pow_bits > d.max_pow_bits {
-        return Err(ProtocolError::StampTooCostly { required: info.pow_bits, max: d.max_pow_bits }.into());
-    }
-    Ok((recipient, info))
-}
-
-/// The stamp job for a sealed request (EDGE-RQ-3: over its sealed bytes),
-/// to the inbox `info` of the recipient's verified record.
-fn mint_job(d: &Delivery, info: &crate::message::RequestInboxInfo, sealed: &[u8]) -> Job {
-    Job::Mint {
-        bits: info.pow_bits,
-        recipient: *d.to.identity.as_bytes(),
-        inbox: *info.record.opaque(),
-        subject: address::stamp_subject(d.ephemeral.public().as_bytes(), sealed),
-    }
-}
-
 fn inbox_schema(writer: &PublicKey) -> Schema {
     Schema { owner_subkeys: 1, members: vec![SchemaMember { key: *writer, subkeys: 1 }] }
 }
@@ -363,172 +312,6 @@ impl Inviter {
     /// once the result is back (the password itself is never persisted).
     pub fn new(params: SendParams, now: u64, rng: &mut dyn Rng) -> Result<(Self, Vec<Effect>), Error> {
         Self::with_kind(params, InvitationKind::Contact, now, rng)
-    }
-
-    /// Starts a device-link invitation: the device that accepts its ticket
-    /// (with [`super::Invitee::link`]) becomes a current device of this
-    /// identity and receives the account secret. Only the device holding the
-    /// identity key can link devices.
-    pub fn link_device(params: SendParams, now: u64, rng: &mut dyn Rng) -> Result<(Self, Vec<Effect>), Error> {
-        if params.identity.identity_signing_key().is_none() {
-            return Err(Error::ApiMisuse("only the device holding the identity key can link devices"));
-        }
-        Self::with_kind(params, InvitationKind::DeviceLink, now, rng)
-    }
-
-    /// Starts a contact request to a known address: an ordinary contact
-    /// invitation whose ticket, once published, is delivered to the
-    /// recipient's request inbox (signed by this device, sealed to the
-    /// recipient, with a proof-of-work stamp of the difficulty the recipient
-    /// asks, refused above `max_pow_bits`). If the recipient accepts, the
-    /// contact is made exactly as for a scanned ticket.
-    pub fn request(
-        params: SendParams,
-        to: Address,
-        max_pow_bits: u32,
-        now: u64,
-        rng: &mut dyn Rng,
-    ) -> Result<(Self, Vec<Effect>), Error> {
-        if params.password.is_some() {
-            return Err(Error::ApiMisuse("a request carries an unlocked ticket: no password"));
-        }
-        if to.identity == params.identity.public_key() {
-            return Err(Error::ApiMisuse("a request to ourselves"));
-        }
-        let (mut m, out) = Self::with_kind(params, InvitationKind::Contact, now, rng)?;
-        m.delivery = Some(Box::new(Delivery {
-            to,
-            max_pow_bits: max_pow_bits.min(crate::crypto::pow::MAX_POW_BITS),
-            ephemeral: DhSecretKey::generate(&mut RngAdapter(rng)),
-            delivered: false,
-            write: None,
-            overwrites: 0,
-            minting: None,
-        }));
-        Ok((m, out))
-    }
-
-    /// The recipient of this flow's request, if it is one.
-    pub fn request_target(&self) -> Option<PublicKey> {
-        self.delivery.as_ref().map(|d| d.to.identity)
-    }
-
-    fn start_delivery(&mut self, out: &mut Vec<Effect>) {
-        let Some(d) = &self.delivery else { return };
-        if d.delivered
-            || d.minting.is_some()
-            || self.ops.has_pending(|p| matches!(p, Purpose::DeliverGetIdentity | Purpose::DeliverSet))
-        {
-            return;
-        }
-        let key = d.to.record.clone();
-        self.ops.start(Purpose::DeliverGetIdentity, DhtOp::Get { key, subkey: 0 }, out);
-    }
-
-    /// The recipient's identity record is in: sign and seal the request,
-    /// then ask for its stamp over the sealed bytes (minted off the runtime,
-    /// see [`Self::on_minted`]).
-    fn on_deliver_identity(&mut self, v: Option<ValueData>, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
-        let (State::Waiting(p), Some(d)) = (&self.state, &self.delivery) else { return };
-        let p = p.clone();
-        let sealed = (|| -> Result<(Minting, Job), Error> {
-            let record = v.ok_or(ProtocolError::NotFound)?.data;
-            let (recipient, info) = recipient_inbox(d, &record)?;
-            let inbox_key = *info.record.opaque();
-            let c = &self.core;
-            let content = AddressRequestContent {
-                recipient_identity: d.to.identity,
-                request_inbox: inbox_key,
-                ephemeral_key: d.ephemeral.public(),
-                identity_key: c.identity.public_key(),
-                device_key: c.identity.device_public(),
-                identity_record: c.identity.record_key().cloned().ok_or(Error::ApiMisuse("identity not published"))?,
-                profile: c.profile()?.clone(),
-                ticket: p.ticket.clone(),
-                message: c.message.clone(),
-                created_at: c.created_at,
-                expires_at: c.expires_at,
-            };
-            let signed = content.sign(c.identity.device_key(), c.identity.signed())?;
-            let sealed = address::seal_request(
-                &signed,
-                &d.ephemeral,
-                &d.to.identity,
-                &recipient.record().dh_key,
-                &inbox_key,
-                &mut RngAdapter(rng),
-            )?;
-            let job = mint_job(d, &info, &sealed);
-            Ok((Minting { record, sealed }, job))
-        })();
-        match sealed {
-            Ok((m, job)) => {
-                if let Some(d) = &mut self.delivery {
-                    d.minting = Some(m);
-                }
-                out.push(Effect::Persist);
-                out.push(Effect::Compute(job));
-            }
-            Err(e) => self.delivery_failed(p, e, now, rng, out),
-        }
-    }
-
-    /// The stamp is minted: write the slot value to a random slot of the
-    /// recipient's request inbox.
-    fn on_minted(
-        &mut self,
-        (bits, subject, nonce): (u32, [u8; 32], Option<u64>),
-        now: u64,
-        rng: &mut dyn Rng,
-        out: &mut Vec<Effect>,
-    ) {
-        let (State::Waiting(p), Some(d)) = (&self.state, &self.delivery) else { return };
-        let Some(m) = d.minting.clone() else { return };
-        if subject != address::stamp_subject(d.ephemeral.public().as_bytes(), &m.sealed) {
-            return;
-        }
-        let p = p.clone();
-        let built = (|| -> Result<(RecordKey, u32, Vec<u8>, SigningKey), Error> {
-            let (_, info) = recipient_inbox(d, &m.record)?;
-            let too_costly = ProtocolError::StampTooCostly { required: info.pow_bits, max: d.max_pow_bits };
-            // The stamp must be one for exactly these bytes (fail closed).
-            let stamp = nonce
-                .filter(|n| {
-                    bits == info.pow_bits
-                        && crate::crypto::pow::check(
-                            info.pow_bits,
-                            d.to.identity.as_bytes(),
-                            info.record.opaque(),
-                            &subject,
-                            *n,
-                        )
-                })
-                .ok_or(too_costly)?;
-            let value = address::slot_value(&d.ephemeral.public(), stamp, m.sealed);
-            let slot = 1 + (rng.next_u32() % info.slots);
-            Ok((info.record, slot, value, info.writer))
-        })();
-        if let Some(d) = &mut self.delivery {
-            d.minting = None;
-        }
-        match built {
-            Ok((key, subkey, data, writer)) => {
-                let op = DhtOp::Set { key, subkey, data, writer };
-                if let Some(d) = &mut self.delivery {
-                    d.write = Some(op.clone());
-                }
-                self.ops.start(Purpose::DeliverSet, op, out);
-                out.insert(0, Effect::Persist);
-            }
-            Err(e) => self.delivery_failed(p, e, now, rng, out),
-        }
-    }
-
-    /// The request could not be delivered: close the invitation (nobody can
-    /// answer it) and end with the reason.
-    fn delivery_failed(&mut self, p: Published, e: Error, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
-        self.pending_failure = Some(Failure::from(e));
-        self.finalize(p, FinalStatusKind::Revoked, None, now, rng, out);
     }
 
     pub(crate) fn with_kind(
@@ -555,7 +338,7 @@ impl Inviter {
             }
             .into());
         }
-        let (lock, ekt) = match params.password {
+        let (lock, ekt) = match params.lock.into_secret() {
             None => (None, EncryptionKeyType::None),
             Some((pw, ekt)) => {
                 // Parameters are refused at once; Argon2id itself runs off
@@ -563,7 +346,6 @@ impl Inviter {
                 let p = params.password_params;
                 PasswordLimits::default().check(&p)?;
                 let salt = password::new_salt(rng);
-                let ekt = if ekt == EncryptionKeyType::None { EncryptionKeyType::Password } else { ekt };
                 (Some((pw, PendingLock { salt, params: p })), ekt)
             }
         };
@@ -949,7 +731,7 @@ impl Inviter {
                 // Keep trying slowly while the invitee may still be waiting.
                 let State::Finalizing(p, f) = &self.state else { return };
                 let retryable = matches!(&err, Error::Protocol(ProtocolError::RetriesExhausted { .. }));
-                let give_up = self.core.expires_at * 1000 + super::invitee::FINAL_GRACE_MS;
+                let give_up = self.core.expires_at * 1000 + FINAL_GRACE_MS;
                 if retryable && now < give_up {
                     let (key, data) = (p.inbox.clone(), f.final_value.clone());
                     let writer = self.core.inbox_owner();
@@ -1076,7 +858,7 @@ impl Inviter {
                         let request = DhtOp::Set { key, subkey: OWNER_SUBKEY, data, writer };
                         if f.rewrites <= super::MAX_ATTEMPTS {
                             self.ops.start(Purpose::WriteFinal, request, out);
-                        } else if now < self.core.expires_at * 1000 + super::invitee::FINAL_GRACE_MS {
+                        } else if now < self.core.expires_at * 1000 + FINAL_GRACE_MS {
                             self.ops.start_later(Purpose::WriteFinal, request, now + super::SLOW_RETRY_MS, out);
                         } else {
                             let what = "final status keeps being overwritten".to_owned();
@@ -1410,171 +1192,6 @@ impl Inviter {
         Ok(inbox::seal_final(&keys, p.inbox.opaque(), &signed, &mut RngAdapter(rng)))
     }
 
-    /// A verified device-link accept: first add the device to the identity
-    /// record (read, merge, write), then write the final status with the
-    /// handover (see `on_link_published`).
-    fn finalize_link(&mut self, p: Published, resp: &VerifiedResponse, _now: u64, out: &mut Vec<Effect>) {
-        let c = resp.content();
-        let (Some(consent), Some(dh)) = (c.device_consent, c.device_dh_key) else {
-            let reason = crate::error::ErrorCode::UntrustedDevice;
-            out.push(Effect::Emit(Event::ResponseIgnored { reason }));
-            return;
-        };
-        self.ops.cancel_timer(Timer::Poll, out);
-        self.ops.cancel_timer(Timer::Expiry, out);
-        let label = c.profile.as_ref().map(|p| p.name().to_owned()).unwrap_or_default();
-        let link = LinkState {
-            device: c.device_key,
-            consent,
-            dh,
-            label,
-            response_hash: *resp.hash(),
-            updated: None,
-            merges: 0,
-        };
-        let fin = Finalizing {
-            status: FinalStatusKind::Accepted,
-            final_value: Vec::new(),
-            written: false,
-            contact: None,
-            responder_device: Some(c.device_key),
-            freshness: Freshness::NotNeeded,
-            link: Some(Box::new(link)),
-            peer_reply_to: c.reply_to.clone(),
-            answered: None,
-            rewrites: 0,
-        };
-        self.state = State::Finalizing(p, Box::new(fin));
-        let mut ops_out = Vec::new();
-        self.start_link_read(&mut ops_out);
-        out.push(Effect::Persist);
-        out.extend(ops_out);
-    }
-
-    fn start_link_read(&mut self, out: &mut Vec<Effect>) {
-        let Some(key) = self.core.identity.record_key().cloned() else { return };
-        self.ops.start(Purpose::LinkGetIdentity, DhtOp::Get { key, subkey: 0 }, out);
-    }
-
-    /// Merges the new device into the newest identity record we know of and
-    /// writes it.
-    fn on_link_identity(&mut self, v: Option<ValueData>, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
-        let own = self.core.identity.public_key();
-        let mut base = self.core.identity.signed().clone();
-        if let Some(v) = v
-            && let Some(at) = self.core.identity.record_key()
-            && let Ok(fetched) = SignedIdentity::verify_at(&v.data, &own, at)
-            && fetched.record().seq > base.record().seq
-        {
-            base = fetched;
-        }
-        let (Some(id_key), Some(record_key)) =
-            (self.core.identity.identity_signing_key().cloned(), self.core.identity.record_key().cloned())
-        else {
-            return self.fail(Error::ApiMisuse("only the device holding the identity key can link devices"), out);
-        };
-        let State::Finalizing(p, f) = &mut self.state else { return };
-        let Some(link) = f.link.as_mut() else { return };
-        let mut record = base.record().clone();
-        let failure: Option<Error> = match record.device_status(&link.device) {
-            Some(crate::message::DeviceStatus::Current) => None,
-            Some(_) => Some(ProtocolError::DeviceRevoked.into()),
-            None if record.devices.len() >= crate::limits::MAX_DEVICES => Some(ProtocolError::TooManyDevices.into()),
-            None => {
-                match crate::message::DeviceEntry::from_consent(
-                    &own,
-                    link.device,
-                    link.consent,
-                    link.dh,
-                    secs(now),
-                    &link.label,
-                ) {
-                    Ok(entry) => {
-                        record.devices.push(entry);
-                        None
-                    }
-                    Err(e) => Some(e.into()),
-                }
-            }
-        };
-        if let Some(reason) = failure {
-            let p = p.clone();
-            self.pending_failure = Some(Failure::from(reason));
-            return self.finalize(p, FinalStatusKind::Revoked, None, now, rng, out);
-        }
-        record.seq = base.record().seq + 1;
-        record.updated_at = secs(now);
-        let signed = match record.sign(&id_key) {
-            Ok(s) => s,
-            Err(e) => return self.fail(e.into(), out),
-        };
-        let data = signed.to_bytes().to_vec();
-        link.updated = Some(signed);
-        let mut ops_out = Vec::new();
-        self.ops.start(
-            Purpose::LinkSetIdentity,
-            DhtOp::Set { key: record_key, subkey: 0, data, writer: id_key },
-            &mut ops_out,
-        );
-        out.push(Effect::Persist);
-        out.extend(ops_out);
-    }
-
-    /// The record listing the new device is on the DHT: adopt it, hand the
-    /// account secret over, and write the final status.
-    fn on_link_published(&mut self, newer: Option<ValueData>, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
-        let State::Finalizing(p, f) = &mut self.state else { return };
-        let Some(link) = f.link.as_mut() else { return };
-        let Some(updated) = link.updated.clone() else { return };
-        if let Some(v) = newer
-            && v.data != updated.to_bytes()
-        {
-            // Another writer updated the record first: merge into theirs.
-            link.merges += 1;
-            link.updated = None;
-            if link.merges >= super::MAX_ATTEMPTS {
-                let p = p.clone();
-                self.pending_failure = Some(Failure::from(Error::Protocol(ProtocolError::RetriesExhausted {
-                    what: "merging the new device into an identity record that kept changing".into(),
-                    attempts: link.merges,
-                })));
-                return self.finalize(p, FinalStatusKind::Revoked, None, now, rng, out);
-            }
-            let mut ops_out = Vec::new();
-            self.start_link_read(&mut ops_out);
-            out.push(Effect::Persist);
-            out.extend(ops_out);
-            return;
-        }
-        let (device, dh, response_hash) = (link.device, link.dh, link.response_hash);
-        let p = p.clone();
-        if let Err(e) = self.core.identity.make_mut(|id| id.adopt_record(updated.clone())) {
-            return self.fail(e, out);
-        }
-        let ctx = HandoverContext {
-            inbox: p.inbox.opaque(),
-            invitation_hash: &p.invitation_hash,
-            response_hash: &response_hash,
-            device: &device,
-        };
-        let account_key = self.core.identity.account_key().clone();
-        let sealed = match handover::seal(&ctx, &dh, &account_key, &updated, &mut RngAdapter(rng)) {
-            Ok(s) => s,
-            Err(e) => return self.fail(e.into(), out),
-        };
-        let own = self.core.identity.public_key();
-        let value =
-            match self.final_value(&p, FinalStatusKind::Accepted, Some(response_hash), Some(own), sealed, now, rng) {
-                Ok(v) => v,
-                Err(e) => return self.fail(e, out),
-            };
-        let mut ops_out = Vec::new();
-        self.start_final_write(&p.inbox, value, &mut ops_out);
-        out.push(Effect::SaveIdentity(Box::new(Identity::clone(&self.core.identity))));
-        out.push(Effect::Persist);
-        out.extend(ops_out);
-    }
-
     /// One read of the responder's identity record (`None`: the read
     /// failed). FRESH-2: only a record signed by the responder's identity
     /// key, naming the location it was read from, at least as new as the
@@ -1594,7 +1211,7 @@ impl Inviter {
         rng: &mut dyn Rng,
         out: &mut Vec<Effect>,
     ) {
-        let give_up = self.core.expires_at.saturating_mul(1000) + super::invitee::FINAL_GRACE_MS;
+        let give_up = self.core.expires_at.saturating_mul(1000) + FINAL_GRACE_MS;
         let State::Finalizing(p, f) = &mut self.state else { return };
         if !matches!(f.freshness, Freshness::Pending) {
             return;
@@ -1719,22 +1336,3 @@ impl Inviter {
         }
     }
 }
-
-/// Adapts `&mut dyn Rng` to the `CryptoRngCore` bound of key generation.
-pub(crate) struct RngAdapter<'a>(pub(crate) &'a mut dyn Rng);
-
-impl RngCore for RngAdapter<'_> {
-    fn next_u32(&mut self) -> u32 {
-        self.0.next_u32()
-    }
-    fn next_u64(&mut self) -> u64 {
-        self.0.next_u64()
-    }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        self.0.fill_bytes(dest);
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.0.try_fill_bytes(dest)
-    }
-}
-impl rand_core::CryptoRng for RngAdapter<'_> {}

@@ -1,165 +1,14 @@
 //! Error types. Every failure on untrusted input maps to one typed variant;
 //! crypto failures stay deliberately coarse (they never say which byte failed).
+//! [`DecodeError`], [`VerifyError`] and [`PasswordError`] are leaf errors
+//! (defined in their own file, below every other layer); [`Error`](enum@Error) wraps
+//! every kind of failure and sits above the types it carries.
 
 use thiserror::Error;
 
-/// Malformed bytes or text: truncated, oversized, wrong length, unknown enum
-/// value, missing field, bad encoding.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum DecodeError {
-    /// The input is larger than the cap for this message; nothing was decoded.
-    #[error("{what} is {got} bytes, more than the {max}-byte limit")]
-    TooLarge {
-        /// What was being decoded.
-        what: &'static str,
-        /// The cap.
-        max: usize,
-        /// The input length.
-        got: usize,
-    },
-    /// The protobuf encoding is invalid.
-    #[error("{what}: invalid protobuf encoding")]
-    Protobuf {
-        /// What was being decoded.
-        what: &'static str,
-    },
-    /// A required field is absent.
-    #[error("{what}: required field `{field}` is missing")]
-    MissingField {
-        /// The message.
-        what: &'static str,
-        /// The field.
-        field: &'static str,
-    },
-    /// A field has the wrong length.
-    #[error("{what} must be {expected} bytes, got {got}")]
-    WrongLength {
-        /// The field.
-        what: &'static str,
-        /// Required length.
-        expected: usize,
-        /// Actual length.
-        got: usize,
-    },
-    /// A text field is longer than allowed.
-    #[error("{what} is {got} bytes, longer than the {max}-byte limit")]
-    FieldTooLong {
-        /// The field.
-        what: &'static str,
-        /// The limit.
-        max: usize,
-        /// Actual length.
-        got: usize,
-    },
-    /// A list has more entries than allowed.
-    #[error("{what} has {got} entries, more than the limit of {max}")]
-    TooManyEntries {
-        /// The list.
-        what: &'static str,
-        /// The limit.
-        max: usize,
-        /// Actual count.
-        got: usize,
-    },
-    /// An enum field holds a value this version does not know.
-    #[error("{what}: unknown value {value}")]
-    UnknownEnumValue {
-        /// The field.
-        what: &'static str,
-        /// The value found.
-        value: i32,
-    },
-    /// A key is not valid for its algorithm.
-    #[error("invalid key: {0}")]
-    InvalidKey(&'static str),
-    /// The format version is older than this library can read.
-    #[error("format version {found} is too old (this library reads {supported})")]
-    VersionTooOld {
-        /// Version found.
-        found: u32,
-        /// Version supported.
-        supported: u32,
-    },
-    /// The format version is newer than this library: upgrade needed.
-    #[error("format version {found} is too new (this library reads {supported}); upgrade needed")]
-    VersionTooNew {
-        /// Version found.
-        found: u32,
-        /// Version supported.
-        supported: u32,
-    },
-    /// A field value is out of its allowed range or inconsistent.
-    #[error("{0}")]
-    Invalid(&'static str),
-}
+mod leaf;
 
-/// A signature, context or time check failed. Deliberately coarse.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum VerifyError {
-    /// A signature does not verify.
-    #[error("signature verification failed")]
-    BadSignature,
-    /// The message verifies but was made for another context (another inbox,
-    /// another invitation, another message kind, another signer).
-    #[error("message is bound to a different context: {0}")]
-    WrongContext(&'static str),
-    /// The message has expired.
-    #[error("expired at {expired_at} (now {now})")]
-    Expired {
-        /// Expiry (unix seconds).
-        expired_at: u64,
-        /// The time checked against (unix seconds).
-        now: u64,
-    },
-    /// The message claims a creation time too far in the future, or an
-    /// expiry further out than allowed.
-    #[error("timestamps out of range: {0}")]
-    BadTimestamps(&'static str),
-    /// The signing device is not a current device of the identity.
-    #[error("signer is not a current device of the identity ({0})")]
-    UntrustedDevice(&'static str),
-    /// Authenticated decryption failed (wrong key, wrong password, tampered).
-    #[error("decryption failed (wrong key or password, or tampered data)")]
-    DecryptionFailed,
-    /// A request's proof-of-work stamp is missing or below the asked difficulty.
-    #[error("proof-of-work stamp below the required {required} bits")]
-    InsufficientWork {
-        /// Bits the recipient asks for.
-        required: u32,
-    },
-    /// An account secret (handed over at a device link, or opened from a
-    /// rotation's sealed copy) does not derive the DH key the identity
-    /// record publishes; or the record rotated the secret and holds no copy
-    /// this device can open.
-    #[error("the account secret does not match the identity record's DH key")]
-    AccountKeyMismatch,
-}
-
-/// Password/PIN key-stretching errors.
-#[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum PasswordError {
-    /// Parameters read from the wire ask for more work than the cap allows;
-    /// refused before any work was done.
-    #[error("Argon2 parameters need {required}, above the cap of {max}")]
-    ExcessiveWork {
-        /// What was asked for.
-        required: String,
-        /// The cap.
-        max: String,
-    },
-    /// Parameters are below the minimum or otherwise invalid.
-    #[error("invalid Argon2 parameters: {0}")]
-    InvalidParams(&'static str),
-    /// The password is empty.
-    #[error("empty password")]
-    Empty,
-    /// The invitation needs a password and none was supplied.
-    #[error("this invitation is protected by a password or PIN")]
-    Required,
-}
+pub use leaf::{DecodeError, PasswordError, VerifyError};
 
 /// The crate's top-level error.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -189,13 +38,13 @@ pub enum Error {
     #[error("store: {0}")]
     Store(String),
     /// A stored record cannot be used by this version (see
-    /// [`crate::store::UnreadableReason`]). A persisted flow whose record is
+    /// [`UnreadableReason`]). A persisted flow whose record is
     /// of another format ends with it at start: made by an older version
-    /// ([`crate::store::UnreadableReason::MadeByOlderVersion`]: "this
+    /// ([`UnreadableReason::MadeByOlderVersion`]: "this
     /// invitation was made by an older version; send a new one") or a newer
     /// one.
     #[error("stored record: {0}")]
-    Unreadable(crate::store::UnreadableReason),
+    Unreadable(UnreadableReason),
     /// A protocol outcome that ends a flow (already used, revoked, expired…).
     #[error(transparent)]
     Protocol(#[from] ProtocolError),
@@ -208,7 +57,7 @@ pub enum Error {
     #[error("flow {flow}: `{command}` does not apply while {state}")]
     InvalidState {
         /// The flow.
-        flow: crate::machine::FlowId,
+        flow: crate::ids::FlowId,
         /// Its state (a short static name).
         state: &'static str,
         /// The command (a short static name, see `Command::name`).
@@ -218,14 +67,14 @@ pub enum Error {
     #[error("no flow {flow} is running")]
     UnknownFlow {
         /// The id asked for.
-        flow: crate::machine::FlowId,
+        flow: crate::ids::FlowId,
     },
     /// The request inbox keeps no request with that id (answered, expired
     /// or never received).
     #[error("request inbox {flow} keeps no such request")]
     UnknownRequest {
         /// The request inbox.
-        flow: crate::machine::FlowId,
+        flow: crate::ids::FlowId,
     },
     /// A failure that ended a flow before a restart, whose details (a static
     /// context text, timestamps) are not kept in the store: its
@@ -274,6 +123,8 @@ pub enum ErrorCode {
     PasswordEmpty,
     /// [`PasswordError::Required`].
     PasswordRequired,
+    /// [`PasswordError::InvalidPin`].
+    PinInvalid,
     /// A malformed ticket, link or armor ([`Error::Encoding`]).
     BadTicket,
     /// [`Error::Dht`], with its kind.
@@ -291,7 +142,7 @@ pub enum ErrorCode {
     /// [`Error::UnknownRequest`].
     UnknownRequest,
     /// [`Error::Unreadable`] with
-    /// [`crate::store::UnreadableReason::MadeByOlderVersion`]: "this
+    /// [`UnreadableReason::MadeByOlderVersion`]: "this
     /// invitation was made by an older version; send a new one".
     MadeByOlderVersion,
     /// [`Error::Unreadable`] for any other reason (a record damaged, or made
@@ -320,6 +171,7 @@ impl Error {
                 PasswordError::InvalidParams(_) => ErrorCode::PasswordParamsInvalid,
                 PasswordError::Empty => ErrorCode::PasswordEmpty,
                 PasswordError::Required => ErrorCode::PasswordRequired,
+                PasswordError::InvalidPin => ErrorCode::PinInvalid,
             },
             Self::Encoding(_) => ErrorCode::BadTicket,
             Self::Dht { kind, .. } => ErrorCode::Dht(*kind),
@@ -329,9 +181,7 @@ impl Error {
             Self::InvalidState { .. } => ErrorCode::InvalidState,
             Self::UnknownFlow { .. } => ErrorCode::UnknownFlow,
             Self::UnknownRequest { .. } => ErrorCode::UnknownRequest,
-            Self::Unreadable(crate::store::UnreadableReason::MadeByOlderVersion { .. }) => {
-                ErrorCode::MadeByOlderVersion
-            }
+            Self::Unreadable(UnreadableReason::MadeByOlderVersion { .. }) => ErrorCode::MadeByOlderVersion,
             Self::Unreadable(_) => ErrorCode::UnreadableRecord,
             Self::Restored { code, .. } => code.clone(),
         }
@@ -375,6 +225,7 @@ impl StoredError {
             ErrorCode::AccountKeyMismatch => VerifyError::AccountKeyMismatch.into(),
             ErrorCode::PasswordEmpty => PasswordError::Empty.into(),
             ErrorCode::PasswordRequired => PasswordError::Required.into(),
+            ErrorCode::PinInvalid => PasswordError::InvalidPin.into(),
             ErrorCode::Store => Error::Store(self.message.strip_prefix("store: ").unwrap_or(&self.message).to_owned()),
             _ => restored(),
         }
@@ -449,5 +300,49 @@ pub enum ProtocolError {
         what: String,
         /// Attempts made.
         attempts: u32,
+    },
+}
+
+/// Why a stored record could not be loaded. Reported (with the record's key)
+/// by [`crate::driver::contacts`] and [`crate::driver::identities`], and as
+/// [`crate::Error::Unreadable`] when a persisted flow of another format
+/// cannot be resumed (a damaged flow of the current format ends with
+/// [`crate::Error::Store`]). The
+/// record itself is left in the store, except for a flow of an older format,
+/// which the driver ends (see the [module docs](crate::store#migration)).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UnreadableReason {
+    /// The bytes do not decode as a record: empty, cut short (a torn write),
+    /// trailing bytes, or damaged.
+    #[error("the record is damaged (it does not decode)")]
+    Corrupt,
+    /// It decodes, but a key or a signed record inside it is not valid (a
+    /// signature that does not verify, a malformed key).
+    #[error("the record holds an invalid key or signed record")]
+    InvalidContent,
+    /// Its parts are each valid but do not belong together (the checks made
+    /// when a contact or identity is loaded, STORE-1 and STORE-2).
+    #[error("the record is inconsistent: {0}")]
+    Inconsistent(VerifyError),
+    /// It is stored under a key other than its own (a contact not under its
+    /// peer's identity key, an identity not under its identity key).
+    #[error("the record is stored under another key than its own")]
+    WrongKey,
+    /// Written by an older version of this crate, and its content can no
+    /// longer be used: the protocol messages in it were signed under an
+    /// older protocol version (their signatures do not verify under this
+    /// one), or its layout is older than any migration covers. A contact has
+    /// to be made again, an invitation sent again.
+    #[error("made by an older version (record format {format}); it has to be made again")]
+    MadeByOlderVersion {
+        /// The record's format byte.
+        format: u8,
+    },
+    /// Written by a newer version of this crate (left for it to read).
+    #[error("made by a newer version (record format {format})")]
+    NewerFormat {
+        /// The record's format byte.
+        format: u8,
     },
 }

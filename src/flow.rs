@@ -1,0 +1,380 @@
+//! What an app exchanges with flows: their ids, the parameters that start
+//! them, the events they report, how they end and how they are listed.
+//!
+//! These are the types an app touches (the [`crate::prelude`] and
+//! [`crate::driver`] re-export them). They sit below the machines: the
+//! machines in [`crate::machine`] take these parameters and emit these
+//! events, and nothing here depends on how a flow is driven.
+
+use serde::{Deserialize, Serialize};
+
+use crate::crypto::pow::DEFAULT_POW_BITS;
+use crate::crypto::{Password, PasswordLimits, PasswordParams, Pin, PublicKey};
+use crate::encoding::Ticket;
+use crate::error::Error;
+use crate::identity::Identity;
+pub use crate::ids::{FlowId, RequestId};
+use crate::message::{EncryptionKeyType, InvitationKind, Profile};
+
+/// What a flow is for (see [`FlowView`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum FlowKind {
+    /// We sent a contact invitation (a ticket to show).
+    Invitation,
+    /// We received a contact invitation (a scanned ticket).
+    Received,
+    /// We show a device-link ticket (this device holds the identity key).
+    DeviceLink,
+    /// This new device joins an account with a device-link ticket.
+    JoinAccount,
+    /// We sent a request to a known address.
+    Request,
+    /// Our request inbox (requests to our address).
+    RequestInbox,
+}
+
+/// A flow as an app lists it ([`crate::driver::Handle::flows`]): enough to
+/// render "in progress" after a restart without keeping a table of its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct FlowView {
+    /// The flow.
+    pub id: FlowId,
+    /// What it is for.
+    pub kind: FlowKind,
+    /// Where it stands (a short static name, as in [`Error::InvalidState`]).
+    pub state: &'static str,
+    /// When its invitation expires (unix seconds), once known.
+    pub expires_at: Option<u64>,
+    /// Whether its ticket is locked with a PIN or password.
+    pub locked: bool,
+    /// The peer's identity key, once known (the inviter of a received
+    /// invitation once fetched, the responder once answered, a request's
+    /// recipient).
+    pub peer: Option<PublicKey>,
+}
+
+/// Progress and results for the app. Events never carry secrets (the ticket
+/// is fetched with the driver's `ticket()`; contacts from the store).
+/// Non-exhaustive: new flows add events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The invitation is published; the ticket can be shown.
+    InvitationPublished {
+        /// When it expires (unix seconds).
+        expires_at: u64,
+        /// Contact or device link.
+        kind: InvitationKind,
+        /// Whether the ticket is locked with a PIN or password.
+        locked: bool,
+    },
+    /// The ticket is locked: supply its PIN (`pin`: digits only, show a
+    /// keypad) or password. Known from the ticket, before anything is
+    /// fetched.
+    PasswordRequired {
+        /// A PIN rather than a password.
+        pin: bool,
+    },
+    /// The password was wrong (the inbox did not open).
+    WrongPassword,
+    /// A verified invitation: show it and ask the user.
+    InvitationReceived(InvitationView),
+    /// The response was stored in the inbox.
+    ResponseSent {
+        /// Accept or reject.
+        accepted: bool,
+    },
+    /// The inviter saw a response it could not verify and ignored it.
+    ResponseIgnored {
+        /// Why (the check that refused it).
+        reason: crate::error::ErrorCode,
+    },
+    /// A device link is final: `device` is now a current device of `identity`
+    /// (on the new device, its identity was saved).
+    DeviceLinked {
+        /// The account.
+        identity: PublicKey,
+        /// The new device.
+        device: PublicKey,
+    },
+    /// A request inbox is open: share `address` (its URI) so others can send
+    /// contact requests.
+    RequestInboxOpen {
+        /// The identity's address.
+        address: crate::encoding::Address,
+    },
+    /// A verified contact request (stamp, seal, signature, key binding and
+    /// expiry checked): accept, ignore or block it.
+    RequestReceived(RequestView),
+    /// A request from a peer we were also requesting was merged with ours:
+    /// one contact will be made.
+    RequestsMerged {
+        /// The peer.
+        peer: PublicKey,
+    },
+    /// The request list is full ([`crate::limits::MAX_KEPT_REQUESTS`] kept,
+    /// none ignored): a newer request waits in its slot, unseen, and is read
+    /// again on the next poll once there is room. Accept, ignore or block
+    /// requests to make room. Emitted once each time the list overflows.
+    RequestInboxFull {
+        /// Requests kept.
+        kept: usize,
+    },
+    /// Our request was written to the recipient's request inbox.
+    RequestDelivered {
+        /// The recipient.
+        to: PublicKey,
+    },
+    /// A contact is final and saved.
+    ContactEstablished {
+        /// Peer identity.
+        peer: PublicKey,
+        /// Peer display name.
+        name: String,
+    },
+    /// The flow ended.
+    Finished(Outcome),
+}
+
+/// What an invitee sees before deciding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvitationView {
+    /// Contact or device link.
+    pub kind: InvitationKind,
+    /// Inviter identity.
+    pub identity: PublicKey,
+    /// Inviter profile.
+    pub profile: Profile,
+    /// Greeting (signed).
+    pub message: String,
+    /// Expiry (unix seconds).
+    pub expires_at: u64,
+}
+
+/// How a flow ended. New outcomes may be added: match with a wildcard arm,
+/// or use the methods ([`Outcome::is_contact`], [`Outcome::error`], …).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// A contact was made with this peer.
+    Contact(PublicKey),
+    /// A device was linked (inviter: the new device key; invitee: our device key).
+    DeviceLinked(PublicKey),
+    /// The peer rejected (inviter side): `peer` is the identity that signed
+    /// the reject (`None` for a device link's new device, which has none).
+    RejectedByPeer {
+        /// Who rejected.
+        peer: Option<PublicKey>,
+    },
+    /// We rejected (invitee side).
+    RejectedByUs,
+    /// Revoked by the inviter / abandoned by us.
+    Cancelled,
+    /// Ended without a contact: the error says why.
+    Failed(Error),
+}
+
+impl Outcome {
+    /// A contact was made.
+    #[must_use]
+    pub fn is_contact(&self) -> bool {
+        matches!(self, Self::Contact(_))
+    }
+    /// A device was linked.
+    #[must_use]
+    pub fn is_device_linked(&self) -> bool {
+        matches!(self, Self::DeviceLinked(_))
+    }
+    /// The flow did what it was for (a contact made or a device linked).
+    #[must_use]
+    pub fn is_success(&self) -> bool {
+        self.is_contact() || self.is_device_linked()
+    }
+    /// One side rejected (the peer or us).
+    #[must_use]
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, Self::RejectedByPeer { .. } | Self::RejectedByUs)
+    }
+    /// The new contact's identity key, if a contact was made.
+    #[must_use]
+    pub fn contact(&self) -> Option<&PublicKey> {
+        match self {
+            Self::Contact(p) => Some(p),
+            _ => None,
+        }
+    }
+    /// Why the flow failed, if it did (see [`Error::code`] for a stable code).
+    #[must_use]
+    pub fn error(&self) -> Option<&Error> {
+        match self {
+            Self::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// How a ticket is locked ([`SendParams::lock`]). Each choice gives one
+/// ticket flag: [`Lock::None`] an unlocked ticket, [`Lock::Pin`] a ticket
+/// that asks for a PIN (`Event::PasswordRequired { pin: true }`),
+/// [`Lock::Password`] one that asks for a password (`pin: false`).
+#[derive(Clone, Debug, Default)]
+pub enum Lock {
+    /// Not locked: whoever holds the ticket can open the invitation.
+    #[default]
+    None,
+    /// Locked with a PIN (digits only, checked by [`Pin::new`]).
+    Pin(Pin),
+    /// Locked with a password.
+    Password(Password),
+}
+
+impl Lock {
+    /// Whether the ticket is locked (a PIN or a password).
+    #[must_use]
+    pub fn is_locked(&self) -> bool {
+        !matches!(self, Self::None)
+    }
+
+    /// The secret to stretch and the ticket flag it gives (`None` when not
+    /// locked).
+    pub(crate) fn into_secret(self) -> Option<(Password, EncryptionKeyType)> {
+        match self {
+            Self::None => None,
+            Self::Pin(pin) => Some((pin.as_password().clone(), EncryptionKeyType::Pin)),
+            Self::Password(password) => Some((password, EncryptionKeyType::Password)),
+        }
+    }
+}
+
+/// What to send.
+#[derive(Clone, Debug)]
+pub struct SendParams {
+    /// The inviter's identity (published).
+    pub identity: Identity,
+    /// Profile to show (defaults to the identity record's).
+    pub profile: Option<Profile>,
+    /// Greeting, covered by the signature.
+    pub message: String,
+    /// Validity in seconds (capped at 30 days).
+    pub expires_in_secs: u64,
+    /// How the ticket is locked: not at all (the default), with a PIN or
+    /// with a password. The ticket says which, so the invitee's app shows a
+    /// keypad or a text field.
+    pub lock: Lock,
+    /// Argon2id parameters when the ticket is locked.
+    pub password_params: PasswordParams,
+}
+
+impl SendParams {
+    /// Defaults: 7 days, no password, the identity's profile.
+    pub fn new(identity: Identity) -> Self {
+        Self {
+            identity,
+            profile: None,
+            message: String::new(),
+            expires_in_secs: crate::limits::DEFAULT_EXPIRY_SECS,
+            lock: Lock::None,
+            password_params: PasswordParams::DEFAULT,
+        }
+    }
+}
+
+/// What to receive.
+#[derive(Clone, Debug)]
+pub struct ReceiveParams {
+    /// The invitee's identity (published).
+    pub identity: Identity,
+    /// The ticket as scanned / pasted.
+    pub ticket: Ticket,
+    /// Profile to send back (defaults to the identity record's).
+    pub profile: Option<Profile>,
+    /// Caps on the ticket's Argon2id parameters.
+    pub password_limits: PasswordLimits,
+    /// If set, the invitation must come from this identity (it is refused
+    /// otherwise), e.g. when the ticket arrived inside a contact request.
+    pub expect_identity: Option<PublicKey>,
+    /// Accept without asking once the invitation is verified (requests the
+    /// user already accepted).
+    pub(crate) auto_accept: bool,
+}
+
+impl ReceiveParams {
+    /// Defaults.
+    pub fn new(identity: Identity, ticket: Ticket) -> Self {
+        Self {
+            identity,
+            ticket,
+            profile: None,
+            password_limits: PasswordLimits::default(),
+            expect_identity: None,
+            auto_accept: false,
+        }
+    }
+}
+
+/// What a new device needs to accept a device-link ticket.
+#[derive(Clone, Debug)]
+pub struct LinkParams {
+    /// The device-link ticket shown by the old device.
+    pub ticket: Ticket,
+    /// A label for this device in the identity record ("Alice's laptop").
+    pub device_label: String,
+    /// Caps on the ticket's Argon2id parameters.
+    pub password_limits: PasswordLimits,
+}
+
+impl LinkParams {
+    /// Defaults.
+    pub fn new(ticket: Ticket, device_label: impl Into<String>) -> Self {
+        Self { ticket, device_label: device_label.into(), password_limits: PasswordLimits::default() }
+    }
+}
+
+/// How to open a request inbox.
+#[derive(Clone, Debug)]
+pub struct RequestInboxParams {
+    /// The identity (published; this device must hold the identity key).
+    pub identity: Identity,
+    /// Request slots (1..=32). More slots make it harder for one writer to
+    /// overwrite everyone else's request, at one watch subkey each.
+    pub slots: u32,
+    /// Proof-of-work difficulty asked of requesters (0..=28 bits).
+    pub pow_bits: u32,
+}
+
+impl RequestInboxParams {
+    /// Defaults: 8 slots, 16-bit stamps.
+    pub fn new(identity: Identity) -> Self {
+        Self { identity, slots: 8, pow_bits: DEFAULT_POW_BITS }
+    }
+}
+
+/// Where a kept request stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RequestStatus {
+    /// Waiting for the user.
+    Pending,
+    /// Ignored by the user (kept, revisitable).
+    Ignored,
+    /// Parked: our own request to the same identity will make the contact.
+    Merged,
+}
+
+/// A verified request, as shown to the user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestView {
+    /// Its id (for accept / ignore / block).
+    pub id: RequestId,
+    /// The requester identity (its device and key binding were verified).
+    pub requester: PublicKey,
+    /// The requester's profile.
+    pub profile: Profile,
+    /// The greeting (signed).
+    pub message: String,
+    /// When the request (its invitation) expires (unix seconds).
+    pub expires_at: u64,
+    /// Where it stands.
+    pub status: RequestStatus,
+}
