@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use contact_invite::bench_internals as b;
-use contact_invite::crypto::{DhSecretKey, Password, PasswordParams, PublicKey, SecretKey, SigningKey};
+use contact_invite::crypto::{DhSecretKey, InviteSecret, Password, PasswordParams, PublicKey, SecretKey, SigningKey};
 use contact_invite::dht::MemoryNetwork;
 use contact_invite::driver::{self, DriverConfig, Events};
 use contact_invite::encoding::{InvitationKind, LockParams, Ticket, TicketSecret};
@@ -212,13 +212,13 @@ fn main() {
     let plain = Ticket {
         kind: InvitationKind::Contact,
         record: [1; 32],
-        secret: TicketSecret::Plain(SecretKey::generate(&mut OsRng)),
+        secret: TicketSecret::Plain(InviteSecret::generate(&mut OsRng)),
     };
     let locked = Ticket {
         kind: InvitationKind::Contact,
         record: [1; 32],
         secret: TicketSecret::Locked {
-            masked: SecretKey::generate(&mut OsRng),
+            masked: InviteSecret::generate(&mut OsRng),
             params: LockParams { salt: [2; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1, pin: false },
         },
     };

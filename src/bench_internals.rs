@@ -98,18 +98,18 @@ pub mod vectors {
         let plain = Ticket {
             kind: InvitationKind::Contact,
             record: inbox,
-            secret: TicketSecret::Plain(crate::crypto::SecretKey::generate(&mut rng)),
+            secret: TicketSecret::Plain(crate::crypto::InviteSecret::generate(&mut rng)),
         };
         let locked = Ticket {
             kind: InvitationKind::DeviceLink,
             record: inbox,
             secret: TicketSecret::Locked {
-                masked: crate::crypto::SecretKey::generate(&mut rng),
+                masked: crate::crypto::InviteSecret::generate(&mut rng),
                 params: LockParams { salt: [0x55; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1, pin: false },
             },
         };
         let mut newer = plain.to_bytes();
-        newer[0] = 2;
+        newer[0] = ((crate::encoding::VERSION + 1) << 4) | (newer[0] & 0x0f);
         let n = good.len();
         vec![
             ("invitation_valid", "success", "invitation", Some(NOW + 1), Some(inbox), good.clone()),
@@ -152,9 +152,13 @@ pub mod vectors {
             ("invitation_empty", "decode failure", "invitation", Some(NOW + 1), Some(inbox), Vec::new()),
             ("ticket_plain", "success", "ticket", None, None, plain.to_bytes()),
             ("ticket_locked_device_link", "success", "ticket", None, None, locked.to_bytes()),
-            ("ticket_bit_flipped", "checksum failure", "ticket", None, None, flip(plain.to_bytes(), 40)),
-            ("ticket_truncated", "decode failure", "ticket", None, None, plain.to_bytes()[..69].to_vec()),
-            ("ticket_version_2", "version too new", "ticket", None, None, newer),
+            ("ticket_pin_without_lock", "decode failure", "ticket", None, None, {
+                let mut b = plain.to_bytes();
+                b[0] |= 0x08;
+                b
+            }),
+            ("ticket_truncated", "decode failure", "ticket", None, None, plain.to_bytes()[..48].to_vec()),
+            ("ticket_version_3", "version too new", "ticket", None, None, newer),
             ("ticket_text_plain", "success", "ticket text", None, None, plain.to_string().into_bytes()),
             (
                 "ticket_text_locked_upper_case",
@@ -171,15 +175,15 @@ pub mod vectors {
                 "ticket text",
                 None,
                 None,
-                plain.to_string().into_bytes()[..100].to_vec(),
+                plain.to_string().into_bytes()[..60].to_vec(),
             ),
             (
-                "ticket_text_version_2",
+                "ticket_text_version_3",
                 "version too new",
                 "ticket text",
                 None,
                 None,
-                plain.to_string().replacen("-1-", "-2-", 1).into_bytes(),
+                plain.to_string().replacen("-2-", "-3-", 1).into_bytes(),
             ),
         ]
     }

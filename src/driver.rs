@@ -1392,8 +1392,11 @@ fn failure<E: DhtError>(e: E) -> DhtFailure {
 async fn run_op<D: Dht>(dht: &D, request: DhtOp) -> Result<DhtOutput, DhtFailure> {
     let start = std::time::Instant::now();
     let out = match &request {
-        DhtOp::Create { schema, owner } => {
+        DhtOp::Create { schema, owner, secret: None } => {
             dht.create_record(schema, owner).await.map(DhtOutput::Created).map_err(failure)
+        }
+        DhtOp::Create { schema, owner, secret: Some(secret) } => {
+            dht.create_record_with_secret(schema, owner, secret).await.map(DhtOutput::Created).map_err(failure)
         }
         DhtOp::Open { key, writer } => {
             dht.open_record(key, writer.as_ref()).await.map(|()| DhtOutput::Done).map_err(failure)

@@ -26,8 +26,10 @@ pub const RECORD_FORMAT: u8 = 4;
 /// delivered is sealed before its stamp is minted (the stamp covers the
 /// sealed bytes) and keeps them while minting; a request inbox keeps the
 /// requests whose requester's record it is reading (FRESH-8); protocol
-/// version 3.
-pub const FLOW_RECORD_FORMAT: u8 = 6;
+/// version 3. 7: an inviter keeps the ticket's 128-bit invitation secret
+/// (the inbox's secret derives from it) and a pending create its chosen
+/// record secret (ticket version 2).
+pub const FLOW_RECORD_FORMAT: u8 = 7;
 
 /// Encodes a value for the store: version byte, then postcard.
 pub(crate) fn encode_record<T: serde::Serialize>(v: &T) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {

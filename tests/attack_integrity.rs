@@ -109,9 +109,10 @@ fn response_ad(inbox: &[u8; 32]) -> Vec<u8> {
     ad
 }
 
+/// The inbox secret a ticket holder derives from the ticket's secret.
 fn plain_secret(t: &Ticket) -> [u8; 32] {
     match &t.secret {
-        TicketSecret::Plain(s) => *s.expose(),
+        TicketSecret::Plain(s) => *s.inbox_secret().expose(),
         TicketSecret::Locked { .. } => panic!("plain ticket expected"),
     }
 }

@@ -220,7 +220,7 @@ async fn forged_response_without_writer_key_is_refused_by_the_dht() {
     let key = RecordKey::new(
         ticket.record,
         match &ticket.secret {
-            contact_invite::encoding::TicketSecret::Plain(s) => Some(s.clone()),
+            contact_invite::encoding::TicketSecret::Plain(s) => Some(s.inbox_secret()),
             _ => None,
         },
     );

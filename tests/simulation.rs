@@ -233,9 +233,13 @@ async fn run(s: &Schedule) -> (Outcomes, Party, Vec<Party>) {
     }
     let mut secrets = Vec::new();
     if let Some(TicketSecret::Plain(k)) = ticket.as_ref().map(|t| &t.secret) {
-        secrets.push(data_encoding::HEXLOWER.encode(k.expose()));
-        secrets.push(data_encoding::BASE64URL_NOPAD.encode(k.expose()));
-        secrets.push(format!("{:?}", &k.expose()[..]).trim_matches(['[', ']']).to_owned());
+        // The ticket's secret and the inbox secret derived from it.
+        let inbox = k.inbox_secret();
+        for bytes in [&k.expose()[..], &inbox.expose()[..]] {
+            secrets.push(data_encoding::HEXLOWER.encode(bytes));
+            secrets.push(data_encoding::BASE64URL_NOPAD.encode(bytes));
+            secrets.push(format!("{:?}", bytes).trim_matches(['[', ']']).to_owned());
+        }
     }
     let o = Outcomes {
         inviter: a_out.unwrap_or_else(|| panic!("inviter did not finish: {s:?}")),

@@ -32,6 +32,8 @@ pub(crate) enum KeyPurpose {
     DeviceDh,
     /// AEAD key sealing a rotated account secret to one device's X25519 key.
     AccountKeyCopy,
+    /// An inbox's 32-byte secret, from the ticket's 128-bit invitation secret.
+    InboxSecret,
 }
 
 impl KeyPurpose {
@@ -49,6 +51,7 @@ impl KeyPurpose {
             Self::SignedMessageHash => "contact-invite v2 2026-12 signed message hash",
             Self::DeviceDh => "contact-invite v2 2026-12 device dh",
             Self::AccountKeyCopy => "contact-invite v2 2026-12 account key copy",
+            Self::InboxSecret => "contact-invite v3 2026-12 inbox secret",
         }
     }
 }
@@ -64,6 +67,14 @@ pub(crate) fn derive(purpose: KeyPurpose, ikm: &[u8], context: &[&[u8]]) -> Secr
     }
     let mut out = *h.finalize().as_bytes();
     SecretKey::from_bytes(&mut out)
+}
+
+impl super::InviteSecret {
+    /// The inbox's 32-byte secret: the DHT record's encryption key, and the
+    /// root of the inbox's sealing keys (`InboxKeys`).
+    pub fn inbox_secret(&self) -> SecretKey {
+        derive(KeyPurpose::InboxSecret, self.expose(), &[])
+    }
 }
 
 /// Content hash of some exact bytes. Signed protocol messages are named by

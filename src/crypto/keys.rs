@@ -455,6 +455,73 @@ impl SecretKey {
     }
 }
 
+/// Length of an [`InviteSecret`].
+pub const INVITE_SECRET_LEN: usize = 16;
+
+/// The 128-bit secret a ticket carries: whoever holds it can open the
+/// invitation's inbox. Every key of the inbox (its record encryption key,
+/// the sealing keys) is derived from it ([`InviteSecret::inbox_secret`]), so
+/// a ticket needs 16 secret bytes, not 32. 128 bits keep guessing out of
+/// reach (2^127 tries on average per invitation).
+///
+/// Zeroized on drop, redacted `Debug`, constant-time equality.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct InviteSecret([u8; INVITE_SECRET_LEN]);
+
+impl InviteSecret {
+    /// A fresh random secret.
+    pub fn generate(rng: &mut (impl CryptoRngCore + ?Sized)) -> Self {
+        let mut b = [0u8; INVITE_SECRET_LEN];
+        rng.fill_bytes(&mut b);
+        Self(b)
+    }
+    /// Parses a slice of exactly 16 bytes.
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let arr: [u8; INVITE_SECRET_LEN] = bytes.try_into().map_err(|_| DecodeError::WrongLength {
+            what: "invitation secret",
+            expected: INVITE_SECRET_LEN,
+            got: bytes.len(),
+        })?;
+        Ok(Self(arr))
+    }
+    /// Wraps 16 bytes; the caller's buffer is zeroized.
+    pub fn from_bytes(bytes: &mut [u8; INVITE_SECRET_LEN]) -> Self {
+        let k = Self(*bytes);
+        bytes.zeroize();
+        k
+    }
+    /// Exposes the secret bytes. Keep the borrow short.
+    pub fn expose(&self) -> &[u8; INVITE_SECRET_LEN] {
+        &self.0
+    }
+}
+
+impl PartialEq for InviteSecret {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+impl Eq for InviteSecret {}
+
+impl fmt::Debug for InviteSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InviteSecret(<redacted>)")
+    }
+}
+
+impl Serialize for InviteSecret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for InviteSecret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = Zeroizing::new(serde_bytes_vec(d)?);
+        Self::from_slice(&v).map_err(serde::de::Error::custom)
+    }
+}
+
 impl PartialEq for SecretKey {
     fn eq(&self, other: &Self) -> bool {
         self.0.ct_eq(&other.0).into()

@@ -19,7 +19,9 @@ pub(crate) mod sign;
 pub use dh::{DhPublicKey, DhSecretKey};
 pub(crate) use dh::{conversation_key, seal_key};
 pub use kdf::{message_hash, signed_message_hash};
-pub use keys::{KEY_LEN, ParseIdError, PublicKey, SIGNATURE_LEN, SecretKey, Signature, SigningKey};
+pub use keys::{
+    INVITE_SECRET_LEN, InviteSecret, KEY_LEN, ParseIdError, PublicKey, SIGNATURE_LEN, SecretKey, Signature, SigningKey,
+};
 pub(crate) use keys::{KeySeed, deserialize_id, parse_hex, serde_bytes_vec, serialize_id, write_hex};
 pub use password::{Password, PasswordLimits, PasswordParams, Pin, SALT_LEN};
 pub use sign::{PROTOCOL_LABEL, PROTOCOL_VERSION};

@@ -15,10 +15,11 @@
 use core::fmt;
 
 use rand_core::RngCore as CryptoRngCore;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
-use super::SecretKey;
 use super::kdf::{KeyPurpose, derive};
+use super::keys::INVITE_SECRET_LEN;
+use super::{InviteSecret, SecretKey};
 use crate::error::PasswordError;
 
 /// Salt length.
@@ -214,22 +215,21 @@ pub(crate) fn stretch(
     Ok(SecretKey::from_bytes(&mut out))
 }
 
-/// Masks (or unmasks: XOR is its own inverse) `secret` with the key derived
-/// from a stretched password, bound to the record and the salt.
+/// Masks (or unmasks: XOR is its own inverse) a ticket's invitation secret
+/// with the key derived from a stretched password, bound to the record and
+/// the salt.
 pub(crate) fn apply_mask(
-    secret: &SecretKey,
+    secret: &InviteSecret,
     stretched: &SecretKey,
     salt: &[u8; SALT_LEN],
     record: &[u8; 32],
-) -> SecretKey {
+) -> InviteSecret {
     let m = derive(KeyPurpose::PasswordMask, stretched.expose(), &[record, salt]);
-    let mut out = [0u8; 32];
+    let mut out = [0u8; INVITE_SECRET_LEN];
     for (o, (x, y)) in out.iter_mut().zip(secret.expose().iter().zip(m.expose().iter())) {
         *o = x ^ y;
     }
-    let k = SecretKey::from_bytes(&mut out);
-    out.zeroize();
-    k
+    InviteSecret::from_bytes(&mut out)
 }
 
 /// Fresh random salt.
@@ -243,13 +243,13 @@ pub(crate) fn new_salt(rng: &mut (impl CryptoRngCore + ?Sized)) -> [u8; SALT_LEN
 /// later, when the inbox fails to open); hostile parameters are refused first.
 #[cfg(test)]
 pub(crate) fn unlock(
-    masked: &SecretKey,
+    masked: &InviteSecret,
     password: &Password,
     salt: &[u8; SALT_LEN],
     params: &PasswordParams,
     record: &[u8; 32],
     limits: &PasswordLimits,
-) -> Result<SecretKey, PasswordError> {
+) -> Result<InviteSecret, PasswordError> {
     let stretched = stretch(password, salt, params, limits)?;
     Ok(apply_mask(masked, &stretched, salt, record))
 }
@@ -263,7 +263,7 @@ mod tests {
 
     #[test]
     fn lock_unlock_round_trip_and_wrong_password_gives_other_secret() {
-        let s = SecretKey::generate(&mut OsRng);
+        let s = InviteSecret::generate(&mut OsRng);
         let pw = Password::new("correct horse").unwrap();
         let rec = [3u8; 32];
         let salt = new_salt(&mut OsRng);
@@ -288,7 +288,7 @@ mod tests {
         for p in [huge_m, huge_t, huge_p, product] {
             let start = std::time::Instant::now();
             let r =
-                unlock(&SecretKey::generate(&mut OsRng), &Password::new("x").unwrap(), &[0; 16], &p, &[0; 32], &lim);
+                unlock(&InviteSecret::generate(&mut OsRng), &Password::new("x").unwrap(), &[0; 16], &p, &[0; 32], &lim);
             assert!(matches!(r, Err(PasswordError::ExcessiveWork { .. })), "{p:?}: {r:?}");
             // Refused without running Argon2 (a 256 MiB x 10 run takes seconds).
             assert!(start.elapsed() < std::time::Duration::from_millis(200));

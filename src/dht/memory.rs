@@ -494,6 +494,56 @@ impl MemoryDht {
         Ok(matches!(op, Op::Set | Op::Create) && n.roll(lost))
     }
 
+    /// Creates (or returns) a record; with `chosen`, encrypted under it.
+    async fn create_inner(&self, schema: &Schema, owner: &SigningKey, chosen: Option<&SecretKey>) -> R<RecordKey> {
+        let lost = self.begin(Op::Create).await?;
+        let total = schema.subkey_count();
+        if total == 0 || total > 1024 {
+            return Err(MemoryDhtError::SchemaViolation("a record has 1..=1024 subkeys"));
+        }
+        let mut seen = HashSet::new();
+        for m in &schema.members {
+            if m.key == owner.public() || !seen.insert(m.key) {
+                return Err(MemoryDhtError::SchemaViolation("member keys must be distinct and differ from the owner"));
+            }
+        }
+        let mut id_input = owner.public().as_bytes().to_vec();
+        id_input.extend_from_slice(&schema_bytes(schema));
+        let opaque = blake3::derive_key("contact-invite memory-dht record key v1", &id_input);
+        let key = {
+            let mut n = self.net.lock();
+            let secret = match n.records.get_mut(&opaque) {
+                Some(r) if r.owner == owner.public() => {
+                    if let Some(c) = chosen {
+                        r.secret = c.clone();
+                    }
+                    r.secret.clone()
+                }
+                Some(_) => return Err(MemoryDhtError::SchemaViolation("record exists with another owner")),
+                None => {
+                    let secret = match chosen {
+                        Some(c) => c.clone(),
+                        None => SecretKey::generate(&mut n.rng),
+                    };
+                    let rec = Record {
+                        owner: owner.public(),
+                        schema: schema.clone(),
+                        secret: secret.clone(),
+                        values: BTreeMap::new(),
+                    };
+                    n.records.insert(opaque, rec);
+                    secret
+                }
+            };
+            RecordKey::new(opaque, Some(secret))
+        };
+        self.open_map().insert(opaque, Some(owner.clone()));
+        if lost {
+            return Err(MemoryDhtError::Unavailable("ack lost"));
+        }
+        Ok(key)
+    }
+
     fn check_secret(r: &Record, key: &RecordKey, unauthenticated: bool) -> R<()> {
         match key.secret() {
             Some(s) if bool::from(s.expose().ct_eq(r.secret.expose())) => Ok(()),
@@ -512,44 +562,14 @@ impl Dht for MemoryDht {
     type Error = MemoryDhtError;
 
     async fn create_record(&self, schema: &Schema, owner: &SigningKey) -> R<RecordKey> {
-        let lost = self.begin(Op::Create).await?;
-        let total = schema.subkey_count();
-        if total == 0 || total > 1024 {
-            return Err(MemoryDhtError::SchemaViolation("a record has 1..=1024 subkeys"));
-        }
-        let mut seen = HashSet::new();
-        for m in &schema.members {
-            if m.key == owner.public() || !seen.insert(m.key) {
-                return Err(MemoryDhtError::SchemaViolation("member keys must be distinct and differ from the owner"));
-            }
-        }
-        let mut id_input = owner.public().as_bytes().to_vec();
-        id_input.extend_from_slice(&schema_bytes(schema));
-        let opaque = blake3::derive_key("contact-invite memory-dht record key v1", &id_input);
-        let key = {
-            let mut n = self.net.lock();
-            let secret = match n.records.get(&opaque) {
-                Some(r) if r.owner == owner.public() => r.secret.clone(),
-                Some(_) => return Err(MemoryDhtError::SchemaViolation("record exists with another owner")),
-                None => {
-                    let secret = SecretKey::generate(&mut n.rng);
-                    let rec = Record {
-                        owner: owner.public(),
-                        schema: schema.clone(),
-                        secret: secret.clone(),
-                        values: BTreeMap::new(),
-                    };
-                    n.records.insert(opaque, rec);
-                    secret
-                }
-            };
-            RecordKey::new(opaque, Some(secret))
-        };
-        self.open_map().insert(opaque, Some(owner.clone()));
-        if lost {
-            return Err(MemoryDhtError::Unavailable("ack lost"));
-        }
-        Ok(key)
+        self.create_inner(schema, owner, None).await
+    }
+
+    /// Like Veilid (which encrypts with whatever key the record is opened
+    /// with): a record created before keeps its values, and from now on is
+    /// encrypted under `secret`.
+    async fn create_record_with_secret(&self, schema: &Schema, owner: &SigningKey, secret: &SecretKey) -> R<RecordKey> {
+        self.create_inner(schema, owner, Some(secret)).await
     }
 
     async fn open_record(&self, key: &RecordKey, writer: Option<&SigningKey>) -> R<()> {

@@ -217,6 +217,26 @@ pub trait Dht: Send + Sync + 'static {
         owner: &SigningKey,
     ) -> impl Future<Output = Result<RecordKey, Self::Error>> + Send;
 
+    /// Creates (and opens) a record like [`Self::create_record`], whose
+    /// values the DHT encrypts under `secret`, chosen by the caller (an
+    /// invitation inbox's secret is derived from the ticket's 128-bit
+    /// secret, so the ticket need not carry a 32-byte key). The default
+    /// creates the record, then opens it with `secret`: Veilid encrypts
+    /// with the key a record is opened with.
+    fn create_record_with_secret(
+        &self,
+        schema: &Schema,
+        owner: &SigningKey,
+        secret: &SecretKey,
+    ) -> impl Future<Output = Result<RecordKey, Self::Error>> + Send {
+        async move {
+            let created = self.create_record(schema, owner).await?;
+            let key = RecordKey::new(*created.opaque(), Some(secret.clone()));
+            self.open_record(&key, Some(owner)).await?;
+            Ok(key)
+        }
+    }
+
     /// Opens a record for reading, and for writing with `writer` if given.
     fn open_record(
         &self,

@@ -91,6 +91,14 @@ impl<D: Dht> Dht for Recorded<D> {
     async fn create_record(&self, schema: &Schema, owner: &SigningKey) -> Result<RecordKey, Self::Error> {
         self.timed("create", self.inner.create_record(schema, owner)).await
     }
+    async fn create_record_with_secret(
+        &self,
+        schema: &Schema,
+        owner: &SigningKey,
+        secret: &crate::crypto::SecretKey,
+    ) -> Result<RecordKey, Self::Error> {
+        self.timed("create", self.inner.create_record_with_secret(schema, owner, secret)).await
+    }
     async fn open_record(&self, key: &RecordKey, writer: Option<&SigningKey>) -> Result<(), Self::Error> {
         self.timed("open", self.inner.open_record(key, writer)).await
     }

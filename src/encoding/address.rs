@@ -15,7 +15,8 @@
 
 use core::fmt;
 
-use super::blob::VERSION;
+/// The address format version (its own, independent of the ticket's).
+const VERSION: u8 = 1;
 use super::text::{self, TextKind};
 use super::{EncodingError, MAX_TEXT_LEN};
 use crate::crypto::{PublicKey, SecretKey};

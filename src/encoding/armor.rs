@@ -1,5 +1,5 @@
 //! Text armor: BEGIN/END lines around the canonical text form of the ticket
-//! (`invite-1-...`), in lines of exactly 64 characters (the last 1..=64).
+//! (`invite-2-...`), in lines of exactly 64 characters (the last 1..=64).
 //! The labels are read in any letter case, like the text inside; the text's
 //! CRC-32 is the armor's checksum and is always verified.
 

@@ -2,34 +2,37 @@
 //!
 //! ```text
 //! off len field
-//! 0   1   version = 1
-//! 1   1   kind (low 4 bits: 1 contact, 2 device link) | 0x10 locked | 0xE0 reserved (0)
-//! 2   32  inbox record key (opaque)
-//! 34  32  invitation secret (masked when locked)
+//! 0   1   version (high 4 bits) = 2 | pin 0x08 | locked 0x04 | kind (low 2 bits: 1 contact, 2 device link)
+//! 1   32  inbox record key (opaque)
+//! 33  16  invitation secret (128 bits; masked when locked)
 //! locked only:
-//! 66  16  Argon2id salt
-//! 82  1   m_cost_log2     83  1  t_cost     84  1  p_cost
-//! end 4   CRC-32 (IEEE) of everything before, big-endian
+//! 49  16  Argon2id salt
+//! 65  1   m_cost_log2     66  1  t_cost     67  1  p_cost
 //! ```
+//!
+//! 49 bytes (QR version 3-L) unlocked, 68 (4-L) locked. No checksum: a QR
+//! code has its own error correction, and every text form adds a CRC-32
+//! (see `text.rs`). The version is the first thing read, so a newer format
+//! is refused as such before anything it may have changed.
 
 use core::fmt;
 
 use super::text::{self, TextKind};
 use super::{EncodingError, InvitationKind, MAX_TEXT_LEN};
-use crate::crypto::SecretKey;
+use crate::crypto::{INVITE_SECRET_LEN, InviteSecret};
 
 /// The ticket format version this library writes and reads.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Length of an unlocked ticket.
-pub const PLAIN_LEN: usize = 70;
+pub const PLAIN_LEN: usize = 1 + 32 + INVITE_SECRET_LEN;
 /// Length of a password-locked ticket.
-pub const LOCKED_LEN: usize = 89;
+pub const LOCKED_LEN: usize = PLAIN_LEN + 16 + 3;
 
-const LOCKED: u8 = 0x10;
+const KIND: u8 = 0x03;
+const LOCKED: u8 = 0x04;
 /// With [`LOCKED`]: the lock is a PIN (digits only), so an app can show a
 /// keypad before anything is fetched.
-const PIN: u8 = 0x20;
-const RESERVED: u8 = 0xC0;
+const PIN: u8 = 0x08;
 
 /// Argon2id salt and parameters of a locked ticket (public, not secret).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,11 +56,11 @@ pub struct LockParams {
 #[derive(Clone, PartialEq, Eq)]
 pub enum TicketSecret {
     /// The invitation secret itself.
-    Plain(SecretKey),
+    Plain(InviteSecret),
     /// The secret masked by a password; unmask with the password.
     Locked {
         /// Masked secret.
-        masked: SecretKey,
+        masked: InviteSecret,
         /// How the mask was derived.
         params: LockParams,
     },
@@ -120,7 +123,7 @@ impl<'de> serde::Deserialize<'de> for Ticket {
     }
 }
 
-/// The canonical text form, `invite-1-` and the base32 of the binary form
+/// The canonical text form, `invite-2-` and the base32 of the binary form
 /// with a CRC-32 (written lowercase, read in any case). It is what the URI,
 /// the https link and the armor carry. A bearer capability: show it only to
 /// the invitee.
@@ -166,13 +169,12 @@ impl Ticket {
     /// The binary form.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(LOCKED_LEN);
-        v.push(VERSION);
         let lock = match &self.secret {
             TicketSecret::Plain(_) => 0,
             TicketSecret::Locked { params, .. } if params.pin => LOCKED | PIN,
             TicketSecret::Locked { .. } => LOCKED,
         };
-        v.push(kind_code(self.kind) | lock);
+        v.push((VERSION << 4) | lock | kind_code(self.kind));
         v.extend_from_slice(&self.record);
         match &self.secret {
             TicketSecret::Plain(s) => v.extend_from_slice(s.expose()),
@@ -182,8 +184,6 @@ impl Ticket {
                 v.extend_from_slice(&[params.m_cost_log2, params.t_cost, params.p_cost]);
             }
         }
-        let crc = crc32fast::hash(&v);
-        v.extend_from_slice(&crc.to_be_bytes());
         v
     }
 
@@ -199,27 +199,24 @@ impl Ticket {
 
     /// Parses the binary form (strict).
     pub fn from_bytes(b: &[u8]) -> Result<Self, EncodingError> {
-        if b.len() < 2 {
-            return Err(EncodingError::Truncated { expected: PLAIN_LEN, got: b.len() });
-        }
-        match b[0] {
+        let Some(&first) = b.first() else {
+            return Err(EncodingError::Truncated { expected: PLAIN_LEN, got: 0 });
+        };
+        // The version first: a newer format may have changed everything else.
+        match first >> 4 {
             VERSION => {}
             v if v < VERSION => {
                 return Err(EncodingError::VersionTooOld { found: v.into(), supported: VERSION.into() });
             }
             v => return Err(EncodingError::VersionTooNew { found: v.into(), supported: VERSION.into() }),
         }
-        let flags = b[1];
-        if flags & RESERVED != 0 {
-            return Err(EncodingError::ReservedFlags(flags & RESERVED));
-        }
-        let kind = match flags & 0x0f {
+        let kind = match first & KIND {
             1 => InvitationKind::Contact,
             2 => InvitationKind::DeviceLink,
             k => return Err(EncodingError::UnknownKind(k)),
         };
-        let locked = flags & LOCKED != 0;
-        if flags & PIN != 0 && !locked {
+        let locked = first & LOCKED != 0;
+        if first & PIN != 0 && !locked {
             return Err(EncodingError::ReservedFlags(PIN));
         }
         let expected = if locked { LOCKED_LEN } else { PLAIN_LEN };
@@ -229,18 +226,16 @@ impl Ticket {
         if b.len() > expected {
             return Err(EncodingError::TrailingGarbage(b.len() - expected));
         }
-        let (body, crc) = b.split_at(expected - 4);
-        if crc32fast::hash(body).to_be_bytes() != crc {
-            return Err(EncodingError::ChecksumMismatch);
-        }
         let mut record = [0u8; 32];
-        record.copy_from_slice(&body[2..34]);
-        let secret = SecretKey::from_slice(&body[34..66]).map_err(|_| EncodingError::BadEncoding { what: "secret" })?;
+        record.copy_from_slice(&b[1..33]);
+        let secret =
+            InviteSecret::from_slice(&b[33..PLAIN_LEN]).map_err(|_| EncodingError::BadEncoding { what: "secret" })?;
         let secret = if locked {
             let mut salt = [0u8; 16];
-            salt.copy_from_slice(&body[66..82]);
-            let pin = flags & PIN != 0;
-            let params = LockParams { salt, m_cost_log2: body[82], t_cost: body[83], p_cost: body[84], pin };
+            salt.copy_from_slice(&b[PLAIN_LEN..PLAIN_LEN + 16]);
+            let pin = first & PIN != 0;
+            let [m_cost_log2, t_cost, p_cost] = [b[PLAIN_LEN + 16], b[PLAIN_LEN + 17], b[PLAIN_LEN + 18]];
+            let params = LockParams { salt, m_cost_log2, t_cost, p_cost, pin };
             check_lock(&params)?;
             TicketSecret::Locked { masked: secret, params }
         } else {

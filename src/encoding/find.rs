@@ -12,6 +12,7 @@
 //! ([`EncodingError::VersionTooNew`], judged before anything a newer
 //! version may have changed).
 
+use super::blob::VERSION;
 use super::text::{TextKind, kind_of};
 use super::uri::{HttpsBase, LinkConfig};
 use super::{Address, EncodingError, MAX_TEXT_LEN, Ticket};
@@ -156,13 +157,15 @@ pub fn parse_scanned(text: &str, links: &LinkConfig) -> Result<Scanned, Encoding
     Err(first_err.unwrap_or(EncodingError::NotFound))
 }
 
-/// Highest first byte of a binary ticket: bytes 0x01..=0x08 start one
-/// (its version byte); nothing text-like does.
-const MAX_BINARY_VERSION: u8 = 0x08;
-
 /// Parses what a QR scanner returned: the binary ticket (the QR code's
 /// content, byte mode), VeilidChat's binary invitation (refused as such),
 /// or text (as [`parse_scanned`]).
+///
+/// Text and binary are told apart by UTF-8: a binary ticket is 48 random
+/// bytes after its first, which are valid UTF-8 with a chance below 2^-40,
+/// while every text form is. Binary content is ours only if its first byte
+/// names this version (then parsed strictly) or one of the next few
+/// (`VersionTooNew`: "update the app"); anything else is `NotFound`.
 pub fn parse_scanned_bytes(bytes: &[u8], links: &LinkConfig) -> Result<Scanned, EncodingError> {
     if bytes.len() > MAX_TEXT_LEN {
         return Err(EncodingError::TooLarge(bytes.len()));
@@ -170,15 +173,20 @@ pub fn parse_scanned_bytes(bytes: &[u8], links: &LinkConfig) -> Result<Scanned, 
     if is_veilidchat_protobuf(bytes) {
         return Err(EncodingError::VeilidChatInvitation);
     }
-    match bytes.first() {
-        None => Err(EncodingError::NotFound),
-        Some(1..=MAX_BINARY_VERSION) => Ticket::from_bytes(bytes).map(Scanned::Ticket),
-        Some(_) => match core::str::from_utf8(bytes) {
-            Ok(text) => parse_scanned(text, links),
-            Err(_) => Err(EncodingError::NotFound),
-        },
+    if let Ok(text) = core::str::from_utf8(bytes) {
+        return parse_scanned(text, links);
+    }
+    match bytes.first().map(|b| b >> 4) {
+        Some(v) if v == VERSION => Ticket::from_bytes(bytes).map(Scanned::Ticket),
+        Some(v) if v > VERSION && v <= VERSION + NEXT_VERSIONS => {
+            Err(EncodingError::VersionTooNew { found: v.into(), supported: VERSION.into() })
+        }
+        _ => Err(EncodingError::NotFound),
     }
 }
+
+/// How many versions after this one a binary ticket is recognised as.
+const NEXT_VERSIONS: u8 = 3;
 
 /// One protobuf field at `b[i..]`: (field number, wire type, start of its
 /// value, end).

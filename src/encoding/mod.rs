@@ -1,5 +1,5 @@
 //! Shareable encodings of an invitation ticket and of an address: one
-//! canonical text form (`invite-1-…`, `address-1-…`: a kind prefix, a
+//! canonical text form (`invite-2-…`, `address-1-…`: a kind prefix, a
 //! version, base32 of the bytes with a CRC-32, any letter case) that the
 //! URI (`SCHEME://invite/TEXT`), the https link (`https://HOST/PATH#TEXT`)
 //! and the text armor all carry unchanged; the binary ticket (QR byte

@@ -3,7 +3,7 @@
 //! field:
 //!
 //! ```text
-//! SCHEME://invite/TEXT            a ticket   (TEXT = invite-1-...)
+//! SCHEME://invite/TEXT            a ticket   (TEXT = invite-2-...)
 //! SCHEME://request/TEXT           an address (TEXT = address-1-...)
 //! https://HOST[:PORT]/PATH#TEXT   either, for a configured HttpsBase
 //! ```

@@ -199,7 +199,8 @@ fn run_invitee(script: &[Served]) -> (bool, bool, Option<super::Outcome>) {
     let bob = published("bob", &there);
 
     let inbox = [0x44; 32];
-    let secret = SecretKey::generate(&mut OsRng);
+    let ticket_secret = crate::crypto::InviteSecret::generate(&mut OsRng);
+    let secret = ticket_secret.inbox_secret();
     let writer = SigningKey::generate(&mut OsRng);
     let content = InvitationContent {
         kind: InvitationKind::Contact,
@@ -219,7 +220,7 @@ fn run_invitee(script: &[Served]) -> (bool, bool, Option<super::Outcome>) {
     let signed = content.sign(alice.device_key(), alice.signed()).unwrap();
     let keys = InboxKeys::derive(&secret, &inbox);
     let request = inbox::seal_request(&keys, &inbox, &writer, &signed, EncryptionKeyType::None, &mut OsRng);
-    let ticket = Ticket { kind: InvitationKind::Contact, record: inbox, secret: TicketSecret::Plain(secret) };
+    let ticket = Ticket { kind: InvitationKind::Contact, record: inbox, secret: TicketSecret::Plain(ticket_secret) };
 
     let mut rng = OsRng;
     let mut now = NOW * 1000 + 1000;

@@ -94,7 +94,7 @@ struct Core {
     ticket: Ticket,
     record: [u8; 32],
     conversation_owner: SigningKey,
-    locked: Option<(SecretKey, [u8; 16], PasswordParams)>,
+    locked: Option<(crate::crypto::InviteSecret, [u8; 16], PasswordParams)>,
     limits: (u8, u8, u8, u64),
     /// Our reply address, as last told by the driver (goes into the response).
     #[serde(default)]
@@ -239,7 +239,7 @@ impl Invitee {
     ) -> Result<(Self, Vec<Effect>), Error> {
         let params = StartParams { ticket, profile };
         let (state, locked) = match &params.ticket.secret {
-            TicketSecret::Plain(s) => (State::Fetching { secret: s.clone() }, None),
+            TicketSecret::Plain(s) => (State::Fetching { secret: s.inbox_secret() }, None),
             TicketSecret::Locked { masked, params: p } => {
                 let pp = PasswordParams { m_cost_log2: p.m_cost_log2, t_cost: p.t_cost, p_cost: p.p_cost };
                 // Hostile parameters are refused before anything else happens.
@@ -477,7 +477,7 @@ impl Invitee {
                 let schema = Schema { owner_subkeys: 1, members: Vec::new() };
                 self.ops.start(
                     Purpose::CreateConversation,
-                    DhtOp::Create { schema, owner: self.core.conversation_owner.clone() },
+                    DhtOp::Create { schema, owner: self.core.conversation_owner.clone(), secret: None },
                     out,
                 );
                 out.insert(0, Effect::Persist);
@@ -513,7 +513,7 @@ impl Invitee {
         }
         let Some((masked, salt, _)) = &self.core.locked else { return };
         let secret = match stretched {
-            Ok(st) => password::apply_mask(masked, &st, salt, &self.core.record),
+            Ok(st) => password::apply_mask(masked, &st, salt, &self.core.record).inbox_secret(),
             Err(e) => return self.end(FinishedWith::Error(StoredError::from(Error::from(e))), out),
         };
         let cached = cached.clone();

@@ -55,6 +55,10 @@ pub enum DhtOp {
         schema: Schema,
         /// Owner key.
         owner: SigningKey,
+        /// The record's encryption secret, chosen by the machine (an
+        /// invitation inbox's, derived from the ticket's secret); `None`:
+        /// the DHT chooses.
+        secret: Option<SecretKey>,
     },
     /// Open a record.
     Open {
@@ -405,7 +409,7 @@ pub(crate) struct PendingOp<P> {
 /// Seeds zeroize on drop like the keys they stand for.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 enum StoredOp {
-    Create { schema: Schema, owner: KeySeed },
+    Create { schema: Schema, owner: KeySeed, secret: Option<SecretKey> },
     Open { key: RecordKey, writer: Option<KeySeed> },
     Get { key: RecordKey, subkey: Subkey },
     Set { key: RecordKey, subkey: Subkey, data: Vec<u8>, writer: KeySeed },
@@ -416,7 +420,9 @@ enum StoredOp {
 impl StoredOp {
     fn keep(op: &DhtOp) -> Box<Self> {
         Box::new(match op {
-            DhtOp::Create { schema, owner } => Self::Create { schema: schema.clone(), owner: owner.into() },
+            DhtOp::Create { schema, owner, secret } => {
+                Self::Create { schema: schema.clone(), owner: owner.into(), secret: secret.clone() }
+            }
             DhtOp::Open { key, writer } => Self::Open { key: key.clone(), writer: writer.as_ref().map(KeySeed::from) },
             DhtOp::Get { key, subkey } => Self::Get { key: key.clone(), subkey: *subkey },
             DhtOp::Set { key, subkey, data, writer } => {
@@ -428,7 +434,9 @@ impl StoredOp {
     }
     fn request(&self) -> DhtOp {
         match self {
-            Self::Create { schema, owner } => DhtOp::Create { schema: schema.clone(), owner: owner.expand() },
+            Self::Create { schema, owner, secret } => {
+                DhtOp::Create { schema: schema.clone(), owner: owner.expand(), secret: secret.clone() }
+            }
             Self::Open { key, writer } => {
                 DhtOp::Open { key: key.clone(), writer: writer.as_ref().map(KeySeed::expand) }
             }

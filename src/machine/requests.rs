@@ -221,7 +221,7 @@ impl RequestInbox {
         };
         let mut out = vec![Effect::Persist];
         let schema = inbox_schema(&m.writer.public(), m.slots);
-        m.ops.start(Purpose::Create, DhtOp::Create { schema, owner: m.owner.clone() }, &mut out);
+        m.ops.start(Purpose::Create, DhtOp::Create { schema, owner: m.owner.clone(), secret: None }, &mut out);
         Ok((m, out))
     }
 

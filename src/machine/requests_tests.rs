@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rand_core::{OsRng, RngCore};
 
+use crate::crypto::DhSecretKey;
 use crate::crypto::pow;
-use crate::crypto::{DhSecretKey, SecretKey};
 use crate::dht::{Dht, MemoryNetwork, RecordKey};
 use crate::driver::{self, DriverConfig, Events, TokioClock};
 use crate::encoding::Ticket;
@@ -70,7 +70,7 @@ fn fake_ticket() -> Ticket {
     Ticket {
         kind: InvitationKind::Contact,
         record: r,
-        secret: crate::encoding::TicketSecret::Plain(SecretKey::generate(&mut OsRng)),
+        secret: crate::encoding::TicketSecret::Plain(crate::crypto::InviteSecret::generate(&mut OsRng)),
     }
 }
 

@@ -90,6 +90,14 @@ impl<D: Dht> Dht for Gauge<D> {
     async fn create_record(&self, schema: &Schema, owner: &SigningKey) -> Result<RecordKey, Self::Error> {
         self.counted(false, self.inner.create_record(schema, owner)).await
     }
+    async fn create_record_with_secret(
+        &self,
+        schema: &Schema,
+        owner: &SigningKey,
+        secret: &contact_invite::crypto::SecretKey,
+    ) -> Result<RecordKey, Self::Error> {
+        self.counted(false, self.inner.create_record_with_secret(schema, owner, secret)).await
+    }
     async fn open_record(&self, key: &RecordKey, writer: Option<&SigningKey>) -> Result<(), Self::Error> {
         self.counted(false, self.inner.open_record(key, writer)).await
     }

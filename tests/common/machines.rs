@@ -251,7 +251,9 @@ fn dummy_ticket() -> Ticket {
     Ticket {
         kind: contact_invite::message::InvitationKind::Contact,
         record: [0; 32],
-        secret: contact_invite::encoding::TicketSecret::Plain(SecretKey::from_slice(&[1; 32]).unwrap()),
+        secret: contact_invite::encoding::TicketSecret::Plain(
+            contact_invite::crypto::InviteSecret::from_slice(&[1; 16]).unwrap(),
+        ),
     }
 }
 

@@ -147,6 +147,8 @@ struct Core {
     inbox_owner: KeySeed,
     writer: KeySeed,
     conversation_owner: KeySeed,
+    /// The ticket's 128-bit secret; the inbox's secret and keys derive from it.
+    invite_secret: crate::crypto::InviteSecret,
     encryption_key_type: EncryptionKeyType,
     lock: Option<Box<LockMaterial>>,
     /// Our reply address, as last told by the driver; only until the
@@ -364,6 +366,7 @@ impl Inviter {
             inbox_owner: KeySeed::from(&keys.inbox_owner),
             writer: KeySeed::from(&keys.writer),
             conversation_owner: KeySeed::from(&keys.conversation_owner),
+            invite_secret: crate::crypto::InviteSecret::generate(&mut RngAdapter(rng)),
             encryption_key_type: ekt,
             lock: None,
             reply_to: None,
@@ -396,13 +399,17 @@ impl Inviter {
         if self.core.kind == InvitationKind::Contact {
             self.ops.start(
                 Purpose::CreateConversation,
-                DhtOp::Create { schema: conversation_schema(), owner: self.core.conversation_owner() },
+                DhtOp::Create { schema: conversation_schema(), owner: self.core.conversation_owner(), secret: None },
                 out,
             );
         }
         self.ops.start(
             Purpose::CreateInbox,
-            DhtOp::Create { schema: inbox_schema(&writer_pub), owner: self.core.inbox_owner() },
+            DhtOp::Create {
+                schema: inbox_schema(&writer_pub),
+                owner: self.core.inbox_owner(),
+                secret: Some(self.core.invite_secret.inbox_secret()),
+            },
             out,
         );
     }
@@ -944,9 +951,11 @@ impl Inviter {
         _now: u64,
         rng: &mut dyn Rng,
     ) -> Result<Published, Error> {
-        let secret =
-            inbox.secret().cloned().ok_or(Error::ApiMisuse("DHT backend returned a record key without its secret"))?;
+        // The inbox's secret derives from the ticket's; the key the backend
+        // returned is not trusted to carry it.
+        let secret = self.core.invite_secret.inbox_secret();
         let opaque = *inbox.opaque();
+        let inbox = RecordKey::new(opaque, Some(secret.clone()));
         let c = &self.core;
         let record_key = c.identity.record_key().cloned().ok_or(Error::ApiMisuse("identity not published"))?;
         let content = InvitationContent {
@@ -979,9 +988,9 @@ impl Inviter {
         let writer = c.writer();
         let request_value = inbox::seal_request(&keys, &opaque, &writer, &signed, c.encryption_key_type, &mut r);
         let ticket_secret = match &c.lock {
-            None => TicketSecret::Plain(secret),
+            None => TicketSecret::Plain(c.invite_secret.clone()),
             Some(l) => TicketSecret::Locked {
-                masked: password::apply_mask(&secret, &l.stretched, &l.salt, &opaque),
+                masked: password::apply_mask(&c.invite_secret, &l.stretched, &l.salt, &opaque),
                 params: LockParams {
                     salt: l.salt,
                     m_cost_log2: l.m_cost_log2,
