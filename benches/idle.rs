@@ -104,8 +104,8 @@ fn main() {
     let t = Instant::now();
     rt.block_on(async {
         let profile = Profile::new("a").unwrap_or_else(|e| panic!("{e}"));
-        let id = Identity::generate(profile, "d", (t0 - lifetime_ms) / 1000, &mut OsRng)
-            .unwrap_or_else(|e| panic!("{e}"));
+        let id =
+            Identity::generate(profile, "d", (t0 - lifetime_ms) / 1000, &mut OsRng).unwrap_or_else(|e| panic!("{e}"));
         let id = driver::publish_identity(&net.join("a"), id).await.unwrap_or_else(|e| panic!("{e}"));
         let config = DriverConfig::builder().clock(clock.clone()).build();
         let (h, events) = driver::start(net.join("a"), store.clone(), config).await.unwrap_or_else(|e| panic!("{e}"));

@@ -56,3 +56,121 @@ async fn an_old_invitation_catches_a_lost_watch_and_nudge_within_the_bound() {
     assert!(reads < 60, "{reads} reads in three days ({fixed} at a fixed 5 s)");
     assert!(reads >= 30, "still polled at most every 2 h (+jitter): {reads}");
 }
+
+/// Sans-IO: the inviter machine alone, answering its DHT operations from
+/// nothing (records created, writes taken, reads empty).
+mod machine {
+    use contact_invite::crypto::SecretKey;
+    use contact_invite::dht::{MemoryNetwork, RecordKey};
+    use contact_invite::flow::SendParams;
+    use contact_invite::identity::Identity;
+    use contact_invite::machine::poll::{POLL_CAP_MS, POLL_FLOOR_MS, POLL_JITTER_PERCENT, base_interval};
+    use contact_invite::machine::{DhtOp, DhtOutput, Effect, Input, Inviter, Timer};
+    use rand_chacha::ChaCha20Rng;
+    use rand_core::{RngCore, SeedableRng};
+
+    const START_MS: u64 = 1_795_305_600_000;
+    const DAY_MS: u64 = 24 * 3600 * 1000;
+
+    fn identity() -> Identity {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let net = MemoryNetwork::new();
+        let mut rng = ChaCha20Rng::seed_from_u64(3);
+        let profile = contact_invite::message::Profile::new("alice").unwrap();
+        let id = Identity::generate(profile, "device", START_MS / 1000, &mut rng).unwrap();
+        rt.block_on(contact_invite::driver::publish_identity(&net.join("alice"), id)).unwrap()
+    }
+
+    /// Runs `fx` (and what follows) at `now`; returns every effect seen.
+    fn run(inviter: &mut Inviter, fx: Vec<Effect>, now: u64, rng: &mut ChaCha20Rng) -> Vec<Effect> {
+        let mut seen = Vec::new();
+        let mut queue = vec![fx];
+        while let Some(fx) = queue.pop() {
+            for e in fx {
+                if let Effect::Dht { op, request } = &e {
+                    let result = match request {
+                        DhtOp::Create { .. } => {
+                            let mut opaque = [0u8; 32];
+                            rng.fill_bytes(&mut opaque);
+                            DhtOutput::Created(RecordKey::new(opaque, Some(SecretKey::generate(&mut *rng))))
+                        }
+                        DhtOp::Get { .. } => DhtOutput::Value(None),
+                        DhtOp::Set { .. } => DhtOutput::Set(None),
+                        _ => DhtOutput::Done,
+                    };
+                    queue.push(inviter.handle(Input::DhtDone { op: *op, result: Ok(result) }, now, rng));
+                }
+                seen.push(e);
+            }
+        }
+        seen
+    }
+
+    /// The poll timer as armed last (a later `SetTimer` replaces an earlier).
+    fn poll_at(fx: &[Effect]) -> Option<u64> {
+        fx.iter().rev().find_map(|e| match e {
+            Effect::SetTimer { timer: Timer::Poll, at } => Some(*at),
+            _ => None,
+        })
+    }
+
+    fn reads(fx: &[Effect]) -> usize {
+        fx.iter().filter(|e| matches!(e, Effect::Dht { request: DhtOp::Get { .. }, .. })).count()
+    }
+
+    fn waiting(seed: u64) -> (Inviter, ChaCha20Rng, u64) {
+        let mut rng = ChaCha20Rng::seed_from_u64(seed);
+        let (mut inviter, fx) = Inviter::new(SendParams::new(identity()), START_MS, &mut rng).unwrap();
+        let fx = run(&mut inviter, fx, START_MS, &mut rng);
+        assert!(inviter.ticket().is_some(), "published");
+        let first = poll_at(&fx).expect("a poll is armed once published");
+        (inviter, rng, first)
+    }
+
+    #[test]
+    fn polls_follow_the_invitations_age_with_bounded_jitter() {
+        let (mut inviter, mut rng, first) = waiting(1);
+        // A fresh invitation: the floor, plus at most 10 % jitter.
+        assert!((START_MS + POLL_FLOOR_MS..=START_MS + POLL_FLOOR_MS * 11 / 10).contains(&first), "{first}");
+        // Each poll reads once and re-arms at the age-based interval.
+        for age in [first - START_MS, 60_000, 3_600_000, DAY_MS, 3 * DAY_MS] {
+            let now = START_MS + age;
+            let fx = inviter.handle(Input::TimerFired(Timer::Poll), now, &mut rng);
+            let fx = run(&mut inviter, fx, now, &mut rng);
+            assert_eq!(reads(&fx), 1, "age {age}");
+            let delay = poll_at(&fx).expect("re-armed") - now;
+            let base = base_interval(age);
+            assert!(delay.abs_diff(base) <= base * POLL_JITTER_PERCENT / 100, "age {age}: {delay}");
+            assert!(delay >= POLL_FLOOR_MS);
+        }
+        assert_eq!(base_interval(3 * DAY_MS), POLL_CAP_MS);
+    }
+
+    #[test]
+    fn flows_resumed_together_spread_their_first_poll() {
+        let now = START_MS + 2 * DAY_MS;
+        let firsts: Vec<u64> = (0..20)
+            .map(|seed| {
+                let (mut inviter, mut rng, _) = waiting(seed);
+                let fx = inviter.resume(now, &mut rng);
+                let at = poll_at(&fx).expect("poll re-armed on resume");
+                assert!((now + POLL_FLOOR_MS..=now + POLL_CAP_MS).contains(&at), "{at}");
+                at
+            })
+            .collect();
+        let distinct: std::collections::HashSet<_> = firsts.iter().collect();
+        assert_eq!(distinct.len(), firsts.len(), "not in lockstep: {firsts:?}");
+    }
+
+    #[test]
+    fn a_change_reported_without_its_value_watches_again_and_reads() {
+        // How Veilid reports a watch that died: the subkey, no value.
+        let (mut inviter, mut rng, _) = waiting(9);
+        let record = inviter.ticket().unwrap().record;
+        let now = START_MS + DAY_MS;
+        let input = Input::ValueChanged { record, subkeys: vec![1], value: None };
+        let fx = inviter.handle(input, now, &mut rng);
+        assert!(fx.iter().any(|e| matches!(e, Effect::Dht { request: DhtOp::Watch { .. }, .. })), "{fx:?}");
+        assert_eq!(reads(&fx), 1);
+    }
+}

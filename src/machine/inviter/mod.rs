@@ -690,10 +690,19 @@ impl Inviter {
                     if subkeys.first() == Some(&WRITER_SUBKEY) && value.is_some() {
                         // The notification carries the value: no read needed.
                         self.on_response_value(value, now, rng, &mut out);
-                    } else if subkeys.contains(&WRITER_SUBKEY) && !self.ops.has_pending(|x| *x == Purpose::ReadResponse)
-                    {
+                    } else if subkeys.contains(&WRITER_SUBKEY) {
                         let key = p.inbox.clone();
-                        self.ops.start(Purpose::ReadResponse, DhtOp::Get { key, subkey: WRITER_SUBKEY }, &mut out);
+                        // A change without its value is also how a watch
+                        // that died is reported (Veilid): watch again, as
+                        // the backed-off polls (`poll`) are only the last
+                        // resort.
+                        if !self.ops.has_pending(|x| *x == Purpose::Watch) {
+                            let watch = DhtOp::Watch { key: key.clone(), subkeys: vec![WRITER_SUBKEY] };
+                            self.ops.start(Purpose::Watch, watch, &mut out);
+                        }
+                        if !self.ops.has_pending(|x| *x == Purpose::ReadResponse) {
+                            self.ops.start(Purpose::ReadResponse, DhtOp::Get { key, subkey: WRITER_SUBKEY }, &mut out);
+                        }
                     }
                 }
             }
