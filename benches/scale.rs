@@ -18,7 +18,7 @@
 //! same is measured for Veilid's table store on a node of a private network
 //! (the first FILE_N too): `scripts/netns-cargo.sh bench --profile netbench
 //! --bench scale` (outside the namespace that row is skipped, and says so). The drivers run on a frozen clock (the creation time), so the
-//! 5 s inbox polls and expiry timers do not fire during the measurements.
+//! inbox polls and expiry timers do not fire during the measurements.
 
 #[path = "../tests/common/gauge.rs"]
 mod gauge;

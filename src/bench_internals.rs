@@ -337,3 +337,10 @@ pub fn revoke_own_device(
         rng,
     )
 }
+
+/// Benchmarks only: poll on the fixed 5 s schedule of earlier releases
+/// (`true`) or on the age-based one ([`crate::machine::poll`], `false`),
+/// process-wide, to measure both side by side in one run.
+pub fn set_legacy_poll(on: bool) {
+    crate::machine::poll::legacy::set(on);
+}

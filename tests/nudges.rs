@@ -10,7 +10,8 @@ use common::*;
 use contact_invite::dht::{FaultConfig, MemoryNetwork};
 use contact_invite::flow::{Event, FlowId, Outcome, ReceiveParams, SendParams};
 
-/// The poll interval both machines fall back to (5 s).
+/// The shortest poll interval (5 s): the invitee's, and a fresh invitation's
+/// first (the inviter's then grows with the invitation's age: `machine::poll`).
 const POLL: Duration = Duration::from_secs(5);
 
 async fn publish(alice: &mut Party) -> (FlowId, contact_invite::encoding::Ticket) {

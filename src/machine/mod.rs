@@ -24,6 +24,7 @@
 mod freshness_tests;
 mod invitee;
 mod inviter;
+pub mod poll;
 mod requests;
 
 use rand_core::{CryptoRng, RngCore};
@@ -573,7 +574,7 @@ impl<P: Clone> Ops<P> {
         self.timers.shrink_to_fit();
         self.timers.len() != before
     }
-    fn has_timer(&self, timer: Timer) -> bool {
+    pub(crate) fn has_timer(&self, timer: Timer) -> bool {
         self.timers.iter().any(|(t, _)| *t == timer)
     }
 

@@ -30,7 +30,7 @@ use request::{mint_job, recipient_inbox};
 
 use super::{
     Command, Completion, DhtOp, DhtOutput, Effect, FINAL_GRACE_MS, Input, Job, JobOutput, Ops, Refusal, Rng,
-    RngAdapter, Timer, dht_error, secs,
+    RngAdapter, Timer, dht_error, poll, secs,
 };
 use crate::contact::{Contact, Role};
 use crate::crypto::password::{self, SALT_LEN};
@@ -51,9 +51,6 @@ use crate::message::{
     EncryptionKeyType, FinalStatus, FinalStatusKind, InvitationContent, InvitationContext, InvitationKind, Profile,
     SignedIdentity, VerifiedResponse,
 };
-
-/// How often the inviter re-reads the response subkey besides watching it.
-pub(crate) const POLL_INTERVAL_MS: u64 = 5_000;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct LockMaterial {
@@ -572,6 +569,11 @@ impl Inviter {
         matches!(self.state, State::Done(_))
     }
 
+    /// The invitation's age, which sets its poll interval ([`poll`]).
+    fn age_ms(&self, now: u64) -> u64 {
+        now.saturating_sub(self.core.created_at.saturating_mul(1000))
+    }
+
     pub(crate) fn watched_records(&self) -> Vec<[u8; 32]> {
         match &self.state {
             State::Waiting(p) => vec![*p.inbox.opaque()],
@@ -603,6 +605,12 @@ impl Inviter {
             if !self.ops.has_pending(|x| *x == Purpose::Watch) {
                 let key = p.inbox.clone();
                 self.ops.start(Purpose::Watch, DhtOp::Watch { key, subkeys: vec![WRITER_SUBKEY] }, &mut out);
+            }
+            // The first poll after a restart: spread over the flow's current
+            // interval, so flows resumed together do not read all at once.
+            if self.ops.has_timer(Timer::Poll) {
+                let at = _now + poll::resume_delay(self.age_ms(_now), _rng);
+                self.ops.set_timer(Timer::Poll, at, &mut out);
             }
             out.push(Effect::Emit(self.published_event()));
             self.start_delivery(&mut out);
@@ -669,7 +677,8 @@ impl Inviter {
                                     &mut out,
                                 );
                             }
-                            self.ops.set_timer(Timer::Poll, now + POLL_INTERVAL_MS, &mut out);
+                            let at = now + poll::next_delay(self.age_ms(now), rng);
+                            self.ops.set_timer(Timer::Poll, at, &mut out);
                         }
                     }
                     Timer::Expiry => {
@@ -688,10 +697,19 @@ impl Inviter {
                     if subkeys.first() == Some(&WRITER_SUBKEY) && value.is_some() {
                         // The notification carries the value: no read needed.
                         self.on_response_value(value, now, rng, &mut out);
-                    } else if subkeys.contains(&WRITER_SUBKEY) && !self.ops.has_pending(|x| *x == Purpose::ReadResponse)
-                    {
+                    } else if subkeys.contains(&WRITER_SUBKEY) {
                         let key = p.inbox.clone();
-                        self.ops.start(Purpose::ReadResponse, DhtOp::Get { key, subkey: WRITER_SUBKEY }, &mut out);
+                        // A change without its value is also how a watch
+                        // that died is reported (Veilid): watch again, as
+                        // the backed-off polls (`poll`) are only the last
+                        // resort.
+                        if !self.ops.has_pending(|x| *x == Purpose::Watch) {
+                            let watch = DhtOp::Watch { key: key.clone(), subkeys: vec![WRITER_SUBKEY] };
+                            self.ops.start(Purpose::Watch, watch, &mut out);
+                        }
+                        if !self.ops.has_pending(|x| *x == Purpose::ReadResponse) {
+                            self.ops.start(Purpose::ReadResponse, DhtOp::Get { key, subkey: WRITER_SUBKEY }, &mut out);
+                        }
                     }
                 }
             }
@@ -808,7 +826,7 @@ impl Inviter {
                 self.core.expanded = None;
                 out.push(Effect::Persist);
                 self.ops.start(Purpose::Watch, DhtOp::Watch { key: key.clone(), subkeys: vec![WRITER_SUBKEY] }, out);
-                self.ops.set_timer(Timer::Poll, now + POLL_INTERVAL_MS, out);
+                self.ops.set_timer(Timer::Poll, now + poll::next_delay(self.age_ms(now), rng), out);
                 self.ops.set_timer(Timer::Expiry, self.core.expires_at * 1000, out);
                 out.push(Effect::Emit(self.published_event()));
                 out.push(Effect::Persist);
