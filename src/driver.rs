@@ -289,6 +289,14 @@ enum Cmd {
 }
 
 /// A handle on a running driver.
+///
+/// Every command (accept, reject, cancel, password, the request-inbox
+/// commands) answers once the flow applied it and persisted what it
+/// changed. A command that does not apply in the flow's state is refused
+/// with [`Error::InvalidState`] and changes nothing; one for a flow that is
+/// not running (never started or already finished) with
+/// [`Error::UnknownFlow`]; one naming a request the inbox does not keep
+/// with [`Error::UnknownRequest`].
 #[derive(Clone, Debug)]
 pub struct Handle {
     tx: mpsc::Sender<Cmd>,
@@ -417,13 +425,8 @@ impl Handle {
     pub async fn block_requester(&self, inbox: FlowId, id: RequestId) -> Result<(), Error> {
         self.command(inbox, Command::BlockRequester(id)).await
     }
-    /// Sends a command to a flow. Answers once the flow applied it (and
-    /// persisted what it changed); a command that does not apply in the
-    /// flow's state is refused with [`Error::InvalidState`] and changes
-    /// nothing, one for a flow that is not running (never started or already
-    /// finished) with [`Error::UnknownFlow`], one naming a request the inbox
-    /// does not keep with [`Error::UnknownRequest`].
-    pub async fn command(&self, flow: FlowId, command: Command) -> Result<(), Error> {
+    /// Sends a command to a flow (see [`Handle`] for how it answers).
+    async fn command(&self, flow: FlowId, command: Command) -> Result<(), Error> {
         self.call(|tx| Cmd::Command(flow, command, tx)).await?
     }
     /// Accepts a received invitation.

@@ -25,26 +25,42 @@
 //! | `veilid-net` | no | `veilid_net`: a private Veilid test network in one process (the demo, the network benches and tests); not part of the default API |
 //! | `qr` | yes | QR rendering of tickets (terminal text, SVG, PNG) |
 //! | `veilid-network-tests` | no | the integration tests against a real private Veilid network (implies `veilid-net`) |
+//! | `test-hooks` | no | **not API**: test hooks on `DriverConfigBuilder` (a crash after N effects, CPU work on the runtime) for this crate's own tests and benches |
 //! | `bench-internals` | no | **not API**: `bench_internals`, crate-private primitives for this repository's benches, tests and fuzz targets (its own tests and benches enable it through a dev-dependency on the crate itself); may change in any release |
 //!
 //! With `default-features = false` the crate builds without veilid-core
 //! (minutes faster to compile) and runs on [`dht::MemoryDht`], or on any
 //! backend of your own that implements [`dht::Dht`].
 //!
-//! # The parts an app uses
+//! # The public API on one page
 //!
-//! 1. An [`identity::Identity`] per user, published once with
-//!    [`driver::publish_identity`] (a DHT record signed by the identity key).
-//! 2. A running [`driver`]: [`driver::start`] takes a [`dht::Dht`] and a
-//!    [`store::Store`] and returns a [`driver::Handle`] (commands: send,
-//!    receive, accept, reject, revoke, …) and an event stream (what the UI
-//!    renders). Every state is persisted before its effects, so restarting
-//!    the driver on the same store resumes every flow.
-//! 3. Tickets and their text forms in [`encoding`]; contacts in
-//!    [`contact`]. A [`contact::Contact`] or [`identity::Identity`] holds
-//!    secrets and has no serde form; show, log or serialize their views
-//!    ([`contact::Contact::view`], [`identity::Identity::view`]). Ids
-//!    (public keys, flow and request ids) print and parse as lowercase hex.
+//! Everything below is in [`prelude`] (`use contact_invite::prelude::*;`).
+//!
+//! | step | what you call | what you get |
+//! |---|---|---|
+//! | make a user | [`Identity::generate`](identity::Identity::generate), then [`driver::publish_identity`] once | an identity whose signed record others verify |
+//! | run the library | [`driver::start`]`(dht, store, `[`DriverConfig`](driver::DriverConfig)`::default())` — never waits on the network | a [`Handle`](driver::Handle) (commands) and [`Events`](driver::Events) (what the UI renders) |
+//! | invite | [`Handle::send_invitation`](driver::Handle::send_invitation)`(`[`SendParams`](flow::SendParams)`)` with a [`Lock`](flow::Lock) (none, PIN, password); after [`Event::InvitationPublished`](flow::Event::InvitationPublished), [`Handle::ticket`](driver::Handle::ticket) | a [`Ticket`](encoding::Ticket): `to_string()` (text, link, armor) or `qr_*()` |
+//! | scan or paste | [`parse_scanned`](encoding::parse_scanned) / [`parse_scanned_bytes`](encoding::parse_scanned_bytes), then [`Handle::receive`](driver::Handle::receive)`(`[`ReceiveParams`](flow::ReceiveParams)`)` | [`Scanned`](encoding::Scanned), or an [`EncodingError`](encoding::EncodingError) whose [`advice`](encoding::EncodingError::advice) says what to tell the user |
+//! | decide | [`Event::PasswordRequired`](flow::Event::PasswordRequired) → [`Handle::password`](driver::Handle::password); [`Event::InvitationReceived`](flow::Event::InvitationReceived) → [`Handle::accept`](driver::Handle::accept) / [`reject`](driver::Handle::reject); the inviter may [`cancel`](driver::Handle::cancel) (revoke) | commands answer once applied, or with [`Error::InvalidState`](error::Error::InvalidState) |
+//! | finish | [`Event::Finished`](flow::Event::Finished)`(`[`Outcome`](flow::Outcome)`)` on both sides | [`Handle::contacts`](driver::Handle::contacts): each [`Contact`](contact::Contact) with its [`safety_number`](contact::Contact::safety_number) |
+//! | in progress | [`Handle::flows`](driver::Handle::flows) / [`invitations`](driver::Handle::invitations) — the same after a restart | [`FlowView`](flow::FlowView)s: id, kind, state, expiry, lock, peer |
+//! | requests to an address | [`Handle::open_request_inbox`](driver::Handle::open_request_inbox), [`send_request`](driver::Handle::send_request), [`accept_request`](driver::Handle::accept_request) / [`ignore_request`](driver::Handle::ignore_request) / [`block_requester`](driver::Handle::block_requester) | [`Address`](encoding::Address), [`RequestView`](flow::RequestView) |
+//! | more devices | [`Handle::link_device`](driver::Handle::link_device) on the old device, [`Handle::join_account`](driver::Handle::join_account)`(`[`LinkParams`](flow::LinkParams)`)` on the new | [`Outcome::DeviceLinked`](flow::Outcome::DeviceLinked) |
+//! | errors | every fallible call | [`Error`](error::Error) with a stable [`ErrorCode`](error::ErrorCode) ([`Error::code`](error::Error::code)) |
+//!
+//! Backends: [`dht::MemoryNetwork`] (tests), `dht::veilid::VeilidDht`
+//! (feature `veilid`), or your own [`dht::Dht`]; stores: [`store::MemoryStore`],
+//! [`store::FileStore`], `veilid_store::VeilidTableStore`, or your own
+//! [`store::Store`]. A [`contact::Contact`] or [`identity::Identity`] holds
+//! secrets and has no serde form; show, log or serialize their views
+//! ([`contact::Contact::view`], [`identity::Identity::view`]). Ids (public
+//! keys, flow and request ids) print and parse as lowercase hex.
+//!
+//! Everything else ([`machine`]: the sans-IO state machines, their effects
+//! and inputs; [`message`], [`crypto`], [`dht`]'s record types) is for those
+//! who build a driver of their own, and is not needed by an app.
+//! `examples/app.rs` is an app written against the prelude alone.
 //!
 //! # Quick start: a complete invitation on the in-memory DHT
 //!

@@ -124,7 +124,7 @@ async fn blocked_requester_is_dropped_silently_until_unblocked() {
         Outcome::Failed(Error::Protocol(ProtocolError::Expired))
     ));
     // Unblocked: her next request gets through.
-    bob.handle.command(inbox, contact_invite::machine::Command::Unblock(alice.identity.public_key())).await.unwrap();
+    bob.handle.unblock(inbox, alice.identity.public_key()).await.unwrap();
     let _ = request(&mut alice, address.clone(), "third").await;
     let v = received(&mut bob).await;
     assert_eq!((v.requester, v.message.as_str()), (alice.identity.public_key(), "third"));
