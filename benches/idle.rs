@@ -16,20 +16,23 @@
 //! restart: after the resume (its re-watches are not idle cost and are not
 //! counted) the op counts are reset and MINUTES of virtual time run.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+#[path = "common/waiting.rs"]
+mod waiting;
+
 use contact_invite::bench_internals as b;
 use contact_invite::dht::MemoryNetwork;
-use contact_invite::driver::{self, Clock, DriverConfig, Events, SystemClock, TokioClock};
-use contact_invite::flow::{Event, FlowId, SendParams};
+use contact_invite::driver::{self, Clock, DriverConfig, SystemClock, TokioClock};
+use contact_invite::flow::{FlowId, SendParams};
 use contact_invite::identity::Identity;
 use contact_invite::limits::DEFAULT_EXPIRY_SECS;
 use contact_invite::message::Profile;
 use contact_invite::store::MemoryStore;
 use rand_core::OsRng;
+use waiting::{count, drain, until};
 
 /// A clock the bench sets by hand.
 #[derive(Clone)]
@@ -37,35 +40,6 @@ struct Manual(Arc<AtomicU64>);
 impl Clock for Manual {
     fn now_ms(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
-    }
-}
-
-type Seen = Arc<std::sync::Mutex<HashSet<FlowId>>>;
-
-/// Counts flows that said `InvitationPublished` (the driver blocks if
-/// nobody reads its events).
-fn drain(mut events: Events) -> (tokio::task::JoinHandle<()>, Seen) {
-    let seen = Seen::default();
-    let s = seen.clone();
-    let task = tokio::spawn(async move {
-        while let Some(e) = events.recv().await {
-            if matches!(e.event, Event::InvitationPublished { .. }) {
-                s.lock().unwrap_or_else(|e| e.into_inner()).insert(e.flow);
-            }
-        }
-    });
-    (task, seen)
-}
-
-fn count(seen: &Seen) -> usize {
-    seen.lock().unwrap_or_else(|e| e.into_inner()).len()
-}
-
-async fn until(what: &str, done: impl Fn() -> bool) {
-    let t = Instant::now();
-    while !done() {
-        assert!(t.elapsed() < Duration::from_secs(3600), "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 

@@ -22,23 +22,25 @@
 
 #[path = "../tests/common/gauge.rs"]
 mod gauge;
+#[path = "common/waiting.rs"]
+mod waiting;
 
 use std::alloc::System;
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use contact_invite::bench_internals as b;
 use contact_invite::crypto::SigningKey;
 use contact_invite::dht::{Dht, MemoryNetwork, RecordKey, Schema};
-use contact_invite::driver::{self, Clock, DriverConfig, Events, SystemClock};
-use contact_invite::flow::{Event, FlowId, SendParams};
+use contact_invite::driver::{self, Clock, DriverConfig, SystemClock};
+use contact_invite::flow::{FlowId, SendParams};
 use contact_invite::identity::Identity;
 use contact_invite::message::Profile;
 use contact_invite::store::{Entries, FileStore, MemoryStore, Store, Table};
 use gauge::{Gauge, GaugeStats};
 use rand_core::OsRng;
 use stats_alloc::{INSTRUMENTED_SYSTEM, StatsAlloc};
+use waiting::{count, drain, until};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -86,34 +88,6 @@ impl Clock for Frozen {
 
 fn config(now_ms: u64) -> DriverConfig {
     DriverConfig::builder().clock(Frozen(now_ms)).build()
-}
-
-type Seen = Arc<std::sync::Mutex<HashSet<FlowId>>>;
-
-/// Counts `InvitationPublished` events (the driver blocks if nobody reads).
-fn drain(mut events: Events) -> (tokio::task::JoinHandle<()>, Seen) {
-    let seen = Seen::default();
-    let s = seen.clone();
-    let task = tokio::spawn(async move {
-        while let Some(e) = events.recv().await {
-            if matches!(e.event, Event::InvitationPublished { .. }) {
-                s.lock().unwrap_or_else(|e| e.into_inner()).insert(e.flow);
-            }
-        }
-    });
-    (task, seen)
-}
-
-fn count(seen: &Seen) -> usize {
-    seen.lock().unwrap_or_else(|e| e.into_inner()).len()
-}
-
-async fn until(what: &str, done: impl Fn() -> bool) {
-    let t = Instant::now();
-    while !done() {
-        assert!(t.elapsed() < Duration::from_secs(1800), "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }
 
 /// Sends `n` invitations through a driver until all wait for an answer.

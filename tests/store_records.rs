@@ -225,20 +225,28 @@ async fn store_4_previous_format_records_with_valid_content_load_and_are_rewritt
 /// the previous format, referred to by nothing else).
 #[tokio::test(start_paused = true)]
 async fn store_5_previous_format_flow_ends_with_made_by_an_older_version() {
+    older_flow_ends_and_is_removed(FIXTURE, 5).await;
+}
+
+/// Loads the flow, outstanding-invitation and snapshot entries of `text`
+/// (written by an older release, flow format `format`), starts a driver
+/// and checks that the flow ends with `MadeByOlderVersion { format }` (the
+/// stable code a UI maps to its text) and that all of it is removed.
+async fn older_flow_ends_and_is_removed(text: &str, format: u8) {
     let store = Arc::new(MemoryStore::new());
     for t in [Table::Flows, Table::Invitations, Table::IdentitySnapshots] {
-        for (k, v) in fixture(t) {
+        for (k, v) in entries(text, t) {
             store.put(t, &k, &v).await.unwrap();
         }
     }
-    let id = FlowId(fixture(Table::Flows).remove(0).0.try_into().unwrap());
+    let id = FlowId(entries(text, Table::Flows).remove(0).0.try_into().unwrap());
     let net = MemoryNetwork::new();
     let (_h, mut events) = driver::start(net.join("alice"), store.clone(), DriverConfig::default()).await.unwrap();
     let e = events.recv().await.unwrap();
     assert_eq!(e.flow, id);
     assert_eq!(
         e.event,
-        Event::Finished(Outcome::Failed(Error::Unreadable(UnreadableReason::MadeByOlderVersion { format: 5 })))
+        Event::Finished(Outcome::Failed(Error::Unreadable(UnreadableReason::MadeByOlderVersion { format })))
     );
     let Event::Finished(Outcome::Failed(error)) = &e.event else { unreachable!() };
     assert_eq!(error.code(), ErrorCode::MadeByOlderVersion, "the stable code a UI maps to its text");
@@ -254,24 +262,7 @@ async fn store_5_previous_format_flow_ends_with_made_by_an_older_version() {
 /// while something refers to it.
 #[tokio::test(start_paused = true)]
 async fn store_5_format_6_flow_ends_with_made_by_an_older_version() {
-    let store = Arc::new(MemoryStore::new());
-    for t in [Table::Flows, Table::Invitations, Table::IdentitySnapshots] {
-        for (k, v) in entries(FLOW_FIXTURE, t) {
-            store.put(t, &k, &v).await.unwrap();
-        }
-    }
-    let id = FlowId(entries(FLOW_FIXTURE, Table::Flows).remove(0).0.try_into().unwrap());
-    let net = MemoryNetwork::new();
-    let (_h, mut events) = driver::start(net.join("alice"), store.clone(), DriverConfig::default()).await.unwrap();
-    let e = events.recv().await.unwrap();
-    assert_eq!(e.flow, id);
-    assert_eq!(
-        e.event,
-        Event::Finished(Outcome::Failed(Error::Unreadable(UnreadableReason::MadeByOlderVersion { format: 6 })))
-    );
-    for t in [Table::Flows, Table::Invitations, Table::IdentitySnapshots] {
-        assert!(store.is_empty(t), "{t:?} cleaned up");
-    }
+    older_flow_ends_and_is_removed(FLOW_FIXTURE, 6).await;
 }
 
 /// STORE-5: a flow of a newer format is reported and left for that version,

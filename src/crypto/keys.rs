@@ -496,57 +496,41 @@ impl InviteSecret {
     }
 }
 
-impl PartialEq for InviteSecret {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
-    }
-}
-impl Eq for InviteSecret {}
+/// The impls a secret byte array shares: constant-time equality, a
+/// redacted `Debug`, and serde as bytes (deserialized through `from_slice`,
+/// so a wrong length is refused).
+macro_rules! secret_bytes_impls {
+    ($t:ident) => {
+        impl PartialEq for $t {
+            fn eq(&self, other: &Self) -> bool {
+                self.0.ct_eq(&other.0).into()
+            }
+        }
+        impl Eq for $t {}
 
-impl fmt::Debug for InviteSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("InviteSecret(<redacted>)")
-    }
-}
+        impl fmt::Debug for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(concat!(stringify!($t), "(<redacted>)"))
+            }
+        }
 
-impl Serialize for InviteSecret {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
+        impl Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_bytes(&self.0)
+            }
+        }
 
-impl<'de> Deserialize<'de> for InviteSecret {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Zeroizing::new(serde_bytes_vec(d)?);
-        Self::from_slice(&v).map_err(serde::de::Error::custom)
-    }
-}
-
-impl PartialEq for SecretKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
-    }
-}
-impl Eq for SecretKey {}
-
-impl fmt::Debug for SecretKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretKey(<redacted>)")
-    }
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let v = Zeroizing::new(serde_bytes_vec(d)?);
+                Self::from_slice(&v).map_err(serde::de::Error::custom)
+            }
+        }
+    };
 }
 
-impl Serialize for SecretKey {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(&self.0)
-    }
-}
-
-impl<'de> Deserialize<'de> for SecretKey {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = Zeroizing::new(serde_bytes_vec(d)?);
-        Self::from_slice(&v).map_err(serde::de::Error::custom)
-    }
-}
+secret_bytes_impls!(InviteSecret);
+secret_bytes_impls!(SecretKey);
 
 /// Deserializes a byte string from either a serde byte buffer or a sequence
 /// (serde_json represents bytes as an array of numbers).
