@@ -2,7 +2,9 @@
 //! (`contact_invite::prelude`): each party has its own store on disk and a
 //! UI that renders every event as a line of its log.
 //!
-//! The session: Alice invites Bob with a PIN; Bob types a wrong PIN, then the
+//! The session: Alice invites Bob with a PIN and shares the link in a chat
+//! message; Bob's app finds it with `parse_scanned` (a damaged copy is
+//! refused with what to tell the user); Bob types a wrong PIN, then the
 //! right one, sees Alice's verified profile, and his app is killed before he
 //! decides. It restarts from its store, lists what is in progress, and Bob
 //! accepts. Then the cases a UI must render: a second scan of the used ticket,
@@ -18,6 +20,11 @@ use std::sync::Arc;
 use contact_invite::prelude::*;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// The app's URI scheme (`chat://invite/…`).
+fn scheme() -> Res<UriScheme> {
+    Ok(UriScheme::new("chat")?)
+}
 
 /// How a UI would phrase an event: one line, no secrets, typed fields only.
 fn render(e: &Event) -> String {
@@ -99,8 +106,9 @@ impl App {
         }
     }
 
-    /// Publishes an invitation and returns its flow and ticket.
-    async fn invite(&mut self, pin: Option<&str>) -> Res<(FlowId, Ticket)> {
+    /// Publishes an invitation and returns its flow and the message the user
+    /// shares (the ticket's link inside some chat text).
+    async fn invite(&mut self, pin: Option<&str>) -> Res<(FlowId, String)> {
         let mut params = SendParams::new(self.identity.clone());
         params.message = format!("Hi, it's {}", self.name);
         if let Some(pin) = pin {
@@ -109,10 +117,17 @@ impl App {
         let flow = self.handle.send_invitation(params).await?;
         self.until(flow, |e| matches!(e, Event::InvitationPublished { .. })).await?;
         let ticket = self.handle.ticket(flow).await?.ok_or("published, so it has a ticket")?;
-        Ok((flow, ticket))
+        Ok((flow, format!("Add me: {} (from {})", ticket.to_uri(&scheme()?), self.name)))
     }
 
-    async fn scan(&mut self, ticket: Ticket) -> Res<FlowId> {
+    /// What the app does with pasted or scanned text: finds the ticket in
+    /// it, or shows why it cannot (`ScanAdvice`), then starts receiving.
+    async fn scan(&mut self, pasted: &str) -> Res<FlowId> {
+        let ticket = match parse_scanned(pasted, &LinkConfig::new(scheme()?)) {
+            Ok(Scanned::Ticket(t)) => t,
+            Ok(_) => return Err("an address, not an invitation".into()),
+            Err(e) => return Err(e.advice().message().into()),
+        };
         Ok(self.handle.receive(ReceiveParams::new(self.identity.clone(), ticket)).await?)
     }
 
@@ -140,11 +155,15 @@ async fn main() -> Res<()> {
     let mut bob = App::start(&net, "Bob", &b_dir).await?;
 
     println!("1. Alice invites Bob with a PIN");
-    let (a_flow, ticket) = alice.invite(Some("4711")).await?;
-    let used_ticket = ticket.clone();
+    let (a_flow, message) = alice.invite(Some("4711")).await?;
 
-    println!("2. Bob scans it: a wrong PIN, then the right one");
-    let b_flow = bob.scan(ticket).await?;
+    println!("2. Bob pastes her message: a wrong PIN, then the right one");
+    let damaged = message.replacen("chat://invite/invite-2-", "chat://invite/invite-2-x", 1);
+    match bob.scan(&damaged).await {
+        Err(e) => println!("    Bob | pasted a damaged copy first: {e}"),
+        Ok(_) => return Err("a damaged ticket must be refused".into()),
+    }
+    let b_flow = bob.scan(&message).await?;
     bob.until(b_flow, |e| matches!(e, Event::PasswordRequired { pin: true })).await?;
     bob.handle.password(b_flow, Password::new("0000")?).await?;
     bob.until(b_flow, |e| matches!(e, Event::WrongPassword)).await?;
@@ -182,24 +201,24 @@ async fn main() -> Res<()> {
 
     println!("6. Carol scans the used ticket");
     let mut carol = App::start(&net, "Carol", &c_dir).await?;
-    let c_flow = carol.scan(used_ticket).await?;
+    let c_flow = carol.scan(&message).await?;
     give_pin(&mut carol, c_flow).await?;
     carol.finished(c_flow).await?;
 
     println!("7. Alice scans her own invitation");
     let (own_flow, own_ticket) = alice.invite(None).await?;
-    let scan = alice.scan(own_ticket.clone()).await?;
+    let scan = alice.scan(&own_ticket).await?;
     alice.finished(scan).await?;
 
     println!("8. Alice revokes that invitation; Carol scans it afterwards");
     alice.handle.cancel(own_flow).await?;
     alice.finished(own_flow).await?;
-    let c_flow = carol.scan(own_ticket).await?;
+    let c_flow = carol.scan(&own_ticket).await?;
     carol.finished(c_flow).await?;
 
     println!("9. Alice invites Carol, who declines");
-    let (a_flow, ticket) = alice.invite(None).await?;
-    let c_flow = carol.scan(ticket).await?;
+    let (a_flow, message) = alice.invite(None).await?;
+    let c_flow = carol.scan(&message).await?;
     carol.until(c_flow, |e| matches!(e, Event::InvitationReceived(_))).await?;
     carol.handle.reject(c_flow).await?;
     carol.finished(c_flow).await?;
