@@ -215,9 +215,12 @@ impl DriverConfigBuilder {
         self.0.reply_address_wait = wait;
         self
     }
-    /// Seeds the driver's RNG deterministically, **for tests and simulation
-    /// only**: 64 bits, so every key the driver makes is guessable. Without
-    /// it (the default) ChaCha20 is seeded with 32 bytes from the OS.
+    /// **Not API** (feature `test-hooks`): seeds the driver's RNG
+    /// deterministically, for tests and simulation only: 64 bits, so every
+    /// key the driver makes is guessable. Without it (always, in an app's
+    /// build) ChaCha20 is seeded with 32 bytes from the OS.
+    #[cfg(feature = "test-hooks")]
+    #[doc(hidden)]
     pub fn insecure_rng_seed(mut self, seed: u64) -> Self {
         self.0.rng_seed = Some(seed);
         self
@@ -520,8 +523,11 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
         #[cfg(not(feature = "test-hooks"))]
         compute_on_runtime: false,
         starting: HashMap::new(),
-        address_wait_until: (!config.reply_address_wait.is_zero())
-            .then(|| tokio::time::Instant::now() + config.reply_address_wait),
+        address_wait_until: (!config.reply_address_wait.is_zero()).then(|| {
+            // A huge wait (`Duration::MAX` for "always") must not overflow.
+            let now = tokio::time::Instant::now();
+            now.checked_add(config.reply_address_wait).unwrap_or(now + Duration::from_secs(365 * 86_400))
+        }),
         held: VecDeque::new(),
     };
     // Invitations made right after start should already carry the reply
@@ -645,6 +651,10 @@ pub async fn start<D: Dht, S: Store>(dht: D, store: Arc<S>, config: DriverConfig
 fn store_err<E: std::error::Error>(e: E) -> Error {
     Error::Store(e.to_string())
 }
+
+/// Most commands held for the first reply address (as many as the command
+/// channel holds); one more and the driver goes on without the address.
+const MAX_HELD: usize = 64;
 
 /// How often the reply address is re-checked once made (Veilid replaces a
 /// private route that died; invitations made after that carry the new one).
@@ -808,6 +818,10 @@ impl<D: Dht, S: Store> Actor<D, S> {
             // Wait for the first reply address (see `address_wait_until`).
             cmd @ (Cmd::Start(..) | Cmd::HasReplyAddress(_)) if self.address_wait_until.is_some() => {
                 self.held.push_back(cmd);
+                // Bounded like the command channel: past it, stop waiting.
+                if self.held.len() >= MAX_HELD {
+                    self.release_starts().await?;
+                }
             }
             Cmd::Start(start, reply) => self.start_flow_now(start, reply).await?,
             Cmd::Command(id, c, reply) => {
@@ -946,7 +960,14 @@ impl<D: Dht, S: Store> Actor<D, S> {
     async fn release_starts(&mut self) -> Result<(), Stopped> {
         self.address_wait_until = None;
         while let Some(cmd) = self.held.pop_front() {
-            self.on_cmd(cmd).await?;
+            match cmd {
+                Cmd::Start(start, reply) => self.start_flow_now(start, reply).await?,
+                Cmd::HasReplyAddress(reply) => {
+                    let _ = reply.send(self.reply_address.is_some());
+                }
+                // Only those two are held (see `on_cmd`).
+                _ => {}
+            }
         }
         Ok(())
     }

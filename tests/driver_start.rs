@@ -71,3 +71,34 @@ async fn a_zero_wait_never_holds_a_flow() {
     assert_eq!(t.elapsed(), Duration::ZERO);
     assert!(!h.has_reply_address().await.unwrap());
 }
+
+/// `Duration::MAX` ("always wait") must not overflow the deadline.
+#[tokio::test(start_paused = true)]
+async fn a_huge_wait_does_not_overflow() {
+    let net = MemoryNetwork::new();
+    net.set_reply_address_delay(Duration::from_secs(1));
+    let (h, _events, id) = alice(&net, Some(Duration::MAX)).await;
+    let t = Instant::now();
+    h.send_invitation(SendParams::new(id)).await.unwrap();
+    assert_eq!(t.elapsed(), Duration::from_secs(1), "held until the address, however long the wait");
+}
+
+/// The held commands are bounded like the command channel: past 64, the
+/// driver stops waiting for the address and runs them all.
+#[tokio::test(start_paused = true)]
+async fn held_commands_are_bounded() {
+    let net = MemoryNetwork::new();
+    net.set_reply_address_delay(Duration::from_secs(3600));
+    let (h, _events, id) = alice(&net, Some(Duration::from_secs(3600))).await;
+    let t = Instant::now();
+    let sends: Vec<_> = (0..65)
+        .map(|_| {
+            let (h, id) = (h.clone(), id.clone());
+            tokio::spawn(async move { h.send_invitation(SendParams::new(id)).await })
+        })
+        .collect();
+    for s in sends {
+        s.await.unwrap().unwrap();
+    }
+    assert_eq!(t.elapsed(), Duration::ZERO, "released at the 64th, not after the hour");
+}

@@ -162,6 +162,49 @@ mod machine {
         assert_eq!(distinct.len(), firsts.len(), "not in lockstep: {firsts:?}");
     }
 
+    /// A node that keeps reporting its watch dead (a change without its
+    /// value, once a second for an hour) gets re-watches and reads backed
+    /// off from the poll floor, doubling to the cap: a dozen, not 3,600.
+    #[test]
+    fn a_watch_reported_dead_again_and_again_costs_backed_off_reads() {
+        let (mut inviter, mut rng, _) = waiting(11);
+        let record = inviter.ticket().unwrap().record;
+        let (mut watches, mut gets) = (0, 0);
+        for s in 0..3600u64 {
+            let now = START_MS + DAY_MS + s * 1000;
+            let input = Input::ValueChanged { record, subkeys: vec![1], value: None };
+            let fx = inviter.handle(input, now, &mut rng);
+            watches += fx.iter().filter(|e| matches!(e, Effect::Dht { request: DhtOp::Watch { .. }, .. })).count();
+            gets += reads(&fx);
+            // Complete what was asked, so nothing stays pending.
+            run(&mut inviter, fx, now, &mut rng);
+        }
+        // Gaps 5, 10, 20, … s: about log2(3600 / 5) + 1 in an hour.
+        assert!((1..=12).contains(&watches), "{watches} re-watches");
+        assert!((1..=12).contains(&gets), "{gets} reads");
+    }
+
+    /// Near its expiry an invitation polls on the floor interval again: a
+    /// response written in its last hours (watch and nudge lost) is read
+    /// before it expires, not turned into "expired".
+    #[test]
+    fn the_last_poll_lands_before_expiry() {
+        let (mut inviter, mut rng, _) = waiting(12);
+        let expiry = START_MS + contact_invite::limits::DEFAULT_EXPIRY_SECS * 1000;
+        // An old invitation, polled 90 min before it expires: its age-based
+        // interval (2 h) would pass its expiry.
+        let now = expiry - 90 * 60 * 1000;
+        let fx = inviter.handle(Input::TimerFired(Timer::Poll), now, &mut rng);
+        let fx = run(&mut inviter, fx, now, &mut rng);
+        let at = poll_at(&fx).expect("re-armed");
+        assert!(at <= expiry - POLL_FLOOR_MS, "next poll at {} s before expiry", (expiry - at) / 1000);
+        // And from there every floor interval until expiry.
+        let fx = inviter.handle(Input::TimerFired(Timer::Poll), at, &mut rng);
+        let fx = run(&mut inviter, fx, at, &mut rng);
+        let next = poll_at(&fx).expect("re-armed");
+        assert!(next - at <= POLL_FLOOR_MS, "{}", next - at);
+    }
+
     #[test]
     fn a_change_reported_without_its_value_watches_again_and_reads() {
         // How Veilid reports a watch that died: the subkey, no value.

@@ -327,3 +327,20 @@ fn every_refusal_comes_with_advice_a_ui_can_show() {
         assert!(!want.message().contains(&text[9..20]));
     }
 }
+
+/// A binary ticket whose random bytes happen to be valid UTF-8 (here all
+/// ASCII) is still read from a QR code: no text form is found in it, and
+/// it has a ticket's length and this version.
+#[test]
+fn a_binary_ticket_that_is_valid_utf8_is_still_read() {
+    let t = Ticket {
+        kind: InvitationKind::Contact,
+        record: [b'a'; 32],
+        secret: TicketSecret::Plain(contact_invite::crypto::InviteSecret::from_slice(&[b'b'; 16]).unwrap()),
+    };
+    let bytes = t.to_bytes();
+    assert!(core::str::from_utf8(&bytes).is_ok());
+    assert_eq!(parse_scanned_bytes(&bytes, &links()).unwrap(), Scanned::Ticket(t));
+    // Text that is no ticket stays `NotFound`.
+    assert_eq!(parse_scanned_bytes(b"hello there", &links()), Err(E::NotFound));
+}

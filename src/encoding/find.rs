@@ -12,7 +12,7 @@
 //! ([`EncodingError::VersionTooNew`], judged before anything a newer
 //! version may have changed).
 
-use super::blob::VERSION;
+use super::blob::{LOCKED_LEN, PLAIN_LEN, VERSION};
 use super::text::{TextKind, kind_of};
 use super::uri::{HttpsBase, LinkConfig};
 use super::{Address, EncodingError, MAX_TEXT_LEN, Ticket};
@@ -162,8 +162,9 @@ pub fn parse_scanned(text: &str, links: &LinkConfig) -> Result<Scanned, Encoding
 /// or text (as [`parse_scanned`]).
 ///
 /// Text and binary are told apart by UTF-8: a binary ticket is 48 random
-/// bytes after its first, which are valid UTF-8 with a chance below 2^-40,
-/// while every text form is. Binary content is ours only if its first byte
+/// bytes after its first, which are valid UTF-8 with a chance of about
+/// 2^-39, while every text form is; UTF-8 in which no text form is found,
+/// of a binary ticket's length and version, is read as one. Binary content is ours only if its first byte
 /// names this version (then parsed strictly) or one of the next few
 /// (`VersionTooNew`: "update the app"); anything else is `NotFound`.
 pub fn parse_scanned_bytes(bytes: &[u8], links: &LinkConfig) -> Result<Scanned, EncodingError> {
@@ -174,7 +175,17 @@ pub fn parse_scanned_bytes(bytes: &[u8], links: &LinkConfig) -> Result<Scanned, 
         return Err(EncodingError::VeilidChatInvitation);
     }
     if let Ok(text) = core::str::from_utf8(bytes) {
-        return parse_scanned(text, links);
+        return match parse_scanned(text, links) {
+            // A binary ticket whose random bytes happen to be valid UTF-8
+            // (about 2^-39): nothing textual found, the length and version
+            // of ours.
+            Err(EncodingError::NotFound)
+                if matches!(bytes.len(), PLAIN_LEN | LOCKED_LEN) && bytes[0] >> 4 == VERSION =>
+            {
+                Ticket::from_bytes(bytes).map(Scanned::Ticket)
+            }
+            r => r,
+        };
     }
     match bytes.first().map(|b| b >> 4) {
         Some(v) if v == VERSION => Ticket::from_bytes(bytes).map(Scanned::Ticket),

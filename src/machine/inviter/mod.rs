@@ -295,6 +295,20 @@ pub struct Inviter {
     delivery: Option<Box<Delivery>>,
     #[serde(skip)]
     locking: Option<Box<PendingLock>>,
+    /// Re-watches on changes reported without their value, backed off (not
+    /// persisted: a restart watches again anyway).
+    #[serde(skip)]
+    rewatch: Rewatch,
+}
+
+/// When a change without its value (a dead watch, on Veilid) may next make
+/// the inviter watch and read again, and the gap after that: doubling from
+/// the poll floor to the poll cap, so a node that keeps reporting its watch
+/// dead costs a handful of reads, not one a second.
+#[derive(Clone, Debug, Default)]
+struct Rewatch {
+    next_at: u64,
+    gap_ms: u64,
 }
 
 fn inbox_schema(writer: &PublicKey) -> Schema {
@@ -376,6 +390,7 @@ impl Inviter {
             pending_failure: None,
             delivery: None,
             locking: None,
+            rewatch: Rewatch::default(),
         };
         let mut out = Vec::new();
         match lock {
@@ -574,6 +589,20 @@ impl Inviter {
         now.saturating_sub(self.core.created_at.saturating_mul(1000))
     }
 
+    /// When to poll next: on the age-based schedule, but never later than
+    /// [`Self::last_poll_at`], so a response written in the invitation's
+    /// last hours is still read before it expires.
+    fn next_poll_at(&self, now: u64, rng: &mut dyn Rng) -> u64 {
+        now.saturating_add(poll::next_delay(self.age_ms(now), rng)).min(self.last_poll_at(now))
+    }
+
+    /// The floor interval before expiry (and at least one floor from now):
+    /// near its end an invitation polls as often as a fresh one.
+    fn last_poll_at(&self, now: u64) -> u64 {
+        let expiry = self.core.expires_at.saturating_mul(1000);
+        expiry.saturating_sub(poll::POLL_FLOOR_MS).max(now.saturating_add(poll::POLL_FLOOR_MS))
+    }
+
     pub(crate) fn watched_records(&self) -> Vec<[u8; 32]> {
         match &self.state {
             State::Waiting(p) => vec![*p.inbox.opaque()],
@@ -610,7 +639,7 @@ impl Inviter {
             // interval, so flows resumed together do not read all at once.
             if self.ops.has_timer(Timer::Poll) {
                 let at = _now + poll::resume_delay(self.age_ms(_now), _rng);
-                self.ops.set_timer(Timer::Poll, at, &mut out);
+                self.ops.set_timer(Timer::Poll, at.min(self.last_poll_at(_now)), &mut out);
             }
             out.push(Effect::Emit(self.published_event()));
             self.start_delivery(&mut out);
@@ -677,7 +706,7 @@ impl Inviter {
                                     &mut out,
                                 );
                             }
-                            let at = now + poll::next_delay(self.age_ms(now), rng);
+                            let at = self.next_poll_at(now, rng);
                             self.ops.set_timer(Timer::Poll, at, &mut out);
                         }
                     }
@@ -697,8 +726,10 @@ impl Inviter {
                     if subkeys.first() == Some(&WRITER_SUBKEY) && value.is_some() {
                         // The notification carries the value: no read needed.
                         self.on_response_value(value, now, rng, &mut out);
-                    } else if subkeys.contains(&WRITER_SUBKEY) {
+                    } else if subkeys.contains(&WRITER_SUBKEY) && now >= self.rewatch.next_at {
                         let key = p.inbox.clone();
+                        let gap = (self.rewatch.gap_ms.saturating_mul(2)).clamp(poll::POLL_FLOOR_MS, poll::POLL_CAP_MS);
+                        self.rewatch = Rewatch { next_at: now.saturating_add(gap), gap_ms: gap };
                         // A change without its value is also how a watch
                         // that died is reported (Veilid): watch again, as
                         // the backed-off polls (`poll`) are only the last
@@ -826,7 +857,8 @@ impl Inviter {
                 self.core.expanded = None;
                 out.push(Effect::Persist);
                 self.ops.start(Purpose::Watch, DhtOp::Watch { key: key.clone(), subkeys: vec![WRITER_SUBKEY] }, out);
-                self.ops.set_timer(Timer::Poll, now + poll::next_delay(self.age_ms(now), rng), out);
+                let at = self.next_poll_at(now, rng);
+                self.ops.set_timer(Timer::Poll, at, out);
                 self.ops.set_timer(Timer::Expiry, self.core.expires_at * 1000, out);
                 out.push(Effect::Emit(self.published_event()));
                 out.push(Effect::Persist);
