@@ -72,6 +72,13 @@ pub struct LocalNetworkOptions {
     pub network_name: String,
     /// How long to wait for every node to attach.
     pub attach_timeout: Duration,
+    /// Index of the first node this process runs: the nodes are
+    /// `first_node .. first_node + nodes`, each on its own address
+    /// (`nodeI`). 0 (the default) includes the bootstrap node, node 0; a
+    /// larger value joins a network whose node 0 runs elsewhere (another
+    /// process in the same namespace, e.g. a chat app's own node), and then
+    /// one node is enough.
+    pub first_node: usize,
 }
 
 impl Default for LocalNetworkOptions {
@@ -82,6 +89,7 @@ impl Default for LocalNetworkOptions {
             fresh_stores: true,
             network_name: "contact-invite-local".to_owned(),
             attach_timeout: Duration::from_secs(90),
+            first_node: 0,
         }
     }
 }
@@ -247,7 +255,11 @@ struct Node {
 /// N Veilid nodes in this process, attached to each other inside the
 /// sealed namespace. Call [`LocalNetwork::shutdown`] when done.
 pub struct LocalNetwork {
-    nodes: Vec<Node>,
+    /// Node `first + k` at position `k`; `None` once stopped.
+    nodes: Vec<Option<Node>>,
+    first: usize,
+    opts: LocalNetworkOptions,
+    bootstrap_records: Vec<String>,
     base_dir: PathBuf,
     remove_dir: bool,
     report: LocalNetworkReport,
@@ -255,7 +267,11 @@ pub struct LocalNetwork {
 
 impl fmt::Debug for LocalNetwork {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LocalNetwork").field("nodes", &self.nodes.len()).field("base_dir", &self.base_dir).finish()
+        f.debug_struct("LocalNetwork")
+            .field("first", &self.first)
+            .field("nodes", &self.nodes.len())
+            .field("base_dir", &self.base_dir)
+            .finish()
     }
 }
 
@@ -307,16 +323,21 @@ impl LocalNetwork {
         Ok(())
     }
 
-    /// Starts `opts.nodes` nodes, attaches them and waits until every one is
-    /// attached with PublicInternet ready (or `opts.attach_timeout`).
+    /// Starts `opts.nodes` nodes (indexes `opts.first_node ..`), attaches
+    /// them and waits until every one is attached with PublicInternet ready
+    /// (or `opts.attach_timeout`).
+    ///
+    /// A network that includes node 0 needs at least [`MIN_NODES`] nodes; a
+    /// process joining one that runs elsewhere needs one.
     ///
     /// Refuses to run outside the sealed namespace. On failure every node
     /// started so far is shut down.
     pub async fn start(opts: LocalNetworkOptions) -> Result<Self, LocalNetworkError> {
-        if opts.nodes < MIN_NODES {
+        if opts.nodes == 0 || (opts.first_node == 0 && opts.nodes < MIN_NODES) {
             return Err(LocalNetworkError::TooFewNodes(opts.nodes));
         }
-        Self::check_namespace(opts.nodes)?;
+        let last = opts.first_node.checked_add(opts.nodes).ok_or(LocalNetworkError::NoSuchNode(opts.first_node))?;
+        Self::check_namespace(last)?;
 
         let (base_dir, remove_dir) = match &opts.base_dir {
             Some(d) => (d.clone(), false),
@@ -327,6 +348,9 @@ impl LocalNetwork {
 
         let mut net = Self {
             nodes: Vec::with_capacity(opts.nodes),
+            first: opts.first_node,
+            bootstrap_records: Vec::new(),
+            opts: opts.clone(),
             base_dir,
             remove_dir,
             report: LocalNetworkReport {
@@ -336,7 +360,7 @@ impl LocalNetwork {
                 total: Duration::ZERO,
             },
         };
-        match net.start_nodes(&opts).await {
+        match net.start_nodes().await {
             Ok(()) => Ok(net),
             Err(e) => {
                 net.shutdown().await;
@@ -345,70 +369,33 @@ impl LocalNetwork {
         }
     }
 
-    async fn start_nodes(&mut self, opts: &LocalNetworkOptions) -> Result<(), LocalNetworkError> {
+    async fn start_nodes(&mut self) -> Result<(), LocalNetworkError> {
         let t0 = Instant::now();
-        let boot = boot_identity(&opts.network_name);
+        let boot = boot_identity(&self.opts.network_name);
         let boot_pk = vc::PublicKey::new(vc::CRYPTO_KIND_VLD0, vc::BarePublicKey::new(boot.public().as_bytes()));
         let (Some(boot_v4), Some(boot_v6)) = (node_ipv4(0), node_ipv6(0)) else {
             return Err(LocalNetworkError::NoSuchNode(0));
         };
-        let records = vec![
+        self.bootstrap_records = vec![
             format!("0|ENV0|{boot_pk}|{boot_v4}|U{NODE_PORT},T{NODE_PORT},W{NODE_PORT}"),
             format!("0|ENV0|{boot_pk}|[{boot_v6}]|U{NODE_PORT},T{NODE_PORT},W{NODE_PORT}"),
         ];
 
-        for i in 0..opts.nodes {
-            let dir = self.base_dir.join(format!("node{i}"));
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| LocalNetworkError::Io { path: dir.clone(), message: e.to_string() })?;
-            let config = node_config(i, &dir, opts, &records, (i == 0).then_some(&boot));
-            let updates = VeilidUpdateSink::new();
-            let started = Instant::now();
-            let api = vc::api_startup(updates.callback(), config)
-                .await
-                .map_err(|e| LocalNetworkError::Startup { node: i, message: e.to_string() })?;
-            let startup = started.elapsed();
-            tracing::debug!(node = i, startup_ms = startup.as_millis(), "veilid node started");
-            self.nodes.push(Node { api, updates });
-            self.report.nodes.push(NodeReport {
-                index: i,
-                host: format!("node{i}"),
-                startup,
-                attach: Duration::ZERO,
-                rss_after_startup_kib: vm_rss_kib(),
-            });
+        for i in self.first..self.first + self.opts.nodes {
+            let (node, report) = self.boot_node(i, self.opts.fresh_stores).await?;
+            self.nodes.push(Some(node));
+            self.report.nodes.push(report);
         }
 
-        let attaches = self.nodes.iter().enumerate().map(|(i, node)| {
-            let timeout = opts.attach_timeout;
-            async move {
-                let started = Instant::now();
-                node.api
-                    .attach()
-                    .await
-                    .map_err(|e| LocalNetworkError::Api { node: i, message: format!("attach: {e}") })?;
-                match node.api.wait_for_attachment_condition(None, Some(timeout)).await {
-                    Ok(_) => Ok(started.elapsed()),
-                    Err(e) => {
-                        let state = match node.api.get_state().await {
-                            Ok(s) => format!(
-                                "{:?}, public_internet_ready={}, peers={}",
-                                s.attachment.state,
-                                s.attachment.public_internet_ready,
-                                s.network.peers.len()
-                            ),
-                            Err(_) => e.to_string(),
-                        };
-                        Err(LocalNetworkError::AttachTimeout { node: i, timeout, state })
-                    }
-                }
-            }
+        let attaches = self.nodes.iter().flatten().enumerate().map(|(k, node)| {
+            let timeout = self.opts.attach_timeout;
+            attach(node, self.first + k, timeout)
         });
         let results = futures_util::future::join_all(attaches).await;
-        for (i, r) in results.into_iter().enumerate() {
+        for (k, r) in results.into_iter().enumerate() {
             let attach = r?;
-            tracing::info!(node = i, attach_ms = attach.as_millis(), "veilid node attached");
-            if let Some(n) = self.report.nodes.get_mut(i) {
+            tracing::info!(node = self.first + k, attach_ms = attach.as_millis(), "veilid node attached");
+            if let Some(n) = self.report.nodes.get_mut(k) {
                 n.attach = attach;
             }
         }
@@ -417,7 +404,66 @@ impl LocalNetwork {
         Ok(())
     }
 
-    /// Number of nodes.
+    /// `api_startup` of node `i` (not attached yet).
+    async fn boot_node(&self, i: usize, fresh: bool) -> Result<(Node, NodeReport), LocalNetworkError> {
+        let dir = self.base_dir.join(format!("node{i}"));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| LocalNetworkError::Io { path: dir.clone(), message: e.to_string() })?;
+        let boot = (i == 0).then(|| boot_identity(&self.opts.network_name));
+        let config = node_config(i, &dir, &self.opts, fresh, &self.bootstrap_records, boot.as_ref());
+        let updates = VeilidUpdateSink::new();
+        let started = Instant::now();
+        let api = vc::api_startup(updates.callback(), config)
+            .await
+            .map_err(|e| LocalNetworkError::Startup { node: i, message: e.to_string() })?;
+        let startup = started.elapsed();
+        tracing::debug!(node = i, startup_ms = startup.as_millis(), "veilid node started");
+        let report = NodeReport {
+            index: i,
+            host: format!("node{i}"),
+            startup,
+            attach: Duration::ZERO,
+            rss_after_startup_kib: vm_rss_kib(),
+        };
+        Ok((Node { api, updates }, report))
+    }
+
+    /// Stops node `i` as a crash or a closed laptop would take it off the
+    /// network: its API shuts down, its store stays on disk. Every
+    /// [`VeilidDht`] made from it stops working. [`LocalNetwork::restart_node`]
+    /// brings it back.
+    pub async fn stop_node(&mut self, i: usize) -> Result<(), LocalNetworkError> {
+        let slot =
+            i.checked_sub(self.first).and_then(|k| self.nodes.get_mut(k)).ok_or(LocalNetworkError::NoSuchNode(i))?;
+        let node = slot.take().ok_or(LocalNetworkError::NoSuchNode(i))?;
+        node.api.shutdown().await;
+        tracing::info!(node = i, "veilid node stopped");
+        Ok(())
+    }
+
+    /// Starts node `i` again from its store (the same identity, records and
+    /// table store) and waits until it is attached. Returns the attach time.
+    pub async fn restart_node(&mut self, i: usize) -> Result<Duration, LocalNetworkError> {
+        let k = i.checked_sub(self.first).filter(|k| *k < self.nodes.len()).ok_or(LocalNetworkError::NoSuchNode(i))?;
+        if self.nodes.get(k).is_some_and(Option::is_some) {
+            return Ok(Duration::ZERO);
+        }
+        let (node, _) = self.boot_node(i, false).await?;
+        let took = match attach(&node, i, self.opts.attach_timeout).await {
+            Ok(t) => t,
+            Err(e) => {
+                node.api.shutdown().await;
+                return Err(e);
+            }
+        };
+        if let Some(slot) = self.nodes.get_mut(k) {
+            *slot = Some(node);
+        }
+        tracing::info!(node = i, attach_ms = took.as_millis(), "veilid node restarted");
+        Ok(took)
+    }
+
+    /// Number of nodes this process runs (stopped ones included).
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
@@ -427,8 +473,16 @@ impl LocalNetwork {
         self.nodes.is_empty()
     }
 
+    /// The indexes of this process's nodes (`first_node ..`).
+    pub fn indexes(&self) -> core::ops::Range<usize> {
+        self.first..self.first + self.nodes.len()
+    }
+
     fn node(&self, i: usize) -> Result<&Node, LocalNetworkError> {
-        self.nodes.get(i).ok_or(LocalNetworkError::NoSuchNode(i))
+        i.checked_sub(self.first)
+            .and_then(|k| self.nodes.get(k))
+            .and_then(Option::as_ref)
+            .ok_or(LocalNetworkError::NoSuchNode(i))
     }
 
     /// Node `i`'s API handle.
@@ -473,7 +527,7 @@ impl LocalNetwork {
     pub async fn shutdown(mut self) {
         let nodes = std::mem::take(&mut self.nodes);
         let started = Instant::now();
-        futures_util::future::join_all(nodes.into_iter().map(|n| n.api.shutdown())).await;
+        futures_util::future::join_all(nodes.into_iter().flatten().map(|n| n.api.shutdown())).await;
         tracing::debug!(shutdown_ms = started.elapsed().as_millis(), "veilid nodes shut down");
         if self.remove_dir
             && let Err(e) = std::fs::remove_dir_all(&self.base_dir)
@@ -485,8 +539,30 @@ impl LocalNetwork {
 
 impl Drop for LocalNetwork {
     fn drop(&mut self) {
-        if !self.nodes.is_empty() {
-            tracing::warn!("LocalNetwork dropped without shutdown(); {} nodes keep running", self.nodes.len());
+        let running = self.nodes.iter().flatten().count();
+        if running > 0 {
+            tracing::warn!("LocalNetwork dropped without shutdown(); {running} nodes keep running");
+        }
+    }
+}
+
+/// Attaches `node` (index `i`) and waits until PublicInternet is ready.
+async fn attach(node: &Node, i: usize, timeout: Duration) -> Result<Duration, LocalNetworkError> {
+    let started = Instant::now();
+    node.api.attach().await.map_err(|e| LocalNetworkError::Api { node: i, message: format!("attach: {e}") })?;
+    match node.api.wait_for_attachment_condition(None, Some(timeout)).await {
+        Ok(_) => Ok(started.elapsed()),
+        Err(e) => {
+            let state = match node.api.get_state().await {
+                Ok(s) => format!(
+                    "{:?}, public_internet_ready={}, peers={}",
+                    s.attachment.state,
+                    s.attachment.public_internet_ready,
+                    s.network.peers.len()
+                ),
+                Err(_) => e.to_string(),
+            };
+            Err(LocalNetworkError::AttachTimeout { node: i, timeout, state })
         }
     }
 }
@@ -506,6 +582,7 @@ fn node_config(
     i: usize,
     dir: &Path,
     opts: &LocalNetworkOptions,
+    fresh: bool,
     bootstrap_records: &[String],
     identity: Option<&SigningKey>,
 ) -> vc::VeilidConfig {
@@ -515,9 +592,9 @@ fn node_config(
 
     c.protected_store.always_use_insecure_storage = true;
     c.protected_store.allow_insecure_fallback = true;
-    c.protected_store.delete = opts.fresh_stores;
-    c.table_store.delete = opts.fresh_stores;
-    c.block_store.delete = opts.fresh_stores;
+    c.protected_store.delete = fresh;
+    c.table_store.delete = fresh;
+    c.block_store.delete = fresh;
 
     let net = &mut c.network;
     net.upnp = false;

@@ -50,8 +50,9 @@ pub fn median(records: &[OpRecord], op: &str) -> Option<Duration> {
     v.get(v.len() / 2).copied()
 }
 
-/// Wraps a `Dht`, timing every operation into an [`OpLog`].
-#[derive(Debug)]
+/// Wraps a `Dht`, timing every operation into an [`OpLog`]. Clones share
+/// the log.
+#[derive(Clone, Debug)]
 pub struct Recorded<D> {
     inner: D,
     log: OpLog,

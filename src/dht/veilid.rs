@@ -62,6 +62,7 @@
 
 use core::fmt;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -399,6 +400,8 @@ struct Shared {
     remote: Mutex<HashMap<Vec<u8>, vc::RouteId>>,
     nudge_tx: mpsc::Sender<Nudge>,
     nudge_rx: Mutex<Option<NudgeReceiver>>,
+    /// Lifetime asked for each watch (ms); 0: the longest the nodes grant.
+    watch_lifetime_ms: AtomicU64,
 }
 
 impl Drop for Shared {
@@ -545,8 +548,18 @@ impl VeilidDht {
                 remote: Mutex::new(HashMap::new()),
                 nudge_tx,
                 nudge_rx: Mutex::new(Some(nudge_rx)),
+                watch_lifetime_ms: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// How long each watch set from now on should last: `None` (the
+    /// default) asks for the longest the nodes grant (10 min on Veilid
+    /// 0.5.8). When a watch runs out Veilid reports it dead and the driver
+    /// re-reads and watches again (POLL-3). Shared by clones of this handle.
+    pub fn set_watch_lifetime(&self, lifetime: Option<Duration>) {
+        let ms = lifetime.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
+        self.shared.watch_lifetime_ms.store(ms, Ordering::Relaxed);
     }
 
     /// [`VeilidDht::new`], and attaches the handle to `updates` so the
@@ -903,7 +916,10 @@ impl Dht for VeilidDht {
             sorted.dedup();
             let ranges = if sorted.is_empty() { None } else { Some(subkey_range_set(&sorted)) };
             lock(&self.shared.watches).insert(*key.opaque(), WatchEntry { subkeys: sorted });
-            let res = self.rc().watch_dht_values(to_veilid_key(key), ranges, None, None).await;
+            let lifetime = self.shared.watch_lifetime_ms.load(Ordering::Relaxed);
+            let expiration =
+                (lifetime > 0).then(|| vc::Timestamp::now().later(vc::TimestampDuration::new_ms(lifetime)));
+            let res = self.rc().watch_dht_values(to_veilid_key(key), ranges, expiration, None).await;
             match res {
                 Ok(active) => {
                     if !active {
