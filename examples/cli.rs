@@ -759,7 +759,10 @@ async fn receive_once(party: &mut Party, ticket: Ticket) -> Res<Option<FlowId>> 
 }
 
 fn ensure_contact<'a>(mut outcomes: impl Iterator<Item = &'a Outcome>) -> Res<()> {
-    if outcomes.all(Outcome::is_contact) { Ok(()) } else { Err("no contact was made".into()) }
+    match outcomes.find(|o| !o.is_contact()) {
+        None => Ok(()),
+        Some(o) => Err(format!("no contact was made ({})", render(&Event::Finished(o.clone()))).into()),
+    }
 }
 
 /// Commands that only read the store.
