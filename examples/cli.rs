@@ -35,6 +35,17 @@ use serde::{Deserialize, Serialize};
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
+/// `println!` that ends the process quietly when stdout is closed (`| head`)
+/// instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout(), $($t)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
 /// Nodes the `network` command runs (node 0 is the bootstrap node).
 const NETWORK_NODES: usize = 6;
 /// Cap on proof of work spent on a request's stamp.
@@ -222,13 +233,13 @@ struct Progress {
 impl Progress {
     fn say(&self, what: impl AsRef<str>) {
         self.flush_ops();
-        println!("[{:>7.2}s] {}", self.start.elapsed().as_secs_f64(), what.as_ref());
+        out!("[{:>7.2}s] {}", self.start.elapsed().as_secs_f64(), what.as_ref());
     }
     fn flush_ops(&self) {
         let ops = self.ops.drain();
         if self.verbose {
             for o in ops.iter().filter(|o| o.op != "reply_address") {
-                println!(
+                out!(
                     "[{:>7.2}s]   dht {} {:.0} ms{}{}",
                     self.start.elapsed().as_secs_f64(),
                     o.op,
@@ -404,13 +415,9 @@ impl Party {
 
     async fn show_ticket(&self, flow: FlowId) -> Res<()> {
         let ticket = self.handle.ticket(flow).await?.ok_or("the invitation has no ticket yet")?;
-        println!(
-            "\n  ticket ({} bytes, QR version {}):\n\n  {ticket}\n",
-            ticket.to_bytes().len(),
-            ticket.qr_version()?
-        );
+        out!("\n  ticket ({} bytes, QR version {}):\n\n  {ticket}\n", ticket.to_bytes().len(), ticket.qr_version()?);
         if std::env::var_os("CLI_NO_QR").is_none() {
-            println!("{}", ticket.qr_terminal()?);
+            out!("{}", ticket.qr_terminal()?);
         }
         Ok(())
     }
@@ -682,7 +689,7 @@ async fn command(cli: &Cli, party: &mut Party) -> Res<()> {
                 let Some(e) = party.next().await? else { return Err(Timeout.into()) };
                 match e.event {
                     Event::RequestInboxOpen { address } if e.flow == inbox => {
-                        println!("\n  address: {address}\n");
+                        out!("\n  address: {address}\n");
                     }
                     Event::RequestReceived(r) if *accept_all => {
                         let res = party.handle.accept_request(inbox, r.id).await;
@@ -775,12 +782,12 @@ async fn offline(cli: &Cli) -> Res<()> {
         Cmd::Identity { .. } => {
             let v = own.view();
             let name = v.profile.as_ref().map_or("?", Profile::name);
-            println!("identity {} ({name}), {} device(s)", own.public_key(), v.devices.len());
+            out!("identity {} ({name}), {} device(s)", own.public_key(), v.devices.len());
         }
         Cmd::Contacts => {
-            println!("{} contact(s)", list.contacts.len());
+            out!("{} contact(s)", list.contacts.len());
             for c in &list.contacts {
-                println!(
+                out!(
                     "{}  {}  conversation-key-fingerprint {}  {}",
                     c.peer,
                     c.profile.name(),
@@ -789,12 +796,12 @@ async fn offline(cli: &Cli) -> Res<()> {
                 );
             }
             if !list.unreadable.is_empty() {
-                println!("{} stored contact(s) could not be read", list.unreadable.len());
+                out!("{} stored contact(s) could not be read", list.unreadable.len());
             }
         }
         Cmd::Verify { name } => {
             for c in list.contacts.iter().filter(|c| name.as_deref().is_none_or(|n| c.profile.name() == n)) {
-                println!(
+                out!(
                     "{}: compare with what {} sees:\n  {}",
                     c.profile.name(),
                     c.profile.name(),
@@ -813,7 +820,7 @@ async fn offline(cli: &Cli) -> Res<()> {
 async fn network(nodes: usize, first: usize) -> Res<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let start = Instant::now();
-    let say = |what: String| println!("[{:>7.2}s] {what}", start.elapsed().as_secs_f64());
+    let say = |what: String| out!("[{:>7.2}s] {what}", start.elapsed().as_secs_f64());
     let opts = LocalNetworkOptions { nodes, first_node: first, ..Default::default() };
     say(format!("starting {nodes} veilid-core nodes (node{first}..node{})", first + nodes.max(1) - 1));
     let mut net = LocalNetwork::start(opts).await?;
