@@ -158,6 +158,7 @@ async fn seeded_fault_runs_complete_or_fail_cleanly() {
             conflict: rate,
             lose_notification: rate,
             lose_nudge: rate,
+            open_not_found: rate,
         };
         let net = MemoryNetwork::with_faults(seed, FaultConfig::default());
         let r = scenario(net, None, None, Some(faults)).await;

@@ -158,6 +158,7 @@ async fn run(s: &Schedule) -> (Outcomes, Party, Vec<Party>) {
         // A hostile hop's forged nudge is worst when it beats the watch.
         lose_notification: if s.forged_nudge.is_some() { 1.0 } else { s.rate },
         lose_nudge: s.rate,
+        open_not_found: s.rate,
     };
     // Parties publish their identities before the faults start: setup is
     // not what is under test, and the flows then run under seeded faults.
@@ -291,6 +292,7 @@ proptest! {
         let buf = log_buffer().clone();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
         let (o, alice, invitees) = rt.block_on(run(&s));
+        assert!(!o.secrets.is_empty(), "{s:?}: no ticket; the inviter ended {:?}", o.inviter);
         let a_contacts = rt.block_on(alice.contacts());
         // Never two contacts for one invitation.
         prop_assert!(a_contacts.len() <= 1, "{s:?}: {} inviter contacts", a_contacts.len());
@@ -350,7 +352,7 @@ proptest! {
         // No secret in any event or log line.
         let logs = String::from_utf8_lossy(&buf.lock().unwrap()).into_owned();
         prop_assert!(logs.contains("flow event"), "the library's log lines are captured");
-        prop_assert!(!o.secrets.is_empty() && !o.events.is_empty());
+        prop_assert!(!o.secrets.is_empty() && !o.events.is_empty(), "{s:?}: no ticket; the inviter ended {:?}", o.inviter);
         for secret in &o.secrets {
             prop_assert!(!o.events.contains(secret.as_str()), "secret in an event");
             prop_assert!(!logs.contains(secret.as_str()), "secret in a log line");
@@ -405,10 +407,26 @@ fn regression_schedules() {
             forged_nudge: Some(0),
             revoked_device: RevokedDevice::None,
         },
+        // Opens that find no node (OPEN-1) with the inviter crashing after
+        // its 4th effect: MemoryDht first failed the inviter's reopening of
+        // its own records too, which Veilid does locally.
+        Schedule {
+            seed: 3_072_717_198_475_655_201,
+            rate: 0.145_297_582_889_312,
+            crash_inviter: Some(4),
+            crash_b: None,
+            crash_c: None,
+            b: Decision::Accept,
+            c: Decision::Accept,
+            revoke: false,
+            forged_nudge: None,
+            revoked_device: RevokedDevice::None,
+        },
     ];
     for s in cases {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
         let (o, alice, invitees) = rt.block_on(run(&s));
+        assert!(!o.secrets.is_empty(), "{s:?}: no ticket; the inviter ended {:?}", o.inviter);
         let a = rt.block_on(alice.contacts());
         let winners: usize = invitees.iter().map(|p| rt.block_on(p.contacts()).len()).sum();
         assert!(a.len() <= 1 && winners == a.len(), "{s:?}");

@@ -44,6 +44,10 @@ pub struct FaultConfig {
     pub lose_notification: f64,
     /// A nudge is lost (`delay` and `duplicate` apply to nudges too).
     pub lose_nudge: f64,
+    /// An open fails `NotFound` though the record exists: Veilid's answer
+    /// when no node holding the record replied in time (e.g. while nodes
+    /// that left the network still time out).
+    pub open_not_found: f64,
 }
 
 /// Operations a party attempted, by kind.
@@ -151,6 +155,9 @@ struct Record {
 struct PartyState {
     /// Local copies, surviving restarts (like Veilid's record store).
     local: HashMap<([u8; 32], Subkey), ValueData>,
+    /// Records this party created or opened: opening them again is local
+    /// (`FaultConfig::open_not_found` never applies), as on Veilid.
+    held: std::collections::HashSet<[u8; 32]>,
     counts: OpCounts,
     offline: bool,
 }
@@ -535,6 +542,7 @@ impl MemoryDht {
                     secret
                 }
             };
+            n.party(&self.party).held.insert(opaque);
             RecordKey::new(opaque, Some(secret))
         };
         self.open_map().insert(opaque, Some(owner.clone()));
@@ -575,9 +583,15 @@ impl Dht for MemoryDht {
     async fn open_record(&self, key: &RecordKey, writer: Option<&SigningKey>) -> R<()> {
         self.begin(Op::Open).await?;
         {
-            let n = self.net.lock();
+            let mut n = self.net.lock();
+            let held = n.parties.get(&self.party).is_some_and(|p| p.held.contains(key.opaque()));
+            let missing = n.faults.open_not_found;
+            if !held && n.roll(missing) {
+                return Err(MemoryDhtError::NotFound);
+            }
             let r = n.records.get(key.opaque()).ok_or(MemoryDhtError::NotFound)?;
             Self::check_secret(r, key, n.unauthenticated)?;
+            n.party(&self.party).held.insert(*key.opaque());
         }
         self.open_map().insert(*key.opaque(), writer.cloned());
         Ok(())

@@ -471,6 +471,14 @@ fn push_exact<T>(v: &mut Vec<T>, x: T) {
 /// Most attempts at one operation before giving up.
 pub const MAX_ATTEMPTS: u32 = 8;
 
+/// OPEN-1: attempts at opening a record that is "not found" before that
+/// verdict stands. Veilid answers `KeyNotFound` when no node holding the
+/// record replied in time, e.g. while nodes that left the network still time
+/// out: seen on the private network after two of six nodes stopped (two
+/// opens failed, the third worked). A record that really does not exist is
+/// refused after the retries' backoff (0.25 + 0.5 + 1 s).
+pub const OPEN_NOT_FOUND_ATTEMPTS: u32 = 4;
+
 /// After a step has exhausted its quick retries, how long until it is tried
 /// again (for steps that must eventually happen, like the final status).
 pub const SLOW_RETRY_MS: u64 = 30_000;
@@ -619,7 +627,12 @@ impl<P: Clone> Ops<P> {
                 self.remove_pending(op);
                 Completion::Done(purpose, o)
             }
-            Err(f) if f.kind.is_retryable() && p.attempts < MAX_ATTEMPTS => {
+            Err(f)
+                if (f.kind.is_retryable() && p.attempts < MAX_ATTEMPTS)
+                    || (f.kind == DhtErrorKind::NotFound
+                        && matches!(*p.request, StoredOp::Open { .. })
+                        && p.attempts < OPEN_NOT_FOUND_ATTEMPTS) =>
+            {
                 let at = now + backoff_ms(p.attempts);
                 self.insert_timer(Timer::Retry(op), at);
                 out.push(Effect::SetTimer { timer: Timer::Retry(op), at });
