@@ -105,7 +105,7 @@ pub mod vectors {
             record: inbox,
             secret: TicketSecret::Locked {
                 masked: crate::crypto::InviteSecret::generate(&mut rng),
-                params: LockParams { salt: [0x55; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1, pin: false },
+                params: LockParams { salt: [0x55; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1 },
             },
         };
         let mut newer = plain.to_bytes();

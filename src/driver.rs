@@ -1370,6 +1370,8 @@ fn event_name(e: &Event) -> &'static str {
         Event::InvitationPublished { .. } => "invitation_published",
         Event::PasswordRequired { .. } => "password_required",
         Event::WrongPassword => "wrong_password",
+        Event::WaitingForInviter => "waiting_for_inviter",
+        Event::PinAttemptsExhausted { .. } => "pin_attempts_exhausted",
         Event::InvitationReceived(_) => "invitation_received",
         Event::ResponseSent { .. } => "response_sent",
         Event::ResponseIgnored { .. } => "response_ignored",

@@ -145,7 +145,7 @@ impl Password {
         }
         Ok(Self(s))
     }
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
 }
