@@ -152,8 +152,15 @@ pub mod vectors {
             ("invitation_empty", "decode failure", "invitation", Some(NOW + 1), Some(inbox), Vec::new()),
             ("ticket_plain", "success", "ticket", None, None, plain.to_bytes()),
             ("ticket_locked_device_link", "success", "ticket", None, None, locked.to_bytes()),
-            ("ticket_pin_without_lock", "decode failure", "ticket", None, None, {
+            // A PIN ticket (PAKE, PIN-1): the plain layout with flag 0x08.
+            ("ticket_pin", "success", "ticket", None, None, {
                 let mut b = plain.to_bytes();
+                b[0] |= 0x08;
+                b
+            }),
+            // A PIN never takes the offline (password) path: 0x08 with 0x04 is refused.
+            ("ticket_pin_with_password_lock", "decode failure", "ticket", None, None, {
+                let mut b = locked.to_bytes();
                 b[0] |= 0x08;
                 b
             }),

@@ -15,14 +15,13 @@
 //! restarted invitee that is given the same PIN continues the same attempt.
 
 use rand_chacha::ChaCha20Rng;
-use rand_core::SeedableRng;
+use rand_core::{CryptoRngCore, SeedableRng};
 use spake2::{Ed25519Group, Identity, Password as SpakePassword, Spake2};
 use subtle::ConstantTimeEq;
 
 use super::SecretKey;
 use super::kdf::{KeyPurpose, derive};
 use super::password::Password;
-use crate::machine::{Rng, RngAdapter};
 
 /// Length of an attempt nonce.
 pub(crate) const NONCE_LEN: usize = 16;
@@ -84,13 +83,13 @@ pub(crate) fn inviter_answer(
     inbox: &[u8; 32],
     nonce: &[u8; NONCE_LEN],
     msg_a: &[u8],
-    rng: &mut dyn Rng,
+    rng: &mut impl CryptoRngCore,
 ) -> Result<(Vec<u8>, PakeKeys), PakeFailed> {
     if msg_a.len() != MESSAGE_LEN {
         return Err(PakeFailed);
     }
     let (a, b) = identities(inbox);
-    let (state, msg_b) = Spake2::<Ed25519Group>::start_b_with_rng(&SpakePassword::new(pin), &a, &b, RngAdapter(rng));
+    let (state, msg_b) = Spake2::<Ed25519Group>::start_b_with_rng(&SpakePassword::new(pin), &a, &b, rng);
     let k = zeroize::Zeroizing::new(state.finish(msg_a).map_err(|_| PakeFailed)?);
     let keys = keys(&k, inbox, nonce, msg_a, &msg_b);
     Ok((msg_b, keys))

@@ -553,9 +553,10 @@ impl Invitee {
         match &self.state {
             State::NeedPassword { .. } if self.unlocking => "unlocking",
             State::NeedPassword { .. } => "password_required",
+            State::Fetching { .. } if self.core.ticket.is_pin() && self.pin.is_none() => "password_required",
             State::Fetching { .. } => "fetching",
             State::Pin(f) if f.attempt.is_some() && self.pin.is_some() => "pin_attempt",
-            State::Pin(_) => "pin_required",
+            State::Pin(_) => "password_required",
             State::Deciding(_) => "deciding",
             State::Responding { .. } => "responding",
             State::AwaitingFinal { .. } => "awaiting_final",

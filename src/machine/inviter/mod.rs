@@ -1155,7 +1155,9 @@ impl Inviter {
         }
         st.attempts += 1;
         st.seen.push(nonce);
-        let Ok((msg_b, keys)) = crate::crypto::pake::inviter_answer(&pin.0, &opaque, &nonce, &msg_a, rng) else {
+        let Ok((msg_b, keys)) =
+            crate::crypto::pake::inviter_answer(&pin.0, &opaque, &nonce, &msg_a, &mut RngAdapter(rng))
+        else {
             // Not a valid SPAKE2 message: counted, not answered.
             out.push(Effect::Persist);
             return;
