@@ -33,7 +33,7 @@ pub(crate) const CONFIRM_LEN: usize = 32;
 const ID_INVITEE: &[u8] = b"contact-invite pin invitee ";
 const ID_INVITER: &[u8] = b"contact-invite pin inviter ";
 
-fn identities(inbox: &[u8; 32]) -> (Identity, Identity) {
+pub(crate) fn identities(inbox: &[u8; 32]) -> (Identity, Identity) {
     let a = [ID_INVITEE, inbox.as_slice()].concat();
     let b = [ID_INVITER, inbox.as_slice()].concat();
     (Identity::new(&a), Identity::new(&b))
@@ -53,7 +53,7 @@ pub(crate) struct PakeKeys {
     pub(crate) session: SecretKey,
 }
 
-fn keys(k: &[u8], inbox: &[u8; 32], nonce: &[u8; NONCE_LEN], msg_a: &[u8], msg_b: &[u8]) -> PakeKeys {
+pub(crate) fn keys(k: &[u8], inbox: &[u8; 32], nonce: &[u8; NONCE_LEN], msg_a: &[u8], msg_b: &[u8]) -> PakeKeys {
     let ctx: [&[u8]; 4] = [inbox, nonce, msg_a, msg_b];
     let confirm_key = derive(KeyPurpose::PakeConfirm, k, &ctx);
     let mut confirm = [0u8; CONFIRM_LEN];

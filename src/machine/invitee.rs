@@ -140,6 +140,9 @@ struct Attempt {
     /// The inviter's reply, when it arrived while the PIN was not in memory
     /// (after a restart): finished once the PIN is entered again.
     reply: Option<Vec<u8>>,
+    /// Rewrites of the hello over a newer value (bounded).
+    #[serde(default)]
+    rewrites: u32,
 }
 
 impl core::fmt::Debug for Attempt {
@@ -748,7 +751,7 @@ impl Invitee {
                 self.respond(now, rng, out);
             }
             (Purpose::WriteResponse, DhtOutput::Set(newer)) => self.on_response_written(newer, now, out),
-            (Purpose::WriteHello, _) => self.on_hello_written(out),
+            (Purpose::WriteHello, DhtOutput::Set(newer)) => self.on_hello_written(newer, out),
             (Purpose::ReadReply, DhtOutput::Value(Some(v))) => self.on_pin_owner_bytes(&v.data, now, rng, out),
             (Purpose::ReadFinal, DhtOutput::Value(v)) => self.on_final_value(v, out),
             _ => {}
@@ -1288,6 +1291,7 @@ impl Invitee {
             written: false,
             told_waiting: false,
             reply: None,
+            rewrites: 0,
         });
         seed.fill(0);
         let key = RecordKey::new(record, Some(f.secret.clone()));
@@ -1302,10 +1306,24 @@ impl Invitee {
         self.ops.set_timer(Timer::Poll, now.saturating_add(crate::limits::PIN_REPLY_WAIT_MS), out);
     }
 
-    /// The hello is on the DHT: nudge the inviter's device with it.
-    fn on_hello_written(&mut self, out: &mut Vec<Effect>) {
+    /// The hello is on the DHT: nudge the inviter's device with it. If the
+    /// network held a newer value (another ticket holder wrote subkey 1
+    /// since our copy), the hello is written again over it, a bounded
+    /// number of times.
+    fn on_hello_written(&mut self, newer: Option<ValueData>, out: &mut Vec<Effect>) {
         let State::Pin(f) = &mut self.state else { return };
         let Some(a) = f.attempt.as_mut() else { return };
+        if let Some(v) = newer
+            && v.data != a.hello
+            && a.rewrites < super::MAX_ATTEMPTS
+        {
+            a.rewrites += 1;
+            let key = RecordKey::new(self.core.record, Some(f.secret.clone()));
+            let (data, writer) = (a.hello.clone(), f.writer.clone());
+            out.push(Effect::Persist);
+            self.ops.start(Purpose::WriteHello, DhtOp::Set { key, subkey: WRITER_SUBKEY, data, writer }, out);
+            return;
+        }
         a.written = true;
         out.push(Effect::Persist);
         if let Some(to) = f.reply_to.clone() {
