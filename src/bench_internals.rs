@@ -397,11 +397,7 @@ pub mod pin_attack {
                     Ok(_) => {}
                     Err(_) => m.opaque_to_ticket += 1,
                 },
-                Ok(InboxValue::PakeReply(r)) => {
-                    if !m.replies.iter().any(|x| x.nonce == r.nonce) {
-                        m.replies.push(r);
-                    }
-                }
+                Ok(InboxValue::PakeReply(r)) if !m.replies.iter().any(|x| x.nonce == r.nonce) => m.replies.push(r),
                 Ok(InboxValue::Response { sealed }) => {
                     let keys = InboxKeys::derive(&secret, &inbox);
                     if inbox::open_response(&keys, &inbox, &sealed).is_err() {

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use contact_invite::dht::{FaultConfig, MemoryNetwork};
 use contact_invite::crypto::{Password, Pin};
+use contact_invite::dht::{FaultConfig, MemoryNetwork};
 use contact_invite::error::Error;
 use contact_invite::flow::{Event, FlowId, Lock, Outcome, ReceiveParams, SendParams};
 

@@ -244,6 +244,9 @@ pub struct Invitee {
     /// PIN invitations: the PIN as entered (memory only, never persisted).
     #[serde(skip)]
     pin: Option<Password>,
+    /// PIN invitations: rewrites of our response over a hello (bounded).
+    #[serde(skip)]
+    response_rewrites: u32,
 }
 
 struct StartParams {
@@ -330,7 +333,8 @@ impl Invitee {
             reply_to: None,
         };
         adjust(&mut core);
-        let mut m = Self { core, state, ops: Ops::default(), not_found: 0, unlocking: false, pin: None };
+        let mut m =
+            Self { core, state, ops: Ops::default(), not_found: 0, unlocking: false, pin: None, response_rewrites: 0 };
         let mut out = vec![Effect::Persist];
         match &m.state {
             State::Fetching { secret } => {
@@ -1075,6 +1079,20 @@ impl Invitee {
 
     fn on_response_written(&mut self, newer: Option<ValueData>, now: u64, out: &mut Vec<Effect>) {
         let State::Responding { r, accept, conversation, value: Some((sealed, hash)) } = &self.state else { return };
+        // PIN-5: on a PIN invitation another ticket holder's hello may have
+        // landed over our copy of subkey 1. A hello is no answer: write our
+        // response again over it (bounded).
+        if let Some(v) = &newer
+            && v.data != *sealed
+            && matches!(inbox::decode_value(&v.data), Ok(InboxValue::PakeHello { .. }))
+            && self.response_rewrites < super::MAX_ATTEMPTS
+        {
+            self.response_rewrites += 1;
+            let key = self.inbox_key(&r.secret);
+            let (data, writer) = (sealed.clone(), r.writer.clone());
+            self.ops.start(Purpose::WriteResponse, DhtOp::Set { key, subkey: WRITER_SUBKEY, data, writer }, out);
+            return;
+        }
         // Some(newer) with other bytes: another acceptor wrote first. We do not
         // overwrite it; the inviter's final status says who won.
         let contested = newer.is_some_and(|v| &v.data != sealed);
@@ -1313,9 +1331,13 @@ impl Invitee {
     fn on_hello_written(&mut self, newer: Option<ValueData>, out: &mut Vec<Effect>) {
         let State::Pin(f) = &mut self.state else { return };
         let Some(a) = f.attempt.as_mut() else { return };
+        // Never over a response or a tombstone: only over another hello
+        // (or garbage), so a second ticket holder's attempt cannot erase an
+        // answer the inviter has yet to read.
         if let Some(v) = newer
             && v.data != a.hello
             && a.rewrites < super::MAX_ATTEMPTS
+            && !matches!(inbox::decode_value(&v.data), Ok(InboxValue::Response { .. } | InboxValue::Tombstone(_)))
         {
             a.rewrites += 1;
             let key = RecordKey::new(self.core.record, Some(f.secret.clone()));

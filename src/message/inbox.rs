@@ -369,6 +369,7 @@ pub(crate) fn open_hello(
 /// The inviter's reply to one hello (PIN-4): the offer again, the hello's
 /// nonce, SPAKE2 message B, the confirmation tag and the signed invitation
 /// sealed under the PAKE key.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn pake_reply(
     offer: &[u8],
     nonce: &[u8],
