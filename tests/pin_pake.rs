@@ -224,7 +224,7 @@ async fn overwrite(
     let key = record_key(ticket);
     let _ = who.get_value(&key, subkey, true).await.unwrap();
     who.set_value(&key, subkey, value.clone(), writer).await.unwrap();
-    assert_eq!(net.stored_value(&ticket.record, subkey).map(|v| v.data), Some(value), "the write landed");
+    assert!(net.stored_value(&ticket.record, subkey).map(|v| v.data) == Some(value), "the write landed");
 }
 
 fn record_key(ticket: &Ticket) -> RecordKey {
@@ -268,7 +268,7 @@ async fn pin_8_replayed_pake_messages_are_not_answered_or_counted_twice() {
         }
         tokio::time::sleep(std::time::Duration::from_secs(30)).await;
     }
-    assert_eq!(net.stored_value(&ticket.record, 0).unwrap().data, old_reply, "a replayed hello is not answered");
+    assert!(net.stored_value(&ticket.record, 0).unwrap().data == old_reply, "a replayed hello is not answered");
     // The old reply (still in subkey 0) is what bob's next attempt reads
     // while alice's device is away: it answers another nonce and is ignored.
     password_required(&mut bob, b).await;
@@ -276,7 +276,7 @@ async fn pin_8_replayed_pake_messages_are_not_answered_or_counted_twice() {
     bob.handle.password(b, Password::new("4711").unwrap()).await.unwrap();
     wait_for(&mut bob.events, "waiting", |e| e.flow == b && e.event == Event::WaitingForInviter).await;
     tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-    assert_eq!(net.stored_value(&ticket.record, 0).unwrap().data, old_reply, "bob read only the old reply");
+    assert!(net.stored_value(&ticket.record, 0).unwrap().data == old_reply, "bob read only the old reply");
     alice.restart(&net).await;
     let e = wait_for(&mut bob.events, "verdict", |e| {
         e.flow == b && matches!(e.event, Event::WrongPassword | Event::InvitationReceived(_) | Event::Finished(_))
