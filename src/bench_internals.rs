@@ -393,7 +393,7 @@ pub mod pin_attack {
         for v in values {
             match inbox::decode_value(v) {
                 Ok(InboxValue::PakeHello { sealed }) => match inbox::open_hello(&hello_key, &inbox, &sealed) {
-                    Ok(h) if !m.hellos.contains(&h) => m.hellos.push(h),
+                    Ok(h) if !m.hellos.contains(&(h.nonce, h.message.clone())) => m.hellos.push((h.nonce, h.message)),
                     Ok(_) => {}
                     Err(_) => m.opaque_to_ticket += 1,
                 },
@@ -523,7 +523,7 @@ pub mod pin_attack {
         let TicketSecret::Pin(s) = &ticket.secret else { return None };
         let InboxValue::PakeHello { sealed } = inbox::decode_value(value).ok()? else { return None };
         let key = pake::hello_key(&s.inbox_secret(), &ticket.record);
-        inbox::open_hello(&key, &ticket.record, &sealed).ok().map(|(n, _)| n)
+        inbox::open_hello(&key, &ticket.record, &sealed).ok().map(|h| h.nonce)
     }
 
     /// The nonce of a reply.
@@ -541,7 +541,7 @@ pub mod pin_attack {
         let pw = crate::crypto::Password::new(guess).ok()?;
         let msg = pake::invitee_message(&pw, &ticket.record, &seed);
         let key = pake::hello_key(&s.inbox_secret(), &ticket.record);
-        Some(inbox::hello(&key, &ticket.record, &nonce, &msg, &mut OsRng))
+        Some(inbox::hello(&key, &ticket.record, &nonce, &msg, None, &mut OsRng))
     }
 
     /// The attacker finishes its forged attempt with the inviter's reply:

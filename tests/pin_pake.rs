@@ -88,8 +88,12 @@ async fn pin_1_offline_attacker_with_every_value_cannot_tell_any_pin() {
     assert_eq!(finished(&mut bob.events, b).await, Outcome::Contact(alice.identity.public_key()));
     assert_eq!(finished(&mut alice.events, a).await, Outcome::Contact(bob.identity.public_key()));
 
+    let snapshot = values.snapshot();
+    // Hellos were nudged to alice's device and replies to bob's (PIN-3, PIN-4).
+    let nudged = |subkey: u32| snapshot.iter().filter(|v| v.op == "nudge" && v.subkey == subkey).count();
+    assert!(nudged(1) >= 2 && nudged(0) >= 2, "hellos nudged {}, replies nudged {}", nudged(1), nudged(0));
     let mut captured: Vec<Vec<u8>> =
-        values.snapshot().into_iter().filter(|v| v.record == ticket.record).map(|v| v.value).collect();
+        snapshot.into_iter().filter(|v| v.record == ticket.record).map(|v| v.value).collect();
     for subkey in [0, 1] {
         captured.extend(net.stored_value(&ticket.record, subkey).map(|v| v.data));
     }

@@ -1299,7 +1299,8 @@ impl Invitee {
         let record = self.core.record;
         let msg_a = crate::crypto::pake::invitee_message(pin, &record, &seed);
         let hello_key = crate::crypto::pake::hello_key(&f.secret, &record);
-        let hello = inbox::hello(&hello_key, &record, &nonce, &msg_a, &mut RngAdapter(rng));
+        let reply_to = self.core.reply_to.as_deref();
+        let hello = inbox::hello(&hello_key, &record, &nonce, &msg_a, reply_to, &mut RngAdapter(rng));
         f.attempt = Some(Attempt {
             seed,
             nonce,

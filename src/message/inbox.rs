@@ -320,8 +320,13 @@ pub(crate) fn open_offer(keys: &InboxKeys, inbox: &[u8; 32], sealed: &[u8]) -> R
     wire::check_version(p.version)?;
     let seed = Zeroizing::new(core::mem::take(&mut p.writer_secret));
     let writer = SigningKey::from_seed_slice(&seed)?;
-    if p.reply_to.len() > limits::MAX_INBOX_VALUE {
-        return Err(DecodeError::Invalid("reply address too long").into());
+    if p.reply_to.len() > limits::MAX_REPLY_ADDRESS {
+        return Err(DecodeError::FieldTooLong {
+            what: "offer reply address",
+            max: limits::MAX_REPLY_ADDRESS,
+            got: p.reply_to.len(),
+        }
+        .into());
     }
     let reply_to = (!p.reply_to.is_empty()).then(|| core::mem::take(&mut p.reply_to));
     Ok(PinOffer { writer, reply_to, expires_at: p.expires_at })
@@ -333,22 +338,28 @@ pub(crate) fn hello(
     inbox: &[u8; 32],
     nonce: &[u8; crate::crypto::pake::NONCE_LEN],
     message: &[u8],
+    reply_to: Option<&[u8]>,
     rng: &mut impl CryptoRngCore,
 ) -> Vec<u8> {
     let plain = wire::encode(&pb::PakeHello {
         version: crate::crypto::PROTOCOL_VERSION,
         nonce: nonce.to_vec(),
         message: message.to_vec(),
+        reply_to: reply_to.filter(|r| r.len() <= limits::MAX_REPLY_ADDRESS).map(<[u8]>::to_vec).unwrap_or_default(),
     });
     entry(pb::inbox_entry::Entry::PakeHello(aead::seal(key, SealedKind::PakeHello, inbox, &plain, rng)))
 }
 
-/// Opens a hello: its nonce and SPAKE2 message.
-pub(crate) fn open_hello(
-    key: &SecretKey,
-    inbox: &[u8; 32],
-    sealed: &[u8],
-) -> Result<([u8; crate::crypto::pake::NONCE_LEN], Vec<u8>), crate::Error> {
+/// An opened hello.
+pub(crate) struct Hello {
+    pub(crate) nonce: [u8; crate::crypto::pake::NONCE_LEN],
+    pub(crate) message: Vec<u8>,
+    /// The invitee's reply address (untrusted: only ever nudged).
+    pub(crate) reply_to: Option<Vec<u8>>,
+}
+
+/// Opens a hello: its nonce, SPAKE2 message and the invitee's reply address.
+pub(crate) fn open_hello(key: &SecretKey, inbox: &[u8; 32], sealed: &[u8]) -> Result<Hello, crate::Error> {
     let plain = aead::open(key, SealedKind::PakeHello, inbox, sealed)?;
     let h: pb::PakeHello = wire::decode(&plain, limits::MAX_INBOX_VALUE, "pake hello")?;
     wire::check_version(h.version)?;
@@ -363,7 +374,16 @@ pub(crate) fn open_hello(
         }
         .into());
     }
-    Ok((nonce, h.message))
+    if h.reply_to.len() > limits::MAX_REPLY_ADDRESS {
+        return Err(DecodeError::FieldTooLong {
+            what: "hello reply address",
+            max: limits::MAX_REPLY_ADDRESS,
+            got: h.reply_to.len(),
+        }
+        .into());
+    }
+    let reply_to = (!h.reply_to.is_empty()).then_some(h.reply_to);
+    Ok(Hello { nonce, message: h.message, reply_to })
 }
 
 /// The inviter's reply to one hello (PIN-4): the offer again, the hello's

@@ -92,6 +92,10 @@ struct PinState {
     last_reply: Vec<u8>,
     /// Rewrites of the latest reply over an older one (bounded).
     rewrites: u32,
+    /// The reply address of the latest hello answered: nudged with the
+    /// reply once it is confirmed (untrusted, best effort).
+    #[serde(default)]
+    peer_reply_to: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -1103,6 +1107,7 @@ impl Inviter {
                 sessions: Vec::new(),
                 last_reply: Vec::new(),
                 rewrites: 0,
+                peer_reply_to: None,
             };
             return Ok(Published {
                 inbox,
@@ -1135,7 +1140,8 @@ impl Inviter {
         let State::Waiting(p) = &mut self.state else { return };
         let Some(secret) = p.inbox.secret().cloned() else { return };
         let opaque = *p.inbox.opaque();
-        let Ok((nonce, msg_a)) = inbox::open_hello(&crate::crypto::pake::hello_key(&secret, &opaque), &opaque, sealed)
+        let Ok(inbox::Hello { nonce, message: msg_a, reply_to }) =
+            inbox::open_hello(&crate::crypto::pake::hello_key(&secret, &opaque), &opaque, sealed)
         else {
             return out.push(Effect::Emit(Event::ResponseIgnored { reason: crate::error::ErrorCode::Malformed }));
         };
@@ -1174,23 +1180,29 @@ impl Inviter {
             &mut RngAdapter(rng),
         );
         st.last_reply = reply.clone();
+        st.peer_reply_to = reply_to;
         let key = p.inbox.clone();
         let writer = self.core.inbox_owner();
         out.push(Effect::Persist);
         self.ops.start(Purpose::WriteReply, DhtOp::Set { key, subkey: OWNER_SUBKEY, data: reply, writer }, out);
     }
 
-    /// A reply write is confirmed. If the network holds another value (an
-    /// older reply that landed after ours), the latest reply is written
-    /// again, a bounded number of times.
+    /// A reply write is confirmed: nudge the invitee with the latest reply.
+    /// If the network holds another value (an older reply that landed after
+    /// ours), the latest reply is written again, a bounded number of times.
     fn on_reply_written(&mut self, newer: Option<ValueData>, out: &mut Vec<Effect>) {
         let State::Waiting(p) = &mut self.state else { return };
         let Some(st) = p.pin.as_mut() else { return };
-        let Some(v) = newer else { return };
-        if v.data == st.last_reply
-            || st.rewrites >= super::MAX_ATTEMPTS
-            || self.ops.has_pending(|x| *x == Purpose::WriteReply)
-        {
+        let pending = self.ops.has_pending(|x| *x == Purpose::WriteReply);
+        let stale = newer.as_ref().is_some_and(|v| v.data != st.last_reply);
+        if !stale && !pending {
+            if let Some(to) = st.peer_reply_to.clone() {
+                let nudge = Nudge { record: *p.inbox.opaque(), subkey: OWNER_SUBKEY, value: st.last_reply.clone() };
+                out.push(Effect::Nudge { to, nudge });
+            }
+            return;
+        }
+        if !stale || st.rewrites >= super::MAX_ATTEMPTS || pending {
             return;
         }
         st.rewrites += 1;
