@@ -74,7 +74,9 @@ impl core::fmt::Debug for PinSecret {
 
 /// A PIN invitation's PAKE bookkeeping while it waits (persisted: a crash
 /// resets neither the attempt count nor the nonces seen, PIN-6, PIN-8).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// `Debug` shows the counts only (the signed invitation is what the PIN
+/// protects).
+#[derive(Clone, Serialize, Deserialize)]
 struct PinState {
     /// The sealed offer (subkey 0 while no hello was answered; repeated in
     /// every reply).
@@ -96,6 +98,16 @@ struct PinState {
     /// reply once it is confirmed (untrusted, best effort).
     #[serde(default)]
     peer_reply_to: Option<Vec<u8>>,
+}
+
+impl core::fmt::Debug for PinState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PinState")
+            .field("attempts", &self.attempts)
+            .field("seen", &self.seen.len())
+            .field("rewrites", &self.rewrites)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
