@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! [NeedPassword] ──▶ Fetching ──(request opened and verified)──▶ Deciding
+//! Fetching ──(PIN offer opened)──▶ Pin ──(PAKE attempt succeeds, invitation verified)──▶ Deciding
 //! Deciding ──Accept──▶ Responding ──(response confirmed)──▶ AwaitingFinal ──(final status)──▶ Done
 //! Deciding ──Reject──▶ Responding ──(response confirmed)──▶ Done
 //! ```

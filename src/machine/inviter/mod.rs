@@ -4,6 +4,7 @@
 //! Creating ──(conversation + inbox created)──▶ Publishing ──(request confirmed)──▶ Waiting
 //! Waiting ──(valid accept | valid reject | expiry timer | Cancel)──▶ Finalizing
 //! Finalizing ──(final status confirmed)──▶ Cleaning ──▶ Done
+//! Waiting ──(PIN hello: counted, answered with a PakeReply; past the limit)──▶ Finalizing(revoked)
 //! ```
 //! Finalizing a response (accept or reject alike, FRESH-6) first re-reads the
 //! responder's identity record at the location its identity key signed
