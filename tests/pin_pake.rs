@@ -390,3 +390,20 @@ async fn pin_7_offline_inviter_is_waited_for() {
     assert_eq!(finished(&mut bob.events, b).await, Outcome::Contact(alice.identity.public_key()));
     assert_eq!(finished(&mut alice.events, a).await, Outcome::Contact(bob.identity.public_key()));
 }
+
+/// PIN-1 / EDGE-SECRET-1: the inviter keeps its PIN (to answer attempts),
+/// but never prints it: the machine's `Debug` redacts it, in any form.
+#[tokio::test]
+async fn pin_secret_the_inviters_pin_is_redacted_in_debug() {
+    let net = MemoryNetwork::new();
+    let identity = Identity::generate(Profile::new("alice").unwrap(), "device", T0_MS / 1000, &mut OsRng).unwrap();
+    let identity = driver::publish_identity(&net.join("alice"), identity).await.unwrap();
+    let pin = "731902645518";
+    let mut params = SendParams::new(identity);
+    params.lock = Lock::Pin(Pin::new(pin).unwrap());
+    let (m, _) = contact_invite::machine::Inviter::new(params, T0_MS, &mut OsRng).unwrap();
+    let shown = format!("{m:?}");
+    let bytes = format!("{:?}", pin.as_bytes());
+    assert!(shown.contains("<redacted>"), "the PIN's slot is shown redacted");
+    assert!(!shown.contains(pin) && !shown.contains(bytes.trim_matches(['[', ']'])), "the PIN is printed: {shown}");
+}
