@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".contact_invite.v1.ContactInvitationRecord",
         ".contact_invite.v1.RecordKey",
         ".contact_invite.v1.DeviceHandover",
+        ".contact_invite.v1.PinOffer",
     ]);
     config.compile_fds(fds)?;
     Ok(())

@@ -219,7 +219,7 @@ fn main() {
         record: [1; 32],
         secret: TicketSecret::Locked {
             masked: InviteSecret::generate(&mut OsRng),
-            params: LockParams { salt: [2; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1, pin: false },
+            params: LockParams { salt: [2; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1 },
         },
     };
     println!("\nticket sizes (ECC L)                 binary  QR bytes  text chars  QR text (alnum)   VeilidChat");

@@ -6,9 +6,10 @@
 //! other task of the app (a UI loop, a network read) would see. Measured
 //! during:
 //!
-//! - a PIN invitation between two drivers on the in-memory DHT, with the
-//!   default Argon2id parameters (64 MiB, t=3): the inviter locks it, the
-//!   invitee tries a wrong PIN then the right one, accepts, both finish;
+//! - a password invitation between two drivers on the in-memory DHT, with
+//!   the default Argon2id parameters (64 MiB, t=3): the inviter locks it, the
+//!   invitee tries a wrong password then the right one, accepts, both finish
+//!   (a PIN runs SPAKE2 instead, a few scalar multiplications: no Argon2id);
 //! - a contact request whose recipient asks for a 22-bit stamp (the
 //!   requester's default cap, `DEFAULT_MAX_MINT_BITS`), until it arrives.
 //!
@@ -27,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use contact_invite::crypto::pow::DEFAULT_MAX_MINT_BITS;
-use contact_invite::crypto::{Password, PasswordParams, Pin};
+use contact_invite::crypto::{Password, PasswordParams};
 use contact_invite::dht::MemoryNetwork;
 use contact_invite::driver::{self, DriverConfig, DriverEvent, Events, Handle};
 use contact_invite::flow::{Event, FlowId, Lock, ReceiveParams, RequestInboxParams, SendParams};
@@ -90,13 +91,13 @@ fn finished(e: &DriverEvent, flow: FlowId) -> bool {
     e.flow == flow && matches!(e.event, Event::Finished(_))
 }
 
-/// A PIN invitation, wrong PIN then right PIN, accepted.
+/// A password invitation, wrong password then the right one, accepted.
 async fn pin_invitation(on_runtime: bool) {
     let net = MemoryNetwork::new();
     let mut alice = party(&net, "alice", on_runtime).await;
     let mut bob = party(&net, "bob", on_runtime).await;
     let mut s = SendParams::new(alice.identity.clone());
-    s.lock = Lock::Pin(Pin::new("4711").expect("pin"));
+    s.lock = Lock::Password(Password::new("4711").expect("password"));
     s.password_params = PasswordParams::DEFAULT;
     let a = alice.handle.send_invitation(s).await.expect("send");
     wait(&mut alice.events, "published", |e| e.flow == a && matches!(e.event, Event::InvitationPublished { .. })).await;
@@ -196,7 +197,7 @@ fn main() {
     println!("{:<44} {:>16} {:>13.2} ms", "busy: one core spinning off the runtime (floor)", "-", ms(busy));
     type Scenario = fn(bool) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
     let scenarios: [(&str, Scenario); 2] = [
-        ("PIN invitation (Argon2id 64 MiB t=3, x3)", |r| Box::pin(pin_invitation(r))),
+        ("password invitation (Argon2id 64 MiB t=3, x3)", |r| Box::pin(pin_invitation(r))),
         ("stamped request (22-bit stamp)", |r| Box::pin(stamped_request(r))),
     ];
     for (name, run) in scenarios {

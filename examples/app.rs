@@ -37,6 +37,8 @@ fn render(e: &Event) -> String {
         Event::PasswordRequired { pin: true } => "locked: show the PIN keypad".into(),
         Event::PasswordRequired { pin: false } => "locked: ask for the password".into(),
         Event::WrongPassword => "wrong PIN or password: try again".into(),
+        Event::WaitingForInviter => "waiting for the inviter's device to come online to check the PIN".into(),
+        Event::PinAttemptsExhausted { attempts } => format!("{attempts} wrong PINs: the invitation was revoked"),
         Event::InvitationReceived(v) => {
             format!(
                 "invitation from {} (identity {}): \"{}\" [accept] [reject]",

@@ -105,7 +105,7 @@ pub mod vectors {
             record: inbox,
             secret: TicketSecret::Locked {
                 masked: crate::crypto::InviteSecret::generate(&mut rng),
-                params: LockParams { salt: [0x55; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1, pin: false },
+                params: LockParams { salt: [0x55; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1 },
             },
         };
         let mut newer = plain.to_bytes();
@@ -152,8 +152,15 @@ pub mod vectors {
             ("invitation_empty", "decode failure", "invitation", Some(NOW + 1), Some(inbox), Vec::new()),
             ("ticket_plain", "success", "ticket", None, None, plain.to_bytes()),
             ("ticket_locked_device_link", "success", "ticket", None, None, locked.to_bytes()),
-            ("ticket_pin_without_lock", "decode failure", "ticket", None, None, {
+            // A PIN ticket (PAKE, PIN-1): the plain layout with flag 0x08.
+            ("ticket_pin", "success", "ticket", None, None, {
                 let mut b = plain.to_bytes();
+                b[0] |= 0x08;
+                b
+            }),
+            // A PIN never takes the offline (password) path: 0x08 with 0x04 is refused.
+            ("ticket_pin_with_password_lock", "decode failure", "ticket", None, None, {
+                let mut b = locked.to_bytes();
                 b[0] |= 0x08;
                 b
             }),
@@ -343,4 +350,209 @@ pub fn revoke_own_device(
 /// process-wide, to measure both side by side in one run.
 pub fn set_legacy_poll(on: bool) {
     crate::machine::poll::legacy::set(on);
+}
+
+/// The PIN attacker of tests/pin_pake.rs: everything a holder of a PIN
+/// ticket and of every value written to the DHT or nudged can compute for a
+/// candidate PIN, and the active attacker's (MITM) moves.
+pub mod pin_attack {
+    use rand_core::OsRng;
+    use spake2::{Ed25519Group, Password as SpakePassword, Spake2};
+
+    use crate::crypto::kdf::{KeyPurpose, derive};
+    use crate::crypto::pake::{self, NONCE_LEN};
+    use crate::crypto::{SecretKey, SigningKey};
+    use crate::encoding::{Ticket, TicketSecret};
+    use crate::message::inbox::{self, InboxKeys, InboxValue, PakeReply};
+
+    /// What the captured values hold, decoded with the ticket alone.
+    #[derive(Default)]
+    pub struct Material {
+        hellos: Vec<([u8; NONCE_LEN], Vec<u8>)>,
+        replies: Vec<PakeReply>,
+        responses: Vec<Vec<u8>>,
+        finals: Vec<Vec<u8>>,
+        /// Sealed values that open under no key the ticket gives.
+        pub opaque_to_ticket: usize,
+    }
+
+    impl Material {
+        /// (hellos, replies, responses, final statuses) seen.
+        pub fn counts(&self) -> (usize, usize, usize, usize) {
+            (self.hellos.len(), self.replies.len(), self.responses.len(), self.finals.len())
+        }
+    }
+
+    /// Decodes every captured value with what the ticket opens.
+    pub fn material(ticket: &Ticket, values: &[Vec<u8>]) -> Material {
+        let mut m = Material::default();
+        let TicketSecret::Pin(s) = &ticket.secret else { return m };
+        let inbox = ticket.record;
+        let secret = s.inbox_secret();
+        let hello_key = pake::hello_key(&secret, &inbox);
+        for v in values {
+            match inbox::decode_value(v) {
+                Ok(InboxValue::PakeHello { sealed }) => match inbox::open_hello(&hello_key, &inbox, &sealed) {
+                    Ok(h) if !m.hellos.contains(&(h.nonce, h.message.clone())) => m.hellos.push((h.nonce, h.message)),
+                    Ok(_) => {}
+                    Err(_) => m.opaque_to_ticket += 1,
+                },
+                Ok(InboxValue::PakeReply(r)) if !m.replies.iter().any(|x| x.nonce == r.nonce) => m.replies.push(r),
+                Ok(InboxValue::Response { sealed }) => {
+                    let keys = InboxKeys::derive(&secret, &inbox);
+                    if inbox::open_response(&keys, &inbox, &sealed).is_err() {
+                        m.opaque_to_ticket += 1;
+                    }
+                    if !m.responses.contains(&sealed) {
+                        m.responses.push(sealed);
+                    }
+                }
+                Ok(InboxValue::FinalStatus { sealed }) => m.finals.push(sealed),
+                _ => {}
+            }
+        }
+        m
+    }
+
+    /// Whether the keys of one guessed run open or confirm anything.
+    fn keys_open_anything(
+        k: &[u8],
+        inbox: &[u8; 32],
+        nonce: &[u8; NONCE_LEN],
+        a: &[u8],
+        b: &[u8],
+        m: &Material,
+    ) -> bool {
+        let keys = pake::keys(k, inbox, nonce, a, b);
+        let session = InboxKeys::derive(&keys.session, inbox);
+        m.replies.iter().any(|r| {
+            r.confirm.as_slice() == keys.confirm.as_slice()
+                || inbox::open_pake_invitation(&keys.invitation, inbox, &r.nonce, &r.invitation).is_ok()
+        }) || m.responses.iter().any(|s| inbox::open_response(&session, inbox, s).is_ok())
+    }
+
+    /// Every derivation an offline attacker can compute for `candidate`
+    /// from the material: SPAKE2 as the invitee (its own secret scalar)
+    /// against every reply, as the inviter against every hello, each under
+    /// every transcript the recorded messages allow, and keys derived from
+    /// the PIN alone as if it were a key. True if anything opens or a tag
+    /// matches: the candidate would then be told apart.
+    pub fn candidate_opens_anything(ticket: &Ticket, candidate: &[u8], m: &Material) -> bool {
+        let inbox = ticket.record;
+        let (ida, idb) = pake::identities(&inbox);
+        let pw = SpakePassword::new(candidate);
+        // Keys from the PIN alone.
+        for r in &m.replies {
+            let Ok(nonce) = <[u8; NONCE_LEN]>::try_from(r.nonce.as_slice()) else { continue };
+            for (_, a) in m.hellos.iter().filter(|(n, _)| *n == nonce) {
+                if keys_open_anything(candidate, &inbox, &nonce, a, &r.message, m) {
+                    return true;
+                }
+            }
+            let pin_key = derive(KeyPurpose::PakeInvitationSeal, candidate, &[&inbox, &nonce]);
+            if inbox::open_pake_invitation(&pin_key, &inbox, &r.nonce, &r.invitation).is_ok() {
+                return true;
+            }
+        }
+        let pin_keys = InboxKeys::derive(&derive(KeyPurpose::PakeSession, candidate, &[&inbox]), &inbox);
+        if m.responses.iter().any(|s| inbox::open_response(&pin_keys, &inbox, s).is_ok()) {
+            return true;
+        }
+        // As the invitee against each reply.
+        for r in &m.replies {
+            let Ok(nonce) = <[u8; NONCE_LEN]>::try_from(r.nonce.as_slice()) else { continue };
+            let (st, own_a) = Spake2::<Ed25519Group>::start_a_with_rng(&pw, &ida, &idb, OsRng);
+            let Ok(k) = st.finish(&r.message) else { continue };
+            let mut transcripts = vec![own_a];
+            transcripts.extend(m.hellos.iter().filter(|(n, _)| *n == nonce).map(|(_, a)| a.clone()));
+            if transcripts.iter().any(|a| keys_open_anything(&k, &inbox, &nonce, a, &r.message, m)) {
+                return true;
+            }
+        }
+        // As the inviter against each hello.
+        for (nonce, a) in &m.hellos {
+            let (st, own_b) = Spake2::<Ed25519Group>::start_b_with_rng(&pw, &ida, &idb, OsRng);
+            let Ok(k) = st.finish(a) else { continue };
+            let mut transcripts = vec![own_b];
+            transcripts.extend(m.replies.iter().filter(|r| r.nonce.as_slice() == nonce).map(|r| r.message.clone()));
+            if transcripts.iter().any(|b| keys_open_anything(&k, &inbox, nonce, a, b, m)) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// The old (password) path, as a control: whether `candidate` unmasks a
+    /// password ticket's secret so that the captured request opens.
+    pub fn password_candidate_opens(ticket: &Ticket, candidate: &str, values: &[Vec<u8>]) -> bool {
+        let TicketSecret::Locked { masked, params } = &ticket.secret else { return false };
+        let pp = crate::crypto::PasswordParams {
+            m_cost_log2: params.m_cost_log2,
+            t_cost: params.t_cost,
+            p_cost: params.p_cost,
+        };
+        let Ok(pw) = crate::crypto::Password::new(candidate) else { return false };
+        let Ok(st) = crate::crypto::password::stretch(&pw, &params.salt, &pp, &crate::crypto::PasswordLimits::DESKTOP)
+        else {
+            return false;
+        };
+        let secret = crate::crypto::password::apply_mask(masked, &st, &params.salt, &ticket.record).inbox_secret();
+        let keys = InboxKeys::derive(&secret, &ticket.record);
+        values.iter().any(|v| {
+            matches!(inbox::decode_value(v), Ok(InboxValue::Request { sealed, ekt })
+                if inbox::open_request(&keys, &ticket.record, ekt, &sealed).is_ok())
+        })
+    }
+
+    /// What a ticket holder reads in the offer (subkey 0): the writer key
+    /// and the inviter's reply address.
+    pub fn open_offer(ticket: &Ticket, value: &[u8]) -> Option<(SigningKey, Option<Vec<u8>>)> {
+        let TicketSecret::Pin(s) = &ticket.secret else { return None };
+        let sealed = match inbox::decode_value(value).ok()? {
+            InboxValue::PinOffer { sealed } => sealed,
+            InboxValue::PakeReply(r) => r.offer,
+            _ => return None,
+        };
+        let o =
+            inbox::open_offer(&InboxKeys::derive(&s.inbox_secret(), &ticket.record), &ticket.record, &sealed).ok()?;
+        Some((o.writer, o.reply_to))
+    }
+
+    /// The nonce of a hello (whoever holds the ticket can read it).
+    pub fn hello_nonce(ticket: &Ticket, value: &[u8]) -> Option<[u8; NONCE_LEN]> {
+        let TicketSecret::Pin(s) = &ticket.secret else { return None };
+        let InboxValue::PakeHello { sealed } = inbox::decode_value(value).ok()? else { return None };
+        let key = pake::hello_key(&s.inbox_secret(), &ticket.record);
+        inbox::open_hello(&key, &ticket.record, &sealed).ok().map(|h| h.nonce)
+    }
+
+    /// The nonce of a reply.
+    pub fn reply_nonce(value: &[u8]) -> Option<Vec<u8>> {
+        match inbox::decode_value(value).ok()? {
+            InboxValue::PakeReply(r) => Some(r.nonce),
+            _ => None,
+        }
+    }
+
+    /// A hello of the attacker's own, for `guess`, under `nonce` (an
+    /// attempt's, to relay in its place, or a fresh one).
+    pub fn forge_hello(ticket: &Ticket, nonce: [u8; NONCE_LEN], guess: &str, seed: [u8; 32]) -> Option<Vec<u8>> {
+        let TicketSecret::Pin(s) = &ticket.secret else { return None };
+        let pw = crate::crypto::Password::new(guess).ok()?;
+        let msg = pake::invitee_message(&pw, &ticket.record, &seed);
+        let key = pake::hello_key(&s.inbox_secret(), &ticket.record);
+        Some(inbox::hello(&key, &ticket.record, &nonce, &msg, None, &mut OsRng))
+    }
+
+    /// The attacker finishes its forged attempt with the inviter's reply:
+    /// whether the tag verified and the invitation opened (it should not,
+    /// for a wrong guess), and the session key it would then hold.
+    pub fn finish_forged(ticket: &Ticket, guess: &str, seed: [u8; 32], reply: &[u8]) -> Option<SecretKey> {
+        let pw = crate::crypto::Password::new(guess).ok()?;
+        let InboxValue::PakeReply(r) = inbox::decode_value(reply).ok()? else { return None };
+        let nonce = <[u8; NONCE_LEN]>::try_from(r.nonce.as_slice()).ok()?;
+        let keys = pake::invitee_finish(&pw, &ticket.record, &seed, &nonce, &r.message, &r.confirm).ok()?;
+        inbox::open_pake_invitation(&keys.invitation, &ticket.record, &r.nonce, &r.invitation).ok()?;
+        Some(keys.session)
+    }
 }

@@ -444,11 +444,14 @@ impl Handle {
     pub async fn cancel(&self, flow: FlowId) -> Result<(), Error> {
         self.command(flow, Command::Cancel).await
     }
-    /// Supplies the password of a locked ticket (only while one is asked
-    /// for, after [`Event::PasswordRequired`]). Answers once the attempt has
-    /// started; Argon2id runs off the async runtime and the verdict comes as
-    /// an event ([`Event::WrongPassword`] or [`Event::InvitationReceived`]).
-    /// Another password while one is being checked is refused.
+    /// Supplies the password or PIN of a locked ticket (only while one is
+    /// asked for, after [`Event::PasswordRequired`]). Answers once the
+    /// attempt has started; the verdict comes as an event
+    /// ([`Event::WrongPassword`] or [`Event::InvitationReceived`]). A
+    /// password runs Argon2id off the async runtime; a PIN starts a SPAKE2
+    /// attempt with the inviter's device (which counts it; while that device
+    /// is offline the invitee sees [`Event::WaitingForInviter`]). Another
+    /// password or PIN while one is being checked is refused.
     pub async fn password(&self, flow: FlowId, password: crate::crypto::Password) -> Result<(), Error> {
         self.command(flow, Command::Password(password)).await
     }
@@ -1370,6 +1373,8 @@ fn event_name(e: &Event) -> &'static str {
         Event::InvitationPublished { .. } => "invitation_published",
         Event::PasswordRequired { .. } => "password_required",
         Event::WrongPassword => "wrong_password",
+        Event::WaitingForInviter => "waiting_for_inviter",
+        Event::PinAttemptsExhausted { .. } => "pin_attempts_exhausted",
         Event::InvitationReceived(_) => "invitation_received",
         Event::ResponseSent { .. } => "response_sent",
         Event::ResponseIgnored { .. } => "response_ignored",

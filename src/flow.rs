@@ -14,7 +14,7 @@ use crate::encoding::Ticket;
 use crate::error::Error;
 use crate::identity::Identity;
 pub use crate::ids::{FlowId, RequestId};
-use crate::message::{EncryptionKeyType, InvitationKind, Profile};
+use crate::message::{InvitationKind, Profile};
 
 /// What a flow is for (see [`FlowView`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,8 +77,25 @@ pub enum Event {
         /// A PIN rather than a password.
         pin: bool,
     },
-    /// The password was wrong (the inbox did not open).
+    /// The password was wrong (the inbox did not open), or, for a PIN
+    /// invitation, the inviter's device answered this attempt and the PIN
+    /// did not match (PIN-5): ask again; each attempt counts against the
+    /// inviter's limit.
     WrongPassword,
+    /// PIN invitations (invitee): the PIN attempt was sent, and the
+    /// inviter's device has not answered within
+    /// [`crate::limits::PIN_REPLY_WAIT_MS`]; it is probably offline. The flow
+    /// keeps waiting (watch and polls) until the invitation expires, and goes
+    /// on by itself once it answers (PIN-7).
+    WaitingForInviter,
+    /// PIN invitations (inviter): the PIN was tried wrong as many times as
+    /// [`SendParams::pin_attempts`] allows; the invitation is revoked (its
+    /// final status says so) and the flow ends failed with
+    /// [`crate::ProtocolError::PinAttemptsExhausted`] (PIN-6).
+    PinAttemptsExhausted {
+        /// Attempts answered.
+        attempts: u32,
+    },
     /// A verified invitation: show it and ask the user.
     InvitationReceived(InvitationView),
     /// The response was stored in the inbox.
@@ -219,6 +236,18 @@ impl Outcome {
 /// ticket flag: [`Lock::None`] an unlocked ticket, [`Lock::Pin`] a ticket
 /// that asks for a PIN (`Event::PasswordRequired { pin: true }`),
 /// [`Lock::Password`] one that asks for a password (`pin: false`).
+///
+/// The two protect differently (see `docs/threat-model.md`):
+/// - a **PIN** is checked online by the inviter's device with a PAKE
+///   (SPAKE2, rules PIN-*): nothing stored or sent lets anyone test a PIN
+///   offline, and the inviter revokes the invitation after
+///   [`SendParams::pin_attempts`] wrong tries, so a guesser's chance is at
+///   most `pin_attempts / 10^digits`. The inviter's device must be online
+///   for the invitee to open the invitation. A PIN never falls back to the
+///   offline path.
+/// - a **password** masks the ticket's secret with Argon2id: it works with
+///   the inviter offline, but whoever holds the ticket can test guesses
+///   offline at one Argon2id each. Use a long passphrase.
 #[derive(Clone, Debug, Default)]
 pub enum Lock {
     /// Not locked: whoever holds the ticket can open the invitation.
@@ -237,14 +266,10 @@ impl Lock {
         !matches!(self, Self::None)
     }
 
-    /// The secret to stretch and the ticket flag it gives (`None` when not
-    /// locked).
-    pub(crate) fn into_secret(self) -> Option<(Password, EncryptionKeyType)> {
-        match self {
-            Self::None => None,
-            Self::Pin(pin) => Some((pin.as_password().clone(), EncryptionKeyType::Pin)),
-            Self::Password(password) => Some((password, EncryptionKeyType::Password)),
-        }
+    /// Whether the lock is a PIN (checked online with a PAKE).
+    #[must_use]
+    pub fn is_pin(&self) -> bool {
+        matches!(self, Self::Pin(_))
     }
 }
 
@@ -263,8 +288,14 @@ pub struct SendParams {
     /// with a password. The ticket says which, so the invitee's app shows a
     /// keypad or a text field.
     pub lock: Lock,
-    /// Argon2id parameters when the ticket is locked.
+    /// Argon2id parameters when the ticket is locked with a password
+    /// (unused for a PIN).
     pub password_params: PasswordParams,
+    /// PIN invitations: how many PIN attempts the inviter's device answers
+    /// (default [`crate::limits::DEFAULT_PIN_ATTEMPTS`], clamped to
+    /// 1..=[`crate::limits::MAX_PIN_ATTEMPTS`]); one more attempt after
+    /// that revokes the invitation (PIN-6).
+    pub pin_attempts: u32,
 }
 
 impl SendParams {
@@ -277,6 +308,7 @@ impl SendParams {
             expires_in_secs: crate::limits::DEFAULT_EXPIRY_SECS,
             lock: Lock::None,
             password_params: PasswordParams::DEFAULT,
+            pin_attempts: crate::limits::DEFAULT_PIN_ATTEMPTS,
         }
     }
 }

@@ -60,3 +60,15 @@ pub const MOBILE_MAX_ARGON2_M_COST_LOG2: u8 = 16;
 pub const MOBILE_MAX_ARGON2_MEMORY_KIB: u64 = 1 << MOBILE_MAX_ARGON2_M_COST_LOG2;
 /// Clock skew tolerated on creation times from peers.
 pub const MAX_CLOCK_SKEW_SECS: u64 = 300;
+
+/// PIN invitations: attempts the inviter's device answers by default
+/// ([`crate::flow::SendParams::pin_attempts`], PIN-6).
+pub const DEFAULT_PIN_ATTEMPTS: u32 = 3;
+
+/// PIN invitations: the most attempts an inviter may allow.
+pub const MAX_PIN_ATTEMPTS: u32 = 10;
+
+/// PIN invitations: how long the invitee waits for the inviter's answer to
+/// a hello before telling its app the inviter's device seems offline
+/// ([`crate::flow::Event::WaitingForInviter`], PIN-7).
+pub const PIN_REPLY_WAIT_MS: u64 = 10_000;

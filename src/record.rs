@@ -28,8 +28,10 @@ pub const RECORD_FORMAT: u8 = 4;
 /// requests whose requester's record it is reading (FRESH-8); protocol
 /// version 3. 7: an inviter keeps the ticket's 128-bit invitation secret
 /// (the inbox's secret derives from it) and a pending create its chosen
-/// record secret (ticket version 2).
-pub const FLOW_RECORD_FORMAT: u8 = 7;
+/// record secret (ticket version 2). 8: PIN invitations (PAKE): an
+/// inviter keeps its PIN, attempt count, nonces seen and session secrets;
+/// an invitee its PIN offer and the attempt in flight.
+pub const FLOW_RECORD_FORMAT: u8 = 8;
 
 /// Encodes a value for the store: version byte, then postcard.
 pub(crate) fn encode_record<T: serde::Serialize>(v: &T) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {

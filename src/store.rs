@@ -33,7 +33,7 @@
 //!   version does not verify: such a record is reported as
 //!   [`UnreadableReason::MadeByOlderVersion`] (the contact has to be made
 //!   again). Formats 1 and 2 are reported the same way.
-//! - flows of an older format (1 to 5) hold protocol messages signed under
+//! - flows of an older format (1 to 7) have another layout, or hold protocol messages signed under
 //!   an older protocol version and cannot be resumed: the driver ends each
 //!   one at start with `Outcome::Failed(Error::Unreadable(MadeByOlderVersion
 //!   { .. }))` ("this invitation was made by an older version; send a new
@@ -181,7 +181,7 @@ where
 /// What the store layer does with a flow record ([`Table::Flows`]) of
 /// format `format`, when it is not [`FLOW_RECORD_FORMAT`]:
 ///
-/// - an **older** format (1 to 5; none was ever 0) cannot be resumed by this version: its
+/// - an **older** format (1 to 7; none was ever 0) cannot be resumed by this version: its
 ///   layout differs, and the protocol messages it holds (the invitation, a
 ///   response, identity records) were signed under protocol version 2 or
 ///   older, which this version no longer verifies. The driver ends such a

@@ -65,6 +65,12 @@ impl ClearSecrets for pb::ContactRequestPrivate {
     }
 }
 
+impl ClearSecrets for pb::PinOffer {
+    fn clear_secrets(&mut self) {
+        self.writer_secret.zeroize();
+    }
+}
+
 impl ClearSecrets for pb::DeviceHandover {
     fn clear_secrets(&mut self) {
         self.account_key.zeroize();

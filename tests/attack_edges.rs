@@ -34,6 +34,8 @@ async fn locked_invitation(alice: &mut Party, pin: &str) -> (FlowId, Ticket) {
     let mut params = SendParams::new(alice.identity.clone());
     params.lock = Lock::Pin(Pin::new(pin).unwrap());
     params.password_params = PasswordParams::INSECURE_FAST_FOR_TESTS;
+    // Room for every wrong PIN these tests try (PIN-6 is tested in tests/pin_pake.rs).
+    params.pin_attempts = contact_invite::limits::MAX_PIN_ATTEMPTS;
     publish_invitation(alice, params).await
 }
 
@@ -272,7 +274,7 @@ fn example_org() -> contact_invite::encoding::HttpsBase {
 
 fn ticket_secret_bytes(t: &Ticket) -> Vec<u8> {
     match &t.secret {
-        TicketSecret::Plain(s) => s.expose().to_vec(),
+        TicketSecret::Plain(s) | TicketSecret::Pin(s) => s.expose().to_vec(),
         TicketSecret::Locked { masked, .. } => masked.expose().to_vec(),
     }
 }
@@ -401,7 +403,7 @@ fn edge_secret_link_errors_never_quote_a_secret() {
         record: [6; 32],
         secret: TicketSecret::Locked {
             masked: secret,
-            params: LockParams { salt: [7; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1, pin: false },
+            params: LockParams { salt: [7; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1 },
         },
     };
     for t in [plain, locked] {
@@ -561,7 +563,7 @@ async fn edge_argon_default_policy_refuses_tickets_a_phone_cannot_afford() {
         record: [9; 32],
         secret: TicketSecret::Locked {
             masked: contact_invite::crypto::InviteSecret::generate(&mut OsRng),
-            params: LockParams { salt: [1; 16], m_cost_log2: 17, t_cost: 1, p_cost: 1, pin: false },
+            params: LockParams { salt: [1; 16], m_cost_log2: 17, t_cost: 1, p_cost: 1 },
         },
     };
     let r = Invitee::new(ReceiveParams::new(bob.identity.clone(), hostile), T0_MS, &mut OsRng);
@@ -585,7 +587,8 @@ mod classes {
     use std::time::Duration;
 
     /// EDGE-PIN-1 as an invariant: under either record encryption and
-    /// seeded faults, any number of wrong PINs never ends the flow, and the
+    /// seeded faults, wrong PINs within the inviter's limit (PIN-6) never
+    /// end the flow, and the
     /// right PIN after them always makes the contact.
     async fn wrong_pins_then_right(seed: u64, rate: f64, unauthenticated: bool, wrong: usize) -> Result<(), String> {
         let net = MemoryNetwork::with_faults(seed, FaultConfig::default());

@@ -113,7 +113,7 @@ fn response_ad(inbox: &[u8; 32]) -> Vec<u8> {
 fn plain_secret(t: &Ticket) -> [u8; 32] {
     match &t.secret {
         TicketSecret::Plain(s) => *s.inbox_secret().expose(),
-        TicketSecret::Locked { .. } => panic!("plain ticket expected"),
+        TicketSecret::Locked { .. } | TicketSecret::Pin(_) => panic!("plain ticket expected"),
     }
 }
 

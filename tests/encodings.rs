@@ -23,7 +23,7 @@ fn locked(kind: InvitationKind) -> Ticket {
         record: [7; 32],
         secret: TicketSecret::Locked {
             masked: secret(9),
-            params: LockParams { salt: [5; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1, pin: false },
+            params: LockParams { salt: [5; 16], m_cost_log2: 16, t_cost: 3, p_cost: 1 },
         },
     }
 }
@@ -47,10 +47,16 @@ fn find(text: &str) -> Result<Ticket, E> {
     }
 }
 
+fn pin(kind: InvitationKind) -> Ticket {
+    Ticket { kind, record: [7; 32], secret: TicketSecret::Pin(secret(9)) }
+}
+
 fn all() -> Vec<Ticket> {
     vec![
         plain(InvitationKind::Contact),
         plain(InvitationKind::DeviceLink),
+        pin(InvitationKind::Contact),
+        pin(InvitationKind::DeviceLink),
         locked(InvitationKind::Contact),
         locked(InvitationKind::DeviceLink),
     ]
@@ -60,6 +66,7 @@ fn all() -> Vec<Ticket> {
 fn sizes_match_the_goals() {
     // Issue 15, item 4: at most 49 bytes unlocked, 78 locked.
     assert_eq!(plain(InvitationKind::Contact).to_bytes().len(), 49);
+    assert_eq!(pin(InvitationKind::Contact).to_bytes().len(), 49);
     assert_eq!(locked(InvitationKind::Contact).to_bytes().len(), 68);
 }
 
@@ -123,9 +130,10 @@ fn round_trips_every_form() {
 
 /// The binary form has no checksum (the QR code's error correction covers
 /// it; every text form has a CRC-32, swept in tests/scanned.rs). Its header
-/// byte still refuses every single bit flip, except a locked ticket's PIN
-/// hint (which only picks keypad or text field; the invitation's own key
-/// type is checked once the inbox opens).
+/// byte still refuses every single bit flip, except the PIN flag between an
+/// unlocked and a PIN ticket of the same layout (PIN-1: the invitee then
+/// looks for the other kind of inbox value and finds none it can use; the
+/// invitation's own key type is checked once it opens).
 #[test]
 fn every_bit_flip_of_the_header_byte_is_refused() {
     for t in all() {
@@ -135,8 +143,8 @@ fn every_bit_flip_of_the_header_byte_is_refused() {
             x[0] ^= 1 << bit;
             match Ticket::from_bytes(&x) {
                 Err(_) => {}
-                Ok(other) if t.is_locked() && bit == 3 => {
-                    assert_eq!((other.kind, other.record, other.is_locked()), (t.kind, t.record, true));
+                Ok(other) if !matches!(t.secret, TicketSecret::Locked { .. }) && bit == 3 => {
+                    assert_eq!((other.kind, other.record, other.is_pin()), (t.kind, t.record, !t.is_pin()));
                 }
                 Ok(other) => panic!("bit {bit} of {:?} gave {other:?}", t.kind),
             }
@@ -179,9 +187,13 @@ fn blob_rules() {
     assert_eq!(Ticket::from_bytes(&k), Err(E::UnknownKind(3)));
     k[0] = 0x20;
     assert_eq!(Ticket::from_bytes(&k), Err(E::UnknownKind(0)));
-    // A PIN hint without a lock.
+    // PIN-1: the PIN flag alone is a PIN ticket (secret in clear, PAKE);
+    // with the password flag it is refused (a PIN never goes offline).
     k[0] = 0x29;
-    assert_eq!(Ticket::from_bytes(&k), Err(E::ReservedFlags(0x08)));
+    assert!(Ticket::from_bytes(&k).is_ok_and(|t| t.is_pin() && t.is_locked()));
+    let mut pl = locked(InvitationKind::Contact).to_bytes();
+    pl[0] |= 0x08;
+    assert_eq!(Ticket::from_bytes(&pl), Err(E::ReservedFlags(0x0c)));
     // No checksum in the binary form: a changed secret byte is another
     // (useless) ticket, which the QR code's error correction prevents.
     let mut c = b.clone();
@@ -334,7 +346,7 @@ fn arb_ticket() -> impl Strategy<Value = Ticket> {
                 None => TicketSecret::Plain(InviteSecret::from_slice(&s).unwrap()),
                 Some((salt, m, t, p)) => TicketSecret::Locked {
                     masked: InviteSecret::from_slice(&s).unwrap(),
-                    params: LockParams { salt, m_cost_log2: m, t_cost: t, p_cost: p, pin: false },
+                    params: LockParams { salt, m_cost_log2: m, t_cost: t, p_cost: p },
                 },
             },
         })

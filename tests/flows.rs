@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use contact_invite::crypto::{Password, PasswordParams, Pin};
+use contact_invite::crypto::{Password, PasswordParams};
 use contact_invite::dht::{Dht, MemoryNetwork, RecordKey};
 use contact_invite::error::{Error, ProtocolError, VerifyError};
 use contact_invite::flow::{Event, Lock, Outcome, ReceiveParams, SendParams};
@@ -97,7 +97,7 @@ async fn password_protected_invitation_wrong_then_right() {
     let mut alice = party(&net, "alice").await;
     let mut bob = party(&net, "bob").await;
     let mut params = send_params(&alice);
-    params.lock = Lock::Pin(Pin::new("1234").unwrap());
+    params.lock = Lock::Password(Password::new("1234").unwrap());
     params.password_params = PasswordParams::INSECURE_FAST_FOR_TESTS;
     let (a_flow, ticket) = publish(&mut alice, Some(params)).await;
     assert!(matches!(ticket.secret, contact_invite::encoding::TicketSecret::Locked { .. }));

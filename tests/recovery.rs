@@ -7,8 +7,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use contact_invite::crypto::{Password, Pin};
 use contact_invite::dht::{FaultConfig, MemoryNetwork};
-use contact_invite::flow::{Event, FlowId, Outcome, ReceiveParams, SendParams};
+use contact_invite::error::Error;
+use contact_invite::flow::{Event, FlowId, Lock, Outcome, ReceiveParams, SendParams};
 
 #[derive(Debug)]
 struct Run {
@@ -26,6 +28,19 @@ async fn scenario(
     crash_invitee: Option<u64>,
     faults: Option<FaultConfig>,
 ) -> Run {
+    scenario_with(net, crash_inviter, crash_invitee, faults, None).await
+}
+
+/// [`scenario`], for a PIN invitation when `pin` is set (PIN-7): the
+/// invitee first enters a wrong PIN once, then the right one each time it
+/// is asked (a restarted invitee is asked again: the PIN is never stored).
+async fn scenario_with(
+    net: MemoryNetwork,
+    crash_inviter: Option<u64>,
+    crash_invitee: Option<u64>,
+    faults: Option<FaultConfig>,
+    pin: Option<&'static str>,
+) -> Run {
     let mut alice = party_with(&net, "alice", crash_inviter).await;
     let mut bob = party_with(&net, "bob", crash_invitee).await;
     // Identities are published first; the flow itself runs under the faults.
@@ -38,13 +53,18 @@ async fn scenario(
     let mut a_out: Option<Outcome> = None;
     let mut b_out: Option<Outcome> = None;
     let mut ticket = None;
+    let mut wrong_sent = false;
     for _step in 0..20_000 {
         if a_out.is_some() && b_out.is_some() {
             break;
         }
         // (Re)start whatever is missing.
         if a_flow.is_none() {
-            match alice.handle.send_invitation(SendParams::new(alice.identity.clone())).await {
+            let mut params = SendParams::new(alice.identity.clone());
+            if let Some(p) = pin {
+                params.lock = Lock::Pin(Pin::new(p).unwrap());
+            }
+            match alice.handle.send_invitation(params).await {
                 Ok(f) => a_flow = Some(f),
                 Err(_) => {
                     crashes += 1;
@@ -91,6 +111,18 @@ async fn scenario(
                             crashes += 1;
                             bob.restart(&net).await;
                         }
+                    Event::PasswordRequired { pin: true } if Some(e.flow) == b_flow => {
+                        let entered = if wrong_sent { pin.unwrap_or_default() } else { "0000" };
+                        wrong_sent = true;
+                        match bob.handle.password(e.flow, Password::new(entered).unwrap()).await {
+                            // A PIN already in flight (asked again while one is checked).
+                            Ok(()) | Err(Error::InvalidState { .. }) => {}
+                            Err(_) => {
+                                crashes += 1;
+                                bob.restart(&net).await;
+                            }
+                        }
+                    }
                     Event::Finished(o) if Some(e.flow) == b_flow => b_out = Some(o),
                     _ => {}
                 },
@@ -126,6 +158,43 @@ async fn crash_at_every_effect_boundary_of_the_inviter() {
     }
     eprintln!("inviter: crashed and resumed at each of {k} effect boundaries");
     assert!(k > 10, "the inviter's flow has more than 10 effects ({k})");
+}
+
+/// PIN-7: a PIN flow (a wrong PIN, then the right one) survives a crash of
+/// the inviter after every effect: attempts counted and replies written are
+/// persisted first, so a resumed inviter neither loses nor double-counts an
+/// attempt, and the contact is made once on each side.
+#[tokio::test(start_paused = true)]
+async fn pin_7_crash_at_every_effect_boundary_of_the_inviter() {
+    let mut k = 0;
+    loop {
+        let r = scenario_with(MemoryNetwork::new(), Some(k), None, None, Some("4711")).await;
+        assert_one_contact_each(&r, &format!("PIN inviter crash after {k} effects"));
+        if r.crashes == 0 {
+            break;
+        }
+        k += 1;
+    }
+    eprintln!("PIN inviter: crashed and resumed at each of {k} effect boundaries");
+    assert!(k > 10, "the PIN inviter's flow has more than 10 effects ({k})");
+}
+
+/// PIN-7: the same for the invitee: the PIN is never stored, so a resumed
+/// invitee asks for it again, and given the same PIN continues the attempt
+/// in flight (its SPAKE2 message is recomputed from a persisted seed).
+#[tokio::test(start_paused = true)]
+async fn pin_7_crash_at_every_effect_boundary_of_the_invitee() {
+    let mut k = 0;
+    loop {
+        let r = scenario_with(MemoryNetwork::new(), None, Some(k), None, Some("4711")).await;
+        assert_one_contact_each(&r, &format!("PIN invitee crash after {k} effects"));
+        if r.crashes == 0 {
+            break;
+        }
+        k += 1;
+    }
+    eprintln!("PIN invitee: crashed and resumed at each of {k} effect boundaries");
+    assert!(k > 10, "the PIN invitee's flow has more than 10 effects ({k})");
 }
 
 #[tokio::test(start_paused = true)]

@@ -22,10 +22,7 @@ fn random_ticket(locked: bool) -> Ticket {
         secret: if locked {
             let mut salt = [0u8; 16];
             OsRng.fill_bytes(&mut salt);
-            TicketSecret::Locked {
-                masked: s,
-                params: LockParams { salt, m_cost_log2: 16, t_cost: 3, p_cost: 1, pin: false },
-            }
+            TicketSecret::Locked { masked: s, params: LockParams { salt, m_cost_log2: 16, t_cost: 3, p_cost: 1 } }
         } else {
             TicketSecret::Plain(s)
         },

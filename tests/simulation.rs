@@ -15,7 +15,9 @@
 //! - no secret in any event or log line;
 //! - a hostile hop that replaces every nudge with a forged value (unsigned
 //!   tombstones, junk) changes nothing of the above (INT-NUDGE-1): no flow
-//!   ends, cancels or saves on a value that does not verify.
+//!   ends, cancels or saves on a value that does not verify;
+//! - all of the above for PIN invitations too (SPAKE2 with the inviter's
+//!   device, PIN-*): each invitee enters the PIN whenever it is asked.
 
 mod common;
 
@@ -24,9 +26,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use common::*;
+use contact_invite::crypto::{Password, Pin};
 use contact_invite::dht::{FaultConfig, MemoryNetwork};
 use contact_invite::encoding::TicketSecret;
-use contact_invite::flow::{Event, FlowId, Outcome, ReceiveParams, SendParams};
+use contact_invite::error::Error;
+use contact_invite::flow::{Event, FlowId, Lock, Outcome, ReceiveParams, SendParams};
 use proptest::prelude::*;
 
 /// Everything the library logs during the simulations.
@@ -87,7 +91,12 @@ struct Schedule {
     revoked_device: RevokedDevice,
     /// Every nudge replaced by this forged value (see [`forged_nudge`]).
     forged_nudge: Option<u8>,
+    /// A PIN invitation (PAKE) rather than an unlocked one.
+    pin: bool,
 }
+
+/// The PIN of the simulated PIN invitations.
+const PIN: &str = "4711";
 
 /// Values a hostile hop puts in every nudge: version 1's unsigned empty
 /// tombstone, an empty signed-tombstone entry, junk.
@@ -116,8 +125,9 @@ fn schedule() -> impl Strategy<Value = Schedule> {
             1 => Just(RevokedDevice::Inviter),
             1 => Just(RevokedDevice::Bob)
         ],
+        any::<bool>(),
     )
-        .prop_map(|(seed, rate, ci, cb, cc, b, c, revoke, forged_nudge, revoked_device)| Schedule {
+        .prop_map(|(seed, rate, ci, cb, cc, b, c, revoke, forged_nudge, revoked_device, pin)| Schedule {
             seed,
             rate,
             crash_inviter: ci,
@@ -128,6 +138,7 @@ fn schedule() -> impl Strategy<Value = Schedule> {
             revoke: revoke && rate < 0.1,
             forged_nudge,
             revoked_device,
+            pin,
         })
 }
 
@@ -187,7 +198,13 @@ async fn run(s: &Schedule) -> (Outcomes, Party, Vec<Party>) {
             break;
         }
         if a_flow.is_none() {
-            match alice.handle.send_invitation(SendParams::new(alice.identity.clone())).await {
+            let mut params = SendParams::new(alice.identity.clone());
+            if s.pin {
+                params.lock = Lock::Pin(Pin::new(PIN).unwrap());
+                // Two invitees, crashes and faults: room for every attempt.
+                params.pin_attempts = contact_invite::limits::MAX_PIN_ATTEMPTS;
+            }
+            match alice.handle.send_invitation(params).await {
                 Ok(f) => a_flow = Some(f),
                 Err(_) => {
                     alice.restart(&net).await;
@@ -233,7 +250,7 @@ async fn run(s: &Schedule) -> (Outcomes, Party, Vec<Party>) {
         }
     }
     let mut secrets = Vec::new();
-    if let Some(TicketSecret::Plain(k)) = ticket.as_ref().map(|t| &t.secret) {
+    if let Some(TicketSecret::Plain(k) | TicketSecret::Pin(k)) = ticket.as_ref().map(|t| &t.secret) {
         // The ticket's secret and the inbox secret derived from it.
         let inbox = k.inbox_secret();
         for bytes in [&k.expose()[..], &inbox.expose()[..]] {
@@ -276,6 +293,13 @@ async fn on_invitee(
             };
             if r.is_err() {
                 p.restart(net).await;
+            }
+        }
+        Event::PasswordRequired { pin: true } => {
+            match p.handle.password(e.flow, Password::new(PIN).unwrap()).await {
+                // Asked again while a PIN is in flight: nothing to do.
+                Ok(()) | Err(Error::InvalidState { .. }) => {}
+                Err(_) => p.restart(net).await,
             }
         }
         Event::ResponseSent { accepted: true } => *stored = true,
@@ -328,7 +352,7 @@ proptest! {
         // could not confirm the acceptor's device (revoked, or its record
         // unconfirmed under faults: fails closed, FRESH-3/4), and then
         // neither side has a contact (checked above).
-        use contact_invite::error::{Error, ProtocolError};
+        use contact_invite::error::ProtocolError;
         for (name, out, stored) in &o.invitees {
             if *stored {
                 let ok = matches!(
@@ -378,6 +402,7 @@ fn regression_schedules() {
             revoke: false,
             forged_nudge: None,
             revoked_device: RevokedDevice::None,
+            pin: false,
         },
         // 28 % faults on every operation, two acceptors.
         Schedule {
@@ -391,6 +416,7 @@ fn regression_schedules() {
             revoke: false,
             forged_nudge: None,
             revoked_device: RevokedDevice::None,
+            pin: false,
         },
         // Issue 13 item 3: every nudge an unsigned empty tombstone. Before
         // signed tombstones the invitee's stored accept ended "inbox closed"
@@ -406,6 +432,22 @@ fn regression_schedules() {
             revoke: false,
             forged_nudge: Some(0),
             revoked_device: RevokedDevice::None,
+            pin: false,
+        },
+        // PIN-*: a PIN invitation, two acceptors, 10 % faults, a crash on
+        // each side: one contact, both attempts answered.
+        Schedule {
+            seed: 16,
+            rate: 0.1,
+            crash_inviter: Some(17),
+            crash_b: Some(9),
+            crash_c: None,
+            b: Decision::Accept,
+            c: Decision::Accept,
+            revoke: false,
+            forged_nudge: None,
+            revoked_device: RevokedDevice::None,
+            pin: true,
         },
         // Opens that find no node (OPEN-1) with the inviter crashing after
         // its 4th effect: MemoryDht first failed the inviter's reopening of
@@ -421,6 +463,7 @@ fn regression_schedules() {
             revoke: false,
             forged_nudge: None,
             revoked_device: RevokedDevice::None,
+            pin: false,
         },
     ];
     for s in cases {

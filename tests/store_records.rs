@@ -30,6 +30,8 @@ const FIXTURE: &str = include_str!("fixtures/store_previous_format.txt");
 /// Flow records of the format before the current one.
 const FLOW_FIXTURE: &str = include_str!("fixtures/flow_format_6.txt");
 
+const FLOW_FIXTURE_7: &str = include_str!("fixtures/flow_format_7.txt");
+
 /// The fixture's entries of one table.
 fn fixture(table: Table) -> Vec<(Vec<u8>, Vec<u8>)> {
     entries(FIXTURE, table)
@@ -72,7 +74,10 @@ fn unreadable(key: &[u8], reason: UnreadableReason) -> UnreadableRecord {
 #[test]
 fn the_fixture_is_of_the_previous_formats() {
     assert_eq!(RECORD_FORMAT, 4, "a new record format: add a fixture of format 4 and a migration step");
-    assert_eq!(FLOW_RECORD_FORMAT, 7, "a new flow format: add a fixture of format 7 and a migration step");
+    assert_eq!(FLOW_RECORD_FORMAT, 8, "a new flow format: add a fixture of format 8 and a migration step");
+    assert!(FLOW_FIXTURE_7.starts_with("# FLOW_RECORD_FORMAT 7\n"));
+    assert_eq!(entries(FLOW_FIXTURE_7, Table::Flows)[0].1[0], 7);
+    assert_eq!(entries(FLOW_FIXTURE_7, Table::IdentitySnapshots)[0].1[0], RECORD_FORMAT);
     assert!(FIXTURE.starts_with("# RECORD_FORMAT 3, FLOW_RECORD_FORMAT 5\n"));
     assert!(FLOW_FIXTURE.starts_with("# FLOW_RECORD_FORMAT 6\n"));
     assert_eq!(entries(FLOW_FIXTURE, Table::Flows)[0].1[0], 6);
@@ -263,6 +268,13 @@ async fn older_flow_ends_and_is_removed(text: &str, format: u8) {
 #[tokio::test(start_paused = true)]
 async fn store_5_format_6_flow_ends_with_made_by_an_older_version() {
     older_flow_ends_and_is_removed(FLOW_FIXTURE, 6).await;
+}
+
+/// STORE-5: the same for a flow of format 7 (before PIN invitations ran
+/// SPAKE2: its layout has no PIN state).
+#[tokio::test(start_paused = true)]
+async fn store_5_format_7_flow_ends_with_made_by_an_older_version() {
+    older_flow_ends_and_is_removed(FLOW_FIXTURE_7, 7).await;
 }
 
 /// STORE-5: a flow of a newer format is reported and left for that version,

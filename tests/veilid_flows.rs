@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use contact_invite::crypto::pow::DEFAULT_MAX_MINT_BITS;
-use contact_invite::crypto::{Password, PasswordParams, Pin};
+use contact_invite::crypto::{Password, PasswordParams};
 use contact_invite::dht::Dht;
 use contact_invite::dht::veilid::VeilidDht;
 use contact_invite::dht::{OpLog, Recorded, median};
@@ -100,12 +100,13 @@ async fn flows(net: &LocalNetwork) {
         ready.await.expect("a private route within the wait");
     }
 
-    // 1. A full invitation with a PIN.
+    // 1. A full invitation with a password (the offline Argon2id lock; a
+    // PIN runs SPAKE2 with the inviter's device and has its own round trips).
     let t0 = Instant::now();
     alice.log.drain();
     bob.log.drain();
     let mut params = SendParams::new(alice.identity.clone());
-    params.lock = Lock::Pin(Pin::new("4711").unwrap());
+    params.lock = Lock::Password(Password::new("4711").unwrap());
     params.password_params = PasswordParams::INSECURE_FAST_FOR_TESTS;
     let (a_flow, ticket) = publish(&mut alice, params).await;
     let b_flow = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await.unwrap();
@@ -138,7 +139,7 @@ async fn flows(net: &LocalNetwork) {
     ops.extend(b_ops);
     let (mg, ms) = (median(&ops, "get").unwrap_or_default(), median(&ops, "set").unwrap_or_default());
     eprintln!(
-        "full invitation (PIN): send -> both contacts final in {:.2} s; ops {}; median get {:.1} ms, set {:.1} ms",
+        "full invitation (password): send -> both contacts final in {:.2} s; ops {}; median get {:.1} ms, set {:.1} ms",
         end_to_end.as_secs_f64(),
         ops.len(),
         mg.as_secs_f64() * 1e3,

@@ -32,6 +32,12 @@ pub(crate) enum SealedKind {
     AddressRequest,
     /// A rotated account secret sealed to one device (identity record).
     AccountKeyCopy,
+    /// A PIN invitation's offer (owner subkey, under the ticket's keys).
+    PinOffer,
+    /// A PIN invitation's PAKE hello (writer subkey, under the ticket's keys).
+    PakeHello,
+    /// The signed invitation inside a PAKE reply (under the PAKE key).
+    PakeInvitation,
 }
 
 impl SealedKind {
@@ -43,6 +49,9 @@ impl SealedKind {
             Self::Handover => b"device-handover",
             Self::AddressRequest => b"address-request",
             Self::AccountKeyCopy => b"account-key-copy",
+            Self::PinOffer => b"pin-offer",
+            Self::PakeHello => b"pake-hello",
+            Self::PakeInvitation => b"pake-invitation",
         }
     }
 }

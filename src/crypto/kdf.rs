@@ -34,6 +34,15 @@ pub(crate) enum KeyPurpose {
     AccountKeyCopy,
     /// An inbox's 32-byte secret, from the ticket's 128-bit invitation secret.
     InboxSecret,
+    /// PIN invitations: the key sealing the PAKE hello, from the inbox secret.
+    PakeHelloSeal,
+    /// PIN invitations: the key sealing the invitation in a PAKE reply, from the PAKE key.
+    PakeInvitationSeal,
+    /// PIN invitations: the inviter's key-confirmation tag, from the PAKE key.
+    PakeConfirm,
+    /// PIN invitations: the session secret (root of the response and final
+    /// status keys), from the PAKE key.
+    PakeSession,
 }
 
 impl KeyPurpose {
@@ -52,6 +61,10 @@ impl KeyPurpose {
             Self::DeviceDh => "contact-invite v2 2026-12 device dh",
             Self::AccountKeyCopy => "contact-invite v2 2026-12 account key copy",
             Self::InboxSecret => "contact-invite v3 2026-12 inbox secret",
+            Self::PakeHelloSeal => "contact-invite v4 2026-12 pake hello seal",
+            Self::PakeInvitationSeal => "contact-invite v4 2026-12 pake invitation seal",
+            Self::PakeConfirm => "contact-invite v4 2026-12 pake confirm",
+            Self::PakeSession => "contact-invite v4 2026-12 pake session",
         }
     }
 }

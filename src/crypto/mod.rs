@@ -12,6 +12,7 @@ mod dh;
 mod fuzz_memo;
 pub(crate) mod kdf;
 mod keys;
+pub(crate) mod pake;
 pub(crate) mod password;
 pub mod pow;
 pub(crate) mod sign;

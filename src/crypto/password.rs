@@ -1,4 +1,6 @@
-//! Password / PIN protection of an invitation secret with Argon2id.
+//! Password protection of an invitation secret with Argon2id (the offline
+//! path, for long passphrases). PINs never take it: a PIN invitation runs
+//! SPAKE2 with the inviter's device ([`super::pake`], rules PIN-*).
 //!
 //! The ticket carries the salt and the Argon2id parameters; the secret it
 //! carries is `secret XOR derive(PasswordMask, Argon2id(password, salt), record)`.
@@ -145,7 +147,7 @@ impl Password {
         }
         Ok(Self(s))
     }
-    fn bytes(&self) -> &[u8] {
+    pub(crate) fn bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
 }
@@ -158,9 +160,11 @@ impl fmt::Debug for Password {
 
 /// A PIN: [`crate::limits::MIN_PIN_DIGITS`] to
 /// [`crate::limits::MAX_PIN_DIGITS`] ASCII digits, what a keypad enters.
-/// The invitee of a PIN-locked ticket is told to show a keypad
+/// The invitee of a PIN ticket is told to show a keypad
 /// (`Event::PasswordRequired { pin: true }`), so a PIN holds nothing a keypad
-/// cannot type. Zeroized on drop, redacted in `Debug`, no `Display`.
+/// cannot type. A PIN is checked online by the inviter's device (SPAKE2),
+/// never stretched into an offline lock. Zeroized on drop, redacted in
+/// `Debug`, no `Display`.
 #[derive(Clone)]
 pub struct Pin(Password);
 
@@ -181,8 +185,8 @@ impl Pin {
         Ok(Self(Password(s)))
     }
 
-    /// The PIN as the password it stretches to (the invitee enters it as a
-    /// [`Password`]).
+    /// The PIN as a [`Password`] (the invitee enters it as one; it goes into
+    /// a SPAKE2 attempt, never into Argon2id).
     pub fn as_password(&self) -> &Password {
         &self.0
     }

@@ -38,7 +38,7 @@ mod nudge;
 mod recorded;
 pub use memory::{FaultConfig, MemoryDht, MemoryDhtError, MemoryNetwork, OpCounts};
 pub use nudge::{Nudge, NudgeReceiver};
-pub use recorded::{OpLog, OpRecord, Recorded, median};
+pub use recorded::{CapturedValue, OpLog, OpRecord, Recorded, ValueLog, median};
 #[cfg(feature = "veilid")]
 pub mod veilid;
 

@@ -1,5 +1,7 @@
 //! A `Dht` wrapper that times every operation, for progress displays,
-//! benchmarks and latency reports.
+//! benchmarks and latency reports, and (with [`Recorded::capturing`]) keeps
+//! every value written, read or nudged: what an attacker watching the DHT
+//! and the nudges would hold (the offline PIN attacker's test).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -50,18 +52,60 @@ pub fn median(records: &[OpRecord], op: &str) -> Option<Duration> {
     v.get(v.len() / 2).copied()
 }
 
+/// One value that went through a [`Recorded`] DHT.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapturedValue {
+    /// `set`, `get` or `nudge`.
+    pub op: &'static str,
+    /// The record (opaque key).
+    pub record: [u8; 32],
+    /// The subkey.
+    pub subkey: Subkey,
+    /// The bytes.
+    pub value: Vec<u8>,
+}
+
+/// A shared log of every value written, read or nudged ([`Recorded::capturing`]).
+#[derive(Clone, Debug, Default)]
+pub struct ValueLog(Arc<Mutex<Vec<CapturedValue>>>);
+
+impl ValueLog {
+    /// A new, empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    fn push(&self, v: CapturedValue) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(v);
+    }
+    /// A copy of every value so far.
+    pub fn snapshot(&self) -> Vec<CapturedValue> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// Wraps a `Dht`, timing every operation into an [`OpLog`]. Clones share
-/// the log.
+/// the logs.
 #[derive(Clone, Debug)]
 pub struct Recorded<D> {
     inner: D,
     log: OpLog,
+    values: Option<ValueLog>,
 }
 
 impl<D> Recorded<D> {
     /// Wraps `inner`, logging into `log`.
     pub fn new(inner: D, log: OpLog) -> Self {
-        Self { inner, log }
+        Self { inner, log, values: None }
+    }
+    /// Wraps `inner`, logging into `log` and keeping every value written,
+    /// read or nudged in `values`.
+    pub fn capturing(inner: D, log: OpLog, values: ValueLog) -> Self {
+        Self { inner, log, values: Some(values) }
+    }
+    fn capture(&self, op: &'static str, record: &[u8; 32], subkey: Subkey, value: &[u8]) {
+        if let Some(v) = &self.values {
+            v.push(CapturedValue { op, record: *record, subkey, value: value.to_vec() });
+        }
     }
     /// The wrapped DHT.
     pub fn inner(&self) -> &D {
@@ -108,6 +152,9 @@ impl<D: Dht> Dht for Recorded<D> {
         let r = self.inner.get_value(key, subkey, force).await;
         let bytes = r.as_ref().ok().and_then(|v| v.as_ref()).map_or(0, |v| v.data.len());
         self.log.push(OpRecord { op: "get", elapsed: t.elapsed(), ok: r.is_ok(), bytes });
+        if let Ok(Some(v)) = &r {
+            self.capture("get", key.opaque(), subkey, &v.data);
+        }
         r
     }
     async fn set_value(
@@ -117,7 +164,12 @@ impl<D: Dht> Dht for Recorded<D> {
         data: Vec<u8>,
         writer: Option<&SigningKey>,
     ) -> Result<Option<ValueData>, Self::Error> {
-        self.sized("set", data.len(), self.inner.set_value(key, subkey, data, writer)).await
+        self.capture("set", key.opaque(), subkey, &data);
+        let r = self.sized("set", data.len(), self.inner.set_value(key, subkey, data, writer)).await;
+        if let Ok(Some(v)) = &r {
+            self.capture("get", key.opaque(), subkey, &v.data);
+        }
+        r
     }
     async fn watch(&self, key: &RecordKey, subkeys: &[Subkey]) -> Result<bool, Self::Error> {
         self.timed("watch", self.inner.watch(key, subkeys)).await
@@ -141,6 +193,7 @@ impl<D: Dht> Dht for Recorded<D> {
         self.timed("reply_address", self.inner.reply_address()).await
     }
     async fn send_nudge(&self, to: &[u8], nudge: &Nudge) -> Result<(), Self::Error> {
+        self.capture("nudge", &nudge.record, nudge.subkey, &nudge.value);
         self.sized("nudge", nudge.value.len(), self.inner.send_nudge(to, nudge)).await
     }
     fn nudges(&self) -> Option<NudgeReceiver> {

@@ -4,13 +4,19 @@
 //! off len field
 //! 0   1   version (high 4 bits) = 2 | pin 0x08 | locked 0x04 | kind (low 2 bits: 1 contact, 2 device link)
 //! 1   32  inbox record key (opaque)
-//! 33  16  invitation secret (128 bits; masked when locked)
+//! 33  16  invitation secret (128 bits; masked when locked, in clear for a PIN)
 //! locked only:
 //! 49  16  Argon2id salt
 //! 65  1   m_cost_log2     66  1  t_cost     67  1  p_cost
 //! ```
 //!
-//! 49 bytes (QR version 3-L) unlocked, 68 (4-L) locked. No checksum: a QR
+//! Flag `pin` (0x08) and `locked` (0x04) never go together: a PIN ticket
+//! (0x08) carries the secret in clear and its PIN is checked online by the
+//! inviter's device with SPAKE2 (rules PIN-*); a password ticket (0x04) is
+//! masked with Argon2id. A reader that predates PIN tickets refuses 0x08
+//! alone as a reserved flag, never misreads it.
+//!
+//! 49 bytes (QR version 3-L) unlocked or PIN, 68 (4-L) password. No checksum: a QR
 //! code has its own error correction, and every text form adds a CRC-32
 //! (see `text.rs`). The version is the first thing read, so a newer format
 //! is refused as such before anything it may have changed.
@@ -30,8 +36,8 @@ pub const LOCKED_LEN: usize = PLAIN_LEN + 16 + 3;
 
 const KIND: u8 = 0x03;
 const LOCKED: u8 = 0x04;
-/// With [`LOCKED`]: the lock is a PIN (digits only), so an app can show a
-/// keypad before anything is fetched.
+/// Without [`LOCKED`]: the invitation is PIN-protected online (SPAKE2 with
+/// the inviter's device), so an app shows a keypad.
 const PIN: u8 = 0x08;
 
 /// Argon2id salt and parameters of a locked ticket (public, not secret).
@@ -45,11 +51,6 @@ pub struct LockParams {
     pub t_cost: u8,
     /// Lanes.
     pub p_cost: u8,
-    /// The lock is a PIN (digits only), not a password: a hint for the UI
-    /// (a keypad), carried in the ticket's flags. Not authenticated by the
-    /// ticket (nothing in a ticket is; whoever can alter it can replace it);
-    /// the invitation's own key type is checked once the inbox opens.
-    pub pin: bool,
 }
 
 /// The ticket's secret.
@@ -57,7 +58,12 @@ pub struct LockParams {
 pub enum TicketSecret {
     /// The invitation secret itself.
     Plain(InviteSecret),
-    /// The secret masked by a password; unmask with the password.
+    /// A PIN invitation: the invitation secret in clear (it opens the
+    /// inbox's offer, never the invitation), the PIN checked online by the
+    /// inviter's device with SPAKE2 (rules PIN-*).
+    Pin(InviteSecret),
+    /// The secret masked by a password; unmask with the password (offline
+    /// Argon2id: for long passphrases, never for PINs).
     Locked {
         /// Masked secret.
         masked: InviteSecret,
@@ -161,9 +167,14 @@ fn kind_code(k: InvitationKind) -> u8 {
 }
 
 impl Ticket {
-    /// Whether a password is needed.
+    /// Whether a password or PIN is needed.
     pub fn is_locked(&self) -> bool {
-        matches!(self.secret, TicketSecret::Locked { .. })
+        !matches!(self.secret, TicketSecret::Plain(_))
+    }
+
+    /// Whether the lock is a PIN (checked online, a keypad in the UI).
+    pub fn is_pin(&self) -> bool {
+        matches!(self.secret, TicketSecret::Pin(_))
     }
 
     /// The binary form.
@@ -171,13 +182,13 @@ impl Ticket {
         let mut v = Vec::with_capacity(LOCKED_LEN);
         let lock = match &self.secret {
             TicketSecret::Plain(_) => 0,
-            TicketSecret::Locked { params, .. } if params.pin => LOCKED | PIN,
+            TicketSecret::Pin(_) => PIN,
             TicketSecret::Locked { .. } => LOCKED,
         };
         v.push((VERSION << 4) | lock | kind_code(self.kind));
         v.extend_from_slice(&self.record);
         match &self.secret {
-            TicketSecret::Plain(s) => v.extend_from_slice(s.expose()),
+            TicketSecret::Plain(s) | TicketSecret::Pin(s) => v.extend_from_slice(s.expose()),
             TicketSecret::Locked { masked, params } => {
                 v.extend_from_slice(masked.expose());
                 v.extend_from_slice(&params.salt);
@@ -216,8 +227,10 @@ impl Ticket {
             k => return Err(EncodingError::UnknownKind(k)),
         };
         let locked = first & LOCKED != 0;
-        if first & PIN != 0 && !locked {
-            return Err(EncodingError::ReservedFlags(PIN));
+        let pin = first & PIN != 0;
+        // A PIN is never a password lock (PIN-1): no offline path for it.
+        if pin && locked {
+            return Err(EncodingError::ReservedFlags(PIN | LOCKED));
         }
         let expected = if locked { LOCKED_LEN } else { PLAIN_LEN };
         if b.len() < expected {
@@ -233,11 +246,12 @@ impl Ticket {
         let secret = if locked {
             let mut salt = [0u8; 16];
             salt.copy_from_slice(&b[PLAIN_LEN..PLAIN_LEN + 16]);
-            let pin = first & PIN != 0;
             let [m_cost_log2, t_cost, p_cost] = [b[PLAIN_LEN + 16], b[PLAIN_LEN + 17], b[PLAIN_LEN + 18]];
-            let params = LockParams { salt, m_cost_log2, t_cost, p_cost, pin };
+            let params = LockParams { salt, m_cost_log2, t_cost, p_cost };
             check_lock(&params)?;
             TicketSecret::Locked { masked: secret, params }
+        } else if pin {
+            TicketSecret::Pin(secret)
         } else {
             TicketSecret::Plain(secret)
         };

@@ -293,6 +293,13 @@ pub enum ProtocolError {
     /// another device of ours answering it).
     #[error("this is our own invitation: an identity cannot add itself as a contact")]
     OwnInvitation,
+    /// A PIN invitation was answered with a wrong PIN as many times as its
+    /// limit allows (PIN-6): the inviter revoked it. Ask for a new one.
+    #[error("too many wrong PIN attempts ({attempts}): the invitation was revoked")]
+    PinAttemptsExhausted {
+        /// Attempts answered.
+        attempts: u32,
+    },
     /// A step failed more times than the retry budget allows.
     #[error("gave up after {attempts} attempts: {what}")]
     RetriesExhausted {

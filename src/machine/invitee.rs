@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! [NeedPassword] ──▶ Fetching ──(request opened and verified)──▶ Deciding
+//! Fetching ──(PIN offer opened)──▶ Pin ──(PAKE attempt succeeds, invitation verified)──▶ Deciding
 //! Deciding ──Accept──▶ Responding ──(response confirmed)──▶ AwaitingFinal ──(final status)──▶ Done
 //! Deciding ──Reject──▶ Responding ──(response confirmed)──▶ Done
 //! ```
@@ -34,7 +35,9 @@ use super::{
 };
 use crate::contact::{Contact, Role};
 use crate::crypto::password;
-use crate::crypto::{DhSecretKey, PasswordLimits, PasswordParams, PublicKey, SecretKey, SigningKey, conversation_key};
+use crate::crypto::{
+    DhSecretKey, Password, PasswordLimits, PasswordParams, PublicKey, SecretKey, SigningKey, conversation_key,
+};
 use crate::dht::{DhtErrorKind, Nudge, RecordKey, Schema, ValueData};
 use crate::encoding::{Ticket, TicketSecret};
 use crate::error::{Error, ProtocolError, StoredError, VerifyError};
@@ -72,6 +75,10 @@ enum Purpose {
     Watch,
     ReadFinal,
     Forget,
+    /// PIN invitations: the hello of the attempt in flight.
+    WriteHello,
+    /// PIN invitations: reading subkey 0 for the inviter's reply.
+    ReadReply,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,9 +108,68 @@ struct Core {
     reply_to: Option<Vec<u8>>,
 }
 
+/// A PIN invitation once its offer is open (PIN-3..PIN-7).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct PinFlow {
+    /// The inbox secret (from the ticket).
+    secret: SecretKey,
+    /// The inbox's writer key (from the offer): writes hellos, then the response.
+    writer: SigningKey,
+    /// The inviter's reply address (nudged with each hello).
+    reply_to: Option<Vec<u8>>,
+    /// When the invitation expires (unix seconds, from the offer).
+    expires_at: u64,
+    /// The attempt in flight, if any.
+    attempt: Option<Attempt>,
+}
+
+/// One PIN attempt. The SPAKE2 state is recomputed from the PIN (never
+/// persisted) and `seed`, so a restarted flow given the same PIN goes on
+/// with the same attempt (no attempt is lost to a crash).
+#[derive(Clone, Serialize, Deserialize)]
+struct Attempt {
+    seed: [u8; 32],
+    nonce: [u8; crate::crypto::pake::NONCE_LEN],
+    msg_a: Vec<u8>,
+    /// The hello value, written to subkey 1 (kept to nudge with).
+    hello: Vec<u8>,
+    sent_at: u64,
+    /// The hello is confirmed on the DHT.
+    written: bool,
+    /// [`Event::WaitingForInviter`] was emitted for this attempt.
+    told_waiting: bool,
+    /// The inviter's reply, when it arrived while the PIN was not in memory
+    /// (after a restart): finished once the PIN is entered again.
+    reply: Option<Vec<u8>>,
+    /// Rewrites of the hello over a newer value (bounded).
+    #[serde(default)]
+    rewrites: u32,
+}
+
+impl core::fmt::Debug for Attempt {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Attempt")
+            .field("sent_at", &self.sent_at)
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        self.seed.zeroize();
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct Received {
     secret: SecretKey,
+    /// PIN invitations: the session secret of the attempt that succeeded
+    /// (the response is sealed under it: the inviter's proof the PAKE
+    /// succeeded, PIN-5).
+    #[serde(default)]
+    session: Option<SecretKey>,
     invitation: VerifiedInvitation,
     writer: SigningKey,
     freshness: Freshness,
@@ -120,6 +186,8 @@ enum State {
     Fetching {
         secret: SecretKey,
     },
+    /// PIN invitations: the offer is open; PAKE attempts run here.
+    Pin(Box<PinFlow>),
     Deciding(Box<Received>),
     Responding {
         r: Box<Received>,
@@ -174,6 +242,12 @@ pub struct Invitee {
     /// the password is not kept, so after a crash the flow asks for it again.
     #[serde(skip)]
     unlocking: bool,
+    /// PIN invitations: the PIN as entered (memory only, never persisted).
+    #[serde(skip)]
+    pin: Option<Password>,
+    /// PIN invitations: rewrites of our response over a hello (bounded).
+    #[serde(skip)]
+    response_rewrites: u32,
 }
 
 struct StartParams {
@@ -239,7 +313,7 @@ impl Invitee {
     ) -> Result<(Self, Vec<Effect>), Error> {
         let params = StartParams { ticket, profile };
         let (state, locked) = match &params.ticket.secret {
-            TicketSecret::Plain(s) => (State::Fetching { secret: s.inbox_secret() }, None),
+            TicketSecret::Plain(s) | TicketSecret::Pin(s) => (State::Fetching { secret: s.inbox_secret() }, None),
             TicketSecret::Locked { masked, params: p } => {
                 let pp = PasswordParams { m_cost_log2: p.m_cost_log2, t_cost: p.t_cost, p_cost: p.p_cost };
                 // Hostile parameters are refused before anything else happens.
@@ -260,12 +334,18 @@ impl Invitee {
             reply_to: None,
         };
         adjust(&mut core);
-        let mut m = Self { core, state, ops: Ops::default(), not_found: 0, unlocking: false };
+        let mut m =
+            Self { core, state, ops: Ops::default(), not_found: 0, unlocking: false, pin: None, response_rewrites: 0 };
         let mut out = vec![Effect::Persist];
         match &m.state {
             State::Fetching { secret } => {
                 let key = RecordKey::new(m.core.record, Some(secret.clone()));
                 m.ops.start(Purpose::OpenInbox, DhtOp::Open { key, writer: None }, &mut out);
+                // PIN-3: the keypad is shown at once; the PIN goes into a
+                // PAKE attempt once the offer is read.
+                if m.core.ticket.is_pin() {
+                    out.push(Effect::Emit(Event::PasswordRequired { pin: true }));
+                }
             }
             _ => out.push(Effect::Emit(Event::PasswordRequired { pin: m.pin_hint() })),
         }
@@ -288,13 +368,14 @@ impl Invitee {
     pub(crate) fn watched_records(&self) -> Vec<[u8; 32]> {
         match &self.state {
             State::AwaitingFinal { .. } => vec![self.core.record],
+            State::Pin(f) if f.attempt.is_some() => vec![self.core.record],
             _ => Vec::new(),
         }
     }
 
     /// Whether the ticket says its lock is a PIN.
     fn pin_hint(&self) -> bool {
-        matches!(&self.core.ticket.secret, crate::encoding::TicketSecret::Locked { params, .. } if params.pin)
+        self.core.ticket.is_pin()
     }
 
     /// What an app lists about this flow.
@@ -304,7 +385,7 @@ impl Invitee {
             kind: if self.is_link() { super::FlowKind::JoinAccount } else { super::FlowKind::Received },
             state: self.state_name(),
             expires_at: invitation.map(|c| c.expires_at),
-            locked: matches!(self.core.ticket.secret, crate::encoding::TicketSecret::Locked { .. }),
+            locked: self.core.ticket.is_locked(),
             peer: invitation.map(|c| c.identity_key).or(self.core.expect_identity),
         }
     }
@@ -326,6 +407,20 @@ impl Invitee {
                 out.push(Effect::Finished(f.outcome()));
             }
             State::NeedPassword { .. } => out.push(Effect::Emit(Event::PasswordRequired { pin: self.pin_hint() })),
+            State::Fetching { .. } if self.core.ticket.is_pin() => {
+                self.ops.resume(&mut out);
+                out.push(Effect::Emit(Event::PasswordRequired { pin: true }));
+            }
+            State::Pin(f) => {
+                // The PIN is not kept: ask for it again. Given the same PIN,
+                // the attempt in flight goes on (PIN-7).
+                self.ops.resume(&mut out);
+                if f.attempt.is_some() {
+                    let key = self.inbox_key(&f.secret);
+                    self.ops.start(Purpose::Watch, DhtOp::Watch { key, subkeys: vec![OWNER_SUBKEY] }, &mut out);
+                }
+                out.push(Effect::Emit(Event::PasswordRequired { pin: true }));
+            }
             State::Deciding(r) => {
                 out.push(Effect::Emit(Event::InvitationReceived(view(&r.invitation))));
                 self.ops.resume(&mut out);
@@ -369,6 +464,10 @@ impl Invitee {
             }
             Input::ReplyAddress(_) => {}
             Input::Nudge(n) => {
+                if matches!(self.state, State::Pin(_)) && n.record == self.core.record && n.subkey == OWNER_SUBKEY {
+                    self.on_pin_owner_bytes(&n.value, now, rng, &mut out);
+                    return out;
+                }
                 // The inviter's final status, straight from it: untrusted
                 // like a watched value, and handled the same way.
                 if matches!(self.state, State::AwaitingFinal { .. })
@@ -384,6 +483,10 @@ impl Invitee {
                 }
                 match t {
                     Timer::Retry(op) => self.ops.retry(op, &mut out),
+                    Timer::Poll if matches!(self.state, State::Pin(_)) => self.on_pin_poll(now, rng, &mut out),
+                    Timer::Expiry if matches!(self.state, State::Pin(_)) => {
+                        self.end(FinishedWith::Failed(ProtocolError::Expired), &mut out)
+                    }
                     Timer::Poll => {
                         if let State::AwaitingFinal { r, .. } = &self.state {
                             let key = self.inbox_key(&r.secret);
@@ -407,6 +510,22 @@ impl Invitee {
                 }
             }
             Input::ValueChanged { record, subkeys, value } => {
+                if let State::Pin(f) = &self.state
+                    && record == self.core.record
+                    && subkeys.contains(&OWNER_SUBKEY)
+                {
+                    match value {
+                        Some(v) if subkeys.first() == Some(&OWNER_SUBKEY) => {
+                            self.on_pin_owner_bytes(&v.data, now, rng, &mut out)
+                        }
+                        _ if !self.ops.has_pending(|p| *p == Purpose::ReadReply) => {
+                            let key = self.inbox_key(&f.secret);
+                            self.ops.start(Purpose::ReadReply, DhtOp::Get { key, subkey: OWNER_SUBKEY }, &mut out);
+                        }
+                        _ => {}
+                    }
+                    return out;
+                }
                 if let State::AwaitingFinal { r, .. } = &self.state {
                     if record != self.core.record {
                         return out;
@@ -442,7 +561,10 @@ impl Invitee {
         match &self.state {
             State::NeedPassword { .. } if self.unlocking => "unlocking",
             State::NeedPassword { .. } => "password_required",
+            State::Fetching { .. } if self.core.ticket.is_pin() && self.pin.is_none() => "password_required",
             State::Fetching { .. } => "fetching",
+            State::Pin(f) if f.attempt.is_some() && self.pin.is_some() => "pin_attempt",
+            State::Pin(_) => "password_required",
             State::Deciding(_) => "deciding",
             State::Responding { .. } => "responding",
             State::AwaitingFinal { .. } => "awaiting_final",
@@ -452,6 +574,29 @@ impl Invitee {
 
     fn on_command(&mut self, c: Command, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) -> Result<(), Refusal> {
         match (c, &self.state) {
+            // PIN-3: a PIN entered before the offer is read waits in memory.
+            (Command::Password(pw), State::Fetching { .. }) if self.core.ticket.is_pin() && self.pin.is_none() => {
+                self.pin = Some(pw);
+            }
+            (Command::Password(pw), State::Pin(f)) if self.pin.is_none() => {
+                let f = f.clone();
+                self.pin = Some(pw);
+                match &f.attempt {
+                    // After a restart: the same PIN continues the attempt in
+                    // flight (its message is recomputed and compared);
+                    // another PIN starts a new attempt.
+                    Some(a)
+                        if self.pin.as_ref().is_some_and(|p| {
+                            crate::crypto::pake::invitee_message(p, &self.core.record, &a.seed) == a.msg_a
+                        }) =>
+                    {
+                        if let Some(reply) = a.reply.clone() {
+                            self.on_pin_owner_bytes(&reply, now, rng, out);
+                        }
+                    }
+                    _ => self.start_attempt(now, rng, out),
+                }
+            }
             (Command::Password(pw), State::NeedPassword { .. }) if !self.unlocking => {
                 let Some((_, salt, params)) = &self.core.locked else { return Err(Refusal::State(self.state_name())) };
                 let (m, t, p, w) = self.core.limits;
@@ -493,6 +638,7 @@ impl Invitee {
                 State::Deciding(_)
                 | State::NeedPassword { .. }
                 | State::Fetching { .. }
+                | State::Pin(_)
                 | State::Responding { value: None, .. },
             ) => {
                 self.unlocking = false;
@@ -556,7 +702,18 @@ impl Invitee {
                 self.on_freshness_read(None, unreachable, _now, _rng, out)
             }
             Purpose::CreateConversation | Purpose::WriteResponse => self.end_err(err, out),
-            Purpose::Watch | Purpose::ReadFinal | Purpose::Forget => {}
+            // The hello could not be written: the attempt is dropped (it
+            // never reached the inviter) and the PIN asked for again.
+            Purpose::WriteHello => {
+                if let State::Pin(f) = &mut self.state {
+                    f.attempt = None;
+                }
+                self.pin = None;
+                self.ops.cancel_timer(Timer::Poll, out);
+                out.push(Effect::Persist);
+                out.push(Effect::Emit(Event::PasswordRequired { pin: true }));
+            }
+            Purpose::Watch | Purpose::ReadFinal | Purpose::Forget | Purpose::ReadReply => {}
         }
     }
 
@@ -599,6 +756,8 @@ impl Invitee {
                 self.respond(now, rng, out);
             }
             (Purpose::WriteResponse, DhtOutput::Set(newer)) => self.on_response_written(newer, now, out),
+            (Purpose::WriteHello, DhtOutput::Set(newer)) => self.on_hello_written(newer, out),
+            (Purpose::ReadReply, DhtOutput::Value(Some(v))) => self.on_pin_owner_bytes(&v.data, now, rng, out),
             (Purpose::ReadFinal, DhtOutput::Value(v)) => self.on_final_value(v, out),
             _ => {}
         }
@@ -718,6 +877,14 @@ impl Invitee {
         // unlocked secret is a wrong password: ask again, never end.
         let locked = self.core.locked.is_some();
         let (sealed, ekt) = match inbox::decode_value(&data) {
+            // PIN-2: a PIN invitation's offer (alone, or repeated in a reply
+            // to someone's attempt): it opens under the ticket's keys.
+            Ok(InboxValue::PinOffer { sealed }) if self.core.ticket.is_pin() => {
+                return self.on_offer(secret, &sealed, now, rng, out);
+            }
+            Ok(InboxValue::PakeReply(r)) if self.core.ticket.is_pin() => {
+                return self.on_offer(secret, &r.offer, now, rng, out);
+            }
             Ok(InboxValue::Request { sealed, ekt }) => (sealed, ekt),
             Ok(InboxValue::FinalStatus { sealed }) => {
                 // Closed already. We cannot verify who closed it without the
@@ -732,7 +899,15 @@ impl Invitee {
             }
             Ok(_) | Err(_) if locked => return self.wrong_password(out),
             // Unverifiable (INT-NUDGE-1): no evidence the inbox was closed.
-            Ok(InboxValue::Response { .. } | InboxValue::Tombstone(_)) => {
+            // A PIN offer or reply under a ticket without the PIN flag: not
+            // an invitation this ticket opens.
+            Ok(
+                InboxValue::Response { .. }
+                | InboxValue::Tombstone(_)
+                | InboxValue::PakeHello { .. }
+                | InboxValue::PinOffer { .. }
+                | InboxValue::PakeReply(_),
+            ) => {
                 return self.end(FinishedWith::Failed(ProtocolError::NotFound), out);
             }
             Err(e) => return self.end_err(e.into(), out),
@@ -742,6 +917,23 @@ impl Invitee {
             Err(_) if locked => return self.wrong_password(out),
             Err(e) => return self.end_err(e, out),
         };
+        self.receive(secret, None, writer, unverified, now, rng, out);
+    }
+
+    /// An opened invitation (from a request, or a PIN attempt's reply):
+    /// verify it as any other (INV-V-*) and show it.
+    #[allow(clippy::too_many_arguments)]
+    fn receive(
+        &mut self,
+        secret: SecretKey,
+        session: Option<SecretKey>,
+        writer: SigningKey,
+        unverified: crate::message::UnverifiedInvitation,
+        now: u64,
+        rng: &mut dyn Rng,
+        out: &mut Vec<Effect>,
+    ) {
+        let record = self.core.record;
         let kind = self.core.ticket.kind;
         let invitation = match unverified.verify(&record, kind, secs(now)) {
             Ok(i) => i,
@@ -764,8 +956,16 @@ impl Invitee {
         }
         let view = view(&invitation);
         let fresh_key = invitation.content().identity_record.clone();
+        // PIN-1: a PIN invitation is only ever opened through a PAKE, and a
+        // PAKE only ever opens a PIN invitation.
+        let is_pin = invitation.content().encryption_key_type == crate::message::EncryptionKeyType::Pin;
+        if is_pin != session.is_some() {
+            return self
+                .end_err(VerifyError::WrongContext("the invitation's key type does not match its lock").into(), out);
+        }
         self.state = State::Deciding(Box::new(Received {
             secret,
+            session,
             invitation,
             writer,
             freshness: Freshness::Pending,
@@ -855,7 +1055,9 @@ impl Invitee {
             Ok(s) => s,
             Err(e) => return self.end_err(e.into(), out),
         };
-        let keys = InboxKeys::derive(&r.secret, &self.core.record);
+        // PIN-5: a PIN invitation's response is sealed under the session
+        // secret: opening it is the inviter's key confirmation.
+        let keys = InboxKeys::derive(r.session.as_ref().unwrap_or(&r.secret), &self.core.record);
         let sealed = match inbox::seal_response(&keys, &self.core.record, &signed, &mut RngAdapter(rng)) {
             Ok(s) => s,
             Err(e) => return self.end_err(e.into(), out),
@@ -878,6 +1080,20 @@ impl Invitee {
 
     fn on_response_written(&mut self, newer: Option<ValueData>, now: u64, out: &mut Vec<Effect>) {
         let State::Responding { r, accept, conversation, value: Some((sealed, hash)) } = &self.state else { return };
+        // PIN-5: on a PIN invitation another ticket holder's hello may have
+        // landed over our copy of subkey 1. A hello is no answer: write our
+        // response again over it (bounded).
+        if let Some(v) = &newer
+            && v.data != *sealed
+            && matches!(inbox::decode_value(&v.data), Ok(InboxValue::PakeHello { .. }))
+            && self.response_rewrites < super::MAX_ATTEMPTS
+        {
+            self.response_rewrites += 1;
+            let key = self.inbox_key(&r.secret);
+            let (data, writer) = (sealed.clone(), r.writer.clone());
+            self.ops.start(Purpose::WriteResponse, DhtOp::Set { key, subkey: WRITER_SUBKEY, data, writer }, out);
+            return;
+        }
         // Some(newer) with other bytes: another acceptor wrote first. We do not
         // overwrite it; the inviter's final status says who won.
         let contested = newer.is_some_and(|v| &v.data != sealed);
@@ -936,7 +1152,7 @@ impl Invitee {
                 }
                 return;
             }
-            Ok(InboxValue::Request { .. } | InboxValue::Response { .. }) => return,
+            Ok(_) => return,
             Err(_) => return, // unreadable: keep waiting, re-read later
         };
         let Ok(bytes) = inbox::open_final(&keys, &self.core.record, &sealed) else { return };
@@ -1045,6 +1261,191 @@ impl Invitee {
         self.end(FinishedWith::DeviceLinked(device_pub), out);
     }
 
+    /// PIN-2: the offer opened under the ticket's keys. Anything that does
+    /// not open ends as not found (it holds nothing a PIN could unlock).
+    fn on_offer(&mut self, secret: SecretKey, sealed: &[u8], now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        let keys = InboxKeys::derive(&secret, &self.core.record);
+        let offer = match inbox::open_offer(&keys, &self.core.record, sealed) {
+            Ok(o) => o,
+            Err(_) => return self.end(FinishedWith::Failed(ProtocolError::NotFound), out),
+        };
+        if offer.expires_at <= secs(now) {
+            return self.end(FinishedWith::Failed(ProtocolError::Expired), out);
+        }
+        let expires_at = offer.expires_at;
+        self.state = State::Pin(Box::new(PinFlow {
+            secret,
+            writer: offer.writer,
+            reply_to: offer.reply_to,
+            expires_at,
+            attempt: None,
+        }));
+        out.push(Effect::Persist);
+        self.ops.set_timer(Timer::Expiry, expires_at.saturating_mul(1000), out);
+        if self.pin.is_some() {
+            self.start_attempt(now, rng, out);
+        }
+    }
+
+    /// PIN-3: a new attempt: a fresh seed and nonce, SPAKE2 message A,
+    /// the hello written to subkey 1 (persisted first, so a crash re-issues
+    /// the same write).
+    fn start_attempt(&mut self, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        let Some(pin) = &self.pin else { return };
+        let State::Pin(f) = &mut self.state else { return };
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
+        let mut nonce = [0u8; crate::crypto::pake::NONCE_LEN];
+        rng.fill_bytes(&mut nonce);
+        let record = self.core.record;
+        let msg_a = crate::crypto::pake::invitee_message(pin, &record, &seed);
+        let hello_key = crate::crypto::pake::hello_key(&f.secret, &record);
+        let reply_to = self.core.reply_to.as_deref();
+        let hello = inbox::hello(&hello_key, &record, &nonce, &msg_a, reply_to, &mut RngAdapter(rng));
+        f.attempt = Some(Attempt {
+            seed,
+            nonce,
+            msg_a,
+            hello: hello.clone(),
+            sent_at: now,
+            written: false,
+            told_waiting: false,
+            reply: None,
+            rewrites: 0,
+        });
+        seed.fill(0);
+        let key = RecordKey::new(record, Some(f.secret.clone()));
+        let writer = f.writer.clone();
+        out.push(Effect::Persist);
+        self.ops.start(
+            Purpose::WriteHello,
+            DhtOp::Set { key: key.clone(), subkey: WRITER_SUBKEY, data: hello, writer },
+            out,
+        );
+        self.ops.start(Purpose::Watch, DhtOp::Watch { key, subkeys: vec![OWNER_SUBKEY] }, out);
+        self.ops.set_timer(Timer::Poll, now.saturating_add(crate::limits::PIN_REPLY_WAIT_MS), out);
+    }
+
+    /// The hello is on the DHT: nudge the inviter's device with it. If the
+    /// network held a newer value (another ticket holder wrote subkey 1
+    /// since our copy), the hello is written again over it, a bounded
+    /// number of times.
+    fn on_hello_written(&mut self, newer: Option<ValueData>, out: &mut Vec<Effect>) {
+        let State::Pin(f) = &mut self.state else { return };
+        let Some(a) = f.attempt.as_mut() else { return };
+        // Never over a response or a tombstone: only over another hello
+        // (or garbage), so a second ticket holder's attempt cannot erase an
+        // answer the inviter has yet to read.
+        if let Some(v) = newer
+            && v.data != a.hello
+            && a.rewrites < super::MAX_ATTEMPTS
+            && !matches!(inbox::decode_value(&v.data), Ok(InboxValue::Response { .. } | InboxValue::Tombstone(_)))
+        {
+            a.rewrites += 1;
+            let key = RecordKey::new(self.core.record, Some(f.secret.clone()));
+            let (data, writer) = (a.hello.clone(), f.writer.clone());
+            out.push(Effect::Persist);
+            self.ops.start(Purpose::WriteHello, DhtOp::Set { key, subkey: WRITER_SUBKEY, data, writer }, out);
+            return;
+        }
+        a.written = true;
+        out.push(Effect::Persist);
+        if let Some(to) = f.reply_to.clone() {
+            let nudge = Nudge { record: self.core.record, subkey: WRITER_SUBKEY, value: a.hello.clone() };
+            out.push(Effect::Nudge { to, nudge });
+        }
+    }
+
+    /// PIN-7: no reply yet: read subkey 0 again; past
+    /// [`crate::limits::PIN_REPLY_WAIT_MS`] tell the app the inviter's
+    /// device seems offline (once per attempt), and keep polling on the
+    /// usual backed-off schedule until expiry.
+    fn on_pin_poll(&mut self, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        let State::Pin(f) = &mut self.state else { return };
+        let Some(a) = f.attempt.as_mut() else { return };
+        let key = RecordKey::new(self.core.record, Some(f.secret.clone()));
+        if !a.told_waiting && now >= a.sent_at.saturating_add(crate::limits::PIN_REPLY_WAIT_MS) {
+            a.told_waiting = true;
+            out.push(Effect::Persist);
+            out.push(Effect::Emit(Event::WaitingForInviter));
+        }
+        let age = now.saturating_sub(a.sent_at);
+        let expiry = f.expires_at.saturating_mul(1000);
+        if !self.ops.has_pending(|p| *p == Purpose::ReadReply) {
+            self.ops.start(Purpose::ReadReply, DhtOp::Get { key, subkey: OWNER_SUBKEY }, out);
+        }
+        let at = now.saturating_add(super::poll::next_delay(age, rng)).min(expiry.max(now.saturating_add(1)));
+        self.ops.set_timer(Timer::Poll, at, out);
+    }
+
+    /// Subkey 0 while a PIN attempt is in flight: the reply to our attempt
+    /// (any other value, an old reply, a forged one, is ignored, PIN-8), or
+    /// the invitation's final status (closed).
+    fn on_pin_owner_bytes(&mut self, data: &[u8], now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        let State::Pin(f) = &self.state else { return };
+        let record = self.core.record;
+        let reply = match inbox::decode_value(data) {
+            Ok(InboxValue::PakeReply(r)) => r,
+            Ok(InboxValue::FinalStatus { sealed }) => {
+                // Closed (revoked, expired, exhausted): it opens under the
+                // ticket's keys; unverifiable without the invitation, so it
+                // only ever ends the flow with an error.
+                let keys = InboxKeys::derive(&f.secret, &record);
+                if let Ok(b) = inbox::open_final(&keys, &record, &sealed) {
+                    let reason = FinalStatus::closed_reason(&b);
+                    self.end(FinishedWith::Failed(reason), out);
+                }
+                return;
+            }
+            _ => return,
+        };
+        let Some(a) = &f.attempt else { return };
+        if reply.nonce.as_slice() != a.nonce.as_slice() {
+            return;
+        }
+        let Some(pin) = self.pin.clone() else {
+            // After a restart, before the PIN was entered again: keep it.
+            if let State::Pin(f) = &mut self.state
+                && let Some(a) = f.attempt.as_mut()
+                && a.reply.is_none()
+            {
+                a.reply = Some(data.to_vec());
+                out.push(Effect::Persist);
+            }
+            return;
+        };
+        let (secret, writer) = (f.secret.clone(), f.writer.clone());
+        let keys =
+            match crate::crypto::pake::invitee_finish(&pin, &record, &a.seed, &a.nonce, &reply.message, &reply.confirm)
+            {
+                Ok(k) => k,
+                Err(_) => return self.pin_wrong(out),
+            };
+        let unverified = match inbox::open_pake_invitation(&keys.invitation, &record, &reply.nonce, &reply.invitation) {
+            Ok(u) => u,
+            // The tag verified but the invitation does not open: only the
+            // inviter could have made this. Not a wrong PIN.
+            Err(e) => return self.end_err(e, out),
+        };
+        self.ops.cancel_timer(Timer::Poll, out);
+        self.ops.cancel_timer(Timer::Expiry, out);
+        self.pin = None;
+        self.receive(secret, Some(keys.session), writer, unverified, now, rng, out);
+    }
+
+    /// PIN-5: the reply's tag did not verify: a wrong PIN. The attempt is
+    /// over (the inviter counted it); ask again.
+    fn pin_wrong(&mut self, out: &mut Vec<Effect>) {
+        if let State::Pin(f) = &mut self.state {
+            f.attempt = None;
+        }
+        self.pin = None;
+        self.ops.cancel_timer(Timer::Poll, out);
+        out.push(Effect::Persist);
+        out.push(Effect::Emit(Event::WrongPassword));
+        out.push(Effect::Emit(Event::PasswordRequired { pin: true }));
+    }
+
     fn end_err(&mut self, e: Error, out: &mut Vec<Effect>) {
         match e {
             Error::Protocol(p) => self.end(FinishedWith::Failed(p), out),
@@ -1071,12 +1472,14 @@ impl Invitee {
         };
         let inbox = match &self.state {
             State::Fetching { secret } => Some(self.inbox_key(secret)),
+            State::Pin(f) => Some(self.inbox_key(&f.secret)),
             State::Deciding(r) | State::Responding { r, .. } | State::AwaitingFinal { r, .. } => {
                 Some(self.inbox_key(&r.secret))
             }
             _ => None,
         };
         self.ops.clear(out);
+        self.pin = None;
         self.state = State::Done(f);
         out.push(Effect::Persist);
         for key in conversation.into_iter().chain(inbox) {
@@ -1092,7 +1495,10 @@ impl Invitee {
 /// Tombstones and responses never belong there, and a tombstone cannot be
 /// verified before the invitation is known (INT-NUDGE-1).
 fn owner_value_can_count(data: &[u8]) -> bool {
-    !matches!(inbox::decode_value(data), Ok(InboxValue::Response { .. } | InboxValue::Tombstone(_)))
+    !matches!(
+        inbox::decode_value(data),
+        Ok(InboxValue::Response { .. } | InboxValue::Tombstone(_) | InboxValue::PakeHello { .. })
+    )
 }
 
 fn view(inv: &VerifiedInvitation) -> InvitationView {

@@ -134,7 +134,8 @@ pub struct DhtFailure {
 /// A user command.
 #[derive(Clone, Debug)]
 pub enum Command {
-    /// Supply the password/PIN of a locked invitation.
+    /// Supply the password or PIN of a locked invitation (a PIN starts a
+    /// SPAKE2 attempt with the inviter's device).
     Password(Password),
     /// Accept the received invitation.
     Accept,
@@ -188,8 +189,9 @@ pub enum Refusal {
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Job {
-    /// Argon2id over a password or PIN (locking an invitation, or each
-    /// unlock attempt).
+    /// Argon2id over a password (locking an invitation, or each unlock
+    /// attempt). PINs run SPAKE2 instead, in the machines (a few scalar
+    /// multiplications).
     Stretch {
         /// The password (redacted in `Debug`; never persisted).
         password: Password,

@@ -50,10 +50,44 @@ impl InboxKeys {
 /// verifies).
 #[derive(Debug)]
 pub(crate) enum InboxValue {
-    Request { sealed: Vec<u8>, ekt: EncryptionKeyType },
-    FinalStatus { sealed: Vec<u8> },
-    Response { sealed: Vec<u8> },
+    Request {
+        sealed: Vec<u8>,
+        ekt: EncryptionKeyType,
+    },
+    FinalStatus {
+        sealed: Vec<u8>,
+    },
+    Response {
+        sealed: Vec<u8>,
+    },
     Tombstone(UnverifiedTombstone),
+    /// PIN invitation waiting for a hello (sealed [`pb::PinOffer`]).
+    PinOffer {
+        sealed: Vec<u8>,
+    },
+    /// PIN invitation: the invitee's hello (sealed [`pb::PakeHello`]).
+    PakeHello {
+        sealed: Vec<u8>,
+    },
+    /// PIN invitation: the inviter's answer to one hello.
+    PakeReply(PakeReply),
+}
+
+/// A PAKE reply as read (nothing in it counts before the tag verifies).
+#[derive(Debug, Clone)]
+pub(crate) struct PakeReply {
+    pub(crate) offer: Vec<u8>,
+    pub(crate) nonce: Vec<u8>,
+    pub(crate) message: Vec<u8>,
+    pub(crate) confirm: Vec<u8>,
+    pub(crate) invitation: Vec<u8>,
+}
+
+/// What a PIN offer gives whoever holds the ticket.
+pub(crate) struct PinOffer {
+    pub(crate) writer: SigningKey,
+    pub(crate) reply_to: Option<Vec<u8>>,
+    pub(crate) expires_at: u64,
 }
 
 /// A tombstone as read: only [`UnverifiedTombstone::verify`] makes it count.
@@ -76,6 +110,15 @@ pub(crate) fn decode_value(bytes: &[u8]) -> Result<InboxValue, DecodeError> {
         Some(pb::inbox_entry::Entry::Tombstone(t)) => {
             Ok(InboxValue::Tombstone(UnverifiedTombstone { payload: t.tombstone, signature: t.signature }))
         }
+        Some(pb::inbox_entry::Entry::PinOffer(s)) => Ok(InboxValue::PinOffer { sealed: s }),
+        Some(pb::inbox_entry::Entry::PakeHello(s)) => Ok(InboxValue::PakeHello { sealed: s }),
+        Some(pb::inbox_entry::Entry::PakeReply(r)) => Ok(InboxValue::PakeReply(PakeReply {
+            offer: r.offer,
+            nonce: r.nonce,
+            message: r.message,
+            confirm: r.confirm,
+            invitation: r.invitation,
+        })),
         None => Err(DecodeError::MissingField { what: "inbox value", field: "entry" }),
     }
 }
@@ -244,4 +287,136 @@ pub(crate) fn seal_final(
 
 pub(crate) fn open_final(keys: &InboxKeys, inbox: &[u8; 32], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, VerifyError> {
     aead::open(&keys.final_status, SealedKind::FinalStatus, inbox, sealed)
+}
+
+/// The sealed offer of a PIN invitation (PIN-2): under the ticket's request
+/// key, nothing derived from the PIN.
+pub(crate) fn seal_offer(
+    keys: &InboxKeys,
+    inbox: &[u8; 32],
+    writer: &SigningKey,
+    reply_to: Option<&[u8]>,
+    expires_at: u64,
+    rng: &mut impl CryptoRngCore,
+) -> Vec<u8> {
+    let plain = wire::encode_secret(pb::PinOffer {
+        version: crate::crypto::PROTOCOL_VERSION,
+        writer_secret: writer.expose_seed().to_vec(),
+        reply_to: reply_to.map(<[u8]>::to_vec).unwrap_or_default(),
+        expires_at,
+    });
+    aead::seal(&keys.request, SealedKind::PinOffer, inbox, &plain, rng)
+}
+
+/// Subkey 0 of a PIN invitation waiting for a hello.
+pub(crate) fn offer_entry(sealed: &[u8]) -> Vec<u8> {
+    entry(pb::inbox_entry::Entry::PinOffer(sealed.to_vec()))
+}
+
+/// Opens a PIN offer.
+pub(crate) fn open_offer(keys: &InboxKeys, inbox: &[u8; 32], sealed: &[u8]) -> Result<PinOffer, crate::Error> {
+    let plain = aead::open(&keys.request, SealedKind::PinOffer, inbox, sealed)?;
+    let mut p: pb::PinOffer = wire::decode(&plain, limits::MAX_INBOX_VALUE, "pin offer")?;
+    wire::check_version(p.version)?;
+    let seed = Zeroizing::new(core::mem::take(&mut p.writer_secret));
+    let writer = SigningKey::from_seed_slice(&seed)?;
+    if p.reply_to.len() > limits::MAX_REPLY_ADDRESS {
+        return Err(DecodeError::FieldTooLong {
+            what: "offer reply address",
+            max: limits::MAX_REPLY_ADDRESS,
+            got: p.reply_to.len(),
+        }
+        .into());
+    }
+    let reply_to = (!p.reply_to.is_empty()).then(|| core::mem::take(&mut p.reply_to));
+    Ok(PinOffer { writer, reply_to, expires_at: p.expires_at })
+}
+
+/// The invitee's hello for one attempt (PIN-3), sealed under the hello key.
+pub(crate) fn hello(
+    key: &SecretKey,
+    inbox: &[u8; 32],
+    nonce: &[u8; crate::crypto::pake::NONCE_LEN],
+    message: &[u8],
+    reply_to: Option<&[u8]>,
+    rng: &mut impl CryptoRngCore,
+) -> Vec<u8> {
+    let plain = wire::encode(&pb::PakeHello {
+        version: crate::crypto::PROTOCOL_VERSION,
+        nonce: nonce.to_vec(),
+        message: message.to_vec(),
+        reply_to: reply_to.filter(|r| r.len() <= limits::MAX_REPLY_ADDRESS).map(<[u8]>::to_vec).unwrap_or_default(),
+    });
+    entry(pb::inbox_entry::Entry::PakeHello(aead::seal(key, SealedKind::PakeHello, inbox, &plain, rng)))
+}
+
+/// An opened hello.
+pub(crate) struct Hello {
+    pub(crate) nonce: [u8; crate::crypto::pake::NONCE_LEN],
+    pub(crate) message: Vec<u8>,
+    /// The invitee's reply address (untrusted: only ever nudged).
+    pub(crate) reply_to: Option<Vec<u8>>,
+}
+
+/// Opens a hello: its nonce, SPAKE2 message and the invitee's reply address.
+pub(crate) fn open_hello(key: &SecretKey, inbox: &[u8; 32], sealed: &[u8]) -> Result<Hello, crate::Error> {
+    let plain = aead::open(key, SealedKind::PakeHello, inbox, sealed)?;
+    let h: pb::PakeHello = wire::decode(&plain, limits::MAX_INBOX_VALUE, "pake hello")?;
+    wire::check_version(h.version)?;
+    let nonce = <[u8; crate::crypto::pake::NONCE_LEN]>::try_from(h.nonce.as_slice()).map_err(|_| {
+        DecodeError::WrongLength { what: "hello nonce", expected: crate::crypto::pake::NONCE_LEN, got: h.nonce.len() }
+    })?;
+    if h.message.len() != crate::crypto::pake::MESSAGE_LEN {
+        return Err(DecodeError::WrongLength {
+            what: "hello message",
+            expected: crate::crypto::pake::MESSAGE_LEN,
+            got: h.message.len(),
+        }
+        .into());
+    }
+    if h.reply_to.len() > limits::MAX_REPLY_ADDRESS {
+        return Err(DecodeError::FieldTooLong {
+            what: "hello reply address",
+            max: limits::MAX_REPLY_ADDRESS,
+            got: h.reply_to.len(),
+        }
+        .into());
+    }
+    let reply_to = (!h.reply_to.is_empty()).then_some(h.reply_to);
+    Ok(Hello { nonce, message: h.message, reply_to })
+}
+
+/// The inviter's reply to one hello (PIN-4): the offer again, the hello's
+/// nonce, SPAKE2 message B, the confirmation tag and the signed invitation
+/// sealed under the PAKE key.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn pake_reply(
+    offer: &[u8],
+    nonce: &[u8],
+    message: &[u8],
+    confirm: &[u8],
+    invitation_key: &SecretKey,
+    inbox: &[u8; 32],
+    signed_invitation: &[u8],
+    rng: &mut impl CryptoRngCore,
+) -> Vec<u8> {
+    let invitation = aead::seal_bound(invitation_key, SealedKind::PakeInvitation, inbox, nonce, signed_invitation, rng);
+    entry(pb::inbox_entry::Entry::PakeReply(pb::PakeReply {
+        offer: offer.to_vec(),
+        nonce: nonce.to_vec(),
+        message: message.to_vec(),
+        confirm: confirm.to_vec(),
+        invitation,
+    }))
+}
+
+/// Opens the invitation in a reply whose tag verified.
+pub(crate) fn open_pake_invitation(
+    invitation_key: &SecretKey,
+    inbox: &[u8; 32],
+    nonce: &[u8],
+    sealed: &[u8],
+) -> Result<UnverifiedInvitation, crate::Error> {
+    let plain = aead::open_bound(invitation_key, SealedKind::PakeInvitation, inbox, nonce, sealed)?;
+    Ok(UnverifiedInvitation::from_bytes(&plain)?)
 }

@@ -4,6 +4,7 @@
 //! Creating ──(conversation + inbox created)──▶ Publishing ──(request confirmed)──▶ Waiting
 //! Waiting ──(valid accept | valid reject | expiry timer | Cancel)──▶ Finalizing
 //! Finalizing ──(final status confirmed)──▶ Cleaning ──▶ Done
+//! Waiting ──(PIN hello: counted, answered with a PakeReply; past the limit)──▶ Finalizing(revoked)
 //! ```
 //! Finalizing a response (accept or reject alike, FRESH-6) first re-reads the
 //! responder's identity record at the location its identity key signed
@@ -61,8 +62,58 @@ struct LockMaterial {
     p_cost: u8,
 }
 
+/// A PIN invitation's PIN, kept by the inviter's device (its local store)
+/// to answer PAKE hellos (PIN-4). Zeroized on drop, redacted in `Debug`.
+#[derive(Clone, Serialize, Deserialize, zeroize::Zeroize, zeroize::ZeroizeOnDrop)]
+struct PinSecret(Vec<u8>);
+
+impl core::fmt::Debug for PinSecret {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("PinSecret(<redacted>)")
+    }
+}
+
+/// A PIN invitation's PAKE bookkeeping while it waits (persisted: a crash
+/// resets neither the attempt count nor the nonces seen, PIN-6, PIN-8).
+/// `Debug` shows the counts only (the signed invitation is what the PIN
+/// protects).
+#[derive(Clone, Serialize, Deserialize)]
+struct PinState {
+    /// The sealed offer (subkey 0 while no hello was answered; repeated in
+    /// every reply).
+    offer: Vec<u8>,
+    /// The signed invitation, sealed anew under each attempt's PAKE key.
+    signed_invitation: Vec<u8>,
+    /// Hellos answered (attempts counted).
+    attempts: u32,
+    /// Nonces of the hellos answered (a replay is not answered twice).
+    seen: Vec<[u8; crate::crypto::pake::NONCE_LEN]>,
+    /// Session secrets of the attempts answered: a response opens under one
+    /// of them or not at all (the invitee's key confirmation).
+    sessions: Vec<SecretKey>,
+    /// The latest reply written (written again over an older one).
+    last_reply: Vec<u8>,
+    /// Rewrites of the latest reply over an older one (bounded).
+    rewrites: u32,
+    /// The reply address of the latest hello answered: nudged with the
+    /// reply once it is confirmed (untrusted, best effort).
+    #[serde(default)]
+    peer_reply_to: Option<Vec<u8>>,
+}
+
+impl core::fmt::Debug for PinState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PinState")
+            .field("attempts", &self.attempts)
+            .field("seen", &self.seen.len())
+            .field("rewrites", &self.rewrites)
+            .finish_non_exhaustive()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Purpose {
+    WriteReply,
     CreateConversation,
     CreateInbox,
     PublishRequest,
@@ -148,6 +199,9 @@ struct Core {
     invite_secret: crate::crypto::InviteSecret,
     encryption_key_type: EncryptionKeyType,
     lock: Option<Box<LockMaterial>>,
+    /// PIN invitations: the PIN (answers hellos) and the attempts allowed.
+    #[serde(default)]
+    pin: Option<(PinSecret, u32)>,
     /// Our reply address, as last told by the driver; only until the
     /// invitation is built (it then travels in it).
     #[serde(default)]
@@ -194,6 +248,9 @@ struct Published {
     /// The sealed request, compared with what the network holds while
     /// Publishing; emptied once it is confirmed (Waiting and later).
     request_value: Vec<u8>,
+    /// PIN invitations: the PAKE bookkeeping.
+    #[serde(default)]
+    pin: Option<Box<PinState>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -351,9 +408,18 @@ impl Inviter {
             }
             .into());
         }
-        let (lock, ekt) = match params.lock.into_secret() {
-            None => (None, EncryptionKeyType::None),
-            Some((pw, ekt)) => {
+        let mut pin = None;
+        let (lock, ekt) = match params.lock {
+            crate::flow::Lock::None => (None, EncryptionKeyType::None),
+            // PIN-1: a PIN is never stretched into an offline lock; it is
+            // kept to answer PAKE hellos.
+            crate::flow::Lock::Pin(p) => {
+                let attempts = params.pin_attempts.clamp(1, crate::limits::MAX_PIN_ATTEMPTS);
+                pin = Some((PinSecret(p.as_password().bytes().to_vec()), attempts));
+                (None, EncryptionKeyType::Pin)
+            }
+            crate::flow::Lock::Password(pw) => {
+                let ekt = EncryptionKeyType::Password;
                 // Parameters are refused at once; Argon2id itself runs off
                 // the runtime (the first effect asks for it).
                 let p = params.password_params;
@@ -380,6 +446,7 @@ impl Inviter {
             invite_secret: crate::crypto::InviteSecret::generate(&mut RngAdapter(rng)),
             encryption_key_type: ekt,
             lock: None,
+            pin,
             reply_to: None,
             expanded: Some(Box::new(keys)),
         };
@@ -757,8 +824,10 @@ impl Inviter {
 
     fn on_failed(&mut self, purpose: Purpose, err: Error, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
         match purpose {
-            // Reading a response, watching, freshness and cleanup failures are not fatal.
-            Purpose::ReadResponse | Purpose::Watch => {}
+            // Reading a response, watching, freshness and cleanup failures are
+            // not fatal. A reply that could not be written: the invitee's
+            // next hello (it keeps waiting, then asks again) is answered.
+            Purpose::ReadResponse | Purpose::Watch | Purpose::WriteReply => {}
             // FRESH-3: a failed read is not fresh: read again, then fail closed.
             Purpose::FreshnessOpen | Purpose::FreshnessGet => {
                 let unreachable = matches!(err, Error::Protocol(ProtocolError::RetriesExhausted { .. }));
@@ -898,6 +967,7 @@ impl Inviter {
                 }
             }
             (Purpose::Watch, _) => {}
+            (Purpose::WriteReply, DhtOutput::Set(newer)) => self.on_reply_written(newer, out),
             (Purpose::ReadResponse, DhtOutput::Value(v)) => self.on_response_value(v, now, rng, out),
             (Purpose::WriteFinal, DhtOutput::Set(newer)) => {
                 let State::Finalizing(p, f) = &mut self.state else { return };
@@ -1036,22 +1106,123 @@ impl Inviter {
         let keys = InboxKeys::derive(&secret, &opaque);
         let mut r = RngAdapter(rng);
         let writer = c.writer();
+        if c.pin.is_some() {
+            // PIN-2: the ticket opens only the offer; the invitation travels
+            // in PAKE replies, sealed under each attempt's key.
+            let offer = inbox::seal_offer(&keys, &opaque, &writer, c.reply_to.as_deref(), c.expires_at, &mut r);
+            let request_value = inbox::offer_entry(&offer);
+            let ticket = Ticket { kind: c.kind, record: opaque, secret: TicketSecret::Pin(c.invite_secret.clone()) };
+            let pin = PinState {
+                offer,
+                signed_invitation: signed,
+                attempts: 0,
+                seen: Vec::new(),
+                sessions: Vec::new(),
+                last_reply: Vec::new(),
+                rewrites: 0,
+                peer_reply_to: None,
+            };
+            return Ok(Published {
+                inbox,
+                conversation,
+                ticket,
+                invitation_hash,
+                request_value,
+                pin: Some(Box::new(pin)),
+            });
+        }
         let request_value = inbox::seal_request(&keys, &opaque, &writer, &signed, c.encryption_key_type, &mut r);
         let ticket_secret = match &c.lock {
             None => TicketSecret::Plain(c.invite_secret.clone()),
             Some(l) => TicketSecret::Locked {
                 masked: password::apply_mask(&c.invite_secret, &l.stretched, &l.salt, &opaque),
-                params: LockParams {
-                    salt: l.salt,
-                    m_cost_log2: l.m_cost_log2,
-                    t_cost: l.t_cost,
-                    p_cost: l.p_cost,
-                    pin: c.encryption_key_type == EncryptionKeyType::Pin,
-                },
+                params: LockParams { salt: l.salt, m_cost_log2: l.m_cost_log2, t_cost: l.t_cost, p_cost: l.p_cost },
             },
         };
         let ticket = Ticket { kind: c.kind, record: opaque, secret: ticket_secret };
-        Ok(Published { inbox, conversation, ticket, invitation_hash, request_value })
+        Ok(Published { inbox, conversation, ticket, invitation_hash, request_value, pin: None })
+    }
+
+    /// A PAKE hello (PIN-4, PIN-6, PIN-8): a replay (a nonce already
+    /// answered) is ignored; past the attempt limit the invitation is
+    /// revoked; otherwise the attempt is counted and persisted before the
+    /// reply is written, so a crash can neither reset the count nor answer
+    /// one hello twice with different keys.
+    fn on_hello(&mut self, sealed: &[u8], now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        let Some((pin, max)) = self.core.pin.clone() else { return };
+        let State::Waiting(p) = &mut self.state else { return };
+        let Some(secret) = p.inbox.secret().cloned() else { return };
+        let opaque = *p.inbox.opaque();
+        let Ok(inbox::Hello { nonce, message: msg_a, reply_to }) =
+            inbox::open_hello(&crate::crypto::pake::hello_key(&secret, &opaque), &opaque, sealed)
+        else {
+            return out.push(Effect::Emit(Event::ResponseIgnored { reason: crate::error::ErrorCode::Malformed }));
+        };
+        let Some(st) = p.pin.as_mut() else { return };
+        if st.seen.contains(&nonce) {
+            return;
+        }
+        if st.attempts >= max {
+            // Every attempt allowed was answered and none made a response:
+            // this one is one too many. Revoke (signed final status).
+            let attempts = st.attempts;
+            let p = p.clone();
+            self.pending_failure =
+                Some(Failure::from(Error::Protocol(ProtocolError::PinAttemptsExhausted { attempts })));
+            out.push(Effect::Emit(Event::PinAttemptsExhausted { attempts }));
+            return self.finalize(p, FinalStatusKind::Revoked, None, now, rng, out);
+        }
+        st.attempts += 1;
+        st.seen.push(nonce);
+        let Ok((msg_b, keys)) =
+            crate::crypto::pake::inviter_answer(&pin.0, &opaque, &nonce, &msg_a, &mut RngAdapter(rng))
+        else {
+            // Not a valid SPAKE2 message: counted, not answered.
+            out.push(Effect::Persist);
+            return;
+        };
+        st.sessions.push(keys.session.clone());
+        let reply = inbox::pake_reply(
+            &st.offer,
+            &nonce,
+            &msg_b,
+            &keys.confirm,
+            &keys.invitation,
+            &opaque,
+            &st.signed_invitation,
+            &mut RngAdapter(rng),
+        );
+        st.last_reply = reply.clone();
+        st.peer_reply_to = reply_to;
+        let key = p.inbox.clone();
+        let writer = self.core.inbox_owner();
+        out.push(Effect::Persist);
+        self.ops.start(Purpose::WriteReply, DhtOp::Set { key, subkey: OWNER_SUBKEY, data: reply, writer }, out);
+    }
+
+    /// A reply write is confirmed: nudge the invitee with the latest reply.
+    /// If the network holds another value (an older reply that landed after
+    /// ours), the latest reply is written again, a bounded number of times.
+    fn on_reply_written(&mut self, newer: Option<ValueData>, out: &mut Vec<Effect>) {
+        let State::Waiting(p) = &mut self.state else { return };
+        let Some(st) = p.pin.as_mut() else { return };
+        let pending = self.ops.has_pending(|x| *x == Purpose::WriteReply);
+        let stale = newer.as_ref().is_some_and(|v| v.data != st.last_reply);
+        if !stale && !pending {
+            if let Some(to) = st.peer_reply_to.clone() {
+                let nudge = Nudge { record: *p.inbox.opaque(), subkey: OWNER_SUBKEY, value: st.last_reply.clone() };
+                out.push(Effect::Nudge { to, nudge });
+            }
+            return;
+        }
+        if !stale || st.rewrites >= super::MAX_ATTEMPTS || pending {
+            return;
+        }
+        st.rewrites += 1;
+        let (key, data) = (p.inbox.clone(), st.last_reply.clone());
+        let writer = self.core.inbox_owner();
+        out.push(Effect::Persist);
+        self.ops.start(Purpose::WriteReply, DhtOp::Set { key, subkey: OWNER_SUBKEY, data, writer }, out);
     }
 
     fn on_response_value(&mut self, v: Option<ValueData>, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
@@ -1062,6 +1233,11 @@ impl Inviter {
 
     fn on_response_bytes(&mut self, data: &[u8], now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
         let State::Waiting(p) = &self.state else { return };
+        if p.pin.is_some()
+            && let Ok(InboxValue::PakeHello { sealed }) = inbox::decode_value(data)
+        {
+            return self.on_hello(&sealed, now, rng, out);
+        }
         let p = p.clone();
         match self.check_response(&p, data, now) {
             Ok(None) => {}
@@ -1091,9 +1267,24 @@ impl Inviter {
             InboxValue::Tombstone(_) => return Ok(None),
             _ => return Err(DecodeError::Invalid("response subkey holds something else").into()),
         };
-        let secret = p.inbox.secret().ok_or(Error::ApiMisuse("inbox key lost its secret"))?;
-        let keys = InboxKeys::derive(secret, p.inbox.opaque());
-        let unverified = inbox::open_response(&keys, p.inbox.opaque(), &sealed)?;
+        let unverified = match &p.pin {
+            // PIN-5: a PIN invitation's response is sealed under the session
+            // secret of an attempt we answered (the invitee's key
+            // confirmation); nothing else opens it.
+            Some(pin) => pin
+                .sessions
+                .iter()
+                .rev()
+                .find_map(|s| {
+                    inbox::open_response(&InboxKeys::derive(s, p.inbox.opaque()), p.inbox.opaque(), &sealed).ok()
+                })
+                .ok_or(Error::Verify(crate::error::VerifyError::DecryptionFailed))?,
+            None => {
+                let secret = p.inbox.secret().ok_or(Error::ApiMisuse("inbox key lost its secret"))?;
+                let keys = InboxKeys::derive(secret, p.inbox.opaque());
+                inbox::open_response(&keys, p.inbox.opaque(), &sealed)?
+            }
+        };
         let identity_key = self.core.identity.public_key();
         let ctx = InvitationContext {
             inbox_key: p.inbox.opaque(),
