@@ -527,7 +527,7 @@ fn newer_version_link_says_update_the_app() {
     for (name, text) in [("newer-version", newer_text), ("newer-binary-version", newer_binary)] {
         let link = format!("{}#{text}", t.to_https(&page).split_once('#').expect("fragment").0);
         assert!(
-            matches!(Ticket::from_https(&link, &[page.clone()]), Err(e) if e.advice() == ScanAdvice::UpdateApp),
+            matches!(Ticket::from_https(&link, std::slice::from_ref(&page)), Err(e) if e.advice() == ScanAdvice::UpdateApp),
             "the app says: update the app"
         );
         let url = server.local(&link);
