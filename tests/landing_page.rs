@@ -150,6 +150,12 @@ fn assert_log_clean(server: &Server, secrets: &[String]) {
             "a request for something other than the page's own files: {r:?}"
         );
         assert!(!r.line.contains('#'), "a request line with a fragment: {r:?}");
+        // The page's <meta name="referrer" content="no-referrer">: its
+        // style sheet and script are fetched without naming the page.
+        assert!(
+            !r.headers.iter().any(|h| h.to_ascii_lowercase().starts_with("referer:")),
+            "a request with a Referer: {r:?}"
+        );
         let all = format!("{}\n{}", r.line, r.headers.join("\n")).to_ascii_lowercase();
         for secret in secrets {
             let s = secret.to_ascii_lowercase();
@@ -210,6 +216,8 @@ fn run_browser(browser: &Path, args: &[String], url: &str) -> String {
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
+            // Containers often have a small /dev/shm.
+            "--disable-dev-shm-usage",
             "--no-first-run",
             "--no-default-browser-check",
             "--disable-extensions",
