@@ -356,9 +356,9 @@ fn page_modules(path: &str) -> BTreeSet<(usize, usize)> {
 
 /// The dark modules of the symbol the `qrcode` crate (what the app draws
 /// with, `Ticket::qr_png`) makes of `content` in byte mode, level L, the
-/// smallest version. (Its `with_error_correction_level` may also split
-/// a run of ASCII digits into a numeric segment; a ticket's random bytes
-/// hold such a run about once in ten thousand.)
+/// smallest version. (Its `with_error_correction_level` may also put a
+/// long enough run of ASCII digit bytes in a numeric segment; a ticket's
+/// random bytes almost never hold one.)
 fn app_modules(content: &[u8]) -> BTreeSet<(usize, usize)> {
     let code = (1..=40)
         .find_map(|v| {
