@@ -405,3 +405,21 @@ fn found_after_many_glued_markers() {
         assert_eq!(find(&format!("-----BEGIN junk\n{armor}")).unwrap(), t);
     }
 }
+
+/// Found by the landing page's differential run: a non-ASCII character
+/// straddling the cut at a shorter valid length made `from_text` slice
+/// inside it (a panic reachable from pasted text). Every text parser must
+/// refuse such input with a typed error instead.
+#[test]
+fn non_ascii_at_a_valid_length_cut_is_refused_not_a_panic() {
+    use contact_invite::encoding::{Address, Ticket};
+    for n in 70..200 {
+        for tail in ["é", "€", "😀", "aé", "\u{0301}"] {
+            let s = format!("invite-2-{}{tail}", "a".repeat(n));
+            assert!(Ticket::from_text(&s).is_err(), "{s}");
+            assert!(s.parse::<Ticket>().is_err());
+            let a = format!("address-1-{}{tail}", "a".repeat(n));
+            assert!(Address::from_text(&a).is_err(), "{a}");
+        }
+    }
+}

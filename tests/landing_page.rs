@@ -390,10 +390,7 @@ fn ticket(locked: bool) -> Ticket {
         secret: if locked {
             let mut salt = [0u8; 16];
             OsRng.fill_bytes(&mut salt);
-            TicketSecret::Locked {
-                masked: secret,
-                params: LockParams { salt, m_cost_log2: 16, t_cost: 3, p_cost: 1, pin: true },
-            }
+            TicketSecret::Locked { masked: secret, params: LockParams { salt, m_cost_log2: 16, t_cost: 3, p_cost: 1 } }
         } else {
             TicketSecret::Plain(secret)
         },
@@ -611,6 +608,12 @@ fn page_checker_agrees_with_the_rust_parser() {
         f(&mut b);
         text_form("invite-2-", &b)
     };
+    let locked_bytes = ticket(true).to_bytes();
+    let with_locked = |f: &dyn Fn(&mut Vec<u8>)| {
+        let mut b = locked_bytes.clone();
+        f(&mut b);
+        text_form("invite-2-", &b)
+    };
     let mut cases: Vec<(&str, String)> = vec![
         ("valid", t.clone()),
         ("valid, uppercase", t.to_ascii_uppercase()),
@@ -639,7 +642,8 @@ fn page_checker_agrees_with_the_rust_parser() {
         ("older binary version", with(&|b| b[0] = (1 << 4) | (b[0] & 0x0f))),
         ("newer binary version", with(&|b| b[0] = (4 << 4) | (b[0] & 0x0f))),
         ("unknown kind", with(&|b| b[0] = (b[0] & 0xf0) | 3)),
-        ("PIN flag without a lock", with(&|b| b[0] |= 0x08)),
+        ("a PIN ticket (flag 0x08 alone, SPAKE2)", with(&|b| b[0] |= 0x08)),
+        ("PIN and password lock together", with_locked(&|b| b[0] |= 0x08)),
         ("lock flag on a plain-length ticket", with(&|b| b[0] |= 0x04)),
         ("address version 2", format!("address-2-{}", a.strip_prefix("address-1-").expect("address"))),
         ("", String::new()),

@@ -122,7 +122,7 @@ function checkTicketBytes(b) {
   const kind = first & 0x03; // 1 contact, 2 device link
   if (kind !== 1 && kind !== 2) return "damaged";
   const locked = (first & 0x04) !== 0;
-  if ((first & 0x08) !== 0 && !locked) return "damaged"; // PIN flag without a lock
+  if ((first & 0x08) !== 0 && locked) return "damaged"; // a PIN is never a password lock (PIN-1)
   const expected = locked ? 68 : 49;
   if (b.length < expected) return "truncated";
   if (b.length > expected) return "damaged";

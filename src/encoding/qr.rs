@@ -1,5 +1,5 @@
 //! QR rendering of the binary ticket: byte mode, error correction level L
-//! (the smallest symbol; a 70-byte ticket is version 4, an 89-byte one 5).
+//! (the smallest symbol; a 49-byte ticket is version 3, a 68-byte locked one 4).
 
 use qrcode::{Color, EcLevel, QrCode, Version};
 

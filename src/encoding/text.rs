@@ -123,6 +123,12 @@ pub(crate) fn decode(
         }
         None => return Err(EncodingError::BadEncoding { what: "text form (no '-' after the version)" }),
     };
+    // The base32 alphabet is ASCII: anything else is refused before the
+    // body is measured or cut (a cut inside a multi-byte character would
+    // panic).
+    if !body.is_ascii() {
+        return Err(EncodingError::BadEncoding { what: "text form (a character outside base32)" });
+    }
     // The length, from the number of characters alone (and, between two
     // lengths, whether a shorter valid text is followed by more).
     let head = format!("{}{version}-", kind.prefix());
