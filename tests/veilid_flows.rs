@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use contact_invite::crypto::pow::DEFAULT_MAX_MINT_BITS;
-use contact_invite::crypto::{Password, PasswordParams};
+use contact_invite::crypto::{Password, PasswordParams, Pin};
 use contact_invite::dht::Dht;
 use contact_invite::dht::veilid::VeilidDht;
 use contact_invite::dht::{OpLog, Recorded, median};
@@ -145,6 +145,60 @@ async fn flows(net: &LocalNetwork) {
         mg.as_secs_f64() * 1e3,
         ms.as_secs_f64() * 1e3
     );
+
+    // 1b. A PIN invitation (SPAKE2 with Alice's device, issue 16): Bob types
+    // a wrong PIN, then the right one; next to it, in the same run, the same
+    // invitation with no lock.
+    let mut measured = Vec::new();
+    // (PIN, a wrong PIN first)
+    for (pin, wrong_first) in [(true, true), (true, false), (false, false)] {
+        alice.log.drain();
+        bob.log.drain();
+        let t0 = Instant::now();
+        let mut params = SendParams::new(alice.identity.clone());
+        if pin {
+            params.lock = Lock::Pin(Pin::new("4711").unwrap());
+        }
+        let (a_flow, ticket) = publish(&mut alice, params).await;
+        assert_eq!(ticket.to_bytes().len(), 49, "a PIN ticket is as small as a plain one");
+        let b_flow = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await.unwrap();
+        if pin {
+            wait(&mut bob, "PIN", |e| e.flow == b_flow && matches!(e.event, Event::PasswordRequired { pin: true }))
+                .await;
+            if wrong_first {
+                bob.handle.password(b_flow, Password::new("4712").unwrap()).await.unwrap();
+                wait(&mut bob, "wrong PIN", |e| e.flow == b_flow && matches!(e.event, Event::WrongPassword)).await;
+            }
+            bob.handle.password(b_flow, Password::new("4711").unwrap()).await.unwrap();
+        }
+        let shown =
+            wait(&mut bob, "invitation", |e| e.flow == b_flow && matches!(e.event, Event::InvitationReceived(_))).await;
+        bob.handle.accept(b_flow).await.unwrap();
+        assert_eq!(finished(&mut alice, a_flow).await, Outcome::Contact(bob.identity.public_key()));
+        assert_eq!(finished(&mut bob, b_flow).await, Outcome::Contact(alice.identity.public_key()));
+        measured.push((
+            pin,
+            wrong_first,
+            shown.round_trips,
+            t0.elapsed(),
+            alice.log.drain().len() + bob.log.drain().len(),
+        ));
+    }
+    for (pin, wrong_first, rt, took, ops) in &measured {
+        eprintln!(
+            "{} invitation: profile shown {rt} round trips after the last input (scan or PIN); \
+             send -> both contacts final {:.2} s; {ops} DHT operations",
+            match (pin, wrong_first) {
+                (true, true) => "PIN (SPAKE2), a wrong PIN first,",
+                (true, false) => "PIN (SPAKE2)",
+                _ => "plain",
+            },
+            took.as_secs_f64()
+        );
+    }
+    // Bob and Alice now hold each other once per flow above; the PIN and
+    // plain contacts replaced the first (one contact per peer identity).
+    assert_eq!(driver::contacts(bob.store.as_ref()).await.unwrap().contacts.len(), 1);
 
     // 2. Carol rejects.
     let params = SendParams::new(alice.identity.clone());
