@@ -15,7 +15,7 @@ use contact_invite::crypto::{Password, PasswordParams};
 use contact_invite::dht::veilid::VeilidDht;
 use contact_invite::dht::{OpLog, OpRecord, Recorded, median};
 use contact_invite::driver::{self, Clock, DriverConfig, Events, Handle, OffsetClock};
-use contact_invite::encoding::{LinkConfig, Scanned, Ticket, UriScheme, parse_scanned, parse_scanned_bytes};
+use contact_invite::encoding::{HttpsBase, LinkConfig, Scanned, Ticket, UriScheme, parse_scanned, parse_scanned_bytes};
 use contact_invite::flow::{Event, FlowId, Lock, Outcome, ReceiveParams, SendParams};
 use contact_invite::identity::Identity;
 use contact_invite::message::Profile;
@@ -111,7 +111,10 @@ fn show_ticket(t: &Ticket) -> Result<(), Error> {
     );
     println!("\n    {t}");
     println!("\n{}", t.to_armor().lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n"));
-    println!("\n    {}\n", t.to_uri(&UriScheme::new("chat")?));
+    println!("\n    {}", t.to_uri(&UriScheme::new("chat")?));
+    // For a device without the app: the landing page (web/) at this base
+    // reads the ticket from the fragment, which never reaches a server.
+    println!("    {}\n", t.to_https(&HttpsBase::new("https://chat.example/invite")?));
     println!("{}", t.qr_terminal()?);
     Ok(())
 }
