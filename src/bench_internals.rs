@@ -555,4 +555,57 @@ pub mod pin_attack {
         inbox::open_pake_invitation(&keys.invitation, &ticket.record, &r.nonce, &r.invitation).ok()?;
         Some(keys.session)
     }
+    /// A ticket holder answers `hello` as if it were the inviter, with its
+    /// own PIN `guess` and an invitation signed by `mallory` (PIN-10 stages
+    /// it: such a reply can only arrive by nudge, never in subkey 0).
+    pub fn forge_reply(
+        ticket: &Ticket,
+        offer_value: &[u8],
+        hello_value: &[u8],
+        guess: &str,
+        mallory: &crate::identity::Identity,
+        now_secs: u64,
+    ) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
+        let TicketSecret::Pin(s) = &ticket.secret else { return None };
+        let InboxValue::PakeHello { sealed } = inbox::decode_value(hello_value).ok()? else { return None };
+        let key = pake::hello_key(&s.inbox_secret(), &ticket.record);
+        let h = inbox::open_hello(&key, &ticket.record, &sealed).ok()?;
+        let offer_sealed = match inbox::decode_value(offer_value).ok()? {
+            InboxValue::PinOffer { sealed } => sealed,
+            InboxValue::PakeReply(r) => r.offer,
+            _ => return None,
+        };
+        let o = inbox::open_offer(&InboxKeys::derive(&s.inbox_secret(), &ticket.record), &ticket.record, &offer_sealed)
+            .ok()?;
+        let (msg_b, keys) =
+            pake::inviter_answer(guess.as_bytes(), &ticket.record, &h.nonce, &h.message, &mut OsRng).ok()?;
+        let rk = mallory.record_key()?.clone();
+        let content = crate::message::InvitationContent {
+            kind: ticket.kind,
+            inbox_key: ticket.record,
+            writer_key: o.writer.public(),
+            identity_key: mallory.public_key(),
+            device_key: mallory.device_public(),
+            identity_record: rk.clone(),
+            profile: crate::message::Profile::new("alice").ok()?,
+            conversation: Some(rk),
+            created_at: now_secs,
+            expires_at: o.expires_at,
+            message: String::new(),
+            encryption_key_type: crate::message::EncryptionKeyType::Pin,
+            reply_to: None,
+        };
+        let signed = content.sign(mallory.device_key(), mallory.signed()).ok()?;
+        let v = inbox::pake_reply(
+            &offer_sealed,
+            &h.nonce,
+            &msg_b,
+            &keys.confirm,
+            &keys.invitation,
+            &ticket.record,
+            &signed,
+            &mut OsRng,
+        );
+        Some((v, h.reply_to))
+    }
 }

@@ -407,3 +407,92 @@ async fn pin_secret_the_inviters_pin_is_redacted_in_debug() {
     assert!(shown.contains("<redacted>"), "the PIN's slot is shown redacted");
     assert!(!shown.contains(pin) && !shown.contains(bytes.trim_matches(['[', ']'])), "the PIN is printed: {shown}");
 }
+
+/// Attacker review, F2 (PIN-1): a plain invitation whose ticket is
+/// re-flagged as a PIN ticket showed the keypad and then opened whatever PIN
+/// was typed, with no PAKE. A PIN ticket opens only a PIN offer.
+#[tokio::test(start_paused = true)]
+async fn pin_1_a_plain_invitation_under_a_pin_flagged_ticket_is_refused() {
+    use contact_invite::encoding::TicketSecret;
+    let net = MemoryNetwork::new();
+    let mut mallory = party(&net, "mallory").await;
+    let mut bob = party(&net, "bob").await;
+    let params = SendParams::new(mallory.identity.clone());
+    let (_m, plain) = publish_invitation(&mut mallory, params).await;
+    let TicketSecret::Plain(s) = plain.secret.clone() else { panic!("a plain ticket") };
+    let forged = Ticket { kind: plain.kind, record: plain.record, secret: TicketSecret::Pin(s) };
+    let forged = Ticket::from_bytes(&forged.to_bytes()).unwrap();
+    assert!(forged.is_pin());
+    let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), forged)).await.unwrap();
+    // The keypad may be answered before or after the inbox is read.
+    let _ = bob.handle.password(b, Password::new("0000").unwrap()).await;
+    let e = wait_for(&mut bob.events, "verdict", |e| {
+        e.flow == b && matches!(e.event, Event::WrongPassword | Event::InvitationReceived(_) | Event::Finished(_))
+    })
+    .await;
+    assert!(
+        matches!(e.event, Event::Finished(Outcome::Failed(Error::Protocol(ProtocolError::NotFound)))),
+        "a PIN ticket must not open a plain invitation: {:?}",
+        e.event
+    );
+}
+
+/// Attacker review, F1 (PIN-10): a ticket holder reads the invitee's hello
+/// and nudges it a reply of its own (its own PIN guess, its own invitation
+/// under the inviter's name) while the inviter's device is away. Before the
+/// fix the invitee took a nudged reply as it came: a wrong guess showed "wrong
+/// PIN" for the right PIN (one uncounted guess per retry), a right guess
+/// showed the attacker's invitation. Now a nudge only prompts a read of
+/// subkey 0, which only the inbox owner can write.
+#[tokio::test(start_paused = true)]
+async fn pin_10_a_ticket_holder_answering_as_the_inviter_is_not_heard() {
+    use contact_invite::dht::Nudge;
+    let net = MemoryNetwork::new();
+    let mut alice = party(&net, "alice").await;
+    let mut bob = party(&net, "bob").await;
+    let mallory_dht = dht(&net, "mallory");
+    let m_id = Identity::generate(Profile::new("mallory").unwrap(), "device", T0_MS / 1000, &mut OsRng).unwrap();
+    let m_id = driver::publish_identity(&net.join("mallory-id"), m_id).await.unwrap();
+    let mut params = SendParams::new(alice.identity.clone());
+    params.lock = Lock::Pin(Pin::new("4711").unwrap());
+    let (a_flow, ticket) = publish_invitation(&mut alice, params).await;
+    alice.handle.shutdown().await;
+
+    let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket.clone())).await.unwrap();
+    wait_for(&mut bob.events, "keypad", |e| e.flow == b && matches!(e.event, Event::PasswordRequired { pin: true }))
+        .await;
+    bob.handle.password(b, Password::new("4711").unwrap()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // Mallory's best case: she guesses the right PIN.
+    let offer = net.stored_value(&ticket.record, 0).unwrap().data;
+    let hello = net.stored_value(&ticket.record, 1).unwrap().data;
+    let (reply, to) = pin_attack::forge_reply(&ticket, &offer, &hello, "4711", &m_id, T0_MS / 1000 + 2).unwrap();
+    let to = to.expect("the hello carries bob's reply address");
+    mallory_dht.send_nudge(&to, &Nudge { record: ticket.record, subkey: 0, value: reply }).await.unwrap();
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        while let Some(e) = bob.events.recv().await {
+            if e.flow == b
+                && matches!(e.event, Event::WrongPassword | Event::InvitationReceived(_) | Event::Finished(_))
+            {
+                return Some(e.event);
+            }
+        }
+        None
+    })
+    .await;
+    assert!(heard.is_err(), "the invitee took a nudged reply that is not in subkey 0: {heard:?}");
+
+    // Alice's device comes back and answers the same attempt.
+    alice.restart(&net).await;
+    let e = wait_for(&mut bob.events, "the invitation", |e| {
+        e.flow == b && matches!(e.event, Event::WrongPassword | Event::InvitationReceived(_) | Event::Finished(_))
+    })
+    .await;
+    match e.event {
+        Event::InvitationReceived(v) => assert_eq!(v.identity, alice.identity.public_key()),
+        other => panic!("expected Alice's invitation, got {other:?}"),
+    }
+    bob.handle.accept(b).await.unwrap();
+    assert!(finished(&mut bob.events, b).await.is_contact());
+    assert!(finished(&mut alice.events, a_flow).await.is_contact());
+}

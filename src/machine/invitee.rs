@@ -464,8 +464,19 @@ impl Invitee {
             }
             Input::ReplyAddress(_) => {}
             Input::Nudge(n) => {
-                if matches!(self.state, State::Pin(_)) && n.record == self.core.record && n.subkey == OWNER_SUBKEY {
-                    self.on_pin_owner_bytes(&n.value, now, rng, &mut out);
+                // PIN-10: a nudged reply is only a hint to read subkey 0.
+                // Its invitation is self-signed: what ties it to the ticket's
+                // inviter is that only the inbox owner can write subkey 0,
+                // and a nudge can come from any ticket holder (who would
+                // otherwise answer our hello with its own PIN guess).
+                if let State::Pin(f) = &self.state
+                    && n.record == self.core.record
+                    && n.subkey == OWNER_SUBKEY
+                {
+                    if f.attempt.is_some() && !self.ops.has_pending(|p| *p == Purpose::ReadReply) {
+                        let key = self.inbox_key(&f.secret);
+                        self.ops.start(Purpose::ReadReply, DhtOp::Get { key, subkey: OWNER_SUBKEY }, &mut out);
+                    }
                     return out;
                 }
                 // The inviter's final status, straight from it: untrusted
@@ -884,6 +895,11 @@ impl Invitee {
             }
             Ok(InboxValue::PakeReply(r)) if self.core.ticket.is_pin() => {
                 return self.on_offer(secret, &r.offer, now, rng, out);
+            }
+            // PIN-1: a PIN ticket opens only a PIN offer; a plain request
+            // under it (a re-flagged ticket) would open whatever PIN is typed.
+            Ok(InboxValue::Request { .. }) if self.core.ticket.is_pin() => {
+                return self.end(FinishedWith::Failed(ProtocolError::NotFound), out);
             }
             Ok(InboxValue::Request { sealed, ekt }) => (sealed, ekt),
             Ok(InboxValue::FinalStatus { sealed }) => {
