@@ -54,7 +54,7 @@ trap 'kill -TERM $net_pid 2>/dev/null || true; kill $(jobs -p) 2>/dev/null || tr
 for _ in $(seq 240); do grep -q "network ready" "$work/network.log" && break; sleep 0.5; done
 grep -q "network ready" "$work/network.log" || { cat "$work/network.log"; echo "the network did not start" >&2; exit 1; }
 
-# nth_line LOG PATTERN N: whether LOG has N lines matching PATTERN.
+# has LOG PATTERN N: whether LOG has at least N lines matching PATTERN.
 has() { [ "$(grep -c -- "$2" "$1" 2>/dev/null || true)" -ge "$3" ]; }
 # wait_for SECS CMD...: polls CMD every 50 ms.
 wait_for() { local end=$(( $(date +%s) + $1 )); shift; until "$@"; do [ "$(date +%s)" -lt "$end" ] || return 1; sleep 0.05; done; }

@@ -453,14 +453,12 @@ async fn pin_10_a_ticket_holder_answering_as_the_inviter_is_not_heard() {
     let mallory_dht = dht(&net, "mallory");
     let m_id = Identity::generate(Profile::new("mallory").unwrap(), "device", T0_MS / 1000, &mut OsRng).unwrap();
     let m_id = driver::publish_identity(&net.join("mallory-id"), m_id).await.unwrap();
-    let mut params = SendParams::new(alice.identity.clone());
-    params.lock = Lock::Pin(Pin::new("4711").unwrap());
+    let params = pin_params(&alice, "4711", 3);
     let (a_flow, ticket) = publish_invitation(&mut alice, params).await;
     alice.handle.shutdown().await;
 
     let b = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket.clone())).await.unwrap();
-    wait_for(&mut bob.events, "keypad", |e| e.flow == b && matches!(e.event, Event::PasswordRequired { pin: true }))
-        .await;
+    password_required(&mut bob, b).await;
     bob.handle.password(b, Password::new("4711").unwrap()).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     // Mallory's best case: she guesses the right PIN.
