@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ".contact_invite.v1.RecordKey",
         ".contact_invite.v1.DeviceHandover",
         ".contact_invite.v1.PinOffer",
+        ".contact_invite.v1.UseClaimPrivate",
     ]);
     config.compile_fds(fds)?;
     Ok(())

@@ -83,6 +83,7 @@ pub mod vectors {
             message: "hello".into(),
             encryption_key_type: EncryptionKeyType::None,
             reply_to: None,
+            multi_use: None,
         };
         let good = content.sign(id.device_key(), id.signed()).unwrap();
         let mut other_id = Identity::generate(Profile::new("Mallory").unwrap(), "x", NOW - 60, &mut rng).unwrap();
@@ -355,6 +356,17 @@ pub fn set_legacy_poll(on: bool) {
 /// The PIN attacker of tests/pin_pake.rs: everything a holder of a PIN
 /// ticket and of every value written to the DHT or nudged can compute for a
 /// candidate PIN, and the active attacker's (MITM) moves.
+/// The writer key inside an unlocked invitation's request (subkey 0), as any
+/// ticket holder gets it: for tests that stage what a ticket holder can do.
+pub fn request_writer(ticket: &crate::encoding::Ticket, value: &[u8]) -> Option<SigningKey> {
+    use crate::message::inbox::{self, InboxKeys, InboxValue};
+    let crate::encoding::TicketSecret::Plain(s) = &ticket.secret else { return None };
+    let secret = s.inbox_secret();
+    let keys = InboxKeys::derive(&secret, &ticket.record);
+    let InboxValue::Request { sealed, ekt } = inbox::decode_value(value).ok()? else { return None };
+    inbox::open_request(&keys, &ticket.record, ekt, &sealed).ok().map(|(w, _)| w)
+}
+
 pub mod pin_attack {
     use rand_core::OsRng;
     use spake2::{Ed25519Group, Password as SpakePassword, Spake2};
@@ -594,6 +606,7 @@ pub mod pin_attack {
             message: String::new(),
             encryption_key_type: crate::message::EncryptionKeyType::Pin,
             reply_to: None,
+            multi_use: None,
         };
         let signed = content.sign(mallory.device_key(), mallory.signed()).ok()?;
         let v = inbox::pake_reply(

@@ -1385,6 +1385,7 @@ fn event_name(e: &Event) -> &'static str {
         Event::RequestInboxFull { .. } => "request_inbox_full",
         Event::RequestDelivered { .. } => "request_delivered",
         Event::ContactEstablished { .. } => "contact_established",
+        Event::UsesChanged(_) => "uses_changed",
         Event::Finished(o) => outcome_name(o),
     }
 }
@@ -1398,6 +1399,7 @@ fn outcome_name(o: &Outcome) -> &'static str {
         Outcome::RejectedByUs => "finished: rejected by us",
         Outcome::Cancelled => "finished: cancelled",
         Outcome::Failed(_) => "finished: failed",
+        Outcome::MultiUseClosed(_) => "finished: multi-use closed",
     }
 }
 

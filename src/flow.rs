@@ -53,6 +53,84 @@ pub struct FlowView {
     /// invitation once fetched, the responder once answered, a request's
     /// recipient).
     pub peer: Option<PublicKey>,
+    /// A multi-use invitation's accounting (`None` for every other flow).
+    pub uses: Option<UsesView>,
+}
+
+/// How many acceptors an invitation admits ([`SendParams::uses`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Uses {
+    /// One contact, then the invitation is used up (the default).
+    #[default]
+    Once,
+    /// Up to this many contacts (at least 2; `AtMost(1)` is [`Uses::Once`]).
+    AtMost(u32),
+    /// Any number of contacts until it expires or is revoked.
+    Unlimited,
+}
+
+/// A multi-use invitation's accounting, as the inviter's app shows it: in
+/// [`FlowView::uses`], in every [`Event::UsesChanged`], and in
+/// [`Outcome::MultiUseClosed`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct UsesView {
+    /// How many contacts it admits (`None`: no limit).
+    pub limit: Option<u32>,
+    /// Each acceptor that became a contact, in order.
+    pub accepted: Vec<UseView>,
+    /// Rejections received (each answered; none is a contact).
+    pub rejected: u32,
+    /// Acceptors told "no uses left" (every use was taken, or the
+    /// invitation closed, before their accept was answered).
+    pub turned_away: u32,
+    /// When it expires (unix seconds).
+    pub expires_at: u64,
+    /// Why it takes no more acceptances, once it does not.
+    pub closed: Option<UsesClosed>,
+}
+
+impl UsesView {
+    /// Contacts made so far.
+    #[must_use]
+    pub fn used(&self) -> u32 {
+        u32::try_from(self.accepted.len()).unwrap_or(u32::MAX)
+    }
+    /// Uses left (`None`: no limit). Zero once closed.
+    #[must_use]
+    pub fn remaining(&self) -> Option<u32> {
+        if self.closed.is_some() {
+            return Some(0);
+        }
+        self.limit.map(|l| l.saturating_sub(self.used()))
+    }
+    /// Seconds until it expires, at `now` (unix seconds).
+    #[must_use]
+    pub fn time_left(&self, now: u64) -> u64 {
+        self.expires_at.saturating_sub(now)
+    }
+}
+
+/// One acceptor of a multi-use invitation that became a contact.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UseView {
+    /// The contact's identity key.
+    pub peer: PublicKey,
+    /// Its display name, as its response gave it.
+    pub name: String,
+    /// When the contact was made (unix seconds).
+    pub at: u64,
+}
+
+/// Why a multi-use invitation takes no more acceptances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UsesClosed {
+    /// Every use was taken.
+    UsedUp,
+    /// The inviter revoked it.
+    Revoked,
+    /// It expired.
+    Expired,
 }
 
 /// Progress and results for the app. Events never carry secrets (the ticket
@@ -144,6 +222,9 @@ pub enum Event {
         /// The recipient.
         to: PublicKey,
     },
+    /// A multi-use invitation's accounting changed (a contact made, a
+    /// rejection, an acceptor turned away, closed): the new figures.
+    UsesChanged(UsesView),
     /// A contact is final and saved.
     ContactEstablished {
         /// Peer identity.
@@ -191,6 +272,9 @@ pub enum Outcome {
     Cancelled,
     /// Ended without a contact: the error says why.
     Failed(Error),
+    /// A multi-use invitation closed (used up, revoked or expired): the
+    /// contacts it made, and why it closed.
+    MultiUseClosed(UsesView),
 }
 
 impl Outcome {
@@ -204,10 +288,13 @@ impl Outcome {
     pub fn is_device_linked(&self) -> bool {
         matches!(self, Self::DeviceLinked(_))
     }
-    /// The flow did what it was for (a contact made or a device linked).
+    /// The flow did what it was for (a contact made, a device linked, or a
+    /// multi-use invitation that made at least one contact).
     #[must_use]
     pub fn is_success(&self) -> bool {
-        self.is_contact() || self.is_device_linked()
+        self.is_contact()
+            || self.is_device_linked()
+            || matches!(self, Self::MultiUseClosed(v) if !v.accepted.is_empty())
     }
     /// One side rejected (the peer or us).
     #[must_use]
@@ -296,6 +383,9 @@ pub struct SendParams {
     /// 1..=[`crate::limits::MAX_PIN_ATTEMPTS`]); one more attempt after
     /// that revokes the invitation (PIN-6).
     pub pin_attempts: u32,
+    /// How many acceptors it admits: [`Uses::Once`] (the default), a limit,
+    /// or [`Uses::Unlimited`]. Contact invitations only, never with a PIN.
+    pub uses: Uses,
 }
 
 impl SendParams {
@@ -309,6 +399,7 @@ impl SendParams {
             lock: Lock::None,
             password_params: PasswordParams::DEFAULT,
             pin_attempts: crate::limits::DEFAULT_PIN_ATTEMPTS,
+            uses: Uses::Once,
         }
     }
 }

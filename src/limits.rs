@@ -17,6 +17,10 @@ pub const MAX_DEVICE_LABEL: usize = 64;
 pub const MAX_DEVICES: usize = 16;
 /// Slots of a request inbox.
 pub const MAX_REQUEST_SLOTS: usize = 32;
+/// Claim slots of a multi-use invitation's inbox (writer subkeys `1..=`).
+pub const USE_SLOTS: u16 = 8;
+/// Most claim slots a multi-use invitation may name.
+pub const MAX_USE_SLOTS: u16 = 32;
 /// Encoded `SignedAddressRequest`.
 pub const MAX_SIGNED_ADDRESS_REQUEST: usize = 8192;
 /// Requests kept by a request inbox (pending, ignored, or parked by a merge).

@@ -30,8 +30,10 @@ pub const RECORD_FORMAT: u8 = 4;
 /// (the inbox's secret derives from it) and a pending create its chosen
 /// record secret (ticket version 2). 8: PIN invitations (PAKE): an
 /// inviter keeps its PIN, attempt count, nonces seen and session secrets;
-/// an invitee its PIN offer and the attempt in flight.
-pub const FLOW_RECORD_FORMAT: u8 = 8;
+/// an invitee its PIN offer and the attempt in flight. 9: multi-use
+/// invitations: an inviter keeps its terms, uses, queued claims and the
+/// acceptor being answered; an invitee its answer record and claim.
+pub const FLOW_RECORD_FORMAT: u8 = 9;
 
 /// Encodes a value for the store: version byte, then postcard.
 pub(crate) fn encode_record<T: serde::Serialize>(v: &T) -> Result<zeroize::Zeroizing<Vec<u8>>, crate::Error> {

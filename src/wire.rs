@@ -65,6 +65,16 @@ impl ClearSecrets for pb::ContactRequestPrivate {
     }
 }
 
+impl ClearSecrets for pb::UseClaimPrivate {
+    fn clear_secrets(&mut self) {
+        self.owner_secret.zeroize();
+        self.writer_secret.zeroize();
+        if let Some(r) = &mut self.record {
+            r.secret.zeroize();
+        }
+    }
+}
+
 impl ClearSecrets for pb::PinOffer {
     fn clear_secrets(&mut self) {
         self.writer_secret.zeroize();

@@ -425,3 +425,129 @@ async fn request_to_an_address_survives_a_crash_at_every_effect_boundary() {
         assert!(k > 8, "{side}: more than 8 effects ({k})");
     }
 }
+
+/// MU-7: a multi-use invitation (2 uses) accepted by 3 parties at once,
+/// with party `crash.0` (0: the inviter) crashing after `crash.1` effects of
+/// its driver and restarting. Returns every flow's outcome (inviter first),
+/// every party's contact count, and the crashes.
+async fn multi_use_scenario(crash: Option<(usize, u64)>) -> (Vec<Outcome>, Vec<usize>, u32) {
+    use contact_invite::flow::Uses;
+    use tokio::sync::mpsc::error::TryRecvError;
+    let net = MemoryNetwork::new();
+    let names = ["alice", "bob", "carol", "dave"];
+    let mut parties = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let c = crash.and_then(|(who, k)| (who == i).then_some(k));
+        parties.push(party_with(&net, n, c).await);
+    }
+    let mut flows: Vec<Option<FlowId>> = vec![None; names.len()];
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; names.len()];
+    let mut ticket = None;
+    let mut crashes = 0;
+    for _step in 0..20_000 {
+        if outcomes.iter().all(Option::is_some) {
+            break;
+        }
+        for i in 0..parties.len() {
+            let p = &mut parties[i];
+            if flows[i].is_none() && outcomes[i].is_none() {
+                let started = if i == 0 {
+                    let mut params = SendParams::new(p.identity.clone());
+                    params.uses = Uses::AtMost(2);
+                    Some(p.handle.send_invitation(params).await)
+                } else {
+                    match &ticket {
+                        Some(t) => {
+                            Some(p.handle.receive(ReceiveParams::new(p.identity.clone(), Clone::clone(t))).await)
+                        }
+                        None => None,
+                    }
+                };
+                match started {
+                    Some(Ok(f)) => flows[i] = Some(f),
+                    Some(Err(_)) => {
+                        crashes += 1;
+                        p.restart(&net).await;
+                        continue;
+                    }
+                    None => {}
+                }
+            }
+            loop {
+                match p.events.try_recv() {
+                    Ok(e) if Some(e.flow) == flows[i] => match e.event {
+                        Event::InvitationPublished { .. } if ticket.is_none() => {
+                            ticket = p.handle.ticket(e.flow).await.ok().flatten();
+                        }
+                        Event::InvitationReceived(_) if p.handle.accept(e.flow).await.is_err() => {
+                            crashes += 1;
+                            p.restart(&net).await;
+                            break;
+                        }
+                        Event::Finished(o) => outcomes[i] = Some(o),
+                        _ => {}
+                    },
+                    Ok(_) => {}
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        crashes += 1;
+                        p.restart(&net).await;
+                        break;
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut contacts = Vec::new();
+    for p in &parties {
+        contacts.push(p.contacts().await.len());
+    }
+    let outcomes = outcomes.into_iter().map(|o| o.expect("every flow finished within the step bound")).collect();
+    (outcomes, contacts, crashes)
+}
+
+fn assert_two_uses(outcomes: &[Outcome], contacts: &[usize], label: &str) {
+    let Outcome::MultiUseClosed(v) = &outcomes[0] else { panic!("{label}: inviter {:?}", outcomes[0]) };
+    assert_eq!(v.used(), 2, "{label}: two uses taken");
+    assert_eq!(contacts[0], 2, "{label}: the inviter has exactly two contacts");
+    let made = outcomes[1..].iter().filter(|o| o.is_contact()).count();
+    let turned_away = outcomes[1..]
+        .iter()
+        .filter(|o| matches!(o, Outcome::Failed(Error::Protocol(contact_invite::error::ProtocolError::NoUsesLeft))))
+        .count();
+    assert_eq!((made, turned_away), (2, 1), "{label}: {:?}", &outcomes[1..]);
+    for (o, c) in outcomes[1..].iter().zip(&contacts[1..]) {
+        assert_eq!(*c, usize::from(o.is_contact()), "{label}: an acceptor holds a contact exactly when it made one");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn mu_7_multi_use_survives_a_crash_of_the_inviter_at_every_effect_boundary() {
+    let mut k = 0;
+    loop {
+        let (o, c, crashes) = multi_use_scenario(Some((0, k))).await;
+        assert_two_uses(&o, &c, &format!("inviter crash after {k} effects"));
+        if crashes == 0 {
+            break;
+        }
+        k += 1;
+    }
+    eprintln!("multi-use inviter: crashed and resumed at each of {k} effect boundaries");
+    assert!(k > 20, "the multi-use inviter has more than 20 effects ({k})");
+}
+
+#[tokio::test(start_paused = true)]
+async fn mu_7_multi_use_survives_a_crash_of_an_acceptor_at_every_effect_boundary() {
+    let mut k = 0;
+    loop {
+        let (o, c, crashes) = multi_use_scenario(Some((1, k))).await;
+        assert_two_uses(&o, &c, &format!("acceptor crash after {k} effects"));
+        if crashes == 0 {
+            break;
+        }
+        k += 1;
+    }
+    eprintln!("multi-use acceptor: crashed and resumed at each of {k} effect boundaries");
+    assert!(k > 10, "the acceptor has more than 10 effects ({k})");
+}

@@ -17,7 +17,11 @@
 //!   tombstones, junk) changes nothing of the above (INT-NUDGE-1): no flow
 //!   ends, cancels or saves on a value that does not verify;
 //! - all of the above for PIN invitations too (SPAKE2 with the inviter's
-//!   device, PIN-*): each invitee enters the PIN whenever it is asked.
+//!   device, PIN-*): each invitee enters the PIN whenever it is asked;
+//! - for multi-use invitations (MU-*, three invitees, a limit of 2 or none):
+//!   never more contacts than the limit, each contact mutual with the same
+//!   conversation key, every stored accept ends in a contact or a clear
+//!   refusal ("no uses left" only once the uses ran out).
 
 mod common;
 
@@ -30,7 +34,7 @@ use contact_invite::crypto::{Password, Pin};
 use contact_invite::dht::{FaultConfig, MemoryNetwork};
 use contact_invite::encoding::TicketSecret;
 use contact_invite::error::Error;
-use contact_invite::flow::{Event, FlowId, Lock, Outcome, ReceiveParams, SendParams};
+use contact_invite::flow::{Event, FlowId, Lock, Outcome, ReceiveParams, SendParams, Uses};
 use proptest::prelude::*;
 
 /// Everything the library logs during the simulations.
@@ -93,6 +97,10 @@ struct Schedule {
     forged_nudge: Option<u8>,
     /// A PIN invitation (PAKE) rather than an unlocked one.
     pin: bool,
+    /// A multi-use invitation: its limit (0: none), with a third invitee
+    /// (dave) deciding `d`. `None`: one-time, two invitees.
+    uses: Option<u32>,
+    d: Decision,
 }
 
 /// The PIN of the simulated PIN invitations.
@@ -110,6 +118,7 @@ fn forged_nudge(k: u8) -> Vec<u8> {
 
 fn schedule() -> impl Strategy<Value = Schedule> {
     let decision = prop_oneof![Just(Decision::Accept), Just(Decision::Reject), Just(Decision::Ignore)];
+    let decision2 = decision.clone();
     (
         any::<u64>(),
         0.0f64..0.3,
@@ -126,19 +135,25 @@ fn schedule() -> impl Strategy<Value = Schedule> {
             1 => Just(RevokedDevice::Bob)
         ],
         any::<bool>(),
+        (prop_oneof![3 => Just(None), 1 => Just(Some(2u32)), 1 => Just(Some(0u32))], decision2),
     )
-        .prop_map(|(seed, rate, ci, cb, cc, b, c, revoke, forged_nudge, revoked_device, pin)| Schedule {
-            seed,
-            rate,
-            crash_inviter: ci,
-            crash_b: cb,
-            crash_c: cc,
-            b,
-            c,
-            revoke: revoke && rate < 0.1,
-            forged_nudge,
-            revoked_device,
-            pin,
+        .prop_map(|(seed, rate, ci, cb, cc, b, c, revoke, forged_nudge, revoked_device, pin, (uses, d))| {
+            Schedule {
+                seed,
+                rate,
+                crash_inviter: ci,
+                crash_b: cb,
+                crash_c: cc,
+                b,
+                c,
+                revoke: revoke && rate < 0.1,
+                forged_nudge,
+                revoked_device,
+                // PIN invitations are one-time.
+                pin: pin && uses.is_none(),
+                uses,
+                d,
+            }
         })
 }
 
@@ -176,6 +191,9 @@ async fn run(s: &Schedule) -> (Outcomes, Party, Vec<Party>) {
     let net = MemoryNetwork::with_faults(s.seed, FaultConfig::default());
     let mut alice = party_with(&net, "alice", s.crash_inviter).await;
     let mut invitees = vec![party_with(&net, "bob", s.crash_b).await, party_with(&net, "carol", s.crash_c).await];
+    if s.uses.is_some() {
+        invitees.push(party_with(&net, "dave", None).await);
+    }
     match s.revoked_device {
         RevokedDevice::None => {}
         RevokedDevice::Inviter => revoke_device_of(&net, &alice).await,
@@ -183,14 +201,15 @@ async fn run(s: &Schedule) -> (Outcomes, Party, Vec<Party>) {
     }
     net.set_faults(faults);
     net.tamper_nudges(s.forged_nudge.map(forged_nudge));
-    let decisions = [s.b, s.c];
+    let decisions = [s.b, s.c, s.d];
+    let n = invitees.len();
     let mut events = String::new();
     let mut a_flow: Option<FlowId> = None;
     let mut a_out = None;
     let mut ticket = None;
-    let mut flows: Vec<Option<FlowId>> = vec![None, None];
-    let mut outs: Vec<Option<Outcome>> = vec![None, None];
-    let mut stored = [false, false];
+    let mut flows: Vec<Option<FlowId>> = vec![None; n];
+    let mut outs: Vec<Option<Outcome>> = vec![None; n];
+    let mut stored = vec![false; n];
     let mut revoked = false;
     for _ in 0..5_000 {
         let invitees_done = outs.iter().zip(decisions).all(|(o, d)| o.is_some() || matches!(d, Decision::Ignore));
@@ -204,6 +223,11 @@ async fn run(s: &Schedule) -> (Outcomes, Party, Vec<Party>) {
                 // Two invitees, crashes and faults: room for every attempt.
                 params.pin_attempts = contact_invite::limits::MAX_PIN_ATTEMPTS;
             }
+            if let Some(u) = s.uses {
+                params.uses = if u == 0 { Uses::Unlimited } else { Uses::AtMost(u) };
+                // It closes when used up, revoked or expired: soon enough.
+                params.expires_in_secs = 3 * 3600;
+            }
             match alice.handle.send_invitation(params).await {
                 Ok(f) => a_flow = Some(f),
                 Err(_) => {
@@ -213,7 +237,7 @@ async fn run(s: &Schedule) -> (Outcomes, Party, Vec<Party>) {
             }
         }
         if let Some(t) = &ticket {
-            for i in 0..2 {
+            for i in 0..n {
                 if flows[i].is_none() && outs[i].is_none() {
                     let p = &mut invitees[i];
                     match p.handle.receive(ReceiveParams::new(p.identity.clone(), Clone::clone(t))).await {
@@ -224,7 +248,14 @@ async fn run(s: &Schedule) -> (Outcomes, Party, Vec<Party>) {
             }
         }
         let (first, rest) = invitees.split_at_mut(1);
-        let (pb, pc) = (&mut first[0], &mut rest[0]);
+        let (pb, rest) = (&mut first[0], rest);
+        let (pc, rest) = rest.split_at_mut(1);
+        let pc = &mut pc[0];
+        let mut pd = rest.first_mut();
+        let (out_b, rest) = outs.split_at_mut(1);
+        let (out_c, out_d) = rest.split_at_mut(1);
+        let (st_b, rest) = stored.split_at_mut(1);
+        let (st_c, st_d) = rest.split_at_mut(1);
         tokio::select! {
             e = alice.events.recv() => match e {
                 None => alice.restart(&net).await,
@@ -244,8 +275,13 @@ async fn run(s: &Schedule) -> (Outcomes, Party, Vec<Party>) {
                     }
                 }
             },
-            e = pb.events.recv() => on_invitee(&net, pb, e, decisions[0], flows[0], &mut outs[0], &mut stored[0], &mut events).await,
-            e = pc.events.recv() => on_invitee(&net, pc, e, decisions[1], flows[1], &mut outs[1], &mut stored[1], &mut events).await,
+            e = pb.events.recv() => on_invitee(&net, pb, e, decisions[0], flows[0], &mut out_b[0], &mut st_b[0], &mut events).await,
+            e = pc.events.recv() => on_invitee(&net, pc, e, decisions[1], flows[1], &mut out_c[0], &mut st_c[0], &mut events).await,
+            e = async { match pd.as_mut() { Some(p) => p.events.recv().await, None => std::future::pending().await } } => {
+                if let Some(p) = pd.as_mut() {
+                    on_invitee(&net, p, e, decisions[2], flows[2], &mut out_d[0], &mut st_d[0], &mut events).await;
+                }
+            }
             () = tokio::time::sleep(Duration::from_secs(3600)) => {}
         }
     }
@@ -318,8 +354,9 @@ proptest! {
         let (o, alice, invitees) = rt.block_on(run(&s));
         assert!(!o.secrets.is_empty(), "{s:?}: no ticket; the inviter ended {:?}", o.inviter);
         let a_contacts = rt.block_on(alice.contacts());
-        // Never two contacts for one invitation.
-        prop_assert!(a_contacts.len() <= 1, "{s:?}: {} inviter contacts", a_contacts.len());
+        // Never more contacts than uses (one for a one-time invitation).
+        let max = match s.uses { None => 1, Some(0) => invitees.len(), Some(l) => l as usize };
+        prop_assert!(a_contacts.len() <= max, "{s:?}: {} inviter contacts", a_contacts.len());
         let mut winners = 0;
         for (p, (name, out, stored)) in invitees.iter().zip(&o.invitees) {
             let c = rt.block_on(p.contacts());
@@ -330,12 +367,13 @@ proptest! {
                 prop_assert_eq!(c.peer, alice.identity.public_key());
                 prop_assert_eq!(out, &Some(Outcome::Contact(alice.identity.public_key())));
                 // Mutual: the inviter holds this invitee.
-                prop_assert!(a_contacts.iter().any(|a| a.peer == p.identity.public_key()), "{s:?}: {name} has a contact, the inviter not");
-                prop_assert_eq!(a_contacts[0].conversation_key(), c.conversation_key());
+                let ours = a_contacts.iter().find(|a| a.peer == p.identity.public_key());
+                prop_assert!(ours.is_some(), "{s:?}: {name} has a contact, the inviter not");
+                prop_assert_eq!(ours.map(|a| a.conversation_key()), Some(c.conversation_key()));
             }
             let _ = stored;
         }
-        prop_assert!(winners <= 1, "{s:?}: two invitees won one invitation");
+        prop_assert!(winners <= max, "{s:?}: more invitees won than the invitation admits");
         // No contact with, or made by, a revoked device.
         match s.revoked_device {
             RevokedDevice::Inviter => prop_assert!(winners == 0 && a_contacts.is_empty(), "{s:?}: a revoked inviter device made a contact"),
@@ -360,7 +398,9 @@ proptest! {
                     Some(Outcome::Contact(_))
                         | Some(Outcome::Failed(Error::Protocol(ProtocolError::AlreadyUsed | ProtocolError::Revoked | ProtocolError::Expired | ProtocolError::DeviceNotConfirmed)))
                 );
-                prop_assert!(ok, "{s:?}: {name}'s stored accept ended {out:?}");
+                // MU-5: "no uses left" only once every use was taken.
+                let used_up = matches!(out, Some(Outcome::Failed(Error::Protocol(ProtocolError::NoUsesLeft)))) && a_contacts.len() == max;
+                prop_assert!(ok || used_up, "{s:?}: {name}'s stored accept ended {out:?}");
             }
         }
         let any_accept_stored = o.invitees.iter().any(|(_, _, st)| *st);
@@ -370,7 +410,21 @@ proptest! {
             Outcome::Failed(Error::Protocol(ProtocolError::DeviceRevoked | ProtocolError::FreshnessUnavailable))
         );
         prop_assert!(!not_confirmed || a_contacts.is_empty());
-        if any_accept_stored && !s.revoke && !reject_competed && !not_confirmed {
+        if s.uses.is_some() {
+            // MU-1: a multi-use invitation ends closed, counting exactly the
+            // contacts it made; a stored accept not revoked is a contact
+            // unless the uses ran out or the device was not confirmed.
+            let Outcome::MultiUseClosed(v) = &o.inviter else {
+                return Err(TestCaseError::fail(format!("{s:?}: inviter ended {:?}", o.inviter)));
+            };
+            prop_assert_eq!(v.used() as usize, a_contacts.len());
+            for (name, out, stored) in &o.invitees {
+                if *stored && !s.revoke && a_contacts.len() < max {
+                    let ok = matches!(out, Some(Outcome::Contact(_)) | Some(Outcome::Failed(Error::Protocol(ProtocolError::DeviceNotConfirmed))));
+                    prop_assert!(ok, "{s:?}: {name}'s stored accept ended {out:?} with uses left");
+                }
+            }
+        } else if any_accept_stored && !s.revoke && !reject_competed && !not_confirmed {
             prop_assert!(matches!(o.inviter, Outcome::Contact(_)), "{s:?}: an accept was stored but the inviter ended {:?}", o.inviter);
         }
         // No secret in any event or log line.
@@ -403,6 +457,8 @@ fn regression_schedules() {
             forged_nudge: None,
             revoked_device: RevokedDevice::None,
             pin: false,
+            uses: None,
+            d: Decision::Ignore,
         },
         // 28 % faults on every operation, two acceptors.
         Schedule {
@@ -417,6 +473,8 @@ fn regression_schedules() {
             forged_nudge: None,
             revoked_device: RevokedDevice::None,
             pin: false,
+            uses: None,
+            d: Decision::Ignore,
         },
         // Issue 13 item 3: every nudge an unsigned empty tombstone. Before
         // signed tombstones the invitee's stored accept ended "inbox closed"
@@ -433,6 +491,8 @@ fn regression_schedules() {
             forged_nudge: Some(0),
             revoked_device: RevokedDevice::None,
             pin: false,
+            uses: None,
+            d: Decision::Ignore,
         },
         // PIN-*: a PIN invitation, two acceptors, 10 % faults, a crash on
         // each side: one contact, both attempts answered.
@@ -448,6 +508,8 @@ fn regression_schedules() {
             forged_nudge: None,
             revoked_device: RevokedDevice::None,
             pin: true,
+            uses: None,
+            d: Decision::Ignore,
         },
         // Opens that find no node (OPEN-1) with the inviter crashing after
         // its 4th effect: MemoryDht first failed the inviter's reopening of
@@ -464,6 +526,8 @@ fn regression_schedules() {
             forged_nudge: None,
             revoked_device: RevokedDevice::None,
             pin: false,
+            uses: None,
+            d: Decision::Ignore,
         },
     ];
     for s in cases {

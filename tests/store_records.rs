@@ -32,6 +32,8 @@ const FLOW_FIXTURE: &str = include_str!("fixtures/flow_format_6.txt");
 
 const FLOW_FIXTURE_7: &str = include_str!("fixtures/flow_format_7.txt");
 
+const FLOW_FIXTURE_8: &str = include_str!("fixtures/flow_format_8.txt");
+
 /// The fixture's entries of one table.
 fn fixture(table: Table) -> Vec<(Vec<u8>, Vec<u8>)> {
     entries(FIXTURE, table)
@@ -275,6 +277,13 @@ async fn store_5_format_6_flow_ends_with_made_by_an_older_version() {
 #[tokio::test(start_paused = true)]
 async fn store_5_format_7_flow_ends_with_made_by_an_older_version() {
     older_flow_ends_and_is_removed(FLOW_FIXTURE_7, 7).await;
+}
+
+/// STORE-5: the same for a flow of format 8 (before multi-use invitations:
+/// its layout has no use terms, queue or answer record).
+#[tokio::test(start_paused = true)]
+async fn store_5_format_8_flow_ends_with_made_by_an_older_version() {
+    older_flow_ends_and_is_removed(FLOW_FIXTURE_8, 8).await;
 }
 
 /// STORE-5: a flow of a newer format is reported and left for that version,

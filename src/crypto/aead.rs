@@ -38,6 +38,9 @@ pub(crate) enum SealedKind {
     PakeHello,
     /// The signed invitation inside a PAKE reply (under the PAKE key).
     PakeInvitation,
+    /// A multi-use invitation's claim (a claim slot, sealed to the
+    /// inviter's identity X25519 key).
+    UseClaim,
 }
 
 impl SealedKind {
@@ -52,6 +55,7 @@ impl SealedKind {
             Self::PinOffer => b"pin-offer",
             Self::PakeHello => b"pake-hello",
             Self::PakeInvitation => b"pake-invitation",
+            Self::UseClaim => b"use-claim",
         }
     }
 }

@@ -43,6 +43,9 @@ pub(crate) enum KeyPurpose {
     /// PIN invitations: the session secret (root of the response and final
     /// status keys), from the PAKE key.
     PakeSession,
+    /// Multi-use invitations: the one-time key sealing a claim to the
+    /// inviter's identity X25519 key.
+    UseClaimSeal,
 }
 
 impl KeyPurpose {
@@ -65,6 +68,7 @@ impl KeyPurpose {
             Self::PakeInvitationSeal => "contact-invite v4 2026-12 pake invitation seal",
             Self::PakeConfirm => "contact-invite v4 2026-12 pake confirm",
             Self::PakeSession => "contact-invite v4 2026-12 pake session",
+            Self::UseClaimSeal => "contact-invite v5 2026-12 use claim seal",
         }
     }
 }

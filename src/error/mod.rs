@@ -239,6 +239,10 @@ pub enum ProtocolError {
     /// Someone else's accept was taken first (one-time invitation).
     #[error("this invitation has already been used")]
     AlreadyUsed,
+    /// A multi-use invitation had no use left for us: every use was taken
+    /// (or it was closed) before our accept was answered. Nothing is pending.
+    #[error("this invitation has no uses left")]
+    NoUsesLeft,
     /// The inviter revoked the invitation.
     #[error("the inviter revoked this invitation")]
     Revoked,

@@ -47,6 +47,7 @@ fn invitation_naming(id: &Identity, named: &RecordKey) -> Result<(), Error> {
         message: String::new(),
         encryption_key_type: EncryptionKeyType::None,
         reply_to: None,
+        multi_use: None,
     };
     let bytes = content.sign(id.device_key(), id.signed()).unwrap();
     UnverifiedInvitation::from_bytes(&bytes)?.verify(&inbox, InvitationKind::Contact, NOW + 1).map(|_| ())
@@ -216,6 +217,7 @@ fn run_invitee(script: &[Served]) -> (bool, bool, Option<super::Outcome>) {
         message: String::new(),
         encryption_key_type: EncryptionKeyType::None,
         reply_to: None,
+        multi_use: None,
     };
     let signed = content.sign(alice.device_key(), alice.signed()).unwrap();
     let keys = InboxKeys::derive(&secret, &inbox);

@@ -79,6 +79,14 @@ enum Purpose {
     WriteHello,
     /// PIN invitations: reading subkey 0 for the inviter's reply.
     ReadReply,
+    /// Multi-use: creating our answer record.
+    CreateAnswer,
+    /// Multi-use: writing our claim to a slot of the invitation's inbox.
+    WriteClaim,
+    /// Multi-use: reading the invitation's subkey 0 (closed?) while waiting.
+    ReadHub,
+    /// Multi-use: reading our claim's slot while waiting (overwritten?).
+    ReadSlot,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,6 +184,33 @@ struct Received {
     /// Reads of the inviter's identity record that did not confirm it.
     #[serde(default)]
     fresh_reads: u32,
+    /// Multi-use invitations: our answer record and claim (MU-2).
+    #[serde(default)]
+    answer: Option<Box<Answer>>,
+}
+
+/// Our side of a multi-use invitation: the answer record we create (the
+/// inviter writes our final status there) and the claim that points to it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Answer {
+    owner: SigningKey,
+    writer: SigningKey,
+    secret: SecretKey,
+    /// Once created (with `secret`).
+    record: Option<RecordKey>,
+    /// The claim slot (0-based; the subkey is `1 + slot`).
+    slot: u32,
+    slots: u32,
+    claim: Option<Vec<u8>>,
+    response_done: bool,
+    claim_done: bool,
+    /// Slots tried after finding another acceptor's claim (bounded).
+    moves: u32,
+    /// The inviter's conversation record for us, from its final status.
+    remote_conversation: Option<RecordKey>,
+    /// The invitation's subkey 0 holds a verified closing status: the next
+    /// read of our answer record decides (MU-5).
+    hub_closed: Option<FinalStatusKind>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -367,7 +402,10 @@ impl Invitee {
 
     pub(crate) fn watched_records(&self) -> Vec<[u8; 32]> {
         match &self.state {
-            State::AwaitingFinal { .. } => vec![self.core.record],
+            State::AwaitingFinal { r, .. } => match r.answer.as_ref().and_then(|a| a.record.as_ref()) {
+                Some(k) => vec![*k.opaque(), self.core.record],
+                None => vec![self.core.record],
+            },
             State::Pin(f) if f.attempt.is_some() => vec![self.core.record],
             _ => Vec::new(),
         }
@@ -387,6 +425,7 @@ impl Invitee {
             expires_at: invitation.map(|c| c.expires_at),
             locked: self.core.ticket.is_locked(),
             peer: invitation.map(|c| c.identity_key).or(self.core.expect_identity),
+            uses: None,
         }
     }
 
@@ -427,7 +466,7 @@ impl Invitee {
             }
             State::AwaitingFinal { r, .. } => {
                 self.ops.resume(&mut out);
-                let key = self.inbox_key(&r.secret);
+                let key = self.final_key(r);
                 self.ops.start(Purpose::Watch, DhtOp::Watch { key, subkeys: vec![OWNER_SUBKEY] }, &mut out);
                 self.maybe_final(&mut out);
             }
@@ -481,8 +520,8 @@ impl Invitee {
                 }
                 // The inviter's final status, straight from it: untrusted
                 // like a watched value, and handled the same way.
-                if matches!(self.state, State::AwaitingFinal { .. })
-                    && n.record == self.core.record
+                if let State::AwaitingFinal { r, .. } = &self.state
+                    && &n.record == self.final_key(r).opaque()
                     && n.subkey == OWNER_SUBKEY
                 {
                     self.on_final_bytes(&n.value, &mut out);
@@ -500,7 +539,23 @@ impl Invitee {
                     }
                     Timer::Poll => {
                         if let State::AwaitingFinal { r, .. } = &self.state {
-                            let key = self.inbox_key(&r.secret);
+                            let key = self.final_key(r);
+                            // MU-5: a multi-use invitation's own subkey 0
+                            // says when it closed without answering us.
+                            if let Some(a) = &r.answer
+                                && !self.ops.has_pending(|p| *p == Purpose::ReadHub)
+                            {
+                                let hub = self.inbox_key(&r.secret);
+                                let slot = DhtOp::Get { key: hub.clone(), subkey: 1 + a.slot };
+                                self.ops.start(
+                                    Purpose::ReadHub,
+                                    DhtOp::Get { key: hub, subkey: OWNER_SUBKEY },
+                                    &mut out,
+                                );
+                                if !self.ops.has_pending(|p| matches!(p, Purpose::ReadSlot | Purpose::WriteClaim)) {
+                                    self.ops.start(Purpose::ReadSlot, slot, &mut out);
+                                }
+                            }
                             if !self.ops.has_pending(|p| *p == Purpose::ReadFinal) {
                                 self.ops.start(Purpose::ReadFinal, DhtOp::Get { key, subkey: OWNER_SUBKEY }, &mut out);
                             }
@@ -538,13 +593,13 @@ impl Invitee {
                     return out;
                 }
                 if let State::AwaitingFinal { r, .. } = &self.state {
-                    if record != self.core.record {
+                    let key = self.final_key(r);
+                    if &record != key.opaque() {
                         return out;
                     }
                     if subkeys.first() == Some(&OWNER_SUBKEY) && value.is_some() {
                         self.on_final_value(value, &mut out);
                     } else if subkeys.contains(&OWNER_SUBKEY) && !self.ops.has_pending(|p| *p == Purpose::ReadFinal) {
-                        let key = self.inbox_key(&r.secret);
                         self.ops.start(Purpose::ReadFinal, DhtOp::Get { key, subkey: OWNER_SUBKEY }, &mut out);
                     }
                 }
@@ -629,6 +684,7 @@ impl Invitee {
             }
             (Command::Accept, State::Deciding(r)) => {
                 let r = r.clone();
+                let r = self.with_answer(&r, rng, out);
                 self.state = State::Responding { r, accept: true, conversation: None, value: None };
                 let schema = Schema { owner_subkeys: 1, members: Vec::new() };
                 self.ops.start(
@@ -640,6 +696,7 @@ impl Invitee {
             }
             (Command::Reject, State::Deciding(r)) => {
                 let r = r.clone();
+                let r = self.with_answer(&r, rng, out);
                 self.state = State::Responding { r, accept: false, conversation: None, value: None };
                 self.respond(now, rng, out);
             }
@@ -712,7 +769,10 @@ impl Invitee {
                 let unreachable = matches!(err, Error::Protocol(ProtocolError::RetriesExhausted { .. }));
                 self.on_freshness_read(None, unreachable, _now, _rng, out)
             }
-            Purpose::CreateConversation | Purpose::WriteResponse => self.end_err(err, out),
+            Purpose::CreateConversation | Purpose::WriteResponse | Purpose::CreateAnswer | Purpose::WriteClaim => {
+                self.end_err(err, out)
+            }
+            Purpose::ReadHub | Purpose::ReadSlot => {}
             // The hello could not be written: the attempt is dropped (it
             // never reached the inviter) and the PIN asked for again.
             Purpose::WriteHello => {
@@ -765,6 +825,29 @@ impl Invitee {
                     *conversation = Some(k);
                 }
                 self.respond(now, rng, out);
+            }
+            (Purpose::CreateAnswer, DhtOutput::Created(k)) => {
+                if let Some(a) = self.received_mut().and_then(|r| r.answer.as_mut()) {
+                    a.record = Some(RecordKey::new(*k.opaque(), Some(a.secret.clone())));
+                }
+                self.respond(now, rng, out);
+            }
+            (Purpose::WriteResponse, DhtOutput::Set(_)) if self.received().is_some_and(|r| r.answer.is_some()) => {
+                if let Some(a) = self.received_mut().and_then(|r| r.answer.as_mut()) {
+                    a.response_done = true;
+                }
+                self.on_claim_progress(now, out);
+            }
+            (Purpose::WriteClaim, DhtOutput::Set(newer)) => self.on_claim_written(newer, now, out),
+            (Purpose::ReadHub, DhtOutput::Value(Some(v))) => self.on_hub_value(&v.data, out),
+            (Purpose::ReadSlot, DhtOutput::Value(v)) => self.on_slot_value(v.map(|v| v.data), out),
+            (Purpose::ReadFinal, DhtOutput::Value(v)) if self.hub_closed().is_some() => {
+                self.on_final_value(v, out);
+                // MU-5: closed, and our record holds no answer for us: no
+                // use was left for us.
+                if let (false, Some(k)) = (self.is_finished(), self.hub_closed()) {
+                    self.end(FinishedWith::Failed(closed_error(k)), out);
+                }
             }
             (Purpose::WriteResponse, DhtOutput::Set(newer)) => self.on_response_written(newer, now, out),
             (Purpose::WriteHello, DhtOutput::Set(newer)) => self.on_hello_written(newer, out),
@@ -922,7 +1005,8 @@ impl Invitee {
                 | InboxValue::Tombstone(_)
                 | InboxValue::PakeHello { .. }
                 | InboxValue::PinOffer { .. }
-                | InboxValue::PakeReply(_),
+                | InboxValue::PakeReply(_)
+                | InboxValue::Claim { .. },
             ) => {
                 return self.end(FinishedWith::Failed(ProtocolError::NotFound), out);
             }
@@ -986,6 +1070,7 @@ impl Invitee {
             writer,
             freshness: Freshness::Pending,
             fresh_reads: 0,
+            answer: None,
         }));
         let mut ops_out = Vec::new();
         self.ops.start(Purpose::FreshnessOpen, DhtOp::Open { key: fresh_key, writer: None }, &mut ops_out);
@@ -1020,7 +1105,11 @@ impl Invitee {
         let State::Responding { r, accept, conversation, value } = &self.state else { return };
         // FRESH-4: written once, and only once the inviter's device is
         // confirmed current and (accepting a contact) our conversation exists.
-        if value.is_some() || r.freshness != Freshness::Ok || (*accept && conversation.is_none() && !self.is_link()) {
+        if value.is_some()
+            || r.freshness != Freshness::Ok
+            || (*accept && conversation.is_none() && !self.is_link())
+            || r.answer.as_ref().is_some_and(|a| a.record.is_none())
+        {
             return;
         }
         let c = r.invitation.content();
@@ -1072,9 +1161,14 @@ impl Invitee {
             Err(e) => return self.end_err(e.into(), out),
         };
         // PIN-5: a PIN invitation's response is sealed under the session
-        // secret: opening it is the inviter's key confirmation.
-        let keys = InboxKeys::derive(r.session.as_ref().unwrap_or(&r.secret), &self.core.record);
-        let sealed = match inbox::seal_response(&keys, &self.core.record, &signed, &mut RngAdapter(rng)) {
+        // secret: opening it is the inviter's key confirmation. MU-2: a
+        // multi-use invitation's, under our answer record's.
+        let (seal_secret, seal_record) = match r.answer.as_ref().and_then(|a| a.record.as_ref()) {
+            Some(k) => (k.secret().cloned().unwrap_or_else(|| r.secret.clone()), *k.opaque()),
+            None => (r.session.clone().unwrap_or_else(|| r.secret.clone()), self.core.record),
+        };
+        let keys = InboxKeys::derive(&seal_secret, &seal_record);
+        let sealed = match inbox::seal_response(&keys, &seal_record, &signed, &mut RngAdapter(rng)) {
             Ok(s) => s,
             Err(e) => return self.end_err(e.into(), out),
         };
@@ -1083,6 +1177,9 @@ impl Invitee {
             Ok(h) => h,
             Err(e) => return self.end_err(e.into(), out),
         };
+        if r.answer.is_some() {
+            return self.write_claim(sealed, hash, rng, out);
+        }
         let key = self.inbox_key(&r.secret);
         let writer = r.writer.clone();
         let _ = value;
@@ -1150,7 +1247,9 @@ impl Invitee {
         let State::AwaitingFinal { r, response_hash, rejected, .. } = &self.state else { return };
         let rejected = *rejected;
         let c = r.invitation.content();
-        let keys = InboxKeys::derive(&r.secret, &self.core.record);
+        let final_key = self.final_key(r);
+        let final_secret = final_key.secret().cloned().unwrap_or_else(|| r.secret.clone());
+        let keys = InboxKeys::derive(&final_secret, final_key.opaque());
         // INT-NUDGE-1: whatever arrives here (by nudge, watch or read) comes
         // from someone we do not trust yet. Only a final status or a tombstone
         // that verifies under the inviter's device key counts; anything else
@@ -1163,7 +1262,7 @@ impl Invitee {
                 if t.verify(&c.device_key, &c.inbox_key, r.invitation.hash()).is_ok()
                     && !self.ops.has_pending(|p| *p == Purpose::ReadFinal)
                 {
-                    let key = self.inbox_key(&r.secret);
+                    let key = final_key.clone();
                     self.ops.start(Purpose::ReadFinal, DhtOp::Get { key, subkey: OWNER_SUBKEY }, out);
                 }
                 return;
@@ -1171,7 +1270,7 @@ impl Invitee {
             Ok(_) => return,
             Err(_) => return, // unreadable: keep waiting, re-read later
         };
-        let Ok(bytes) = inbox::open_final(&keys, &self.core.record, &sealed) else { return };
+        let Ok(bytes) = inbox::open_final(&keys, final_key.opaque(), &sealed) else { return };
         // INV-F-1/2: only a final status signed by the inviter device for this invitation counts.
         let Ok(fs) = FinalStatus::verify(&bytes, &c.device_key, &c.inbox_key, r.invitation.hash()) else { return };
         let ours = fs.response_hash.as_ref() == Some(response_hash);
@@ -1185,8 +1284,17 @@ impl Invitee {
                 self.finish_link(&handover, out);
             }
             FinalStatusKind::Accepted if ours => {
-                if let State::AwaitingFinal { accepted_final, .. } = &mut self.state {
+                // MU-3: a multi-use invitation's accept names the inviter's
+                // conversation record for us; without it there is no contact.
+                let multi = r.answer.is_some();
+                if multi && fs.conversation.is_none() {
+                    return;
+                }
+                if let State::AwaitingFinal { accepted_final, r, .. } = &mut self.state {
                     *accepted_final = true;
+                    if let Some(a) = r.answer.as_mut() {
+                        a.remote_conversation = fs.conversation.clone();
+                    }
                 }
                 out.push(Effect::Persist);
                 self.maybe_final(out);
@@ -1200,6 +1308,7 @@ impl Invitee {
             }
             FinalStatusKind::Revoked => self.end(FinishedWith::Failed(ProtocolError::Revoked), out),
             FinalStatusKind::Expired => self.end(FinishedWith::Failed(ProtocolError::Expired), out),
+            FinalStatusKind::NoUsesLeft => self.end(FinishedWith::Failed(ProtocolError::NoUsesLeft), out),
         }
     }
 
@@ -1216,7 +1325,8 @@ impl Invitee {
         }
         let inv = &r.invitation;
         let c = inv.content();
-        let (Some(remote), Some(conversation)) = (c.conversation.clone(), conversation.clone()) else {
+        let remote = c.conversation.clone().or_else(|| r.answer.as_ref().and_then(|a| a.remote_conversation.clone()));
+        let (Some(remote), Some(conversation)) = (remote, conversation.clone()) else {
             return self.end_err(Error::ApiMisuse("contact invitation without conversation"), out);
         };
         let Responder::Identity(id) = &self.core.responder else { return };
@@ -1462,6 +1572,192 @@ impl Invitee {
         out.push(Effect::Emit(Event::PasswordRequired { pin: true }));
     }
 
+    /// Where our final status is read: our answer record (multi-use), else
+    /// the invitation's inbox.
+    fn final_key(&self, r: &Received) -> RecordKey {
+        match r.answer.as_ref().and_then(|a| a.record.clone()) {
+            Some(k) => k,
+            None => self.inbox_key(&r.secret),
+        }
+    }
+
+    /// The invitation's verified closing status, once read (multi-use).
+    fn hub_closed(&self) -> Option<FinalStatusKind> {
+        match &self.state {
+            State::AwaitingFinal { r, .. } => r.answer.as_ref().and_then(|a| a.hub_closed),
+            _ => None,
+        }
+    }
+
+    /// Multi-use (MU-2): our answer, before anything is written: fresh keys
+    /// for an answer record of the one-time inbox shape, a random claim
+    /// slot, and the record's creation (local on Veilid).
+    fn with_answer(&mut self, r: &Received, rng: &mut dyn Rng, out: &mut Vec<Effect>) -> Box<Received> {
+        let mut r = Box::new(r.clone());
+        let Some(terms) = r.invitation.content().multi_use else { return r };
+        let mut bytes = [0u8; 32];
+        rng.fill_bytes(&mut bytes);
+        let secret = SecretKey::from_bytes(&mut bytes);
+        let owner = SigningKey::generate(&mut RngAdapter(rng));
+        let writer = SigningKey::generate(&mut RngAdapter(rng));
+        let slots = u32::from(terms.slots.max(1));
+        let slot = rng.next_u32() % slots;
+        let schema =
+            Schema { owner_subkeys: 1, members: vec![crate::dht::SchemaMember { key: writer.public(), subkeys: 1 }] };
+        let create = DhtOp::Create { schema, owner: owner.clone(), secret: Some(secret.clone()) };
+        r.answer = Some(Box::new(Answer {
+            owner,
+            writer,
+            secret,
+            record: None,
+            slot,
+            slots,
+            claim: None,
+            response_done: false,
+            claim_done: false,
+            moves: 0,
+            remote_conversation: None,
+            hub_closed: None,
+        }));
+        self.ops.start(Purpose::CreateAnswer, create, out);
+        out.insert(0, Effect::Persist);
+        r
+    }
+
+    /// Multi-use: the sealed response goes to our answer record, and a claim
+    /// pointing to it (sealed to the inviter's identity DH key) to a slot of
+    /// the invitation's inbox, both at once (MU-2).
+    fn write_claim(&mut self, sealed: Vec<u8>, hash: [u8; 32], rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        let State::Responding { r, .. } = &self.state else { return };
+        let Some(a) = r.answer.as_ref() else { return };
+        let Some(record) = a.record.clone() else { return };
+        let claim = inbox::Claim {
+            record: record.clone(),
+            owner: a.owner.clone(),
+            writer: a.writer.clone(),
+            response: sealed.clone(),
+        };
+        let inviter_dh = r.invitation.identity().record().dh_key;
+        let value = match inbox::seal_claim(&inviter_dh, &self.core.record, &claim, &mut RngAdapter(rng)) {
+            Ok(v) => v,
+            Err(e) => return self.end_err(e.into(), out),
+        };
+        let hub = self.inbox_key(&r.secret);
+        let (hub_writer, answer_writer, subkey) = (r.writer.clone(), a.writer.clone(), 1 + a.slot);
+        if let State::Responding { value: v, r, .. } = &mut self.state {
+            *v = Some((sealed.clone(), hash));
+            if let Some(a) = r.answer.as_mut() {
+                a.claim = Some(value.clone());
+            }
+        }
+        self.core.reply_to = None;
+        let response = DhtOp::Set { key: record, subkey: WRITER_SUBKEY, data: sealed, writer: answer_writer };
+        self.ops.start(Purpose::WriteResponse, response, out);
+        self.ops.start(Purpose::WriteClaim, DhtOp::Set { key: hub, subkey, data: value, writer: hub_writer }, out);
+        out.insert(0, Effect::Persist);
+    }
+
+    /// Our claim's write came back. Another acceptor's claim in that slot
+    /// is not overwritten: the next slot is tried, a bounded number of
+    /// times; then we wait, and the slot checks while waiting go on (MU-2).
+    fn on_claim_written(&mut self, newer: Option<ValueData>, now: u64, out: &mut Vec<Effect>) {
+        let State::Responding { r, .. } = &self.state else { return };
+        let Some(a) = r.answer.as_ref() else { return };
+        let Some(claim) = a.claim.clone() else { return };
+        let hub = self.inbox_key(&r.secret);
+        let hub_writer = r.writer.clone();
+        let taken = newer.is_some_and(|v| v.data != claim);
+        let Some(a) = self.received_mut().and_then(|r| r.answer.as_mut()) else { return };
+        if taken && a.moves < 2 * a.slots {
+            a.moves += 1;
+            a.slot = (a.slot + 1) % a.slots;
+            let set = DhtOp::Set { key: hub, subkey: 1 + a.slot, data: claim, writer: hub_writer };
+            self.ops.start(Purpose::WriteClaim, set, out);
+            out.insert(0, Effect::Persist);
+            return;
+        }
+        a.claim_done = true;
+        self.on_claim_progress(now, out);
+    }
+
+    /// Both our response and our claim are confirmed: nudge the inviter with
+    /// the claim and wait for our final status in our answer record.
+    fn on_claim_progress(&mut self, now: u64, out: &mut Vec<Effect>) {
+        let State::Responding { r, accept, conversation, value: Some((_, hash)) } = &self.state else { return };
+        let Some(a) = r.answer.as_ref() else { return };
+        if !(a.response_done && a.claim_done) {
+            out.insert(0, Effect::Persist);
+            return;
+        }
+        let (Some(record), Some(claim)) = (a.record.clone(), a.claim.clone()) else { return };
+        if let Some(to) = r.invitation.content().reply_to.clone() {
+            let nudge = Nudge { record: self.core.record, subkey: 1 + a.slot, value: claim };
+            out.push(Effect::Nudge { to, nudge });
+        }
+        let (r, accept, hash, conversation) = (r.clone(), *accept, *hash, conversation.clone());
+        out.push(Effect::Emit(Event::ResponseSent { accepted: accept }));
+        let give_up = r.invitation.content().expires_at * 1000 + FINAL_GRACE_MS;
+        self.state =
+            State::AwaitingFinal { r, conversation, response_hash: hash, accepted_final: false, rejected: !accept };
+        let mut ops_out = Vec::new();
+        self.ops.start(Purpose::Watch, DhtOp::Watch { key: record, subkeys: vec![OWNER_SUBKEY] }, &mut ops_out);
+        self.ops.set_timer(Timer::Poll, now + POLL_INTERVAL_MS, &mut ops_out);
+        self.ops.set_timer(Timer::Expiry, give_up, &mut ops_out);
+        out.insert(0, Effect::Persist);
+        out.extend(ops_out);
+        self.maybe_final(out);
+    }
+
+    /// Our claim's slot while we wait (multi-use): another acceptor may have
+    /// written over it before the inviter read it (two acceptors chose the
+    /// same slot, and the watch and nudge were both lost). Then our claim is
+    /// written again, to the next slot, a bounded number of times (MU-2):
+    /// the inviter answers a claim once however often it reads it (MU-4).
+    fn on_slot_value(&mut self, v: Option<Vec<u8>>, out: &mut Vec<Effect>) {
+        let State::AwaitingFinal { r, accepted_final: false, .. } = &self.state else { return };
+        let Some(a) = &r.answer else { return };
+        let Some(claim) = a.claim.clone() else { return };
+        if v.as_ref() == Some(&claim) || a.hub_closed.is_some() || a.moves >= 2 * a.slots {
+            return;
+        }
+        let hub = self.inbox_key(&r.secret);
+        let writer = r.writer.clone();
+        let Some(a) = self.received_mut().and_then(|r| r.answer.as_mut()) else { return };
+        a.moves += 1;
+        if v.is_some() {
+            a.slot = (a.slot + 1) % a.slots;
+        }
+        let set = DhtOp::Set { key: hub, subkey: 1 + a.slot, data: claim, writer };
+        self.ops.start(Purpose::WriteClaim, set, out);
+        out.insert(0, Effect::Persist);
+    }
+
+    /// The invitation's subkey 0 while we wait (multi-use): a closing status
+    /// verifying under the inviter's device (no uses left, revoked, expired)
+    /// means no answer may come for a claim it did not answer; our answer
+    /// record is read once more and decides (MU-5). Anything else: ignored.
+    fn on_hub_value(&mut self, data: &[u8], out: &mut Vec<Effect>) {
+        let State::AwaitingFinal { r, .. } = &self.state else { return };
+        let Ok(InboxValue::FinalStatus { sealed }) = inbox::decode_value(data) else { return };
+        let keys = InboxKeys::derive(&r.secret, &self.core.record);
+        let Ok(bytes) = inbox::open_final(&keys, &self.core.record, &sealed) else { return };
+        let c = r.invitation.content();
+        let Ok(fs) = FinalStatus::verify(&bytes, &c.device_key, &c.inbox_key, r.invitation.hash()) else { return };
+        if fs.response_hash.is_some()
+            || !matches!(fs.status, FinalStatusKind::NoUsesLeft | FinalStatusKind::Revoked | FinalStatusKind::Expired)
+        {
+            return;
+        }
+        let key = self.final_key(r);
+        if let Some(a) = self.received_mut().and_then(|r| r.answer.as_mut()) {
+            a.hub_closed = Some(fs.status);
+        }
+        out.push(Effect::Persist);
+        if !self.ops.has_pending(|p| *p == Purpose::ReadFinal) {
+            self.ops.start(Purpose::ReadFinal, DhtOp::Get { key, subkey: OWNER_SUBKEY }, out);
+        }
+    }
+
     fn end_err(&mut self, e: Error, out: &mut Vec<Effect>) {
         match e {
             Error::Protocol(p) => self.end(FinishedWith::Failed(p), out),
@@ -1510,6 +1806,15 @@ impl Invitee {
 /// request or a sealed final status (which open only under the ticket's keys).
 /// Tombstones and responses never belong there, and a tombstone cannot be
 /// verified before the invitation is known (INT-NUDGE-1).
+/// Why a multi-use invitation that closed without answering us ends our flow.
+fn closed_error(k: FinalStatusKind) -> ProtocolError {
+    match k {
+        FinalStatusKind::Revoked => ProtocolError::Revoked,
+        FinalStatusKind::Expired => ProtocolError::Expired,
+        _ => ProtocolError::NoUsesLeft,
+    }
+}
+
 fn owner_value_can_count(data: &[u8]) -> bool {
     !matches!(
         inbox::decode_value(data),

@@ -728,6 +728,7 @@ pub(crate) struct FlowFacts {
     pub(crate) expires_at: Option<u64>,
     pub(crate) locked: bool,
     pub(crate) peer: Option<PublicKey>,
+    pub(crate) uses: Option<crate::flow::UsesView>,
 }
 
 impl Flow {
@@ -738,7 +739,15 @@ impl Flow {
             Self::Invitee(m) => m.facts(),
             Self::Inbox(m) => m.facts(),
         };
-        FlowView { id, kind: f.kind, state: f.state, expires_at: f.expires_at, locked: f.locked, peer: f.peer }
+        FlowView {
+            id,
+            kind: f.kind,
+            state: f.state,
+            expires_at: f.expires_at,
+            locked: f.locked,
+            peer: f.peer,
+            uses: f.uses,
+        }
     }
 
     /// Feeds an input.

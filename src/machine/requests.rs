@@ -233,6 +233,7 @@ impl RequestInbox {
             expires_at: None,
             locked: false,
             peer: None,
+            uses: None,
         }
     }
 

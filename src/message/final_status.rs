@@ -21,6 +21,9 @@ pub enum FinalStatusKind {
     Revoked,
     /// The invitation expired unanswered.
     Expired,
+    /// Multi-use: no use was left for this response (or, with no response
+    /// named, the invitation is used up).
+    NoUsesLeft,
 }
 
 /// The content of a final status.
@@ -40,6 +43,9 @@ pub struct FinalStatus {
     pub decided_at: u64,
     /// Device links: the account secret sealed to the new device.
     pub handover: Vec<u8>,
+    /// Multi-use, accepted: the inviter's conversation record for this
+    /// contact (a multi-use invitation names none).
+    pub conversation: Option<crate::dht::RecordKey>,
 }
 
 fn ctx(inbox: &[u8; 32], inv_hash: &[u8; 32]) -> [Vec<u8>; 2] {
@@ -56,6 +62,7 @@ impl FinalStatus {
                 FinalStatusKind::Rejected => pb::FinalStatusKind::Rejected,
                 FinalStatusKind::Revoked => pb::FinalStatusKind::Revoked,
                 FinalStatusKind::Expired => pb::FinalStatusKind::Expired,
+                FinalStatusKind::NoUsesLeft => pb::FinalStatusKind::NoUsesLeft,
             }) as i32,
             inbox_key: self.inbox_key.to_vec(),
             invitation_hash: self.invitation_hash.to_vec(),
@@ -63,6 +70,7 @@ impl FinalStatus {
             responder_identity: self.responder_identity.map(|k| k.as_bytes().to_vec()).unwrap_or_default(),
             decided_at: self.decided_at,
             handover: self.handover.clone(),
+            conversation: self.conversation.as_ref().map(super::identity::record_key_to),
         });
         let c = ctx(&self.inbox_key, &self.invitation_hash);
         let refs: Vec<&[u8]> = c.iter().map(Vec::as_slice).collect();
@@ -103,6 +111,7 @@ impl FinalStatus {
             Ok(pb::FinalStatusKind::Rejected) => FinalStatusKind::Rejected,
             Ok(pb::FinalStatusKind::Revoked) => FinalStatusKind::Revoked,
             Ok(pb::FinalStatusKind::Expired) => FinalStatusKind::Expired,
+            Ok(pb::FinalStatusKind::NoUsesLeft) => FinalStatusKind::NoUsesLeft,
             _ => return Err(DecodeError::UnknownEnumValue { what: "final status", value: p.status }.into()),
         };
         let out = Self {
@@ -121,6 +130,10 @@ impl FinalStatus {
             },
             decided_at: p.decided_at,
             handover: p.handover,
+            conversation: p
+                .conversation
+                .map(|c| super::identity::record_key_from(Some(c), "final status conversation"))
+                .transpose()?,
         };
         if &out.inbox_key != inbox || &out.invitation_hash != invitation_hash {
             return Err(VerifyError::WrongContext("final status for another invitation").into());
@@ -143,6 +156,7 @@ impl FinalStatus {
             Ok(Ok(pb::FinalStatusKind::Revoked)) => ProtocolError::Revoked,
             Ok(Ok(pb::FinalStatusKind::Expired)) => ProtocolError::Expired,
             Ok(Ok(pb::FinalStatusKind::Accepted | pb::FinalStatusKind::Rejected)) => ProtocolError::AlreadyUsed,
+            Ok(Ok(pb::FinalStatusKind::NoUsesLeft)) => ProtocolError::NoUsesLeft,
             _ => ProtocolError::InboxClosed,
         }
     }

@@ -71,6 +71,11 @@ pub(crate) enum InboxValue {
     },
     /// PIN invitation: the inviter's answer to one hello.
     PakeReply(PakeReply),
+    /// Multi-use invitation: a claim slot's value (sealed [`pb::UseClaimPrivate`]).
+    Claim {
+        ephemeral: Vec<u8>,
+        sealed: Vec<u8>,
+    },
 }
 
 /// A PAKE reply as read (nothing in it counts before the tag verifies).
@@ -119,8 +124,86 @@ pub(crate) fn decode_value(bytes: &[u8]) -> Result<InboxValue, DecodeError> {
             confirm: r.confirm,
             invitation: r.invitation,
         })),
+        Some(pb::inbox_entry::Entry::Claim(c)) => {
+            Ok(InboxValue::Claim { ephemeral: c.ephemeral_key, sealed: c.sealed })
+        }
         None => Err(DecodeError::MissingField { what: "inbox value", field: "entry" }),
     }
+}
+
+/// What a multi-use claim carries, opened: the acceptor's answer record, the
+/// keys to write it, and its sealed response (MU-2).
+pub(crate) struct Claim {
+    pub(crate) record: crate::dht::RecordKey,
+    pub(crate) owner: SigningKey,
+    pub(crate) writer: SigningKey,
+    pub(crate) response: Vec<u8>,
+}
+
+impl core::fmt::Debug for Claim {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Claim").field("record", &self.record).finish_non_exhaustive()
+    }
+}
+
+/// The claim's one-time key: X25519 of a fresh ephemeral key and the
+/// inviter's identity DH key, bound to both and to the invitation's inbox.
+fn claim_key(
+    own: &crate::crypto::DhSecretKey,
+    peer: &crate::crypto::DhPublicKey,
+    ephemeral: &crate::crypto::DhPublicKey,
+    inviter: &crate::crypto::DhPublicKey,
+    inbox: &[u8; 32],
+) -> Result<SecretKey, VerifyError> {
+    crate::crypto::seal_key(own, peer, ephemeral, inviter, KeyPurpose::UseClaimSeal, &[inbox])
+}
+
+/// Seals a claim to the inviter's identity DH key (`inviter`, from the
+/// invitation's snapshot): only the inviter opens it, so other ticket holders
+/// cannot read who accepted or write that acceptor's answer record.
+pub(crate) fn seal_claim(
+    inviter: &crate::crypto::DhPublicKey,
+    inbox: &[u8; 32],
+    claim: &Claim,
+    rng: &mut impl CryptoRngCore,
+) -> Result<Vec<u8>, VerifyError> {
+    let eph = crate::crypto::DhSecretKey::generate(rng);
+    let eph_pub = eph.public();
+    let key = claim_key(&eph, inviter, &eph_pub, inviter, inbox)?;
+    let private = wire::encode_secret(pb::UseClaimPrivate {
+        record: Some(super::identity::record_key_to(&claim.record)),
+        owner_secret: claim.owner.expose_seed().to_vec(),
+        writer_secret: claim.writer.expose_seed().to_vec(),
+        response: claim.response.clone(),
+    });
+    let sealed = aead::seal_once(&key, SealedKind::UseClaim, inbox, &private);
+    Ok(entry(pb::inbox_entry::Entry::Claim(pb::UseClaim { ephemeral_key: eph_pub.as_bytes().to_vec(), sealed })))
+}
+
+/// Opens a claim with the inviter's identity DH secret. Everything in it is
+/// still untrusted: the response inside is verified by the usual checks.
+pub(crate) fn open_claim(
+    own: &crate::crypto::DhSecretKey,
+    inbox: &[u8; 32],
+    ephemeral: &[u8],
+    sealed: &[u8],
+) -> Result<Claim, crate::Error> {
+    let eph = crate::crypto::DhPublicKey::from_bytes(ephemeral)?;
+    let key = claim_key(own, &eph, &eph, &own.public(), inbox)?;
+    let plain = aead::open_once(&key, SealedKind::UseClaim, inbox, sealed)?;
+    let mut p: pb::UseClaimPrivate = wire::decode(&plain, limits::MAX_INBOX_VALUE, "use claim")?;
+    let owner = Zeroizing::new(core::mem::take(&mut p.owner_secret));
+    let writer = Zeroizing::new(core::mem::take(&mut p.writer_secret));
+    let record = super::identity::record_key_from(p.record, "claim record")?;
+    if record.secret().is_none() {
+        return Err(DecodeError::MissingField { what: "use claim", field: "record secret" }.into());
+    }
+    Ok(Claim {
+        record,
+        owner: SigningKey::from_seed_slice(&owner)?,
+        writer: SigningKey::from_seed_slice(&writer)?,
+        response: p.response,
+    })
 }
 
 fn tombstone_context<'a>(inbox: &'a [u8; 32], invitation_hash: &'a [u8; 32]) -> [&'a [u8]; 2] {

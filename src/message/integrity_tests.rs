@@ -33,6 +33,7 @@ fn invitation(id: &Identity, inbox: [u8; 32]) -> Vec<u8> {
         message: "hello".into(),
         encryption_key_type: EncryptionKeyType::None,
         reply_to: None,
+        multi_use: None,
     }
     .sign(id.device_key(), id.signed())
     .unwrap()
@@ -100,6 +101,7 @@ fn re_encodings_of_a_signed_message_have_its_name() {
         responder_identity: Some(b.public_key()),
         decided_at: NOW,
         handover: Vec::new(),
+        conversation: None,
     };
     let fs_bytes = fs.sign(a.device_key()).unwrap();
     for other in re_encodings(&fs_bytes) {

@@ -76,6 +76,38 @@ pub struct InvitationContent {
     /// and best effort: without it the inviter learns of the response by
     /// watching the inbox.
     pub reply_to: Option<Vec<u8>>,
+    /// `Some`: a multi-use invitation (contact invitations only): how many
+    /// acceptors may become contacts and how many claim slots its inbox has.
+    /// `None`: one-time.
+    pub multi_use: Option<MultiUse>,
+}
+
+/// A multi-use invitation's terms, signed into it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MultiUse {
+    /// How many acceptors may become contacts (at least 2); `None`: no
+    /// limit until it expires or is revoked.
+    pub limit: Option<u32>,
+    /// Claim slots: the inbox's writer subkeys `1..=slots`
+    /// (1..=[`limits::MAX_USE_SLOTS`]).
+    pub slots: u16,
+}
+
+impl MultiUse {
+    fn to_pb(self) -> pb::MultiUse {
+        pb::MultiUse { limit: self.limit.unwrap_or(0), slots: u32::from(self.slots) }
+    }
+
+    fn from_pb(p: pb::MultiUse) -> Result<Self, DecodeError> {
+        if p.limit == 1 {
+            return Err(DecodeError::Invalid("a multi-use invitation's limit is at least 2"));
+        }
+        let slots = u16::try_from(p.slots)
+            .ok()
+            .filter(|s| (1..=limits::MAX_USE_SLOTS).contains(s))
+            .ok_or(DecodeError::Invalid("multi-use slots out of range"))?;
+        Ok(Self { limit: (p.limit != 0).then_some(p.limit), slots })
+    }
 }
 
 fn signing_context(
@@ -121,6 +153,7 @@ impl InvitationContent {
             message: self.message.clone(),
             encryption_key_type: self.encryption_key_type.to_pb(),
             reply_to: self.reply_to.clone().unwrap_or_default(),
+            multi_use: self.multi_use.map(MultiUse::to_pb),
         });
         let (k, ctx) =
             signing_context(self.kind, &self.inbox_key, self.expires_at, &self.identity_key, &self.device_key);
@@ -171,8 +204,20 @@ impl UnverifiedInvitation {
         let kind = InvitationKind::from_pb(p.kind)?;
         let reply_to = super::reply_address_from(p.reply_to)?;
         let conversation = p.conversation.map(|c| record_key_from(Some(c), "conversation")).transpose()?;
-        if kind == InvitationKind::Contact && conversation.is_none() {
-            return Err(DecodeError::MissingField { what: "invitation", field: "conversation" });
+        let multi_use = p.multi_use.map(MultiUse::from_pb).transpose()?;
+        // A multi-use invitation names no conversation record: each
+        // acceptor's comes in its final status (MU-3).
+        match (kind, multi_use.is_some(), conversation.is_some()) {
+            (InvitationKind::Contact, false, false) => {
+                return Err(DecodeError::MissingField { what: "invitation", field: "conversation" });
+            }
+            (InvitationKind::Contact, true, true) => {
+                return Err(DecodeError::Invalid("a multi-use invitation names no conversation record"));
+            }
+            (InvitationKind::DeviceLink, true, _) => {
+                return Err(DecodeError::Invalid("a device link is never multi-use"));
+            }
+            _ => {}
         }
         let content = InvitationContent {
             kind,
@@ -190,6 +235,7 @@ impl UnverifiedInvitation {
             message: p.message,
             encryption_key_type: EncryptionKeyType::from_pb(p.encryption_key_type)?,
             reply_to,
+            multi_use,
         };
         if p.signed_identity.is_empty() {
             return Err(DecodeError::MissingField { what: "invitation", field: "signed_identity" });

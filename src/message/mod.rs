@@ -18,7 +18,7 @@ pub(crate) use identity::device_consent;
 pub(crate) use identity::record_key_to as record_key_to_pb;
 pub use identity::{AccountKeyRotation, DeviceEntry, DeviceStatus, IdentityRecord, RequestInboxInfo, SignedIdentity};
 pub(crate) use invitation::hash_of_signed as invitation_hash_of_signed;
-pub use invitation::{EncryptionKeyType, InvitationContent, UnverifiedInvitation, VerifiedInvitation};
+pub use invitation::{EncryptionKeyType, InvitationContent, MultiUse, UnverifiedInvitation, VerifiedInvitation};
 pub use profile::Profile;
 pub(crate) use response::hash_of_signed as response_hash_of_signed;
 pub use response::{InvitationContext, ResponseContent, UnverifiedResponse, VerifiedResponse};

@@ -32,6 +32,7 @@ fn content(id: &Identity, inbox: [u8; 32]) -> InvitationContent {
         message: "hello".into(),
         encryption_key_type: EncryptionKeyType::None,
         reply_to: None,
+        multi_use: None,
     }
 }
 
@@ -203,6 +204,7 @@ fn final_status_bound_to_inviter_inbox_and_invitation() {
         responder_identity: None,
         decided_at: NOW,
         handover: Vec::new(),
+        conversation: None,
     };
     let b = fs.sign(a.device_key()).unwrap();
     assert_eq!(FinalStatus::verify(&b, &a.device_public(), &[1; 32], &[2; 32]).unwrap(), fs);
@@ -331,6 +333,7 @@ proptest! {
             responder_identity: with_response.then(|| identity("bob").public_key()),
             decided_at: at,
             handover: Vec::new(),
+        conversation: None,
         };
         let b = fs.sign(a.device_key()).unwrap();
         prop_assert_eq!(FinalStatus::verify(&b, &a.device_public(), &[1; 32], &[2; 32]).unwrap(), fs);

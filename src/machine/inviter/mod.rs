@@ -25,6 +25,7 @@
 use serde::{Deserialize, Serialize};
 
 mod link;
+mod multi;
 mod request;
 
 use request::{mint_job, recipient_inbox};
@@ -128,6 +129,8 @@ enum Purpose {
     DeliverSet,
     Tombstone,
     Forget,
+    /// Multi-use: opening an acceptor's answer record to write its final status.
+    OpenUse,
 }
 
 /// A request to a known address: after the invitation is published, its
@@ -206,6 +209,9 @@ struct Core {
     /// invitation is built (it then travels in it).
     #[serde(default)]
     reply_to: Option<Vec<u8>>,
+    /// Multi-use invitations: their terms (`None`: one-time).
+    #[serde(default)]
+    multi_use: Option<crate::message::MultiUse>,
     /// The three keys expanded, from their generation until the invitation
     /// waits (never persisted): setting up uses each several times, and
     /// expanding a seed costs a scalar multiplication. A waiting invitation
@@ -251,6 +257,18 @@ struct Published {
     /// PIN invitations: the PAKE bookkeeping.
     #[serde(default)]
     pin: Option<Box<PinState>>,
+    /// Multi-use invitations, while one acceptor is answered: `inbox` is
+    /// that acceptor's answer record, and signed contexts name this inbox
+    /// (the invitation's) instead (MU-3).
+    #[serde(default)]
+    bound: Option<[u8; 32]>,
+}
+
+impl Published {
+    /// The inbox signed contexts name: the invitation's own.
+    fn bound_inbox(&self) -> &[u8; 32] {
+        self.bound.as_ref().unwrap_or(self.inbox.opaque())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -323,6 +341,8 @@ enum FinishedWith {
     Revoked,
     Expired,
     Failed(Failure),
+    /// A multi-use invitation closed.
+    MultiUseClosed(Box<crate::flow::UsesView>),
 }
 
 /// Why a flow failed, as persisted (its code and message, see
@@ -338,6 +358,7 @@ impl FinishedWith {
             Self::Revoked => Outcome::Cancelled,
             Self::Expired => Outcome::Failed(ProtocolError::Expired.into()),
             Self::Failed(f) => Outcome::Failed(f.restore()),
+            Self::MultiUseClosed(v) => Outcome::MultiUseClosed((**v).clone()),
         }
     }
 }
@@ -356,6 +377,10 @@ pub struct Inviter {
     /// persisted: a restart watches again anyway).
     #[serde(skip)]
     rewatch: Rewatch,
+    /// Multi-use invitations: uses, the queue of claims and the one being
+    /// answered (see `multi.rs`).
+    #[serde(default)]
+    multi: Option<Box<multi::Multi>>,
 }
 
 /// When a change without its value (a dead watch, on Veilid) may next make
@@ -368,8 +393,8 @@ struct Rewatch {
     gap_ms: u64,
 }
 
-fn inbox_schema(writer: &PublicKey) -> Schema {
-    Schema { owner_subkeys: 1, members: vec![SchemaMember { key: *writer, subkeys: 1 }] }
+fn inbox_schema(writer: &PublicKey, writer_subkeys: u16) -> Schema {
+    Schema { owner_subkeys: 1, members: vec![SchemaMember { key: *writer, subkeys: writer_subkeys }] }
 }
 
 fn conversation_schema() -> Schema {
@@ -408,6 +433,7 @@ impl Inviter {
             }
             .into());
         }
+        let multi_use = multi::terms(params.uses, kind, &params.lock)?;
         let mut pin = None;
         let (lock, ekt) = match params.lock {
             crate::flow::Lock::None => (None, EncryptionKeyType::None),
@@ -448,6 +474,7 @@ impl Inviter {
             lock: None,
             pin,
             reply_to: None,
+            multi_use,
             expanded: Some(Box::new(keys)),
         };
         let mut m = Self {
@@ -458,6 +485,7 @@ impl Inviter {
             delivery: None,
             locking: None,
             rewatch: Rewatch::default(),
+            multi: multi_use.map(multi::Multi::new),
         };
         let mut out = Vec::new();
         match lock {
@@ -475,7 +503,7 @@ impl Inviter {
     fn start_creating(&mut self, out: &mut Vec<Effect>) {
         out.push(Effect::Persist);
         let writer_pub = self.core.writer_public();
-        if self.core.kind == InvitationKind::Contact {
+        if self.core.kind == InvitationKind::Contact && self.multi.is_none() {
             self.ops.start(
                 Purpose::CreateConversation,
                 DhtOp::Create { schema: conversation_schema(), owner: self.core.conversation_owner(), secret: None },
@@ -485,7 +513,7 @@ impl Inviter {
         self.ops.start(
             Purpose::CreateInbox,
             DhtOp::Create {
-                schema: inbox_schema(&writer_pub),
+                schema: inbox_schema(&writer_pub, self.core.multi_use.map_or(1, |m| m.slots)),
                 owner: self.core.inbox_owner(),
                 secret: Some(self.core.invite_secret.inbox_secret()),
             },
@@ -526,6 +554,9 @@ impl Inviter {
     pub fn command(&mut self, c: Command, now: u64, rng: &mut dyn Rng) -> Result<Vec<Effect>, Refusal> {
         let mut out = Vec::new();
         match (&c, &self.state) {
+            (Command::Cancel, _) if self.hub().is_some() => {
+                self.close_multi(FinalStatusKind::Revoked, now, rng, &mut out);
+            }
             (Command::Cancel, State::Waiting(p)) => {
                 let p = p.clone();
                 self.finalize(p, FinalStatusKind::Revoked, None, now, rng, &mut out);
@@ -583,7 +614,8 @@ impl Inviter {
             state: self.state_name(),
             expires_at: Some(self.core.expires_at),
             locked: self.core.encryption_key_type != EncryptionKeyType::None,
-            peer,
+            peer: if self.multi.is_some() { None } else { peer },
+            uses: self.multi.as_ref().map(|m| m.view(self.core.expires_at)),
         }
     }
 
@@ -602,6 +634,7 @@ impl Inviter {
         use crate::message::record_key_to_pb;
         use crate::wire::pb;
         let (State::Waiting(p) | State::Finalizing(p, _)) = &self.state else { return None };
+        let p = self.hub().unwrap_or(p);
         let c = &self.core;
         Some(crate::wire::encode_secret(pb::ContactInvitationRecord {
             inbox: Some(record_key_to_pb(&p.inbox)),
@@ -623,7 +656,7 @@ impl Inviter {
         match &self.state {
             State::Creating { inbox, .. } => inbox.as_ref().map(|k| *k.opaque()),
             State::Publishing(p) | State::Waiting(p) | State::Finalizing(p, _) | State::Cleaning(p, ..) => {
-                Some(*p.inbox.opaque())
+                Some(*p.bound_inbox())
             }
             State::Done(_) => None,
         }
@@ -671,6 +704,9 @@ impl Inviter {
     }
 
     pub(crate) fn watched_records(&self) -> Vec<[u8; 32]> {
+        if let Some(hub) = self.hub() {
+            return vec![*hub.inbox.opaque()];
+        }
         match &self.state {
             State::Waiting(p) => vec![*p.inbox.opaque()],
             _ => Vec::new(),
@@ -690,7 +726,7 @@ impl Inviter {
         match &self.state {
             State::Creating { .. } => self.maybe_publish(_now, _rng, &mut out),
             State::Finalizing(..) => self.try_complete(_now, &mut out),
-            State::Cleaning(..) => self.try_finish_cleaning(&mut out),
+            State::Cleaning(..) => self.try_finish_cleaning(_now, _rng, &mut out),
             _ => {}
         }
         // Watches do not survive a restart: watch again, and tell the app the
@@ -700,7 +736,8 @@ impl Inviter {
             // retry timer): one is enough.
             if !self.ops.has_pending(|x| *x == Purpose::Watch) {
                 let key = p.inbox.clone();
-                self.ops.start(Purpose::Watch, DhtOp::Watch { key, subkeys: vec![WRITER_SUBKEY] }, &mut out);
+                let subkeys = self.response_subkeys();
+                self.ops.start(Purpose::Watch, DhtOp::Watch { key, subkeys }, &mut out);
             }
             // The first poll after a restart: spread over the flow's current
             // interval, so flows resumed together do not read all at once.
@@ -750,7 +787,13 @@ impl Inviter {
             Input::Nudge(n) => {
                 // The responder's value, straight from it: as untrusted as a
                 // watched one, and handled the same way.
-                if let State::Waiting(p) = &self.state
+                if self.multi.is_some() {
+                    if self.hub().is_some_and(|h| &n.record == h.inbox.opaque())
+                        && self.response_subkeys().contains(&n.subkey)
+                    {
+                        self.on_claim(&n.value, now, rng, &mut out);
+                    }
+                } else if let State::Waiting(p) = &self.state
                     && &n.record == p.inbox.opaque()
                     && n.subkey == WRITER_SUBKEY
                 {
@@ -767,15 +810,17 @@ impl Inviter {
                         if let State::Waiting(p) = &self.state {
                             let key = p.inbox.clone();
                             if !self.ops.has_pending(|x| *x == Purpose::ReadResponse) {
-                                self.ops.start(
-                                    Purpose::ReadResponse,
-                                    DhtOp::Get { key, subkey: WRITER_SUBKEY },
-                                    &mut out,
-                                );
+                                for subkey in self.response_subkeys() {
+                                    let get = DhtOp::Get { key: key.clone(), subkey };
+                                    self.ops.start(Purpose::ReadResponse, get, &mut out);
+                                }
                             }
                             let at = self.next_poll_at(now, rng);
                             self.ops.set_timer(Timer::Poll, at, &mut out);
                         }
+                    }
+                    Timer::Expiry if self.multi.is_some() => {
+                        self.close_multi(FinalStatusKind::Expired, now, rng, &mut out);
                     }
                     Timer::Expiry => {
                         if let State::Waiting(p) = &self.state {
@@ -786,14 +831,27 @@ impl Inviter {
                 }
             }
             Input::ValueChanged { record, subkeys, value } => {
+                let watched = self.response_subkeys();
+                if self.multi.is_some()
+                    && !matches!(self.state, State::Waiting(_))
+                    && self.hub().is_some_and(|h| &record == h.inbox.opaque())
+                {
+                    // A claim while another acceptor is answered: queued.
+                    if let (Some(v), Some(first)) = (value, subkeys.first())
+                        && watched.contains(first)
+                    {
+                        self.on_claim(&v.data, now, rng, &mut out);
+                    }
+                    return out;
+                }
                 if let State::Waiting(p) = &self.state {
                     if &record != p.inbox.opaque() {
                         return out;
                     }
-                    if subkeys.first() == Some(&WRITER_SUBKEY) && value.is_some() {
+                    if subkeys.first().is_some_and(|s| watched.contains(s)) && value.is_some() {
                         // The notification carries the value: no read needed.
                         self.on_response_value(value, now, rng, &mut out);
-                    } else if subkeys.contains(&WRITER_SUBKEY) && now >= self.rewatch.next_at {
+                    } else if subkeys.iter().any(|s| watched.contains(s)) && now >= self.rewatch.next_at {
                         let key = p.inbox.clone();
                         let gap = (self.rewatch.gap_ms.saturating_mul(2)).clamp(poll::POLL_FLOOR_MS, poll::POLL_CAP_MS);
                         self.rewatch = Rewatch { next_at: now.saturating_add(gap), gap_ms: gap };
@@ -802,11 +860,17 @@ impl Inviter {
                         // the backed-off polls (`poll`) are only the last
                         // resort.
                         if !self.ops.has_pending(|x| *x == Purpose::Watch) {
-                            let watch = DhtOp::Watch { key: key.clone(), subkeys: vec![WRITER_SUBKEY] };
+                            let watch = DhtOp::Watch { key: key.clone(), subkeys: watched.clone() };
                             self.ops.start(Purpose::Watch, watch, &mut out);
                         }
                         if !self.ops.has_pending(|x| *x == Purpose::ReadResponse) {
-                            self.ops.start(Purpose::ReadResponse, DhtOp::Get { key, subkey: WRITER_SUBKEY }, &mut out);
+                            for subkey in watched {
+                                self.ops.start(
+                                    Purpose::ReadResponse,
+                                    DhtOp::Get { key: key.clone(), subkey },
+                                    &mut out,
+                                );
+                            }
                         }
                     }
                 }
@@ -833,7 +897,7 @@ impl Inviter {
                 let unreachable = matches!(err, Error::Protocol(ProtocolError::RetriesExhausted { .. }));
                 self.on_freshness(None, unreachable, now, rng, out)
             }
-            Purpose::Tombstone | Purpose::Forget => self.try_finish_cleaning(out),
+            Purpose::Tombstone | Purpose::Forget => self.try_finish_cleaning(now, rng, out),
             Purpose::DeliverGetIdentity | Purpose::DeliverSet => {
                 let State::Waiting(p) = &self.state else { return };
                 let p = p.clone();
@@ -847,6 +911,8 @@ impl Inviter {
                 self.pending_failure = Some(Failure::from(err.clone()));
                 self.finalize(p, FinalStatusKind::Revoked, None, now, rng, out);
             }
+            Purpose::OpenUse => self.abandon_use(now, rng, out),
+            Purpose::CreateConversation if self.use_in_progress() => self.abandon_use(now, rng, out),
             Purpose::CreateConversation | Purpose::CreateInbox | Purpose::PublishRequest => {
                 self.pending_failure = Some(Failure::from(err.clone()));
                 self.fail(err, out);
@@ -856,10 +922,15 @@ impl Inviter {
                 // Keep trying slowly while the invitee may still be waiting.
                 let State::Finalizing(p, f) = &self.state else { return };
                 let retryable = matches!(&err, Error::Protocol(ProtocolError::RetriesExhausted { .. }));
-                let give_up = self.core.expires_at * 1000 + FINAL_GRACE_MS;
+                let give_up = self.give_up_at();
+                if self.use_in_progress() && !(retryable && now < give_up) {
+                    // This acceptor's record cannot be written: its use is
+                    // dropped, the invitation goes on (MU-6).
+                    return self.abandon_use(now, rng, out);
+                }
                 if retryable && now < give_up {
                     let (key, data) = (p.inbox.clone(), f.final_value.clone());
-                    let writer = self.core.inbox_owner();
+                    let writer = self.final_writer();
                     let request = DhtOp::Set { key, subkey: OWNER_SUBKEY, data, writer };
                     self.ops.start_later(Purpose::WriteFinal, request, now + super::SLOW_RETRY_MS, out);
                     out.insert(0, Effect::Persist);
@@ -899,6 +970,10 @@ impl Inviter {
 
     fn on_done(&mut self, purpose: Purpose, output: DhtOutput, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
         match (purpose, output) {
+            (Purpose::CreateConversation, DhtOutput::Created(k)) if self.use_in_progress() => {
+                self.on_use_conversation(k, now, rng, out)
+            }
+            (Purpose::OpenUse, _) => self.on_use_opened(now, rng, out),
             (Purpose::CreateConversation, DhtOutput::Created(k)) => {
                 if let State::Creating { conversation, .. } = &mut self.state {
                     *conversation = Some(k);
@@ -925,7 +1000,8 @@ impl Inviter {
                 self.state = State::Waiting(p);
                 self.core.expanded = None;
                 out.push(Effect::Persist);
-                self.ops.start(Purpose::Watch, DhtOp::Watch { key: key.clone(), subkeys: vec![WRITER_SUBKEY] }, out);
+                let subkeys = self.response_subkeys();
+                self.ops.start(Purpose::Watch, DhtOp::Watch { key: key.clone(), subkeys }, out);
                 let at = self.next_poll_at(now, rng);
                 self.ops.set_timer(Timer::Poll, at, out);
                 self.ops.set_timer(Timer::Expiry, self.core.expires_at * 1000, out);
@@ -970,6 +1046,8 @@ impl Inviter {
             (Purpose::WriteReply, DhtOutput::Set(newer)) => self.on_reply_written(newer, out),
             (Purpose::ReadResponse, DhtOutput::Value(v)) => self.on_response_value(v, now, rng, out),
             (Purpose::WriteFinal, DhtOutput::Set(newer)) => {
+                let writer = self.final_writer();
+                let in_use = self.use_in_progress();
                 let State::Finalizing(p, f) = &mut self.state else { return };
                 match newer {
                     Some(v) if v.data != f.final_value => {
@@ -981,8 +1059,12 @@ impl Inviter {
                         f.rewrites += 1;
                         let key = p.inbox.clone();
                         let data = f.final_value.clone();
-                        let writer = self.core.inbox_owner();
                         let request = DhtOp::Set { key, subkey: OWNER_SUBKEY, data, writer };
+                        if f.rewrites > super::MAX_ATTEMPTS && in_use {
+                            // An acceptor that keeps its own record's subkey
+                            // ahead of us only loses its use (MU-6).
+                            return self.abandon_use(now, rng, out);
+                        }
                         if f.rewrites <= super::MAX_ATTEMPTS {
                             self.ops.start(Purpose::WriteFinal, request, out);
                         } else if now < self.core.expires_at * 1000 + FINAL_GRACE_MS {
@@ -1029,9 +1111,9 @@ impl Inviter {
                     // tombstone is a courtesy, the final status decided.
                     *tries += 1;
                     let device = self.core.identity.device_key();
-                    let data = inbox::tombstone(device, p.inbox.opaque(), &p.invitation_hash, secs(now));
+                    let data = inbox::tombstone(device, p.bound_inbox(), &p.invitation_hash, secs(now));
                     let key = p.inbox.clone();
-                    let writer = self.core.writer();
+                    let writer = self.tombstone_writer();
                     if self.ops.has_pending(|x| *x == Purpose::Tombstone) {
                         return;
                     }
@@ -1039,16 +1121,16 @@ impl Inviter {
                     out.insert(0, Effect::Persist);
                     return;
                 }
-                self.try_finish_cleaning(out);
+                self.try_finish_cleaning(now, rng, out);
             }
-            (Purpose::Forget, _) => self.try_finish_cleaning(out),
+            (Purpose::Forget, _) => self.try_finish_cleaning(now, rng, out),
             _ => {}
         }
     }
 
     fn maybe_publish(&mut self, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
         let State::Creating { conversation, inbox } = &self.state else { return };
-        let need_conv = self.core.kind == InvitationKind::Contact;
+        let need_conv = self.core.kind == InvitationKind::Contact && self.multi.is_none();
         let (Some(inbox), true) = (inbox.clone(), !need_conv || conversation.is_some()) else { return };
         let conversation = conversation.clone().unwrap_or_else(|| inbox.without_secret());
         match self.build(inbox, conversation, now, rng) {
@@ -1086,12 +1168,13 @@ impl Inviter {
             device_key: c.identity.device_public(),
             identity_record: record_key,
             profile: c.profile()?.clone(),
-            conversation: (c.kind == InvitationKind::Contact).then(|| conversation.clone()),
+            conversation: (c.kind == InvitationKind::Contact && c.multi_use.is_none()).then(|| conversation.clone()),
             created_at: c.created_at,
             expires_at: c.expires_at,
             message: c.message.clone(),
             encryption_key_type: c.encryption_key_type,
             reply_to: c.reply_to.clone(),
+            multi_use: c.multi_use,
         };
         let signed = match content.sign(c.identity.device_key(), c.identity.signed()) {
             // A reply address is optional: a maximal profile and greeting
@@ -1129,6 +1212,7 @@ impl Inviter {
                 invitation_hash,
                 request_value,
                 pin: Some(Box::new(pin)),
+                bound: None,
             });
         }
         let request_value = inbox::seal_request(&keys, &opaque, &writer, &signed, c.encryption_key_type, &mut r);
@@ -1140,7 +1224,7 @@ impl Inviter {
             },
         };
         let ticket = Ticket { kind: c.kind, record: opaque, secret: ticket_secret };
-        Ok(Published { inbox, conversation, ticket, invitation_hash, request_value, pin: None })
+        Ok(Published { inbox, conversation, ticket, invitation_hash, request_value, pin: None, bound: None })
     }
 
     /// A PAKE hello (PIN-4, PIN-6, PIN-8): a replay (a nonce already
@@ -1232,6 +1316,9 @@ impl Inviter {
     }
 
     fn on_response_bytes(&mut self, data: &[u8], now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        if self.multi.is_some() {
+            return self.on_claim(data, now, rng, out);
+        }
         let State::Waiting(p) = &self.state else { return };
         if p.pin.is_some()
             && let Ok(InboxValue::PakeHello { sealed }) = inbox::decode_value(data)
@@ -1287,7 +1374,7 @@ impl Inviter {
         };
         let identity_key = self.core.identity.public_key();
         let ctx = InvitationContext {
-            inbox_key: p.inbox.opaque(),
+            inbox_key: p.bound_inbox(),
             hash: &p.invitation_hash,
             expires_at: self.core.expires_at,
             kind: self.core.kind,
@@ -1311,16 +1398,16 @@ impl Inviter {
             &identity.record().dh_key,
             [self.core.identity.public_key().as_bytes(), c.identity_key.as_bytes()],
             [p.conversation.opaque(), remote_conv.opaque()],
-            p.inbox.opaque(),
+            p.bound_inbox(),
         )?;
         Ok(Box::new(Some(Contact::new(
             identity.clone(),
             c.identity_record.clone(),
             profile,
             p.conversation.clone(),
-            self.core.conversation_owner(),
+            self.conversation_owner(),
             remote_conv,
-            *p.inbox.opaque(),
+            *p.bound_inbox(),
             Role::Inviter,
             secs(now),
             key,
@@ -1392,7 +1479,7 @@ impl Inviter {
                 self.ops.start(Purpose::FreshnessOpen, DhtOp::Open { key: k, writer: None }, &mut ops_out);
             }
             None => {
-                let writer = self.core.inbox_owner();
+                let writer = self.final_writer();
                 self.ops.start(
                     Purpose::WriteFinal,
                     DhtOp::Set { key, subkey: OWNER_SUBKEY, data: final_value, writer },
@@ -1410,7 +1497,7 @@ impl Inviter {
         if let State::Finalizing(_, f) = &mut self.state {
             f.final_value = value.clone();
         }
-        let writer = self.core.inbox_owner();
+        let writer = self.final_writer();
         let request = DhtOp::Set { key: inbox.clone(), subkey: OWNER_SUBKEY, data: value, writer };
         self.ops.start(Purpose::WriteFinal, request, out);
     }
@@ -1429,12 +1516,15 @@ impl Inviter {
     ) -> Result<Vec<u8>, Error> {
         let fs = FinalStatus {
             status,
-            inbox_key: *p.inbox.opaque(),
+            inbox_key: *p.bound_inbox(),
             invitation_hash: p.invitation_hash,
             response_hash,
             responder_identity,
             decided_at: secs(now),
             handover,
+            // MU-3: an acceptor of a multi-use invitation learns our
+            // conversation record for it here (the invitation names none).
+            conversation: (p.bound.is_some() && status == FinalStatusKind::Accepted).then(|| p.conversation.clone()),
         };
         let signed = fs.sign(self.core.identity.device_key())?;
         let secret = p.inbox.secret().ok_or(Error::ApiMisuse("inbox key lost its secret"))?;
@@ -1461,7 +1551,7 @@ impl Inviter {
         rng: &mut dyn Rng,
         out: &mut Vec<Effect>,
     ) {
-        let give_up = self.core.expires_at.saturating_mul(1000) + FINAL_GRACE_MS;
+        let give_up = self.give_up_at();
         let State::Finalizing(p, f) = &mut self.state else { return };
         if !matches!(f.freshness, Freshness::Pending) {
             return;
@@ -1514,36 +1604,45 @@ impl Inviter {
             return;
         }
         let p = p.clone();
-        let finished = match (&f.status, &f.contact) {
-            (FinalStatusKind::Accepted, Some(c)) => {
-                let peer = c.peer;
-                out.push(Effect::SaveContact(c.clone()));
-                out.push(Effect::Emit(Event::ContactEstablished { peer, name: c.profile.name().to_owned() }));
-                FinishedWith::Contact(peer)
+        let closed_multi = match (&self.multi, p.bound) {
+            (Some(m), None) => Some(m.closed_view(f.status, self.core.expires_at)),
+            _ => None,
+        };
+        let finished = if let Some(v) = closed_multi {
+            FinishedWith::MultiUseClosed(Box::new(v))
+        } else {
+            match (&f.status, &f.contact) {
+                (FinalStatusKind::Accepted, Some(c)) => {
+                    let peer = c.peer;
+                    out.push(Effect::SaveContact(c.clone()));
+                    out.push(Effect::Emit(Event::ContactEstablished { peer, name: c.profile.name().to_owned() }));
+                    FinishedWith::Contact(peer)
+                }
+                (FinalStatusKind::Accepted, None) if f.link.is_some() => {
+                    let device = f.link.as_ref().map_or(self.core.identity.device_public(), |l| l.device);
+                    let identity = self.core.identity.public_key();
+                    out.push(Effect::Emit(Event::DeviceLinked { identity, device }));
+                    FinishedWith::DeviceLinked(device)
+                }
+                (FinalStatusKind::Rejected, _) => {
+                    FinishedWith::Rejected(f.answered.as_ref().map(|a| a.snapshot.record().identity_key))
+                }
+                (FinalStatusKind::Expired, _) => FinishedWith::Expired,
+                (FinalStatusKind::Revoked, _) if self.pending_failure.is_some() => FinishedWith::Failed(
+                    self.pending_failure.clone().unwrap_or_else(|| Failure::from(Error::Store(String::new()))),
+                ),
+                _ => FinishedWith::Revoked,
             }
-            (FinalStatusKind::Accepted, None) if f.link.is_some() => {
-                let device = f.link.as_ref().map_or(self.core.identity.device_public(), |l| l.device);
-                let identity = self.core.identity.public_key();
-                out.push(Effect::Emit(Event::DeviceLinked { identity, device }));
-                FinishedWith::DeviceLinked(device)
-            }
-            (FinalStatusKind::Rejected, _) => {
-                FinishedWith::Rejected(f.answered.as_ref().map(|a| a.snapshot.record().identity_key))
-            }
-            (FinalStatusKind::Expired, _) => FinishedWith::Expired,
-            (FinalStatusKind::Revoked, _) if self.pending_failure.is_some() => FinishedWith::Failed(
-                self.pending_failure.clone().unwrap_or_else(|| Failure::from(Error::Store(String::new()))),
-            ),
-            _ => FinishedWith::Revoked,
         };
         // The conversation record stays when it became part of a contact;
         // device links have none (their placeholder is the inbox itself).
-        let keep_conversation =
-            matches!(finished, FinishedWith::Contact(_)) || self.core.kind != InvitationKind::Contact;
+        let keep_conversation = matches!(finished, FinishedWith::Contact(_))
+            || self.core.kind != InvitationKind::Contact
+            || p.conversation.opaque() == p.inbox.opaque();
         let data = self.tombstone_value(&p, now);
         self.state = State::Cleaning(p.clone(), finished, 0);
         let mut ops_out = Vec::new();
-        let writer = self.core.writer();
+        let writer = self.tombstone_writer();
         self.ops.start(
             Purpose::Tombstone,
             DhtOp::Set { key: p.inbox.clone(), subkey: WRITER_SUBKEY, data, writer },
@@ -1559,10 +1658,10 @@ impl Inviter {
     /// The tombstone over the response subkey, signed by our device for this
     /// inbox and invitation (INT-NUDGE-1).
     fn tombstone_value(&self, p: &Published, now: u64) -> Vec<u8> {
-        inbox::tombstone(self.core.identity.device_key(), p.inbox.opaque(), &p.invitation_hash, secs(now))
+        inbox::tombstone(self.core.identity.device_key(), p.bound_inbox(), &p.invitation_hash, secs(now))
     }
 
-    fn try_finish_cleaning(&mut self, out: &mut Vec<Effect>) {
+    fn try_finish_cleaning(&mut self, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
         let State::Cleaning(p, finished, _) = &self.state else { return };
         if self.ops.has_pending(|x| *x == Purpose::Tombstone) {
             return;
@@ -1571,6 +1670,13 @@ impl Inviter {
             // Tombstone done (or given up): forget the inbox locally, then finish.
             let key = p.inbox.clone();
             let finished = finished.clone();
+            if p.bound.is_some() {
+                // One acceptor answered: back to the invitation (MU-5).
+                let mut ops_out = Vec::new();
+                self.ops.start(Purpose::Forget, DhtOp::Forget { key }, &mut ops_out);
+                out.extend(ops_out);
+                return self.use_done(finished, now, rng, out);
+            }
             if !matches!(self.state, State::Done(_)) {
                 let mut ops_out = Vec::new();
                 self.ops.start(Purpose::Forget, DhtOp::Forget { key }, &mut ops_out);
