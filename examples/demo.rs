@@ -5,8 +5,10 @@
 //! ticket is shown as its text form, text armor, URI and QR code; Bob's app
 //! reads what he pasted or scanned with `parse_scanned`; Bob sees
 //! Alice's profile and accepts; Alice finalizes; both print their new
-//! contact. Then an invitation Bob rejects, and one that expires. Every
-//! step shows its timing and the DHT operations it took.
+//! contact. Then an invitation Bob rejects, one that expires, and a
+//! multi-use invitation (two uses: Carol and Dave become contacts, Erin is
+//! told there are no uses left) with its accounting. Every step shows its
+//! timing and the DHT operations it took.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +18,7 @@ use contact_invite::dht::veilid::VeilidDht;
 use contact_invite::dht::{OpLog, OpRecord, Recorded, median};
 use contact_invite::driver::{self, Clock, DriverConfig, Events, Handle, OffsetClock};
 use contact_invite::encoding::{HttpsBase, LinkConfig, Scanned, Ticket, UriScheme, parse_scanned, parse_scanned_bytes};
-use contact_invite::flow::{Event, FlowId, Lock, Outcome, ReceiveParams, SendParams};
+use contact_invite::flow::{Event, FlowId, Lock, Outcome, ReceiveParams, SendParams, Uses, UsesView};
 use contact_invite::identity::Identity;
 use contact_invite::message::Profile;
 use contact_invite::store::MemoryStore;
@@ -88,6 +90,8 @@ async fn until(d: &mut Demo, p: &mut Party, flow: FlowId, pred: impl Fn(&Event) 
                 }
                 Event::ResponseIgnored { reason } => format!("ignored an invalid response: {reason:?}"),
                 Event::ContactEstablished { name, .. } => format!("contact with {name} is final and saved"),
+                Event::UsesChanged(v) => accounting(v),
+                Event::Finished(Outcome::MultiUseClosed(v)) => format!("flow finished: closed, {}", accounting(v)),
                 Event::Finished(o) => format!("flow finished: {o:?}"),
                 other => format!("{other:?}"),
             };
@@ -121,6 +125,24 @@ fn show_ticket(t: &Ticket) -> Result<(), Error> {
 
 fn links() -> Result<LinkConfig, Error> {
     Ok(LinkConfig::new(UriScheme::new("chat")?))
+}
+
+/// A multi-use invitation's accounting, as an inviter's app shows it.
+fn accounting(v: &UsesView) -> String {
+    let names: Vec<&str> = v.accepted.iter().map(|u| u.name.as_str()).collect();
+    let limit = v.limit.map_or("unlimited".to_owned(), |l| l.to_string());
+    let left = v.time_left(driver::SystemClock.now_secs());
+    format!(
+        "accepted {} of {limit} ({}), rejected {}, turned away {}, {}",
+        v.used(),
+        if names.is_empty() { "nobody yet".to_owned() } else { names.join(", ") },
+        v.rejected,
+        v.turned_away,
+        match v.closed {
+            Some(why) => format!("closed: {why:?}"),
+            None => format!("open for {} h {} min more", left / 3600, left % 3600 / 60),
+        }
+    )
 }
 
 /// What Bob's app does with anything he pastes: one entry point, which
@@ -251,6 +273,42 @@ async fn main() -> Result<(), Error> {
         return Err("the expired invitation was not refused".into());
     }
 
+    // 4. A multi-use invitation: two uses, three people.
+    println!("\n== 4. A multi-use invitation for the meetup: 2 uses; Carol and Dave accept, Erin comes too late");
+    let mut carol = party(&net, 3, "Carol", Profile::new("Carol")?).await?;
+    let mut dave = party(&net, 4, "Dave", Profile::new("Dave")?).await?;
+    let mut erin = party(&net, 5, "Erin", Profile::new("Erin")?).await?;
+    let mut params = SendParams::new(alice.identity.clone());
+    params.message = "Meetup group: scan to add me".into();
+    params.uses = Uses::AtMost(2);
+    let a4 = alice.handle.send_invitation(params).await?;
+    until(&mut d, &mut alice, a4, |e| matches!(e, Event::InvitationPublished { .. })).await?;
+    let t4 = alice.handle.ticket(a4).await?.ok_or("no ticket")?;
+    println!("\n    {}\n", t4.to_https(&HttpsBase::new("https://chat.example/invite")?));
+    let mut accepted = Vec::new();
+    for p in [&mut carol, &mut dave] {
+        let f = p.handle.receive(ReceiveParams::new(p.identity.clone(), t4.clone())).await?;
+        until(&mut d, p, f, |e| matches!(e, Event::InvitationReceived(_))).await?;
+        d.say(p.name, "accepts");
+        p.handle.accept(f).await?;
+        accepted.push(f);
+    }
+    for (p, f) in [&mut carol, &mut dave].into_iter().zip(accepted) {
+        until(&mut d, p, f, |e| matches!(e, Event::Finished(_))).await?;
+    }
+    let closed = until(&mut d, &mut alice, a4, |e| matches!(e, Event::Finished(_))).await?;
+    if !matches!(&closed, Event::Finished(Outcome::MultiUseClosed(v)) if v.used() == 2) {
+        return Err("the multi-use invitation did not close with two contacts".into());
+    }
+    let e4 = erin.handle.receive(ReceiveParams::new(erin.identity.clone(), t4)).await?;
+    let o = until(&mut d, &mut erin, e4, |e| matches!(e, Event::Finished(_))).await?;
+    if !matches!(o, Event::Finished(Outcome::Failed(_))) {
+        return Err("a used-up invitation was not refused".into());
+    }
+    let contacts = driver::contacts(alice.store.as_ref()).await?.contacts;
+    let names: Vec<&str> = contacts.iter().map(|c| c.profile.name()).collect();
+    println!("  Alice's contacts now: {}", names.join(", "));
+
     // Per-operation latency over the whole run.
     println!("\n== DHT operation latency in this run (median / max over {} operations)", d.all_ops.len());
     for op in ["create", "open", "get", "set", "watch"] {
@@ -264,7 +322,7 @@ async fn main() -> Result<(), Error> {
             );
         }
     }
-    for p in [&alice, &bob] {
+    for p in [&alice, &bob, &carol, &dave, &erin] {
         p.handle.shutdown().await;
     }
     net.shutdown().await;

@@ -367,6 +367,27 @@ pub fn request_writer(ticket: &crate::encoding::Ticket, value: &[u8]) -> Option<
     inbox::open_request(&keys, &ticket.record, ekt, &sealed).ok().map(|(w, _)| w)
 }
 
+/// A hostile acceptor's claim (MU-6): `claim` (an honest one, opened here
+/// with the inviter's identity as a shortcut; the acceptor builds its own
+/// from its keys) pointing at an answer record that does not exist.
+pub fn claim_to_a_missing_record(
+    claim: &[u8],
+    inviter: &crate::identity::Identity,
+    inbox: &[u8; 32],
+) -> Option<Vec<u8>> {
+    use crate::message::inbox::{self, InboxValue};
+    let InboxValue::Claim { ephemeral, sealed } = inbox::decode_value(claim).ok()? else { return None };
+    let c = inbox::open_claim(&inviter.dh_secret(), inbox, &ephemeral, &sealed).ok()?;
+    let mut opaque = [0u8; 32];
+    let mut secret = [0u8; 32];
+    rand_core::RngCore::fill_bytes(&mut OsRng, &mut opaque);
+    rand_core::RngCore::fill_bytes(&mut OsRng, &mut secret);
+    let missing = crate::dht::RecordKey::new(opaque, Some(SecretKey::from_bytes(&mut secret)));
+    let response = inbox::reseal_response(&c.record, &missing, &c.response, &mut OsRng)?;
+    let forged = inbox::Claim { record: missing, owner: c.owner, writer: c.writer, response };
+    inbox::seal_claim(&inviter.dh_public(), inbox, &forged, &mut OsRng).ok()
+}
+
 pub mod pin_attack {
     use rand_core::OsRng;
     use spake2::{Ed25519Group, Password as SpakePassword, Spake2};

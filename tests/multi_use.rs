@@ -351,3 +351,55 @@ async fn mu_8_a_multi_use_accept_costs_at_most_one_round_trip_more() {
     assert_eq!(many.0, once.0, "the profile shows as fast");
     assert!(many.1 + many.2 <= once.1 + once.2 + 1, "accept -> contact: {many:?} against {once:?}");
 }
+
+/// MU-6: a hostile acceptor points its claim at an answer record nobody can
+/// open: its turn is given up (uncounted) and the next acceptor is answered.
+#[tokio::test(start_paused = true)]
+async fn mu_6_an_acceptor_whose_record_cannot_be_opened_does_not_stall_the_invitation() {
+    let net = MemoryNetwork::new();
+    let mut alice = party(&net, "alice").await;
+    let params = multi(&alice, Uses::AtMost(2));
+    let (a_flow, ticket) = publish_invitation(&mut alice, params).await;
+    let mut guests = parties(&net, 2).await;
+    // Alice is away while Mallory (guests[0]) accepts; Mallory then swaps
+    // her claim for one that points at a record that does not exist.
+    alice.handle.shutdown().await;
+    let m = &mut guests[0];
+    let mf = accept(m, &ticket).await;
+    wait_for(&mut m.events, "sent", |e| e.flow == mf && matches!(e.event, Event::ResponseSent { .. })).await;
+    m.handle.shutdown().await;
+    let (slot, honest) = (1..=8u32)
+        .find_map(|s| net.stored_value(&ticket.record, s).map(|v| (s, v.data)))
+        .expect("mallory's claim in its slot");
+    let forged = contact_invite::bench_internals::claim_to_a_missing_record(&honest, &alice.identity, &ticket.record)
+        .expect("a forged claim");
+    let request = net.stored_value(&ticket.record, 0).expect("the request");
+    let writer = contact_invite::bench_internals::request_writer(&ticket, &request.data).unwrap();
+    let contact_invite::encoding::TicketSecret::Plain(secret) = &ticket.secret else { unreachable!() };
+    let key = contact_invite::dht::RecordKey::new(ticket.record, Some(secret.inbox_secret()));
+    use contact_invite::dht::Dht;
+    let mallory = dht(&net, "mallory-hand");
+    mallory.open_record(&key, Some(&writer)).await.unwrap();
+    // The first write learns the slot's sequence number; the second lands.
+    let _ = mallory.set_value(&key, slot, forged.clone(), Some(&writer)).await.unwrap();
+    assert!(mallory.set_value(&key, slot, forged, Some(&writer)).await.unwrap().is_none());
+    alice.restart(&net).await;
+    // Alice takes the forged claim, cannot open its record and gives the
+    // turn up...
+    let t0 = tokio::time::Instant::now();
+    wait_for(&mut alice.events, "turn given up", |e| {
+        e.flow == a_flow
+            && matches!(e.event, Event::ResponseIgnored { reason: contact_invite::error::ErrorCode::Dht(_) })
+    })
+    .await;
+    assert!(t0.elapsed() < std::time::Duration::from_secs(130), "given up after {:?}", t0.elapsed());
+    // ... and answers the next acceptor.
+    let g = &mut guests[1];
+    let f = accept(g, &ticket).await;
+    assert!(finished(&mut g.events, f).await.is_contact());
+    let changed =
+        wait_for(&mut alice.events, "counted", |e| e.flow == a_flow && matches!(e.event, Event::UsesChanged(_))).await;
+    let Event::UsesChanged(view) = changed.event else { unreachable!() };
+    assert_eq!((view.used(), view.closed), (1, None), "the forged claim spent no use");
+    assert_eq!(alice.contacts().await.len(), 1);
+}

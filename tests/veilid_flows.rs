@@ -18,7 +18,9 @@ use contact_invite::dht::veilid::VeilidDht;
 use contact_invite::dht::{OpLog, Recorded, median};
 use contact_invite::driver::{self, Clock, DriverConfig, DriverEvent, Events, Handle, OffsetClock};
 use contact_invite::error::ProtocolError;
-use contact_invite::flow::{Event, FlowId, LinkParams, Lock, Outcome, ReceiveParams, RequestInboxParams, SendParams};
+use contact_invite::flow::{
+    Event, FlowId, LinkParams, Lock, Outcome, ReceiveParams, RequestInboxParams, SendParams, Uses, UsesClosed,
+};
 use contact_invite::identity::Identity;
 use contact_invite::message::{DeviceStatus, Profile};
 use contact_invite::store::{MemoryStore, Store, Table};
@@ -199,6 +201,61 @@ async fn flows(net: &LocalNetwork) {
     // Bob and Alice now hold each other once per flow above; the PIN and
     // plain contacts replaced the first (one contact per peer identity).
     assert_eq!(driver::contacts(bob.store.as_ref()).await.unwrap().contacts.len(), 1);
+
+    // 1c. A multi-use invitation (issue 18): two uses. Bob accepts, then
+    // Carol; both become contacts, the invitation is used up, and a third
+    // scan is told "no uses left". Next to it, in the same run, a one-time
+    // invitation: accept -> both contacts final, measured side by side
+    // (each accept given once the profile has shown and its freshness read
+    // is done, as a person deciding gives it).
+    let mut side_by_side = Vec::new();
+    for uses in [Uses::Once, Uses::AtMost(2), Uses::Once, Uses::AtMost(2)] {
+        let mut params = SendParams::new(alice.identity.clone());
+        params.uses = uses;
+        let (a_flow, ticket) = publish(&mut alice, params).await;
+        let b_flow = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket.clone())).await.unwrap();
+        wait(&mut bob, "invitation", |e| e.flow == b_flow && matches!(e.event, Event::InvitationReceived(_))).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        alice.log.drain();
+        bob.log.drain();
+        let t0 = Instant::now();
+        bob.handle.accept(b_flow).await.unwrap();
+        let sent = wait(&mut bob, "sent", |e| e.flow == b_flow && matches!(e.event, Event::ResponseSent { .. })).await;
+        let est =
+            wait(&mut alice, "contact", |e| e.flow == a_flow && matches!(e.event, Event::ContactEstablished { .. }))
+                .await;
+        assert_eq!(finished(&mut bob, b_flow).await, Outcome::Contact(alice.identity.public_key()));
+        let took = t0.elapsed();
+        let show = |ops: &[contact_invite::dht::OpRecord]| {
+            ops.iter().map(|r| format!("{} {:.0}", r.op, r.elapsed.as_secs_f64() * 1e3)).collect::<Vec<_>>().join(", ")
+        };
+        let (a_ops, b_ops) = (alice.log.drain(), bob.log.drain());
+        let ops =
+            format!("{} DHT operations (ms: Bob {}; Alice {})", a_ops.len() + b_ops.len(), show(&b_ops), show(&a_ops));
+        side_by_side.push((uses, sent.round_trips, est.round_trips, took, ops));
+        if uses == Uses::Once {
+            assert_eq!(finished(&mut alice, a_flow).await, Outcome::Contact(bob.identity.public_key()));
+            continue;
+        }
+        let c_flow = carol.handle.receive(ReceiveParams::new(carol.identity.clone(), ticket.clone())).await.unwrap();
+        wait(&mut carol, "invitation", |e| e.flow == c_flow && matches!(e.event, Event::InvitationReceived(_))).await;
+        carol.handle.accept(c_flow).await.unwrap();
+        assert_eq!(finished(&mut carol, c_flow).await, Outcome::Contact(alice.identity.public_key()));
+        let Outcome::MultiUseClosed(v) = finished(&mut alice, a_flow).await else { panic!("not closed") };
+        assert_eq!((v.used(), v.closed), (2, Some(UsesClosed::UsedUp)));
+        let names: Vec<_> = v.accepted.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["bob", "carol"]);
+        let again = bob.handle.receive(ReceiveParams::new(bob.identity.clone(), ticket)).await.unwrap();
+        assert_eq!(finished(&mut bob, again).await, Outcome::Failed(ProtocolError::NoUsesLeft.into()));
+    }
+    for (uses, sent_rt, est_rt, took, ops) in &side_by_side {
+        eprintln!(
+            "{} invitation: accept -> both contacts final {:.2} s; round trips: accept -> stored {sent_rt}, \
+             seen -> contact {est_rt}; {ops}",
+            if *uses == Uses::Once { "one-time" } else { "multi-use (2 uses)" },
+            took.as_secs_f64()
+        );
+    }
 
     // 2. Carol rejects.
     let params = SendParams::new(alice.identity.clone());

@@ -158,6 +158,24 @@ fn claim_key(
     crate::crypto::seal_key(own, peer, ephemeral, inviter, KeyPurpose::UseClaimSeal, &[inbox])
 }
 
+/// Tests only: the same sealed response, sealed again for another answer
+/// record (what a hostile acceptor does when it points its claim at a
+/// record nobody can open).
+#[cfg(feature = "bench-internals")]
+pub(crate) fn reseal_response(
+    from: &crate::dht::RecordKey,
+    to: &crate::dht::RecordKey,
+    value: &[u8],
+    rng: &mut impl CryptoRngCore,
+) -> Option<Vec<u8>> {
+    let InboxValue::Response { sealed } = decode_value(value).ok()? else { return None };
+    let old = InboxKeys::derive(from.secret()?, from.opaque());
+    let new = InboxKeys::derive(to.secret()?, to.opaque());
+    let padded = aead::open(&old.response, SealedKind::Response, from.opaque(), &sealed).ok()?;
+    let sealed = aead::seal(&new.response, SealedKind::Response, to.opaque(), &padded, rng);
+    Some(entry(pb::inbox_entry::Entry::Response(sealed)))
+}
+
 /// Seals a claim to the inviter's identity DH key (`inviter`, from the
 /// invitation's snapshot): only the inviter opens it, so other ticket holders
 /// cannot read who accepted or write that acceptor's answer record.
