@@ -105,6 +105,10 @@ enum Cmd {
         /// Print the ticket and exit (the invitation stays open; `pending --wait` finishes it).
         #[arg(long)]
         no_wait: bool,
+        /// How many people may accept: a number (2 or more: a multi-use
+        /// invitation) or `unlimited` (until it expires or is revoked).
+        #[arg(long, default_value = "1")]
+        uses: String,
     },
     /// Receives a ticket, shows the inviter's verified profile and accepts.
     Accept {
@@ -533,17 +537,36 @@ fn render(e: &Event) -> String {
         }
         Event::RequestDelivered { to } => format!("request delivered to {}", to.fmt_short()),
         Event::ContactEstablished { name, peer } => format!("{name} is now a contact ({})", peer.fmt_short()),
+        Event::UsesChanged(v) => format!("uses: {}", accounting(v)),
         Event::Finished(o) => match o {
             Outcome::Contact(p) => format!("done: contact {}", p.fmt_short()),
             Outcome::DeviceLinked(p) => format!("done: device {} linked", p.fmt_short()),
             Outcome::RejectedByPeer { .. } => "done: the invitation was declined".into(),
             Outcome::RejectedByUs => "done: declined".into(),
             Outcome::Cancelled => "done: revoked".into(),
+            Outcome::MultiUseClosed(v) => format!("done: closed; {}", accounting(v)),
             Outcome::Failed(err) => format!("done: failed [{:?}] {err}", err.code()),
             other => format!("done: {other:?}"),
         },
         other => format!("{other:?}"),
     }
+}
+
+/// A multi-use invitation's accounting, one line.
+fn accounting(v: &UsesView) -> String {
+    let names: Vec<&str> = v.accepted.iter().map(|u| u.name.as_str()).collect();
+    let limit = v.limit.map_or("unlimited".to_owned(), |l| l.to_string());
+    let state = match v.closed {
+        Some(why) => format!("closed ({why:?})"),
+        None => format!("{} h left", v.time_left(driver::SystemClock.now_secs()).div_ceil(3600)),
+    };
+    format!(
+        "accepted {} of {limit} [{}], rejected {}, turned away {}, {state}",
+        v.used(),
+        names.join(", "),
+        v.rejected,
+        v.turned_away
+    )
 }
 
 fn conversation_fingerprint(c: &Contact) -> String {
@@ -587,8 +610,12 @@ async fn command(cli: &Cli, party: &mut Party) -> Res<()> {
             driver::save_identity(&store, &id).await?;
             party.p.say(format!("identity {} ({name}) published and saved", id.public_key().fmt_short()));
         }
-        Cmd::Invite { lock, message, expires_in, no_wait } => {
+        Cmd::Invite { lock, message, expires_in, no_wait, uses } => {
             let mut params = SendParams::new(party.identity()?);
+            params.uses = match uses.as_str() {
+                "unlimited" => Uses::Unlimited,
+                n => Uses::AtMost(n.parse().map_err(|_| "--uses takes a number or `unlimited`")?),
+            };
             params.message.clone_from(message);
             params.expires_in_secs = *expires_in;
             params.lock = lock_of(lock)?;
@@ -629,6 +656,9 @@ async fn command(cli: &Cli, party: &mut Party) -> Res<()> {
                     if f.locked { ", locked" } else { "" },
                     f.peer.map(|p| format!(", peer {}", p.fmt_short())).unwrap_or_default()
                 ));
+                if let Some(v) = &f.uses {
+                    party.p.say(format!("  uses: {}", accounting(v)));
+                }
                 if f.kind == FlowKind::Invitation && party.handle.ticket(f.id).await?.is_some() {
                     party.show_ticket(f.id).await?;
                 }
@@ -766,7 +796,7 @@ async fn receive_once(party: &mut Party, ticket: Ticket) -> Res<Option<FlowId>> 
 }
 
 fn ensure_contact<'a>(mut outcomes: impl Iterator<Item = &'a Outcome>) -> Res<()> {
-    match outcomes.find(|o| !o.is_contact()) {
+    match outcomes.find(|o| !o.is_success()) {
         None => Ok(()),
         Some(o) => Err(format!("no contact was made ({})", render(&Event::Finished(o.clone()))).into()),
     }

@@ -167,7 +167,7 @@ pub mod prelude {
     pub use crate::error::{Error, ErrorCode, ProtocolError};
     pub use crate::flow::{
         Event, FlowId, FlowKind, FlowView, InvitationView, LinkParams, Lock, Outcome, ReceiveParams, RequestId,
-        RequestInboxParams, RequestView, SendParams,
+        RequestInboxParams, RequestView, SendParams, UseView, Uses, UsesClosed, UsesView,
     };
     pub use crate::identity::{Identity, IdentityView};
     pub use crate::message::{InvitationKind, Profile};

@@ -403,3 +403,29 @@ async fn mu_6_an_acceptor_whose_record_cannot_be_opened_does_not_stall_the_invit
     assert_eq!((view.used(), view.closed), (1, None), "the forged claim spent no use");
     assert_eq!(alice.contacts().await.len(), 1);
 }
+
+/// MU-2: acceptors that chose the same slot, with every watch notification
+/// and nudge lost, so the inviter reads only the last claim of a slot: the
+/// others see their claim replaced on their next poll and write it again
+/// (the next slot), and every one of them is answered.
+#[tokio::test(start_paused = true)]
+async fn mu_2_a_claim_written_over_before_it_was_read_is_written_again() {
+    use contact_invite::dht::FaultConfig;
+    let net = MemoryNetwork::with_faults(7, FaultConfig::default());
+    let mut alice = party(&net, "alice").await;
+    let params = multi(&alice, Uses::Unlimited);
+    let (a_flow, ticket) = publish_invitation(&mut alice, params).await;
+    let n = 12;
+    let mut guests = parties(&net, n).await;
+    let flows = shown(&mut guests, &ticket).await;
+    net.set_faults(FaultConfig { lose_notification: 1.0, lose_nudge: 1.0, ..FaultConfig::default() });
+    for (g, f) in guests.iter().zip(&flows) {
+        g.handle.accept(*f).await.unwrap();
+    }
+    for (g, f) in guests.iter_mut().zip(&flows) {
+        assert!(finished(&mut g.events, *f).await.is_contact(), "{} has its contact", g.name);
+    }
+    assert_eq!(alice.contacts().await.len(), n);
+    let view = alice.handle.flows().await.unwrap().into_iter().find(|v| v.id == a_flow).unwrap().uses.unwrap();
+    assert_eq!(view.used() as usize, n);
+}

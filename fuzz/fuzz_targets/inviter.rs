@@ -1,13 +1,15 @@
 //! The inviter machine fed arbitrary inputs (DHT results with hostile values,
 //! forged responses, timers, commands), with invariants after each step;
 //! or an inviter waiting for a genuine response, fed hostile values first.
+//! A third of the runs from creation are multi-use invitations (claims in
+//! 8 slots, MU-*).
 #![no_main]
 #[path = "common.rs"]
 mod common;
 
 use common::*;
 use contact_invite::machine::{Flow, Inviter};
-use contact_invite::flow::SendParams;
+use contact_invite::flow::{SendParams, Uses};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|inputs: Vec<FuzzInput>| {
@@ -17,7 +19,11 @@ fuzz_target!(|inputs: Vec<FuzzInput>| {
         return drive_awaiting(inputs, machines::Side::Inviter);
     }
     let mut rng = <rand_chacha::ChaCha20Rng as rand_core::SeedableRng>::seed_from_u64(2);
-    let Ok((m, effects)) = Inviter::new(SendParams::new(identity().clone()), NOW_MS, &mut rng) else { return };
+    let mut params = SendParams::new(identity().clone());
+    if matches!(inputs.first(), Some(FuzzInput::Advance(ms)) if ms % 3 == 1) {
+        params.uses = Uses::AtMost(2);
+    }
+    let Ok((m, effects)) = Inviter::new(params, NOW_MS, &mut rng) else { return };
     check(&effects);
     let inbox = |f: &Flow| match f {
         Flow::Inviter(m) => m.inbox().unwrap_or([0; 32]),
