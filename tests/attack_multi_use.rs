@@ -81,3 +81,56 @@ async fn mu_attack_a_lagging_answer_record_read_after_the_close_does_not_split()
     assert_eq!(outcome, Outcome::Contact(alice.identity.public_key()), "the inviter holds guest1 as a contact");
     assert_eq!(g1.contacts().await.len(), 1);
 }
+
+/// The inviter's write of an accepted final status lands in the acceptor's
+/// answer record, but its acknowledgement is lost and the inviter's network
+/// then stays away for longer than an acceptor's turn. The acceptor reads
+/// "accepted" and makes the contact, so the inviter must not drop that use
+/// when the turn runs out: it keeps writing (as a one-time invitation does,
+/// until the acceptor stops waiting) and makes the contact too.
+#[tokio::test(start_paused = true)]
+async fn mu_attack_an_accept_whose_write_landed_is_not_dropped_when_the_turn_runs_out() {
+    let net = MemoryNetwork::new();
+    let mut alice = party(&net, "alice").await;
+    let params = multi(&alice, Uses::AtMost(3));
+    let (a_flow, ticket) = publish_invitation(&mut alice, params).await;
+    let mut g = party(&net, "guest").await;
+    let f = shown(&mut g, &ticket).await;
+
+    // The inviter's first read of the guest's identity record does not
+    // confirm it (a lagging node): it reads again 2 s later.
+    let id_record = g.identity.record_key().expect("published").clone();
+    let id_value = net.stored_value(id_record.opaque(), 0).expect("identity record").data;
+    net.tamper_value(id_record.opaque(), 0, vec![1, 2, 3]);
+    let before = slots(&net, &ticket.record);
+    g.handle.accept(f).await.unwrap();
+    wait_for(&mut g.events, "claim sent", |e| e.flow == f && matches!(e.event, Event::ResponseSent { .. })).await;
+    let record = slots(&net, &ticket.record)
+        .into_iter()
+        .filter(|c| !before.contains(c))
+        .find_map(|c| contact_invite::bench_internals::claim_record(&alice.identity, &ticket.record, &c))
+        .expect("the guest's claim, opened as the inviter");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(net.stored_value(record.opaque(), 0).is_none(), "not answered yet");
+    // The record reads right again; the final status's write will land with
+    // its acknowledgement lost, and the inviter goes offline right then.
+    net.set_faults(FaultConfig { lost_ack: 1.0, ..FaultConfig::default() });
+    net.tamper_value(id_record.opaque(), 0, id_value);
+    while net.stored_value(record.opaque(), 0).is_none() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    net.set_offline("alice", true);
+    net.set_faults(FaultConfig::default());
+    assert_eq!(finished(&mut g.events, f).await, Outcome::Contact(alice.identity.public_key()));
+
+    // Longer than a turn (120 s), then back.
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    net.set_offline("alice", false);
+    wait_for(&mut alice.events, "the guest counted", |e| {
+        e.flow == a_flow && matches!(&e.event, Event::UsesChanged(v) if v.used() == 1)
+    })
+    .await;
+    let ours = alice.contacts().await;
+    assert_eq!(ours.len(), 1, "the inviter holds the contact the guest holds");
+    assert_eq!(ours[0].conversation_key(), g.contacts().await[0].conversation_key());
+}
