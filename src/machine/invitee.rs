@@ -224,8 +224,10 @@ struct Answer {
     /// The invitation's subkey 0 holds a verified closing status: reads of
     /// our answer record started since then decide (MU-5).
     hub_closed: Option<FinalStatusKind>,
-    /// Reads of our answer record since `hub_closed` that found no answer.
-    #[serde(default)]
+    /// Reads of our answer record since `hub_closed` that found no answer
+    /// (not persisted, so the format-9 layout is unchanged: a restart only
+    /// reads again).
+    #[serde(skip)]
     closed_reads: u32,
 }
 
