@@ -388,6 +388,19 @@ pub fn claim_to_a_missing_record(
     inbox::seal_claim(&inviter.dh_public(), inbox, &forged, &mut OsRng).ok()
 }
 
+/// The answer record a multi-use claim (a slot's value) points to, opened
+/// with the inviter's identity (tests stage a lagging or hostile node on
+/// that record).
+pub fn claim_record(
+    inviter: &crate::identity::Identity,
+    inbox: &[u8; 32],
+    value: &[u8],
+) -> Option<crate::dht::RecordKey> {
+    use crate::message::inbox::{self, InboxValue};
+    let InboxValue::Claim { ephemeral, sealed } = inbox::decode_value(value).ok()? else { return None };
+    inbox::open_claim(&inviter.dh_secret(), inbox, &ephemeral, &sealed).ok().map(|c| c.record)
+}
+
 pub mod pin_attack {
     use rand_core::OsRng;
     use spake2::{Ed25519Group, Password as SpakePassword, Spake2};

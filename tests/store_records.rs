@@ -76,7 +76,9 @@ fn unreadable(key: &[u8], reason: UnreadableReason) -> UnreadableRecord {
 #[test]
 fn the_fixture_is_of_the_previous_formats() {
     assert_eq!(RECORD_FORMAT, 4, "a new record format: add a fixture of format 4 and a migration step");
-    assert_eq!(FLOW_RECORD_FORMAT, 8, "a new flow format: add a fixture of format 8 and a migration step");
+    assert_eq!(FLOW_RECORD_FORMAT, 9, "a new flow format: add a fixture of format 9 and a migration step");
+    assert!(FLOW_FIXTURE_8.starts_with("# FLOW_RECORD_FORMAT 8\n"));
+    assert_eq!(entries(FLOW_FIXTURE_8, Table::Flows)[0].1[0], 8);
     assert!(FLOW_FIXTURE_7.starts_with("# FLOW_RECORD_FORMAT 7\n"));
     assert_eq!(entries(FLOW_FIXTURE_7, Table::Flows)[0].1[0], 7);
     assert_eq!(entries(FLOW_FIXTURE_7, Table::IdentitySnapshots)[0].1[0], RECORD_FORMAT);

@@ -50,6 +50,16 @@ use crate::message::{FinalStatus, FinalStatusKind, InvitationKind, Profile, Resp
 /// How often the invitee re-reads the owner subkey for the final status.
 pub(crate) const POLL_INTERVAL_MS: u64 = 5_000;
 
+/// Multi-use (MU-5): reads of our answer record, each started after the
+/// invitation's closing status was seen, that must all find no answer for
+/// us before we conclude none will come. One read may lag the inviter's
+/// write (the answer is written before the invitation closes, but the two
+/// records live on different nodes).
+const CLOSED_READS: u32 = 3;
+
+/// Delay between those reads (ms).
+const CLOSED_RECHECK_MS: u64 = 2_000;
+
 /// Who answers: an identity (contact invitations) or a new device joining the
 /// inviter's identity (device links).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -87,6 +97,9 @@ enum Purpose {
     ReadHub,
     /// Multi-use: reading our claim's slot while waiting (overwritten?).
     ReadSlot,
+    /// Multi-use: reading our answer record after the invitation's closing
+    /// status was seen (MU-5; [`CLOSED_READS`] of them decide).
+    ReadClosed,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,9 +221,14 @@ struct Answer {
     moves: u32,
     /// The inviter's conversation record for us, from its final status.
     remote_conversation: Option<RecordKey>,
-    /// The invitation's subkey 0 holds a verified closing status: the next
-    /// read of our answer record decides (MU-5).
+    /// The invitation's subkey 0 holds a verified closing status: reads of
+    /// our answer record started since then decide (MU-5).
     hub_closed: Option<FinalStatusKind>,
+    /// Reads of our answer record since `hub_closed` that found no answer
+    /// (not persisted, so the format-9 layout is unchanged: a restart only
+    /// reads again).
+    #[serde(skip)]
+    closed_reads: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -773,6 +791,8 @@ impl Invitee {
                 self.end_err(err, out)
             }
             Purpose::ReadHub | Purpose::ReadSlot => {}
+            // Not evidence either way: read again.
+            Purpose::ReadClosed => self.read_closed_later(_now, out),
             // The hello could not be written: the attempt is dropped (it
             // never reached the inviter) and the PIN asked for again.
             Purpose::WriteHello => {
@@ -840,15 +860,8 @@ impl Invitee {
             }
             (Purpose::WriteClaim, DhtOutput::Set(newer)) => self.on_claim_written(newer, now, out),
             (Purpose::ReadHub, DhtOutput::Value(Some(v))) => self.on_hub_value(&v.data, out),
+            (Purpose::ReadClosed, DhtOutput::Value(v)) => self.on_closed_read(v, now, out),
             (Purpose::ReadSlot, DhtOutput::Value(v)) => self.on_slot_value(v.map(|v| v.data), out),
-            (Purpose::ReadFinal, DhtOutput::Value(v)) if self.hub_closed().is_some() => {
-                self.on_final_value(v, out);
-                // MU-5: closed, and our record holds no answer for us: no
-                // use was left for us.
-                if let (false, Some(k)) = (self.is_finished(), self.hub_closed()) {
-                    self.end(FinishedWith::Failed(closed_error(k)), out);
-                }
-            }
             (Purpose::WriteResponse, DhtOutput::Set(newer)) => self.on_response_written(newer, now, out),
             (Purpose::WriteHello, DhtOutput::Set(newer)) => self.on_hello_written(newer, out),
             (Purpose::ReadReply, DhtOutput::Value(Some(v))) => self.on_pin_owner_bytes(&v.data, now, rng, out),
@@ -1581,14 +1594,6 @@ impl Invitee {
         }
     }
 
-    /// The invitation's verified closing status, once read (multi-use).
-    fn hub_closed(&self) -> Option<FinalStatusKind> {
-        match &self.state {
-            State::AwaitingFinal { r, .. } => r.answer.as_ref().and_then(|a| a.hub_closed),
-            _ => None,
-        }
-    }
-
     /// Multi-use (MU-2): our answer, before anything is written: fresh keys
     /// for an answer record of the one-time inbox shape, a random claim
     /// slot, and the record's creation (local on Veilid).
@@ -1618,6 +1623,7 @@ impl Invitee {
             moves: 0,
             remote_conversation: None,
             hub_closed: None,
+            closed_reads: 0,
         }));
         self.ops.start(Purpose::CreateAnswer, create, out);
         out.insert(0, Effect::Persist);
@@ -1738,6 +1744,9 @@ impl Invitee {
     /// record is read once more and decides (MU-5). Anything else: ignored.
     fn on_hub_value(&mut self, data: &[u8], out: &mut Vec<Effect>) {
         let State::AwaitingFinal { r, .. } = &self.state else { return };
+        if r.answer.as_ref().is_none_or(|a| a.hub_closed.is_some()) {
+            return;
+        }
         let Ok(InboxValue::FinalStatus { sealed }) = inbox::decode_value(data) else { return };
         let keys = InboxKeys::derive(&r.secret, &self.core.record);
         let Ok(bytes) = inbox::open_final(&keys, &self.core.record, &sealed) else { return };
@@ -1751,11 +1760,41 @@ impl Invitee {
         let key = self.final_key(r);
         if let Some(a) = self.received_mut().and_then(|r| r.answer.as_mut()) {
             a.hub_closed = Some(fs.status);
+            a.closed_reads = 0;
         }
         out.push(Effect::Persist);
-        if !self.ops.has_pending(|p| *p == Purpose::ReadFinal) {
-            self.ops.start(Purpose::ReadFinal, DhtOp::Get { key, subkey: OWNER_SUBKEY }, out);
+        // A read already under way may have been answered before the
+        // inviter wrote our answer: only reads started from now count.
+        if !self.ops.has_pending(|p| *p == Purpose::ReadClosed) {
+            self.ops.start(Purpose::ReadClosed, DhtOp::Get { key, subkey: OWNER_SUBKEY }, out);
         }
+    }
+
+    /// A read of our answer record since the invitation closed (MU-5): an
+    /// answer for us decides as always; [`CLOSED_READS`] reads in a row
+    /// without one, [`CLOSED_RECHECK_MS`] apart, end the flow with the
+    /// closing status (our claim was never answered).
+    fn on_closed_read(&mut self, v: Option<ValueData>, now: u64, out: &mut Vec<Effect>) {
+        self.on_final_value(v, out);
+        let State::AwaitingFinal { r, accepted_final: false, .. } = &self.state else { return };
+        let Some(kind) = r.answer.as_ref().and_then(|a| a.hub_closed) else { return };
+        let Some(a) = self.received_mut().and_then(|r| r.answer.as_mut()) else { return };
+        a.closed_reads = a.closed_reads.saturating_add(1);
+        if a.closed_reads >= CLOSED_READS {
+            return self.end(FinishedWith::Failed(closed_error(kind)), out);
+        }
+        out.insert(0, Effect::Persist);
+        self.read_closed_later(now, out);
+    }
+
+    fn read_closed_later(&mut self, now: u64, out: &mut Vec<Effect>) {
+        let State::AwaitingFinal { r, .. } = &self.state else { return };
+        if self.ops.has_pending(|p| *p == Purpose::ReadClosed) {
+            return;
+        }
+        let key = self.final_key(r);
+        let read = DhtOp::Get { key, subkey: OWNER_SUBKEY };
+        self.ops.start_later(Purpose::ReadClosed, read, now.saturating_add(CLOSED_RECHECK_MS), out);
     }
 
     fn end_err(&mut self, e: Error, out: &mut Vec<Effect>) {

@@ -33,9 +33,12 @@ use crate::message::MultiUse;
 /// again once the queue has room.
 const MAX_QUEUED: usize = 64;
 
-/// How long one acceptor may hold the invitation's turn (writing its answer
-/// record, reading its identity record) before it is given up: a hostile
-/// acceptor cannot stall the others for longer (MU-6).
+/// How long one acceptor may hold the invitation's turn (opening and
+/// writing its answer record, reading its identity record) before it is
+/// given up: a hostile acceptor cannot stall the others for longer (MU-6).
+/// An accept's final status, once being written, is retried like a
+/// one-time invitation's instead (see `give_up_at`): only the inviter's own
+/// network failing keeps it waiting then.
 const USE_TURN_MS: u64 = 120_000;
 
 /// The terms a `SendParams::uses` asks for, or why they cannot be had.
@@ -182,10 +185,20 @@ impl Inviter {
     }
 
     /// Until when a final status is retried: the invitee's grace period, or
-    /// an acceptor's turn (MU-6).
+    /// an acceptor's turn (MU-6). Once an accept's final status is being
+    /// written, the turn no longer limits it: a write may land though the
+    /// network told us it failed, and the acceptor then makes the contact,
+    /// so the use is kept trying for as long as a one-time invitation's.
     pub(super) fn give_up_at(&self) -> u64 {
         let grace = self.core.expires_at.saturating_mul(1000) + FINAL_GRACE_MS;
-        self.current().map_or(grace, |c| grace.min(c.started_at.saturating_add(USE_TURN_MS)))
+        let accept_written = matches!(
+            &self.state,
+            State::Finalizing(_, f) if f.status == FinalStatusKind::Accepted && !f.final_value.is_empty()
+        );
+        match self.current() {
+            Some(c) if !accept_written => grace.min(c.started_at.saturating_add(USE_TURN_MS)),
+            _ => grace,
+        }
     }
 
     /// Opens a claim (sealed to our identity DH key) and verifies the
