@@ -429,3 +429,35 @@ async fn mu_2_a_claim_written_over_before_it_was_read_is_written_again() {
     let view = alice.handle.flows().await.unwrap().into_iter().find(|v| v.id == a_flow).unwrap().uses.unwrap();
     assert_eq!(view.used() as usize, n);
 }
+
+/// MU-9: slots are freed once their claims are taken, and an acceptor finds
+/// a free slot while it decides, so every acceptor of a long-lived
+/// invitation writes its claim in one round trip (before, from the 9th
+/// acceptor on, each walked past the 8 answered claims, then wrote over one).
+#[tokio::test(start_paused = true)]
+async fn mu_9_the_twentieth_acceptor_writes_its_claim_as_fast_as_the_first() {
+    let net = MemoryNetwork::new();
+    let mut alice = party(&net, "alice").await;
+    let params = multi(&alice, Uses::Unlimited);
+    let (_a_flow, ticket) = publish_invitation(&mut alice, params).await;
+    let mut guests = parties(&net, 20).await;
+    let mut trips = Vec::new();
+    for g in guests.iter_mut() {
+        let f = accept(g, &ticket).await;
+        let sent =
+            wait_for(&mut g.events, "sent", |e| e.flow == f && matches!(e.event, Event::ResponseSent { .. })).await;
+        trips.push(sent.round_trips);
+        assert!(finished(&mut g.events, f).await.is_contact());
+    }
+    assert_eq!(trips, vec![1; 20], "accept -> stored, per acceptor");
+    assert_eq!(alice.contacts().await.len(), 20);
+    // Every claim taken was freed: the slots hold the inviter's tombstones
+    // (~150 bytes), not claims (~8.5 KiB) for acceptors to walk past or write
+    // over (the last one's within a poll).
+    tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+    for s in 1..=8u32 {
+        if let Some(v) = net.stored_value(&ticket.record, s) {
+            assert!(v.data.len() < 1024, "slot {s} still holds a claim ({} bytes)", v.data.len());
+        }
+    }
+}

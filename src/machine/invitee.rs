@@ -97,6 +97,9 @@ enum Purpose {
     ReadHub,
     /// Multi-use: reading our claim's slot while waiting (overwritten?).
     ReadSlot,
+    /// Multi-use: while the user decides, finding a free claim slot (and
+    /// its sequence number, so the claim's write lands at once).
+    PeekSlot,
     /// Multi-use: reading our answer record after the invitation's closing
     /// status was seen (MU-5; [`CLOSED_READS`] of them decide).
     ReadClosed,
@@ -200,6 +203,10 @@ struct Received {
     /// Multi-use invitations: our answer record and claim (MU-2).
     #[serde(default)]
     answer: Option<Box<Answer>>,
+    /// Multi-use invitations, while the user decides: the claim slot found
+    /// free (empty or freed by the inviter) and how many were looked at.
+    #[serde(default)]
+    slot: Option<(u32, u32)>,
 }
 
 /// Our side of a multi-use invitation: the answer record we create (the
@@ -229,6 +236,11 @@ struct Answer {
     /// reads again).
     #[serde(skip)]
     closed_reads: u32,
+    /// Our claim is in no slot (every slot held a claim the inviter had not
+    /// taken yet, or ours was written over): each poll tries the next slot
+    /// until one is free (MU-9). The nudge still carried it.
+    #[serde(default)]
+    parked: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -790,7 +802,7 @@ impl Invitee {
             Purpose::CreateConversation | Purpose::WriteResponse | Purpose::CreateAnswer | Purpose::WriteClaim => {
                 self.end_err(err, out)
             }
-            Purpose::ReadHub | Purpose::ReadSlot => {}
+            Purpose::ReadHub | Purpose::ReadSlot | Purpose::PeekSlot => {}
             // Not evidence either way: read again.
             Purpose::ReadClosed => self.read_closed_later(_now, out),
             // The hello could not be written: the attempt is dropped (it
@@ -862,6 +874,7 @@ impl Invitee {
             (Purpose::ReadHub, DhtOutput::Value(Some(v))) => self.on_hub_value(&v.data, out),
             (Purpose::ReadClosed, DhtOutput::Value(v)) => self.on_closed_read(v, now, out),
             (Purpose::ReadSlot, DhtOutput::Value(v)) => self.on_slot_value(v.map(|v| v.data), out),
+            (Purpose::PeekSlot, DhtOutput::Value(v)) => self.peek_slot(Some(v.map(|v| v.data)), rng, out),
             (Purpose::WriteResponse, DhtOutput::Set(newer)) => self.on_response_written(newer, now, out),
             (Purpose::WriteHello, DhtOutput::Set(newer)) => self.on_hello_written(newer, out),
             (Purpose::ReadReply, DhtOutput::Value(Some(v))) => self.on_pin_owner_bytes(&v.data, now, rng, out),
@@ -1084,9 +1097,11 @@ impl Invitee {
             freshness: Freshness::Pending,
             fresh_reads: 0,
             answer: None,
+            slot: None,
         }));
         let mut ops_out = Vec::new();
         self.ops.start(Purpose::FreshnessOpen, DhtOp::Open { key: fresh_key, writer: None }, &mut ops_out);
+        self.peek_slot(None, rng, &mut ops_out);
         out.push(Effect::Persist);
         out.push(Effect::Emit(Event::InvitationReceived(view)));
         out.extend(ops_out);
@@ -1606,7 +1621,7 @@ impl Invitee {
         let owner = SigningKey::generate(&mut RngAdapter(rng));
         let writer = SigningKey::generate(&mut RngAdapter(rng));
         let slots = u32::from(terms.slots.max(1));
-        let slot = rng.next_u32() % slots;
+        let slot = r.slot.map_or_else(|| rng.next_u32() % slots, |(s, _)| s % slots);
         let schema =
             Schema { owner_subkeys: 1, members: vec![crate::dht::SchemaMember { key: writer.public(), subkeys: 1 }] };
         let create = DhtOp::Create { schema, owner: owner.clone(), secret: Some(secret.clone()) };
@@ -1621,6 +1636,7 @@ impl Invitee {
             response_done: false,
             claim_done: false,
             moves: 0,
+            parked: false,
             remote_conversation: None,
             hub_closed: None,
             closed_reads: 0,
@@ -1664,24 +1680,45 @@ impl Invitee {
     }
 
     /// Our claim's write came back. Another acceptor's claim in that slot
-    /// is not overwritten: the next slot is tried, a bounded number of
-    /// times; then we wait, and the slot checks while waiting go on (MU-2).
+    /// is not written over: the next slot is tried, each once; a slot the
+    /// inviter freed is written again at once (the write now knows its
+    /// sequence number). With every slot holding a claim not yet taken, the
+    /// claim is parked: it went to the inviter with the nudge, and the polls
+    /// while we wait write it once a slot is free (MU-2, MU-9).
     fn on_claim_written(&mut self, newer: Option<ValueData>, now: u64, out: &mut Vec<Effect>) {
-        let State::Responding { r, .. } = &self.state else { return };
+        let (r, waiting) = match &self.state {
+            State::Responding { r, .. } => (r, false),
+            State::AwaitingFinal { r, .. } => (r, true),
+            _ => return,
+        };
         let Some(a) = r.answer.as_ref() else { return };
         let Some(claim) = a.claim.clone() else { return };
         let hub = self.inbox_key(&r.secret);
         let hub_writer = r.writer.clone();
+        let freed = newer.as_ref().is_some_and(|v| self.is_freed_slot(r, &v.data));
         let taken = newer.is_some_and(|v| v.data != claim);
         let Some(a) = self.received_mut().and_then(|r| r.answer.as_mut()) else { return };
-        if taken && a.moves < 2 * a.slots {
+        if waiting {
+            // A write from a poll: landed, or parked until the next poll.
+            a.parked = taken;
+            if taken && !freed {
+                a.slot = (a.slot + 1) % a.slots;
+            }
+            out.insert(0, Effect::Persist);
+            return;
+        }
+        let retry = (freed && a.moves < 2 * a.slots) || (taken && !freed && a.moves + 1 < a.slots);
+        if taken && retry {
             a.moves += 1;
-            a.slot = (a.slot + 1) % a.slots;
+            if !freed {
+                a.slot = (a.slot + 1) % a.slots;
+            }
             let set = DhtOp::Set { key: hub, subkey: 1 + a.slot, data: claim, writer: hub_writer };
             self.ops.start(Purpose::WriteClaim, set, out);
             out.insert(0, Effect::Persist);
             return;
         }
+        a.parked = taken;
         a.claim_done = true;
         self.on_claim_progress(now, out);
     }
@@ -1714,27 +1751,78 @@ impl Invitee {
         self.maybe_final(out);
     }
 
-    /// Our claim's slot while we wait (multi-use): another acceptor may have
-    /// written over it before the inviter read it (two acceptors chose the
-    /// same slot, and the watch and nudge were both lost). Then our claim is
-    /// written again, to the next slot, a bounded number of times (MU-2):
-    /// the inviter answers a claim once however often it reads it (MU-4).
+    /// Multi-use, while the user decides (MU-9): read a random claim slot
+    /// (`read`: `None`, start; `Some(value)`, what the last read found); an
+    /// occupied one (someone's claim not yet taken) moves on to the next,
+    /// each slot at most once. The read also tells our copy the slot's
+    /// sequence number, so the claim written on accept lands at once.
+    fn peek_slot(&mut self, read: Option<Option<Vec<u8>>>, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        let State::Deciding(r) = &self.state else { return };
+        let Some(terms) = r.invitation.content().multi_use else { return };
+        let slots = u32::from(terms.slots.max(1));
+        let free = match &read {
+            None => false,
+            Some(None) => true,
+            Some(Some(v)) => self.is_freed_slot(r, v),
+        };
+        let hub = self.inbox_key(&r.secret);
+        let next = match (r.slot, read.is_some()) {
+            (None, _) => (rng.next_u32() % slots, 0),
+            (Some((s, n)), true) if !free && n + 1 < slots => ((s + 1) % slots, n + 1),
+            _ => return,
+        };
+        if let State::Deciding(r) = &mut self.state {
+            r.slot = Some(next);
+        }
+        self.ops.start(Purpose::PeekSlot, DhtOp::Get { key: hub, subkey: 1 + next.0 }, out);
+    }
+
+    /// A claim slot freed by the inviter: a tombstone verifying under its
+    /// device key for this invitation (MU-9). Anything else in a slot is a
+    /// claim (someone's) or junk.
+    fn is_freed_slot(&self, r: &Received, data: &[u8]) -> bool {
+        let c = r.invitation.content();
+        matches!(inbox::decode_value(data), Ok(InboxValue::Tombstone(t))
+            if t.verify(&c.device_key, &c.inbox_key, r.invitation.hash()).is_ok())
+    }
+
+    /// Our claim's slot, read on each poll while we wait (multi-use): the
+    /// inviter's tombstone there means it took our claim; another claim
+    /// there means ours was written over before it was read (or is parked):
+    /// then each poll looks at the next slot and writes our claim into the
+    /// first free one (MU-2, MU-9). The inviter answers a claim once however
+    /// often it reads it (MU-4). One read (and at most one write) per poll.
     fn on_slot_value(&mut self, v: Option<Vec<u8>>, out: &mut Vec<Effect>) {
         let State::AwaitingFinal { r, accepted_final: false, .. } = &self.state else { return };
         let Some(a) = &r.answer else { return };
         let Some(claim) = a.claim.clone() else { return };
-        if v.as_ref() == Some(&claim) || a.hub_closed.is_some() || a.moves >= 2 * a.slots {
+        if a.hub_closed.is_some() || self.ops.has_pending(|p| *p == Purpose::WriteClaim) {
             return;
         }
+        let ours = v.as_ref() == Some(&claim);
+        // The inviter's tombstone where our claim was: it took our claim and
+        // freed the slot (MU-9).
+        let freed = v.as_ref().is_some_and(|v| self.is_freed_slot(r, v));
+        let parked = a.parked;
         let hub = self.inbox_key(&r.secret);
         let writer = r.writer.clone();
         let Some(a) = self.received_mut().and_then(|r| r.answer.as_mut()) else { return };
-        a.moves += 1;
-        if v.is_some() {
-            a.slot = (a.slot + 1) % a.slots;
+        match (parked, ours, freed, v.is_none()) {
+            (_, true, ..) => a.parked = false,
+            (false, _, true, _) => return,
+            // A free slot: write our claim there.
+            (true, _, true, _) | (_, _, _, true) => {
+                a.parked = true;
+                let set = DhtOp::Set { key: hub, subkey: 1 + a.slot, data: claim, writer };
+                self.ops.start(Purpose::WriteClaim, set, out);
+            }
+            // Someone's claim: ours was written over (or we are parked):
+            // the next poll looks at the next slot.
+            _ => {
+                a.parked = true;
+                a.slot = (a.slot + 1) % a.slots;
+            }
         }
-        let set = DhtOp::Set { key: hub, subkey: 1 + a.slot, data: claim, writer };
-        self.ops.start(Purpose::WriteClaim, set, out);
         out.insert(0, Effect::Persist);
     }
 

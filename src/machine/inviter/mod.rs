@@ -131,6 +131,11 @@ enum Purpose {
     Forget,
     /// Multi-use: opening an acceptor's answer record to write its final status.
     OpenUse,
+    /// Multi-use: reading claim slot `n` (a poll).
+    ReadSlot(u32),
+    /// Multi-use: writing a tombstone over a claim slot whose claim is
+    /// queued or answered (the slot is free again, MU-9).
+    FreeSlot,
 }
 
 /// A request to a known address: after the invitation is published, its
@@ -809,10 +814,10 @@ impl Inviter {
                     Timer::Poll => {
                         if let State::Waiting(p) = &self.state {
                             let key = p.inbox.clone();
-                            if !self.ops.has_pending(|x| *x == Purpose::ReadResponse) {
+                            if !self.ops.has_pending(|x| matches!(x, Purpose::ReadResponse | Purpose::ReadSlot(_))) {
                                 for subkey in self.response_subkeys() {
                                     let get = DhtOp::Get { key: key.clone(), subkey };
-                                    self.ops.start(Purpose::ReadResponse, get, &mut out);
+                                    self.ops.start(self.read_purpose(subkey), get, &mut out);
                                 }
                             }
                             let at = self.next_poll_at(now, rng);
@@ -840,7 +845,7 @@ impl Inviter {
                     if let (Some(v), Some(first)) = (value, subkeys.first())
                         && watched.contains(first)
                     {
-                        self.on_claim(&v.data, now, rng, &mut out);
+                        self.on_claim_at(subkeys.first().copied(), &v.data, now, rng, &mut out);
                     }
                     return out;
                 }
@@ -848,7 +853,12 @@ impl Inviter {
                     if &record != p.inbox.opaque() {
                         return out;
                     }
-                    if subkeys.first().is_some_and(|s| watched.contains(s)) && value.is_some() {
+                    if let (Some(first), Some(v), true) = (subkeys.first(), &value, self.multi.is_some())
+                        && watched.contains(first)
+                    {
+                        // A multi-use claim, with the slot it is in.
+                        self.on_claim_at(Some(*first), &v.data, now, rng, &mut out);
+                    } else if subkeys.first().is_some_and(|s| watched.contains(s)) && value.is_some() {
                         // The notification carries the value: no read needed.
                         self.on_response_value(value, now, rng, &mut out);
                     } else if subkeys.iter().any(|s| watched.contains(s)) && now >= self.rewatch.next_at {
@@ -863,13 +873,10 @@ impl Inviter {
                             let watch = DhtOp::Watch { key: key.clone(), subkeys: watched.clone() };
                             self.ops.start(Purpose::Watch, watch, &mut out);
                         }
-                        if !self.ops.has_pending(|x| *x == Purpose::ReadResponse) {
+                        if !self.ops.has_pending(|x| matches!(x, Purpose::ReadResponse | Purpose::ReadSlot(_))) {
                             for subkey in watched {
-                                self.ops.start(
-                                    Purpose::ReadResponse,
-                                    DhtOp::Get { key: key.clone(), subkey },
-                                    &mut out,
-                                );
+                                let get = DhtOp::Get { key: key.clone(), subkey };
+                                self.ops.start(self.read_purpose(subkey), get, &mut out);
                             }
                         }
                     }
@@ -891,7 +898,8 @@ impl Inviter {
             // Reading a response, watching, freshness and cleanup failures are
             // not fatal. A reply that could not be written: the invitee's
             // next hello (it keeps waiting, then asks again) is answered.
-            Purpose::ReadResponse | Purpose::Watch | Purpose::WriteReply => {}
+            Purpose::ReadResponse | Purpose::Watch | Purpose::WriteReply | Purpose::ReadSlot(_) | Purpose::FreeSlot => {
+            }
             // FRESH-3: a failed read is not fresh: read again, then fail closed.
             Purpose::FreshnessOpen | Purpose::FreshnessGet => {
                 let unreachable = matches!(err, Error::Protocol(ProtocolError::RetriesExhausted { .. }));
@@ -1045,6 +1053,9 @@ impl Inviter {
             (Purpose::Watch, _) => {}
             (Purpose::WriteReply, DhtOutput::Set(newer)) => self.on_reply_written(newer, out),
             (Purpose::ReadResponse, DhtOutput::Value(v)) => self.on_response_value(v, now, rng, out),
+            (Purpose::ReadSlot(slot), DhtOutput::Value(Some(v))) => {
+                self.on_claim_at(Some(slot), &v.data, now, rng, out)
+            }
             (Purpose::WriteFinal, DhtOutput::Set(newer)) => {
                 let writer = self.final_writer();
                 let in_use = self.use_in_progress();

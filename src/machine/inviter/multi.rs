@@ -33,6 +33,10 @@ use crate::message::MultiUse;
 /// again once the queue has room.
 const MAX_QUEUED: usize = 64;
 
+/// Turns one claim may take before it is dropped: its answer record could
+/// not be opened or written (a network fault, or a record nobody can open).
+const USE_TRIES: u32 = 3;
+
 /// How long one acceptor may hold the invitation's turn (opening and
 /// writing its answer record, reading its identity record) before it is
 /// given up: a hostile acceptor cannot stall the others for longer (MU-6).
@@ -70,7 +74,7 @@ pub(super) struct Multi {
     answered: Vec<[u8; 32]>,
     /// Claims waiting their turn, with their response's name; opened and
     /// verified again when taken.
-    queue: VecDeque<([u8; 32], Vec<u8>)>,
+    queue: VecDeque<([u8; 32], Vec<u8>, u32)>,
     /// The acceptor being answered.
     current: Option<Box<CurrentUse>>,
     /// Closing once no acceptor is being answered: revoked, expired, or
@@ -90,8 +94,11 @@ struct CurrentUse {
     conversation_owner: KeySeed,
     record: RecordKey,
     status: FinalStatusKind,
-    /// The claim as read (verified again when answered).
+    /// The claim as read (verified again when answered), its response's
+    /// name, and the turns it took before this one.
     claim: Vec<u8>,
+    hash: [u8; 32],
+    tries: u32,
     name: String,
     conversation: Option<RecordKey>,
     opened: bool,
@@ -233,9 +240,30 @@ impl Inviter {
         Ok((claim, resp, p))
     }
 
-    /// A claim read from a slot (watch, nudge or poll): verified, then
-    /// queued once (MU-4). Anything that does not verify is ignored.
+    /// A claim that arrived by nudge (its slot unknown to our copy).
     pub(super) fn on_claim(&mut self, data: &[u8], now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
+        self.on_claim_at(None, data, now, rng, out);
+    }
+
+    /// What a poll of subkey `subkey` is for.
+    pub(super) fn read_purpose(&self, subkey: u32) -> Purpose {
+        if self.multi.is_some() { Purpose::ReadSlot(subkey) } else { Purpose::ReadResponse }
+    }
+
+    /// A claim read from slot `slot` (watch or poll; `None`: a nudge):
+    /// verified, then queued once (MU-4). Anything that does not verify is
+    /// ignored. Once the claim is queued or known (or the value is junk),
+    /// a slot read from our copy is freed: a signed tombstone goes over it,
+    /// which acceptors write over (MU-9). A claim that is not persisted yet
+    /// (queue full, closing) stays where it is.
+    pub(super) fn on_claim_at(
+        &mut self,
+        slot: Option<u32>,
+        data: &[u8],
+        now: u64,
+        rng: &mut dyn Rng,
+        out: &mut Vec<Effect>,
+    ) {
         let Some(hub) = self.hub().cloned() else { return };
         let Some(m) = &self.multi else { return };
         if m.close.is_some() || m.queue.len() >= MAX_QUEUED {
@@ -243,21 +271,33 @@ impl Inviter {
         }
         let hash = match self.open_use_claim(&hub, data, now) {
             Ok((_, resp, _)) => *resp.hash(),
+            // A freed slot: nothing to do.
+            Err(_) if matches!(inbox::decode_value(data), Ok(InboxValue::Tombstone(_))) => return,
             Err(e) => {
-                // An empty slot's tombstone is not worth an event.
-                if !matches!(inbox::decode_value(data), Ok(InboxValue::Tombstone(_))) {
-                    out.push(Effect::Emit(Event::ResponseIgnored { reason: e.code() }));
-                }
-                return;
+                out.push(Effect::Emit(Event::ResponseIgnored { reason: e.code() }));
+                return self.free_slot(&hub, slot, now, out);
             }
         };
         let Some(m) = &mut self.multi else { return };
-        if m.answered.contains(&hash) || m.queue.iter().any(|(h, _)| *h == hash) {
-            return;
+        if m.answered.contains(&hash) || m.queue.iter().any(|(h, ..)| *h == hash) {
+            return self.free_slot(&hub, slot, now, out);
         }
-        m.queue.push_back((hash, data.to_vec()));
+        m.queue.push_back((hash, data.to_vec(), 0));
+        // Persisted (with the claim) before its slot is freed.
         out.push(Effect::Persist);
+        self.free_slot(&hub, slot, now, out);
         self.start_next_use(now, rng, out);
+    }
+
+    /// Writes our signed tombstone over claim slot `slot` of the
+    /// invitation's inbox (with its writer key), so the next acceptor can
+    /// take it without walking past answered claims (MU-9).
+    fn free_slot(&mut self, hub: &Published, slot: Option<u32>, now: u64, out: &mut Vec<Effect>) {
+        let Some(slot) = slot else { return };
+        let data =
+            inbox::tombstone(self.core.identity.device_key(), hub.inbox.opaque(), &hub.invitation_hash, secs(now));
+        let set = DhtOp::Set { key: hub.inbox.clone(), subkey: slot, data, writer: self.core.writer() };
+        self.ops.start(Purpose::FreeSlot, set, out);
     }
 
     /// Takes the next claim if no acceptor is being answered; closes the
@@ -270,7 +310,7 @@ impl Inviter {
             if m.current.is_some() {
                 return;
             }
-            let Some((hash, data)) = m.queue.pop_front() else {
+            let Some((hash, data, tries)) = m.queue.pop_front() else {
                 if let Some(kind) = m.close {
                     self.finalize(hub, kind, None, now, rng, out);
                 }
@@ -314,6 +354,8 @@ impl Inviter {
                 record: claim.record.clone(),
                 status,
                 claim: data,
+                hash,
+                tries,
                 name,
                 conversation: None,
                 opened: false,
@@ -439,11 +481,20 @@ impl Inviter {
         self.start_next_use(now, rng, out);
     }
 
-    /// The acceptor being answered cannot be (its record cannot be opened
-    /// or written, its claim no longer verifies): its use is dropped, not
-    /// counted, and the next claim is taken (MU-6).
+    /// The acceptor being answered cannot be now (its record cannot be
+    /// opened or written, its claim no longer verifies): no use is counted,
+    /// the claim goes to the back of the queue (at most [`USE_TRIES`] turns
+    /// in all, then it is dropped), and the next claim is taken (MU-6).
     pub(super) fn abandon_use(&mut self, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
-        let Some(c) = self.multi.as_mut().and_then(|m| m.current.take()) else { return };
+        let Some(m) = self.multi.as_mut() else { return };
+        let Some(c) = m.current.take() else { return };
+        // A fault may have been passing: the claim goes to the back of the
+        // queue, a bounded number of times (its slot was freed: it would not
+        // be read again).
+        if c.tries + 1 < USE_TRIES && m.queue.len() < MAX_QUEUED {
+            m.answered.retain(|h| *h != c.hash);
+            m.queue.push_back((c.hash, c.claim.clone(), c.tries + 1));
+        }
         self.pending_failure = None;
         self.ops.clear(out);
         let mut forget = vec![c.record.clone()];
