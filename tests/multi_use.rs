@@ -461,3 +461,33 @@ async fn mu_9_the_twentieth_acceptor_writes_its_claim_as_fast_as_the_first() {
         }
     }
 }
+
+/// MU-6: the answer record cannot be opened for a while (no node answers):
+/// the turn is given up, and the claim, whose slot was already freed, is
+/// taken again later instead of being dropped for good (the simulator found
+/// an honest acceptor left waiting until expiry).
+#[tokio::test(start_paused = true)]
+async fn mu_6_a_turn_lost_to_a_passing_fault_is_taken_again() {
+    use contact_invite::dht::FaultConfig;
+    let net = MemoryNetwork::with_faults(11, FaultConfig::default());
+    let mut alice = party(&net, "alice").await;
+    let params = multi(&alice, Uses::AtMost(2));
+    let (a_flow, ticket) = publish_invitation(&mut alice, params).await;
+    let mut guests = parties(&net, 1).await;
+    let g = &mut guests[0];
+    alice.handle.shutdown().await;
+    let f = accept(g, &ticket).await;
+    wait_for(&mut g.events, "sent", |e| e.flow == f && matches!(e.event, Event::ResponseSent { .. })).await;
+    // Every open of a record one does not hold finds nothing while Alice
+    // comes back and takes the claim.
+    net.set_faults(FaultConfig { open_not_found: 1.0, ..FaultConfig::default() });
+    alice.restart(&net).await;
+    wait_for(&mut alice.events, "turn given up", |e| {
+        e.flow == a_flow
+            && matches!(e.event, Event::ResponseIgnored { reason: contact_invite::error::ErrorCode::Dht(_) })
+    })
+    .await;
+    net.set_faults(FaultConfig::default());
+    assert!(finished(&mut g.events, f).await.is_contact());
+    assert_eq!(alice.contacts().await.len(), 1);
+}

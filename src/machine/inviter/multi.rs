@@ -31,7 +31,7 @@ use crate::message::MultiUse;
 
 /// Most claims waiting their turn; more stay in their slots and are read
 /// again once the queue has room.
-const MAX_QUEUED: usize = 64;
+const MAX_QUEUED: usize = 16;
 
 /// Turns one claim may take before it is dropped: its answer record could
 /// not be opened or written (a network fault, or a record nobody can open).
