@@ -807,7 +807,7 @@ impl Invitee {
             Purpose::ReadClosed => self.read_closed_later(_now, out),
             // The hello could not be written: the attempt is dropped (it
             // never reached the inviter) and the PIN asked for again.
-            Purpose::WriteHello => {
+            Purpose::WriteHello if matches!(self.state, State::Pin(_)) => {
                 if let State::Pin(f) = &mut self.state {
                     f.attempt = None;
                 }
@@ -816,6 +816,10 @@ impl Invitee {
                 out.push(Effect::Persist);
                 out.push(Effect::Emit(Event::PasswordRequired { pin: true }));
             }
+            // The attempt was answered meanwhile (its reply read from subkey
+            // 0): the hello no longer matters; a response held back for it
+            // goes now (PIN-11).
+            Purpose::WriteHello => self.respond(_now, _rng, out),
             Purpose::Watch | Purpose::ReadFinal | Purpose::Forget | Purpose::ReadReply => {}
         }
     }
@@ -876,7 +880,13 @@ impl Invitee {
             (Purpose::ReadSlot, DhtOutput::Value(v)) => self.on_slot_value(v.map(|v| v.data), out),
             (Purpose::PeekSlot, DhtOutput::Value(v)) => self.peek_slot(Some(v.map(|v| v.data)), rng, out),
             (Purpose::WriteResponse, DhtOutput::Set(newer)) => self.on_response_written(newer, now, out),
-            (Purpose::WriteHello, DhtOutput::Set(newer)) => self.on_hello_written(newer, out),
+            (Purpose::WriteHello, DhtOutput::Set(newer)) => {
+                self.on_hello_written(newer, out);
+                // PIN-11: a response held back for this write goes now.
+                if matches!(self.state, State::Responding { value: None, .. }) {
+                    self.respond(now, rng, out);
+                }
+            }
             (Purpose::ReadReply, DhtOutput::Value(Some(v))) => self.on_pin_owner_bytes(&v.data, now, rng, out),
             (Purpose::ReadFinal, DhtOutput::Value(v)) => self.on_final_value(v, out),
             _ => {}
@@ -1131,6 +1141,12 @@ impl Invitee {
 
     fn write_response(&mut self, now: u64, rng: &mut dyn Rng, out: &mut Vec<Effect>) {
         let State::Responding { r, accept, conversation, value } = &self.state else { return };
+        // PIN-11: our own hello still being written (retried after a
+        // failure) would land over the response in subkey 1, and the
+        // inviter would never see it: the response waits for that write.
+        if self.ops.has_pending(|p| *p == Purpose::WriteHello) {
+            return;
+        }
         // FRESH-4: written once, and only once the inviter's device is
         // confirmed current and (accepting a contact) our conversation exists.
         if value.is_some()
