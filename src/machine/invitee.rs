@@ -1260,14 +1260,29 @@ impl Invitee {
             out.push(Effect::Nudge { to, nudge });
         }
         let (r, accept, hash) = (r.clone(), *accept, *hash);
-        out.push(Effect::Emit(Event::ResponseSent { accepted: accept }));
         let conversation = conversation.clone();
         if accept && conversation.is_none() && !self.is_link() {
+            out.push(Effect::Emit(Event::ResponseSent { accepted: accept }));
             return self.end_err(Error::ApiMisuse("accept without conversation"), out);
         }
-        // FRESH-6: after a reject too, wait for the final status (watch and
-        // poll) as after an accept, so DHT nodes see the same operations.
-        let key = self.inbox_key(&r.secret);
+        self.await_final(r, accept, conversation, hash, now, out);
+    }
+
+    /// Our response is stored: tell the app, and wait for the final status
+    /// where it will be written (the inbox; a multi-use invitation: our
+    /// answer record), by watch and poll. FRESH-6: after a reject too, as
+    /// after an accept, so DHT nodes see the same operations.
+    fn await_final(
+        &mut self,
+        r: Box<Received>,
+        accept: bool,
+        conversation: Option<RecordKey>,
+        hash: [u8; 32],
+        now: u64,
+        out: &mut Vec<Effect>,
+    ) {
+        out.push(Effect::Emit(Event::ResponseSent { accepted: accept }));
+        let key = self.final_key(&r);
         let give_up = r.invitation.content().expires_at * 1000 + FINAL_GRACE_MS;
         self.state =
             State::AwaitingFinal { r, conversation, response_hash: hash, accepted_final: false, rejected: !accept };
@@ -1748,23 +1763,13 @@ impl Invitee {
             out.insert(0, Effect::Persist);
             return;
         }
-        let (Some(record), Some(claim)) = (a.record.clone(), a.claim.clone()) else { return };
+        let Some(claim) = a.claim.clone() else { return };
         if let Some(to) = r.invitation.content().reply_to.clone() {
             let nudge = Nudge { record: self.core.record, subkey: 1 + a.slot, value: claim };
             out.push(Effect::Nudge { to, nudge });
         }
         let (r, accept, hash, conversation) = (r.clone(), *accept, *hash, conversation.clone());
-        out.push(Effect::Emit(Event::ResponseSent { accepted: accept }));
-        let give_up = r.invitation.content().expires_at * 1000 + FINAL_GRACE_MS;
-        self.state =
-            State::AwaitingFinal { r, conversation, response_hash: hash, accepted_final: false, rejected: !accept };
-        let mut ops_out = Vec::new();
-        self.ops.start(Purpose::Watch, DhtOp::Watch { key: record, subkeys: vec![OWNER_SUBKEY] }, &mut ops_out);
-        self.ops.set_timer(Timer::Poll, now + POLL_INTERVAL_MS, &mut ops_out);
-        self.ops.set_timer(Timer::Expiry, give_up, &mut ops_out);
-        out.insert(0, Effect::Persist);
-        out.extend(ops_out);
-        self.maybe_final(out);
+        self.await_final(r, accept, conversation, hash, now, out);
     }
 
     /// Multi-use, while the user decides (MU-9): read a random claim slot
