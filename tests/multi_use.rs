@@ -37,6 +37,28 @@ fn no_uses_left(o: &Outcome) -> bool {
     matches!(o, Outcome::Failed(Error::Protocol(ProtocolError::NoUsesLeft)))
 }
 
+/// The accounting of `flow` as `p`'s app lists it (`Handle::flows`).
+async fn uses_of(p: &Party, flow: FlowId) -> UsesView {
+    p.handle.flows().await.unwrap().into_iter().find(|v| v.id == flow).and_then(|v| v.uses).expect("a multi-use flow")
+}
+
+/// A ticket holder's hand on the invitation's inbox: a DHT handle with the
+/// inbox open under the writer key every ticket holder gets from the request.
+async fn ticket_holder(
+    net: &MemoryNetwork,
+    ticket: &contact_invite::encoding::Ticket,
+) -> (contact_invite::dht::MemoryDht, contact_invite::dht::RecordKey, contact_invite::crypto::SigningKey) {
+    use contact_invite::dht::Dht;
+    let request = net.stored_value(&ticket.record, 0).expect("the request");
+    let writer =
+        contact_invite::bench_internals::request_writer(ticket, &request.data).expect("a ticket holder's writer");
+    let contact_invite::encoding::TicketSecret::Plain(secret) = &ticket.secret else { unreachable!() };
+    let key = contact_invite::dht::RecordKey::new(ticket.record, Some(secret.inbox_secret()));
+    let hand = dht(net, "mallory");
+    hand.open_record(&key, Some(&writer)).await.unwrap();
+    (hand, key, writer)
+}
+
 async fn last_uses(p: &mut Party, flow: FlowId) -> UsesView {
     match finished(&mut p.events, flow).await {
         Outcome::MultiUseClosed(v) => v,
@@ -50,7 +72,7 @@ async fn mu_1_each_acceptor_becomes_a_contact_until_the_limit() {
     let mut alice = party(&net, "alice").await;
     let params = multi(&alice, Uses::AtMost(2));
     let (a_flow, ticket) = publish_invitation(&mut alice, params).await;
-    let view = alice.handle.flows().await.unwrap().into_iter().find(|f| f.id == a_flow).unwrap().uses.unwrap();
+    let view = uses_of(&alice, a_flow).await;
     assert_eq!((view.limit, view.used(), view.remaining()), (Some(2), 0, Some(2)));
 
     let mut guests = parties(&net, 3).await;
@@ -244,14 +266,8 @@ async fn mu_4_a_replayed_claim_is_answered_once() {
     // A ticket holder copies guest0's claim into every slot.
     let slots: Vec<u32> = (1..=8).collect();
     let claim = slots.iter().find_map(|s| net.stored_value(&ticket.record, *s)).expect("the claim in its slot");
-    let request = net.stored_value(&ticket.record, 0).expect("the request");
-    let writer =
-        contact_invite::bench_internals::request_writer(&ticket, &request.data).expect("a ticket holder's writer");
-    let mallory = dht(&net, "mallory");
-    let contact_invite::encoding::TicketSecret::Plain(secret) = &ticket.secret else { unreachable!() };
-    let key = contact_invite::dht::RecordKey::new(ticket.record, Some(secret.inbox_secret()));
+    let (mallory, key, writer) = ticket_holder(&net, &ticket).await;
     use contact_invite::dht::Dht;
-    mallory.open_record(&key, Some(&writer)).await.unwrap();
     for s in &slots {
         let _ = mallory.set_value(&key, *s, claim.data.clone(), Some(&writer)).await;
     }
@@ -261,7 +277,7 @@ async fn mu_4_a_replayed_claim_is_answered_once() {
     let again = alice.contacts().await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].local_conversation.opaque(), first[0].local_conversation.opaque());
-    let view = alice.handle.flows().await.unwrap().into_iter().find(|v| v.id == a_flow).unwrap().uses.unwrap();
+    let view = uses_of(&alice, a_flow).await;
     assert_eq!(view.used(), 1);
     // The invitation still works for someone new.
     let f = accept(&mut guests[1], &ticket).await;
@@ -373,13 +389,8 @@ async fn mu_6_an_acceptor_whose_record_cannot_be_opened_does_not_stall_the_invit
         .expect("mallory's claim in its slot");
     let forged = contact_invite::bench_internals::claim_to_a_missing_record(&honest, &alice.identity, &ticket.record)
         .expect("a forged claim");
-    let request = net.stored_value(&ticket.record, 0).expect("the request");
-    let writer = contact_invite::bench_internals::request_writer(&ticket, &request.data).unwrap();
-    let contact_invite::encoding::TicketSecret::Plain(secret) = &ticket.secret else { unreachable!() };
-    let key = contact_invite::dht::RecordKey::new(ticket.record, Some(secret.inbox_secret()));
+    let (mallory, key, writer) = ticket_holder(&net, &ticket).await;
     use contact_invite::dht::Dht;
-    let mallory = dht(&net, "mallory-hand");
-    mallory.open_record(&key, Some(&writer)).await.unwrap();
     // The first write learns the slot's sequence number; the second lands.
     let _ = mallory.set_value(&key, slot, forged.clone(), Some(&writer)).await.unwrap();
     assert!(mallory.set_value(&key, slot, forged, Some(&writer)).await.unwrap().is_none());
@@ -426,7 +437,7 @@ async fn mu_2_a_claim_written_over_before_it_was_read_is_written_again() {
         assert!(finished(&mut g.events, *f).await.is_contact(), "{} has its contact", g.name);
     }
     assert_eq!(alice.contacts().await.len(), n);
-    let view = alice.handle.flows().await.unwrap().into_iter().find(|v| v.id == a_flow).unwrap().uses.unwrap();
+    let view = uses_of(&alice, a_flow).await;
     assert_eq!(view.used() as usize, n);
 }
 
